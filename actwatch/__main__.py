@@ -1,0 +1,3 @@
+from actwatch.cli.main import main
+
+main()

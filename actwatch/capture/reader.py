@@ -1,0 +1,486 @@
+"""One camera reader per source: a thread that keeps the newest decoded frame ready for the tracker.
+
+:class:`CameraReader` opens a :class:`~actwatch.capture.sources.SourceSpec` with OpenCV (FFmpeg),
+reads frames and puts them on ``reader.frames``, a :class:`~actwatch.capture.handoff.DropOldestQueue`
+of at most 1–2 frames, so the compute stage always gets the newest frame and a slow consumer never
+makes the camera wait (drops are counted).
+
+Failure handling, all inside the reader (nothing is raised out of its threads):
+
+* **Stall watchdog** — ``cv2.VideoCapture.read()`` can block. The blocking open/read runs in a
+  per-connection *session* thread; the reader's supervisor thread watches it and, when no frame came
+  for ``stall_timeout_s`` (or the open takes too long), abandons the session and reconnects. The session
+  releases its own capture when its blocked call returns: ``release()`` from another thread while
+  ``read()`` runs is a use-after-free in OpenCV's FFmpeg backend, so it is never done. FFmpeg's own
+  open/read timeouts (``CAP_PROP_OPEN_TIMEOUT_MSEC``/``CAP_PROP_READ_TIMEOUT_MSEC``) make the blocked
+  call return soon after, so an abandoned session does not linger.
+* **Reconnect** — exponential backoff with jitter; state ``reconnecting`` with a masked ``last_error``;
+  the backoff resets once a connection has delivered frames. ``max_attempts`` consecutive failures
+  end in ``failed``.
+* **Files** — timestamps from the container (``CAP_PROP_POS_MSEC``), kept increasing across loops;
+  paced at the file's own rate when ``realtime``; at the end either loop or put ``END`` (state ``ended``).
+
+Example:
+    >>> from actwatch.capture.sources import SourceSpec
+    >>> reader = CameraReader("cam1", SourceSpec.parse("/root/.cache/actwatch/samples/vtest.avi"),
+    ...                       ReaderSettings(realtime=False))  # doctest: +SKIP
+    >>> reader.start()  # doctest: +SKIP
+    >>> frame = reader.frames.get(timeout=5)  # doctest: +SKIP
+    >>> reader.status().state  # doctest: +SKIP
+    <CameraState.STREAMING: 'streaming'>
+    >>> reader.stop()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from actwatch.capture.frame import Frame
+from actwatch.capture.handoff import DropOldestQueue
+from actwatch.capture.opencv import open_capture
+from actwatch.capture.sources import SourceSpec
+
+logger = logging.getLogger(__name__)
+
+FPS_WINDOW_S = 5.0  # the "recent" in CameraStatus.fps
+_CAP_PROP_POS_MSEC = 0  # cv2.CAP_PROP_POS_MSEC / CAP_PROP_FPS, literal so fakes need no cv2
+_CAP_PROP_FPS = 5
+_DEFAULT_FILE_FPS = 25.0  # when a file does not report its frame rate
+
+
+class CameraState(StrEnum):
+    """Where a :class:`CameraReader` is in its life cycle."""
+
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    RECONNECTING = "reconnecting"
+    FAILED = "failed"
+    ENDED = "ended"
+    STOPPED = "stopped"
+
+
+TERMINAL_STATES = frozenset({CameraState.FAILED, CameraState.ENDED, CameraState.STOPPED})
+
+
+@dataclass(frozen=True, slots=True)
+class CameraStatus:
+    """A snapshot of one reader, safe to show (``url`` and ``last_error`` are masked).
+
+    Example:
+        >>> CameraStatus("cam1", "rtsp://u:***@h/x", CameraState.STREAMING, None, 10, 2, 9.8, 0, None).state
+        <CameraState.STREAMING: 'streaming'>
+    """
+
+    camera_id: str
+    url: str
+    state: CameraState
+    last_error: str | None
+    frames_read: int
+    frames_dropped: int
+    fps: float
+    reconnects: int
+    last_frame_wall_time: float | None
+
+
+class ReaderSettings(BaseModel):
+    """How a :class:`CameraReader` reads, paces and recovers.
+
+    Example:
+        >>> ReaderSettings(stall_timeout_s=2, loop=True).queue_size
+        2
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stall_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds without a frame after which the source is released and reopened."
+    )
+    backoff_initial_s: float = Field(0.5, gt=0, description="Delay before the first reconnect attempt.")
+    backoff_max_s: float = Field(30.0, gt=0, description="Upper bound of the reconnect delay.")
+    backoff_multiplier: float = Field(
+        2.0, ge=1.0, description="Growth factor of the delay per failed attempt."
+    )
+    backoff_jitter: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="Random ± fraction applied to each delay so cameras do not retry in step.",
+    )
+    max_attempts: int | None = Field(
+        None,
+        ge=1,
+        description="Consecutive failed connections before giving up (state 'failed'); None = forever.",
+    )
+    open_timeout_s: float = Field(10.0, gt=0, description="Seconds allowed to open a network source.")
+    queue_size: int = Field(2, ge=1, le=2, description="Frames held for the consumer; the oldest is dropped.")
+    loop: bool = Field(False, description="Restart file sources at their end instead of ending the stream.")
+    realtime: bool = Field(
+        True, description="Pace file sources at their own frame rate; False reads as fast as possible."
+    )
+    rtsp_transport: Literal["udp", "tcp"] = Field(
+        "udp", description="RTSP transport; 'tcp' survives lossy networks and NAT better."
+    )
+    ffmpeg_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra FFmpeg demuxer options for network sources, e.g. {'analyzeduration': '500000'}.",
+    )
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> ReaderSettings:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must be >= backoff_initial_s")
+        return self
+
+    def backoff_delay(self, attempt: int, rng: random.Random) -> float:
+        """Delay before reconnect number ``attempt`` (1-based) of a run of failures, jitter included."""
+        base = min(
+            self.backoff_max_s, self.backoff_initial_s * self.backoff_multiplier ** max(0, attempt - 1)
+        )
+        return max(0.0, base * (1.0 + rng.uniform(-self.backoff_jitter, self.backoff_jitter)))
+
+
+class Capture(Protocol):
+    """What a reader needs from an opened source (``cv2.VideoCapture`` satisfies it)."""
+
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+
+    def release(self) -> None: ...
+
+    def get(self, prop_id: int) -> float: ...
+
+
+Opener = Callable[[SourceSpec, ReaderSettings], Capture]
+"""Opens a source or raises; the default is :func:`actwatch.capture.opencv.open_capture`."""
+
+
+class _Session:
+    """One connection attempt: written by its session thread, read by the supervisor."""
+
+    def __init__(self, started_at: float) -> None:
+        self.started_at = started_at
+        self.cancel = threading.Event()  # set under CameraReader._lock, see _emit
+        self.done = threading.Event()
+        self.capture: Capture | None = None  # the open capture, released by the session thread only
+        self.opened_at: float | None = None
+        self.last_frame_at: float | None = None
+        self.frames = 0
+        self.error: str | None = None
+        self.ended = False
+
+
+class CameraReader:
+    """Reads one camera/video source on its own thread into ``self.frames`` (newest frames, bounded).
+
+    Example:
+        >>> from actwatch.capture.sources import SourceSpec
+        >>> src = SourceSpec.parse("rtsp://user:pw@127.0.0.1:8554/cam1")
+        >>> reader = CameraReader("door", src, ReaderSettings(stall_timeout_s=2))
+        >>> reader.status().url, reader.status().state
+        ('rtsp://user:***@127.0.0.1:8554/cam1', <CameraState.CONNECTING: 'connecting'>)
+    """
+
+    def __init__(
+        self,
+        camera_id: str,
+        source: SourceSpec,
+        settings: ReaderSettings | None = None,
+        *,
+        opener: Opener | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.camera_id = camera_id
+        self.source = source
+        self.settings = settings or ReaderSettings()
+        self.frames: DropOldestQueue[Frame] = DropOldestQueue(maxsize=self.settings.queue_size)
+        self._opener: Opener = opener or open_capture
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._t0 = clock()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._session: _Session | None = None
+        self._finished = False
+        # Guarded by _lock:
+        self._state = CameraState.CONNECTING
+        self._last_error: str | None = None
+        self._frames_read = 0
+        self._reconnects = 0
+        self._last_wall: float | None = None
+        self._arrivals: collections.deque[float] = collections.deque(maxlen=64)
+        self._last_ts = -math.inf
+
+    # ------------------------------------------------------------------ public API
+    def start(self) -> None:
+        """Start reading in a background thread (once)."""
+        if self._thread is not None:
+            raise RuntimeError(f"camera reader {self.camera_id!r} was already started")
+        self._thread = threading.Thread(target=self._supervise, name=f"capture-{self.camera_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop reading, put ``END`` and set state ``stopped`` (``ended``/``failed`` are kept).
+
+        Returns within about ``timeout`` seconds even if a read is blocked in OpenCV: that read's
+        session thread is abandoned (daemon) and releases its capture when the call returns.
+        """
+        self._stop.set()
+        with self._lock:
+            if self._session is not None:
+                self._session.cancel.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        self._finish(CameraState.STOPPED)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the reader thread to finish (after ``stop()``, the end of a file, or ``failed``)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        """Whether the reader thread is running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def state(self) -> CameraState:
+        with self._lock:
+            return self._state
+
+    def status(self) -> CameraStatus:
+        """A consistent snapshot of the reader's state and counters."""
+        now = self._clock()
+        with self._lock:
+            recent = [t for t in self._arrivals if now - t <= FPS_WINDOW_S]
+            span = recent[-1] - recent[0] if len(recent) >= 2 else 0.0
+            return CameraStatus(
+                camera_id=self.camera_id,
+                url=self.source.masked,
+                state=self._state,
+                last_error=self._last_error,
+                frames_read=self._frames_read,
+                frames_dropped=self.frames.dropped,
+                fps=(len(recent) - 1) / span if span > 0 else 0.0,
+                reconnects=self._reconnects,
+                last_frame_wall_time=self._last_wall,
+            )
+
+    def __repr__(self) -> str:
+        return f"CameraReader({self.camera_id!r}, {self.source.masked!r}, state={self.state.value!r})"
+
+    # ------------------------------------------------------------------ supervisor thread
+    def _supervise(self) -> None:
+        failures = 0  # consecutive connections that delivered no frame
+        try:
+            while not self._stop.is_set():
+                session = _Session(self._clock())
+                with self._lock:
+                    self._session = session
+                threading.Thread(
+                    target=self._run_session,
+                    args=(session,),
+                    name=f"capture-{self.camera_id}-io",
+                    daemon=True,
+                ).start()
+                watchdog_error = self._watch(session)
+                if self._stop.is_set():
+                    return
+                if session.ended:
+                    self._finish(CameraState.ENDED)
+                    return
+                failures = 1 if session.frames else failures + 1
+                error = watchdog_error or session.error or f"{self.source.masked} stopped sending frames"
+                error = self.source.redact(error)
+                max_attempts = self.settings.max_attempts
+                if max_attempts is not None and failures >= max_attempts:
+                    with self._lock:
+                        self._last_error = error
+                    logger.error(
+                        "camera %s: giving up after %d attempts: %s", self.camera_id, failures, error
+                    )
+                    self._finish(CameraState.FAILED)
+                    return
+                delay = self.settings.backoff_delay(failures, self._rng)
+                with self._lock:
+                    self._state = CameraState.RECONNECTING
+                    self._last_error = error
+                    self._reconnects += 1
+                logger.warning("camera %s: %s; reconnecting in %.1fs", self.camera_id, error, delay)
+                if self._stop.wait(delay):
+                    return
+        except Exception as exc:  # a bug here must not kill the service silently
+            with self._lock:
+                self._last_error = self.source.redact(f"internal error: {type(exc).__name__}: {exc}")
+            logger.error("camera %s: reader crashed: %s", self.camera_id, self._last_error)
+            self._finish(CameraState.FAILED)
+        finally:
+            self._finish(CameraState.STOPPED)
+
+    def _watch(self, session: _Session) -> str | None:
+        """Wait for ``session`` to end; abandon it on stop, stall or open timeout (returns why)."""
+        settings = self.settings
+        poll = min(0.1, settings.stall_timeout_s / 4)
+        while not session.done.wait(poll):
+            if self._stop.is_set():
+                self._cancel(session)
+                return None
+            now = self._clock()
+            if session.opened_at is None:
+                # FFmpeg enforces open_timeout_s itself; this catches backends that ignore it.
+                limit = settings.open_timeout_s + settings.stall_timeout_s
+                if now - session.started_at > limit:
+                    self._cancel(session)
+                    return f"timed out opening {self.source.masked} after {limit:.1f}s"
+            else:
+                last = session.last_frame_at if session.last_frame_at is not None else session.opened_at
+                if now - last > settings.stall_timeout_s:
+                    self._cancel(session)
+                    return f"stalled: no frame from {self.source.masked} for {settings.stall_timeout_s:.1f}s"
+        return None
+
+    def _cancel(self, session: _Session) -> None:
+        with self._lock:
+            session.cancel.set()
+
+    def _finish(self, state: CameraState) -> None:
+        """Enter a terminal state and put ``END`` — exactly once, after the last frame."""
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+            if self._session is not None:
+                self._session.cancel.set()
+            self._state = state
+            self.frames.close()
+        log = logger.warning if state is CameraState.FAILED else logger.info
+        log("camera %s (%s): %s", self.camera_id, self.source.masked, state.value)
+
+    # ------------------------------------------------------------------ session (I/O) thread
+    def _run_session(self, session: _Session) -> None:
+        try:
+            session.capture = self._opener(self.source, self.settings)
+            session.opened_at = self._clock()
+            if self.source.kind == "file":
+                self._read_file(session)
+            else:
+                self._read_live(session, session.capture)
+        except Exception as exc:  # every failure becomes last_error + reconnect
+            session.error = self.source.redact(str(exc) or type(exc).__name__)
+        finally:
+            if session.capture is not None:
+                with contextlib.suppress(Exception):
+                    session.capture.release()
+                session.capture = None
+            session.done.set()
+
+    def _read_live(self, session: _Session, capture: Capture) -> None:
+        while not session.cancel.is_set():
+            ok, image = capture.read()
+            if not ok or image is None:
+                session.error = f"read failed on {self.source.masked} (stream ended, timed out or lost)"
+                return
+            self._emit(session, image, self._clock() - self._t0)
+
+    def _read_file(self, session: _Session) -> None:
+        for image, ts, pace_origin in self._file_frames(session):
+            if self.settings.realtime:
+                self._pace(session, ts, pace_origin)
+            if session.cancel.is_set():
+                return
+            self._emit(session, image, ts)
+
+    def _file_frames(self, session: _Session) -> Iterator[tuple[np.ndarray, float, list[float]]]:
+        """Frames of the file with stream timestamps, reopening at the end when looping.
+
+        ``pace_origin`` is ``[clock, ts]`` of the frame that pacing is measured from (mutable so
+        :meth:`_pace` can re-base it after a long gap).
+        """
+        capture = session.capture
+        if capture is None:
+            raise RuntimeError("file session started without an open capture")
+        pace_origin: list[float] = []
+        offset = self._last_ts + self._frame_interval(capture) if self._last_ts > -math.inf else 0.0
+        while True:
+            interval = self._frame_interval(capture)
+            prev: float | None = None
+            frames_this_pass = 0
+            while not session.cancel.is_set():
+                ok, image = capture.read()
+                if not ok or image is None:
+                    break
+                pos = capture.get(_CAP_PROP_POS_MSEC) / 1000.0
+                # Containers without usable PTS report 0/-1/NaN: fall back to the nominal rate.
+                if not math.isfinite(pos) or pos < 0 or (prev is not None and pos <= prev):
+                    pos = prev + interval if prev is not None else 0.0
+                prev = pos
+                frames_this_pass += 1
+                if not pace_origin:
+                    pace_origin[:] = [self._clock(), offset + pos]
+                yield image, offset + pos, pace_origin
+            if session.cancel.is_set():
+                return
+            if frames_this_pass == 0:
+                raise RuntimeError(f"no readable frames in {self.source.masked}")
+            if not self.settings.loop:
+                session.ended = True
+                return
+            offset = self._last_ts + interval  # time keeps increasing across loops
+            # Reopen rather than seek: works for every container and for injected captures.
+            session.capture = None
+            capture.release()
+            capture = session.capture = self._opener(self.source, self.settings)
+
+    @staticmethod
+    def _frame_interval(capture: Capture) -> float:
+        fps = capture.get(_CAP_PROP_FPS)
+        return 1.0 / (fps if math.isfinite(fps) and 0 < fps <= 1000 else _DEFAULT_FILE_FPS)
+
+    def _pace(self, session: _Session, ts: float, pace_origin: list[float]) -> None:
+        """Sleep until ``ts`` is due on the reader's clock."""
+        origin_clock, origin_ts = pace_origin
+        delay = origin_clock + (ts - origin_ts) - self._clock()
+        # A gap in the file's timestamps must not look like a stall to the watchdog: cap the wait
+        # and measure later frames from here.
+        cap = self.settings.stall_timeout_s / 2
+        if delay > cap:
+            pace_origin[:] = [self._clock() + cap, ts]
+            delay = cap
+        if delay > 0:
+            session.last_frame_at = self._clock() + delay  # waiting on purpose is not a stall
+            session.cancel.wait(delay)
+
+    def _emit(self, session: _Session, image: np.ndarray, ts: float) -> None:
+        now = self._clock()
+        wall = time.time()
+        with self._lock:
+            # Checked under the lock that cancel is set under: an abandoned session can never
+            # deliver a frame after its successor started or after END.
+            if session.cancel.is_set():
+                return
+            ts = max(ts, self._last_ts)  # never go back in time, even across reconnects
+            self._last_ts = ts
+            index = self._frames_read
+            self._frames_read += 1
+            self._arrivals.append(now)
+            self._last_wall = wall
+            session.frames += 1
+            session.last_frame_at = now
+            first = self._state is not CameraState.STREAMING
+            if first:
+                self._state = CameraState.STREAMING
+            self.frames.put(Frame(self.camera_id, index, ts, wall, image))
+        if first:
+            logger.info("camera %s: streaming from %s", self.camera_id, self.source.masked)

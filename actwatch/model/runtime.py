@@ -1,0 +1,217 @@
+"""ONNX Runtime inference for an exported model folder (see ``actwatch export``).
+
+:class:`ActionRuntime` loads ``manifest.json`` (validated, graphs checked by sha256) and offers the three
+calls the service needs: ``encode`` crops once into features (cached per track), ``classify`` windows of
+cached features with the temporal head, and ``classify_crops`` whole windows of crops with ``model.onnx``
+(the naive path, and the only one for R3D-18). Providers are picked by :func:`select_providers`.
+
+Example:
+    >>> rt = ActionRuntime("exported/")  # doctest: +SKIP
+    >>> feats = rt.encode(crops)  # (N, 1280) float32  # doctest: +SKIP
+    >>> probs = rt.classify(feats.reshape(1, rt.spec.seq_len, -1))  # (1, C)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from actwatch.errors import ActwatchError, ManifestError
+from actwatch.model.config import InputSpec
+from actwatch.model.manifest import Manifest, load_manifest
+from actwatch.model.preprocess import preprocess_crops, preprocess_windows
+
+logger = logging.getLogger(__name__)
+
+TENSORRT = "TensorrtExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+PROVIDER_ORDER = (TENSORRT, CUDA, CPU)
+_ALIASES = {"tensorrt": TENSORRT, "trt": TENSORRT, "cuda": CUDA, "gpu": CUDA, "cpu": CPU}
+
+
+class FeatureCacheUnsupportedError(ActwatchError):
+    """The model has no separate encoder/head (R3D-18), so crops cannot be encoded one by one."""
+
+
+def _canonical(name: str) -> str:
+    return _ALIASES.get(name.strip().lower().removesuffix("executionprovider"), name.strip())
+
+
+def select_providers(requested: Sequence[str] | None = None, available: Sequence[str] | None = None) -> list[str]:
+    """ONNX Runtime providers to use, always ending with CPU.
+
+    Without ``requested``: TensorRT, CUDA, CPU, in that order, among ``available`` (default: what the
+    installed onnxruntime offers). With ``requested`` (full names or ``tensorrt``/``cuda``/``cpu``): those
+    that are available, in the requested order; each unavailable one is skipped with a logged warning.
+
+    Example:
+        >>> select_providers(available=["CUDAExecutionProvider", "CPUExecutionProvider"])
+        ['CUDAExecutionProvider', 'CPUExecutionProvider']
+        >>> select_providers(["tensorrt"], available=["CPUExecutionProvider"])
+        ['CPUExecutionProvider']
+    """
+    offered = list(ort.get_available_providers()) if available is None else list(available)
+    if requested is None:
+        return [p for p in PROVIDER_ORDER if p in offered and p != CPU] + [CPU]
+    chosen: list[str] = []
+    for name in requested:
+        provider = _canonical(name)
+        if provider == CPU or provider in chosen:
+            continue
+        if provider in offered:
+            chosen.append(provider)
+        else:
+            logger.warning(
+                "ONNX Runtime provider %s is not available here (available: %s); falling back to %s",
+                provider,
+                ", ".join(offered) or "none",
+                ", ".join([*chosen, CPU]),
+            )
+    return [*chosen, CPU]
+
+
+def make_session(
+    path: Path, providers: Sequence[str], *, fp16: bool = False, intra_op_threads: int | None = None
+) -> ort.InferenceSession:
+    """An inference session for one graph; errors become ManifestError (the graph file is at fault)."""
+    options = ort.SessionOptions()
+    # ORT 1.31's full (layout) optimisation level crashes on some float16 graphs (the transformer head)
+    # on CPU; the extended level applies every fusion and is safe for them.
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED if fp16 else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    )
+    options.log_severity_level = 3  # errors only: provider fallbacks are logged by actwatch itself
+    if intra_op_threads:
+        options.intra_op_num_threads = intra_op_threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=list(providers))
+    except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
+        raise ManifestError(
+            f"ONNX Runtime cannot load {path} ({exc}); re-run `actwatch export` for this folder"
+        ) from exc
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32, stable for large logits."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+class ActionRuntime:
+    """Run an exported action model with ONNX Runtime.
+
+    ``max_batch`` bounds the crops (``encode``, ``classify_crops``) or windows (``classify``) sent to
+    ONNX Runtime in one call; larger inputs are processed in chunks. Sessions are thread-safe; the lazily
+    created whole-model session of split models is guarded by a lock.
+
+    Example:
+        >>> rt = ActionRuntime("exported/", providers=["cuda"])  # doctest: +SKIP
+        >>> rt.providers  # on a CPU-only machine  # doctest: +SKIP
+        ['CPUExecutionProvider']
+        >>> rt.classify_crops(np.zeros((2, rt.spec.seq_len, 64, 64, 3), np.uint8)).shape  # doctest: +SKIP
+        (2, 3)
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        providers: Sequence[str] | None = None,
+        intra_op_threads: int | None = None,
+        *,
+        max_batch: int = 256,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        self.model_dir = Path(model_dir)
+        self.manifest: Manifest = load_manifest(self.model_dir)
+        self.classes: tuple[str, ...] = tuple(self.manifest.classes)
+        self.spec: InputSpec = self.manifest.input_spec()
+        self.feature_dim: int | None = self.manifest.feature_dim if self.manifest.split else None
+        self.supports_feature_cache: bool = self.manifest.split
+        self.max_batch = max_batch
+        self._providers = select_providers(providers)
+        self._threads = intra_op_threads
+        self._lock = threading.Lock()
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        # The whole graph of a split model serves only the naive path: created on first use.
+        for role in ("encoder", "head") if self.manifest.split else ("model",):
+            self._sessions[role] = self._make(role)
+        first = next(iter(self._sessions.values()))
+        self.providers: list[str] = list(first.get_providers())
+
+    def __repr__(self) -> str:
+        return (
+            f"ActionRuntime({str(self.model_dir)!r}, arch={self.manifest.arch!r}, "
+            f"classes={list(self.classes)}, providers={self.providers})"
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def _make(self, role: str) -> ort.InferenceSession:
+        path = self.model_dir / self.manifest.graphs[role].file
+        return make_session(path, self._providers, fp16=self.manifest.fp16, intra_op_threads=self._threads)
+
+    def _session(self, role: str) -> ort.InferenceSession:
+        session = self._sessions.get(role)
+        if session is None:
+            with self._lock:
+                session = self._sessions.get(role)
+                if session is None:
+                    session = self._sessions[role] = self._make(role)
+        return session
+
+    def _run(self, role: str, x: np.ndarray, chunk: int) -> np.ndarray:
+        session = self._session(role)
+        name = self.manifest.graphs[role].inputs[0]
+        parts = [session.run(None, {name: x[i : i + chunk]})[0] for i in range(0, len(x), chunk)]
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+    def _need_split(self, call: str) -> None:
+        if not self.supports_feature_cache:
+            raise FeatureCacheUnsupportedError(
+                f"{call}() needs a model with a separate frame encoder, but {self.model_dir} holds a "
+                f"{self.manifest.arch} model (model.onnx only); use classify_crops(windows) instead, "
+                "or export a mobilenet_v2_lstm checkpoint"
+            )
+
+    def encode(self, crops_bgr_uint8: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Features of each crop: ``(N, H, W, 3)`` BGR uint8 (or a list of crops) -> ``(N, D)`` float32."""
+        self._need_split("encode")
+        assert self.feature_dim is not None
+        frames = preprocess_crops(crops_bgr_uint8, self.spec)
+        if len(frames) == 0:
+            return np.zeros((0, self.feature_dim), np.float32)
+        return self._run("encoder", frames, self.max_batch)
+
+    def classify(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities of windows of encoder features: ``(B, T, D)`` -> ``(B, C)``."""
+        self._need_split("classify")
+        x = np.asarray(features, dtype=np.float32)
+        expected = (self.spec.seq_len, self.feature_dim)
+        if x.ndim != 3 or x.shape[1:] != expected:
+            raise ValueError(
+                f"features must be (B, {expected[0]}, {expected[1]}) (windows of seq_len encoder "
+                f"features), got shape {x.shape}"
+            )
+        if len(x) == 0:
+            return np.zeros((0, self.num_classes), np.float32)
+        return softmax(self._run("head", np.ascontiguousarray(x), self.max_batch))
+
+    def classify_crops(self, windows: np.ndarray | Sequence[Sequence[np.ndarray]]) -> np.ndarray:
+        """Class probabilities of windows of crops: ``(B, T, H, W, 3)`` BGR uint8 -> ``(B, C)``."""
+        x = preprocess_windows(windows, self.spec)
+        if x.shape[1] != self.spec.seq_len:
+            raise ValueError(f"windows must hold seq_len={self.spec.seq_len} crops each, got {x.shape[1]}")
+        if len(x) == 0:
+            return np.zeros((0, self.num_classes), np.float32)
+        chunk = max(1, self.max_batch // self.spec.seq_len)
+        return softmax(self._run("model", x, chunk))

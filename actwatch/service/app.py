@@ -1,0 +1,311 @@
+"""The FastAPI application: REST for cameras and events, a WebSocket for live alerts, a dashboard.
+
+:func:`create_app` builds the services (store, broadcaster, metrics, sink, camera registry) and wires
+them with the camera controller — by default the compute pipeline
+(``actwatch.service.pipeline.StreamPipeline.from_config(config, sink=..., metrics=...)``). Start-up adds the
+configured enabled cameras to the controller and starts it; shutdown stops it.
+
+Security: every route needs the bearer token except ``/healthz``, ``/readyz``, the dashboard page
+(``/`` and ``/static/*``: no data in them; the page asks for the token) and the API docs (``/docs``,
+``/redoc``, ``/openapi.json``: the schema is not secret; the Swagger/ReDoc pages load their scripts from
+a CDN in the *browser*, so they render only where the browser has internet). CORS is off unless
+``server.cors_origins`` is set; bodies over ``server.max_request_body_bytes`` get 413.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from actwatch.config import AppConfig, mask_url
+    >>> class Idle:
+    ...     def start(self): pass
+    ...     def stop(self): pass
+    ...     def add_camera(self, cfg): pass
+    ...     def update_camera(self, cfg): pass
+    ...     def remove_camera(self, camera_id): pass
+    ...     def statuses(self): return []
+    ...     def ready(self): return True
+    >>> cfg = AppConfig(data_dir=pathlib.Path(tempfile.mkdtemp()), server={"token": "x" * 32})
+    >>> app = create_app(cfg, Idle())
+    >>> app.state.services.store.count()
+    0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import SecretStr
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import actwatch
+from actwatch.config import AppConfig, mask_url
+from actwatch.service.auth import bearer_from_header, resolve_token, token_matches
+from actwatch.service.broadcast import Broadcaster
+from actwatch.service.controller import CameraController
+from actwatch.service.deps import ServiceState
+from actwatch.service.metrics import ServiceMetrics
+from actwatch.service.registry import CameraRegistry
+from actwatch.service.routers import cameras, events, health, ws
+from actwatch.service.sink import EventSink
+from actwatch.service.store import EventStore
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+# The dashboard loads only its own files; 'self' covers same-origin ws:// in current browsers.
+_DASHBOARD_CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; style-src 'self'; "
+    "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+# Served without the token. Everything else needs it, also routes added later without the dependency.
+PUBLIC_PATHS = frozenset(
+    {"/", "/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
+PUBLIC_PREFIXES = ("/static/",)
+
+
+class BearerAuthMiddleware:
+    """401 for HTTP requests without the token, *before* any body is read or validated.
+
+    The routers also depend on :func:`~actwatch.service.deps.require_token` (it documents the scheme in
+    OpenAPI); this middleware makes the rule hold for every route, present and future. WebSockets
+    authenticate in their handler, which must close with code 1008 rather than answer 401.
+    """
+
+    def __init__(self, app: ASGIApp, token: SecretStr) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        header = next(
+            (v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"authorization"), None
+        )
+        given = bearer_from_header(header)
+        if token_matches(self.token.get_secret_value(), given):
+            await self.app(scope, receive, send)
+            return
+        body = (
+            b'{"detail":"missing or invalid bearer token"}'
+            if given
+            else b'{"detail":"bearer token required"}'
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b"Bearer"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(HTTPException):
+    """Raised from ``receive``; an HTTPException so FastAPI's body parsing lets it through as 413."""
+
+    def __init__(self) -> None:
+        super().__init__(413, detail="request body too large")
+
+
+class LimitsMiddleware:
+    """Refuses request bodies over ``max_body`` bytes with 413 and adds security headers to responses."""
+
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
+                await self._reject(send)
+                return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:  # chunked bodies carry no Content-Length
+                    raise _BodyTooLarge
+            return message
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": [*message.get("headers", []), *_SECURITY_HEADERS]}
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except _BodyTooLarge:
+            if not started:
+                await self._reject(send)
+
+    async def _reject(self, send: Send) -> None:
+        body = b'{"detail":"request body too large"}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """422 without echoing the input (FastAPI's default does: camera URLs carry passwords)."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [
+        {
+            "type": e.get("type"),
+            "loc": [str(p) for p in e.get("loc", ())],
+            "msg": mask_url(str(e.get("msg", ""))),
+        }
+        for e in errors
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def _default_controller(config: AppConfig, sink: EventSink, metrics: ServiceMetrics) -> CameraController:
+    from actwatch.service.pipeline import StreamPipeline  # heavy (torch, onnxruntime): only when serving
+
+    pipeline: CameraController = StreamPipeline.from_config(config, sink=sink, metrics=metrics)
+    return pipeline
+
+
+async def _purge_loop(store: EventStore, interval_s: float) -> None:
+    while True:
+        try:
+            await asyncio.to_thread(store.purge, time.time())
+        except Exception:
+            log.exception("purging old events failed")
+        await asyncio.sleep(interval_s)
+
+
+def _lifespan(services: ServiceState) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        services.broadcaster.bind(asyncio.get_running_loop())
+        controller = services.controller
+        for camera in services.cameras.list():
+            if camera.enabled:
+                try:
+                    await asyncio.to_thread(controller.add_camera, camera)
+                except Exception as exc:  # the service still starts; GET /cameras shows 'failed'
+                    log.error("could not start camera %s: %s", camera.id, mask_url(str(exc)))
+                    services.cameras.set_error(camera.id, mask_url(str(exc)) or type(exc).__name__)
+        await asyncio.to_thread(controller.start)
+        services.started = True
+        purge = asyncio.create_task(_purge_loop(services.store, services.config.storage.purge_interval_s))
+        log.info("actwatch service ready: %d cameras", len(services.cameras))
+        try:
+            yield
+        finally:
+            services.started = False
+            purge.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purge
+            services.broadcaster.close()
+            try:
+                await asyncio.to_thread(controller.stop)
+            finally:
+                services.store.close()
+
+    return lifespan
+
+
+def create_app(
+    config: AppConfig,
+    controller: CameraController | None = None,
+    *,
+    announce_token: Callable[[str], None] | None = None,
+) -> FastAPI:
+    """The service's ASGI app. ``controller=None`` builds the compute pipeline; tests pass a fake.
+
+    ``announce_token`` receives the message with a newly generated token (default: stderr).
+    """
+    token = resolve_token(config, announce_token) if announce_token else resolve_token(config)
+    metrics = ServiceMetrics()
+    store = EventStore(
+        config.database_url,
+        config.media_dir,
+        config.storage.retention_days,
+        keep_crops=config.storage.keep_crops,
+    )
+    broadcaster = Broadcaster(config.server.ws_queue_size, metrics=metrics)
+    sink = EventSink(store, broadcaster, metrics)
+    services = ServiceState(
+        config=config,
+        token=SecretStr(token),
+        store=store,
+        broadcaster=broadcaster,
+        metrics=metrics,
+        sink=sink,
+        cameras=CameraRegistry(config.cameras, config.server.max_cameras),
+        controller=controller if controller is not None else _default_controller(config, sink, metrics),
+    )
+
+    app = FastAPI(
+        title="actwatch",
+        version=actwatch.__version__,
+        description="Real-time behaviour recognition for CCTV: cameras, alerts (REST) and live events "
+        "(WebSocket /ws/events). Send `Authorization: Bearer <token>` on every route except health checks.",
+        lifespan=_lifespan(services),
+    )
+    app.state.services = services
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    for module in (health, cameras, events, ws):
+        app.include_router(module.router())
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(
+            STATIC_DIR / "index.html",
+            media_type="text/html",
+            headers={"Content-Security-Policy": _DASHBOARD_CSP, "Cache-Control": "no-cache"},
+        )
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Outermost last: limits and headers -> CORS (answers preflights) -> auth -> routes.
+    app.add_middleware(BearerAuthMiddleware, token=services.token)
+    if config.server.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.server.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(LimitsMiddleware, max_body=config.server.max_request_body_bytes)
+    return app

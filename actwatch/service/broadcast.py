@@ -1,0 +1,300 @@
+"""Fan-out of live messages to WebSocket clients without ever waiting for one.
+
+The pipeline thread calls :meth:`Broadcaster.publish`; the message is serialised there, put in a
+bounded inbox and handed to the event loop with ``loop.call_soon_threadsafe`` (one wake-up per burst).
+On the loop, every client whose :class:`Subscription` matches gets it in its own bounded queue. A full
+queue drops its *oldest* message and counts it; the client's next read returns
+``{"type": "dropped", "count": N}`` first, so a slow client knows what it missed and a fast one never
+notices. Memory is bounded by ``inbox_size + clients × queue_size`` messages.
+
+Example:
+    >>> import asyncio
+    >>> async def demo():
+    ...     b = Broadcaster(queue_size=2)
+    ...     b.bind()
+    ...     client = b.connect(Subscription())
+    ...     for i in range(5):
+    ...         b.publish({"type": "event", "event": {"camera_id": "c", "label": "fall", "n": i}})
+    ...     await asyncio.sleep(0)
+    ...     return [await client.get() for _ in range(3)]
+    >>> asyncio.run(demo())[0]
+    '{"type":"dropped","count":3}'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import threading
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from actwatch.service.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+_MAX_REPLIES = (
+    32  # direct replies to one client (hello, errors); a client spamming bad messages loses old ones
+)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dumps(message: Mapping[str, Any]) -> str:
+    """Compact JSON of a message (numpy scalars and arrays allowed)."""
+    return json.dumps(message, default=_json_default, separators=(",", ":"), allow_nan=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """What a client wants: ``None`` means every camera / every label; track boxes only if ``tracks``.
+
+    Example:
+        >>> Subscription(cameras=frozenset({"door"})).wants("event", "hall", "fall")
+        False
+    """
+
+    cameras: frozenset[str] | None = None
+    labels: frozenset[str] | None = None
+    tracks: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        cameras: Collection[str] | None = None,
+        labels: Collection[str] | None = None,
+        tracks: bool = False,
+    ) -> Subscription:
+        return cls(
+            frozenset(cameras) if cameras is not None else None,
+            frozenset(labels) if labels is not None else None,
+            tracks,
+        )
+
+    def wants(self, kind: str, camera_id: str | None, label: str | None) -> bool:
+        if kind == "tracks" and not self.tracks:
+            return False
+        if self.cameras is not None and camera_id is not None and camera_id not in self.cameras:
+            return False
+        return not (kind == "event" and self.labels is not None and label not in self.labels)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cameras": sorted(self.cameras) if self.cameras is not None else None,
+            "labels": sorted(self.labels) if self.labels is not None else None,
+            "tracks": self.tracks,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A serialised message with what the subscription filters look at."""
+
+    kind: str
+    camera_id: str | None
+    label: str | None
+    text: str
+
+
+def _outgoing(message: Mapping[str, Any]) -> Outgoing:
+    event = message.get("event")
+    event = event if isinstance(event, Mapping) else {}
+    camera_id = message.get("camera_id", event.get("camera_id"))
+    label = event.get("label", message.get("label"))
+    return Outgoing(
+        kind=str(message.get("type", "")),
+        camera_id=str(camera_id) if camera_id is not None else None,
+        label=str(label) if label is not None else None,
+        text=dumps(message),
+    )
+
+
+class Client:
+    """One client's bounded queue; used on the event loop only (by its WebSocket sender task).
+
+    Example:
+        >>> c = Client(maxsize=1, subscription=Subscription())
+        >>> c.offer(Outgoing("event", "c", "x", "1")); c.offer(Outgoing("event", "c", "x", "2"))
+        >>> c.get_nowait(), c.get_nowait(), c.get_nowait()
+        ('{"type":"dropped","count":1}', '2', None)
+    """
+
+    def __init__(
+        self, maxsize: int, subscription: Subscription, metrics: ServiceMetrics | None = None
+    ) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be >= 1")
+        self.subscription = subscription
+        self.maxsize = maxsize
+        self.dropped_total = 0
+        self._metrics = metrics
+        self._items: collections.deque[str] = collections.deque()
+        self._replies: collections.deque[str] = collections.deque(maxlen=_MAX_REPLIES)
+        self._pending_dropped = 0
+        self._wakeup = asyncio.Event()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def offer(self, message: Outgoing) -> None:
+        """Queue ``message`` if the subscription wants it, dropping the oldest queued one when full."""
+        if self._closed or not self.subscription.wants(message.kind, message.camera_id, message.label):
+            return
+        if len(self._items) >= self.maxsize:
+            self._items.popleft()
+            self.add_dropped(1)
+        self._items.append(message.text)
+        self._wakeup.set()
+
+    def add_dropped(self, count: int) -> None:
+        self._pending_dropped += count
+        self.dropped_total += count
+        if self._metrics is not None:
+            self._metrics.count_ws_dropped(count)
+        self._wakeup.set()
+
+    def reply(self, message: Mapping[str, Any]) -> None:
+        """Send ``message`` to this client only, ahead of queued broadcasts (hello, errors, acks)."""
+        if not self._closed:
+            self._replies.append(dumps(message))
+            self._wakeup.set()
+
+    def get_nowait(self) -> str | None:
+        """The next text to send: replies, then the dropped notice, then broadcasts; ``None`` if empty."""
+        if self._replies:
+            return self._replies.popleft()
+        if self._pending_dropped:
+            count, self._pending_dropped = self._pending_dropped, 0
+            return dumps({"type": "dropped", "count": count})
+        if self._items:
+            return self._items.popleft()
+        return None
+
+    async def get(self) -> str | None:
+        """Wait for the next text to send; ``None`` once the client is closed."""
+        while not self._closed:
+            text = self.get_nowait()
+            if text is not None:
+                return text
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return None
+
+    def close(self) -> None:
+        self._closed = True
+        self._items.clear()
+        self._wakeup.set()
+
+
+class Broadcaster:
+    """Publishes messages to every subscribed client; :meth:`publish` is safe from any thread.
+
+    Call :meth:`bind` on the event loop at start-up; :meth:`connect`/:meth:`disconnect` run on the loop.
+
+    Example:
+        >>> b = Broadcaster(queue_size=8)
+        >>> b.publish({"type": "event"})  # not bound to a loop yet, no clients: nothing to do
+        >>> b.client_count
+        0
+    """
+
+    def __init__(
+        self, queue_size: int = 256, *, metrics: ServiceMetrics | None = None, inbox_size: int | None = None
+    ) -> None:
+        if queue_size < 1:
+            raise ValueError("queue_size must be >= 1")
+        self.queue_size = queue_size
+        self._metrics = metrics
+        self._inbox_size = inbox_size or max(1024, 4 * queue_size)
+        self._inbox: collections.deque[Outgoing] = collections.deque()
+        self._inbox_dropped = 0
+        self._lock = threading.Lock()
+        self._drain_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._clients: set[Client] = set()
+        self.published = 0
+
+    def bind(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Attach to ``loop`` (default: the running loop); messages published before are discarded."""
+        self._loop = loop or asyncio.get_running_loop()
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    def connect(self, subscription: Subscription | None = None) -> Client:
+        """A new client queue (call on the event loop)."""
+        client = Client(self.queue_size, subscription or Subscription(), self._metrics)
+        self._clients.add(client)
+        if self._metrics is not None:
+            self._metrics.ws_client_connected()
+        return client
+
+    def disconnect(self, client: Client) -> None:
+        if client in self._clients:
+            self._clients.discard(client)
+            if self._metrics is not None:
+                self._metrics.ws_client_disconnected()
+        client.close()
+
+    def close(self) -> None:
+        """Disconnect every client (their ``get`` returns ``None``)."""
+        for client in list(self._clients):
+            self.disconnect(client)
+        self._loop = None
+
+    def publish(self, message: Mapping[str, Any]) -> None:
+        """Queue ``message`` (a JSON-able dict with a ``type``) for every matching client. Never blocks."""
+        loop = self._loop
+        if loop is None:
+            return
+        outgoing = _outgoing(message)
+        with self._lock:
+            self.published += 1
+            if len(self._inbox) >= self._inbox_size:
+                # The loop is not keeping up at all; drop the oldest and tell every client later.
+                self._inbox.popleft()
+                self._inbox_dropped += 1
+            self._inbox.append(outgoing)
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        try:
+            loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop closed while we were publishing: shutting down
+            with self._lock:
+                self._drain_scheduled = False
+
+    def _drain(self) -> None:
+        with self._lock:
+            batch = list(self._inbox)
+            self._inbox.clear()
+            inbox_dropped, self._inbox_dropped = self._inbox_dropped, 0
+            self._drain_scheduled = False
+        clients = list(self._clients)
+        if inbox_dropped:
+            log.warning("event loop fell behind: %d messages dropped before delivery", inbox_dropped)
+            for client in clients:
+                client.add_dropped(inbox_dropped)
+        for message in batch:
+            for client in clients:
+                client.offer(message)

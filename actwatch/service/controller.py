@@ -1,0 +1,89 @@
+"""What the API needs from the compute pipeline: the :class:`CameraController` protocol.
+
+``actwatch.service.pipeline.StreamPipeline`` implements it; tests use a small fake. The API owns the
+list of configured cameras (:class:`~actwatch.service.registry.CameraRegistry`) and tells the
+controller about *enabled* cameras only:
+
+- at start-up, ``add_camera`` for every enabled camera of the configuration, then ``start()``;
+- at run time, ``add_camera`` when a camera is created or enabled, ``remove_camera`` when it is deleted
+  or disabled, ``update_camera`` when an enabled camera's name or zone changes (no reconnect needed);
+- at shutdown, ``stop()``.
+
+Methods are called from the API's worker threads, never concurrently with each other for camera changes
+(the registry serialises them). ``add_camera`` may raise an :class:`~actwatch.errors.ActwatchError`
+(shown to the API client as 422); any other exception is logged and answered with 500.
+
+Example:
+    >>> class Nothing:
+    ...     def start(self): pass
+    ...     def stop(self): pass
+    ...     def add_camera(self, cfg): pass
+    ...     def update_camera(self, cfg): pass
+    ...     def remove_camera(self, camera_id): pass
+    ...     def statuses(self): return []
+    ...     def ready(self): return True
+    >>> isinstance(Nothing(), CameraController)
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from actwatch.config import CameraConfig
+
+
+@runtime_checkable
+class CameraStatusLike(Protocol):
+    """The fields of ``actwatch.capture.reader.CameraStatus`` the API shows (read-only attributes).
+
+    ``state`` is a ``CameraState`` enum (its ``.value`` is shown) or a plain string; ``url`` is masked.
+    """
+
+    @property
+    def camera_id(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def state(self) -> Any: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def frames_read(self) -> int: ...
+    @property
+    def frames_dropped(self) -> int: ...
+    @property
+    def fps(self) -> float: ...
+    @property
+    def reconnects(self) -> int: ...
+    @property
+    def last_frame_wall_time(self) -> float | None: ...
+
+
+@runtime_checkable
+class CameraController(Protocol):
+    """Runs the cameras; see the module docstring for when each method is called."""
+
+    def start(self) -> None:
+        """Start the compute thread (cameras already added start reading too)."""
+
+    def stop(self) -> None:
+        """Stop reading and computing; must return within a few seconds."""
+
+    def add_camera(self, cfg: CameraConfig) -> None:
+        """Start reading ``cfg`` (enabled) and use its zone for alerts."""
+
+    def update_camera(self, cfg: CameraConfig) -> None:
+        """Apply a changed name or zone of a running camera without reconnecting."""
+
+    def remove_camera(self, camera_id: str) -> None:
+        """Stop reading the camera and drop its tracks and alert state."""
+
+    def statuses(self) -> Sequence[CameraStatusLike]:
+        """One status per running camera."""
+        ...
+
+    def ready(self) -> bool:
+        """Whether models are loaded and the compute thread runs (``/readyz``)."""
+        ...

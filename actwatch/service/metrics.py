@@ -1,0 +1,182 @@
+"""Prometheus metrics of one service instance, in its own registry (never the global default one).
+
+The pipeline calls the ``observe_*``/``set_*``/``count_*`` methods from its thread (prometheus_client
+is thread-safe); the API renders :meth:`ServiceMetrics.render` at ``/metrics`` after refreshing the
+per-camera reader figures from the controller's statuses (:meth:`ServiceMetrics.update_camera`).
+
+Example:
+    >>> m = ServiceMetrics()
+    >>> m.observe_stage("detect", 0.012)
+    >>> m.count_event("cam1", "fall")
+    >>> b'actwatch_events_total{camera="cam1",label="fall"} 1.0' in m.render()
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+Stage = Literal["detect", "track", "encode", "classify"]
+STAGES: tuple[Stage, ...] = ("detect", "track", "encode", "classify")
+_STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_E2E_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+@dataclass(slots=True)
+class _CameraTotals:
+    frames_read: int = 0
+    frames_dropped: int = 0
+    reconnects: int = 0
+
+
+class ServiceMetrics:
+    """All metrics of one service; pass it to the pipeline, the sink and the broadcaster.
+
+    Example:
+        >>> m = ServiceMetrics()
+        >>> m.update_camera("cam1", frames_read=10, frames_dropped=1, reconnects=0, fps=9.5)
+        >>> m.update_camera("cam1", frames_read=25, frames_dropped=1, reconnects=0, fps=10.0)
+        >>> m.registry.get_sample_value("actwatch_camera_frames_read_total", {"camera": "cam1"})
+        25.0
+    """
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.frames_read = Counter(
+            "actwatch_camera_frames_read", "Frames decoded per camera.", ["camera"], registry=r
+        )
+        self.frames_processed = Counter(
+            "actwatch_camera_frames_processed",
+            "Frames run through detection and tracking.",
+            ["camera"],
+            registry=r,
+        )
+        self.frames_dropped = Counter(
+            "actwatch_camera_frames_dropped",
+            "Frames skipped because a newer one arrived first.",
+            ["camera"],
+            registry=r,
+        )
+        self.fps = Gauge(
+            "actwatch_camera_fps",
+            "Frames per second per camera and stage (read, processed).",
+            ["camera", "stage"],
+            registry=r,
+        )
+        self.reconnects = Counter(
+            "actwatch_camera_reconnects", "Camera reconnections.", ["camera"], registry=r
+        )
+        self.stage_latency = Histogram(
+            "actwatch_stage_latency_seconds",
+            "Latency of one pipeline stage for one batch.",
+            ["stage"],
+            buckets=_STAGE_BUCKETS,
+            registry=r,
+        )
+        self.frame_to_event = Histogram(
+            "actwatch_frame_to_event_seconds",
+            "From the capture of the confirming frame to the event being stored and published.",
+            buckets=_E2E_BUCKETS,
+            registry=r,
+        )
+        self.active_tracks = Gauge(
+            "actwatch_active_tracks", "Tracks currently buffered.", ["camera"], registry=r
+        )
+        self.events = Counter("actwatch_events", "Alerts emitted.", ["camera", "label"], registry=r)
+        self.store_failures = Counter(
+            "actwatch_event_store_failures", "Events that could not be stored (still broadcast).", registry=r
+        )
+        self.ws_clients = Gauge("actwatch_ws_clients", "Connected WebSocket clients.", registry=r)
+        self.ws_dropped = Counter(
+            "actwatch_ws_dropped_messages", "Messages dropped for slow WebSocket clients.", registry=r
+        )
+        self._totals: dict[str, _CameraTotals] = {}
+        self._lock = threading.Lock()
+        for stage in STAGES:  # export every stage from the start, so dashboards see zeros, not gaps
+            self.stage_latency.labels(stage=stage)
+
+    # ---------------------------------------------------------------------------------------- pipeline
+    def observe_stage(self, stage: Stage, seconds: float) -> None:
+        """Record one stage's latency (``detect``, ``track``, ``encode`` or ``classify``)."""
+        self.stage_latency.labels(stage=stage).observe(seconds)
+
+    def observe_frame_to_event(self, seconds: float) -> None:
+        self.frame_to_event.observe(max(0.0, seconds))
+
+    def count_processed(self, camera_id: str, frames: int = 1) -> None:
+        self.frames_processed.labels(camera=camera_id).inc(frames)
+
+    def set_processed_fps(self, camera_id: str, fps: float) -> None:
+        self.fps.labels(camera=camera_id, stage="processed").set(fps)
+
+    def set_active_tracks(self, camera_id: str, tracks: int) -> None:
+        self.active_tracks.labels(camera=camera_id).set(tracks)
+
+    def count_event(self, camera_id: str, label: str) -> None:
+        self.events.labels(camera=camera_id, label=label).inc()
+
+    def count_store_failure(self) -> None:
+        self.store_failures.inc()
+
+    def update_camera(
+        self, camera_id: str, *, frames_read: int, frames_dropped: int, reconnects: int, fps: float
+    ) -> None:
+        """Fold a reader's cumulative figures into the counters (a reader restart resets them: fine)."""
+        with self._lock:
+            totals = self._totals.setdefault(camera_id, _CameraTotals())
+            for name, counter, value in (
+                ("frames_read", self.frames_read, frames_read),
+                ("frames_dropped", self.frames_dropped, frames_dropped),
+                ("reconnects", self.reconnects, reconnects),
+            ):
+                previous = getattr(totals, name)
+                delta = value - previous if value >= previous else value  # smaller: the reader restarted
+                if delta > 0:
+                    counter.labels(camera=camera_id).inc(delta)
+                setattr(totals, name, value)
+        self.fps.labels(camera=camera_id, stage="read").set(fps)
+
+    def remove_camera(self, camera_id: str) -> None:
+        """Stop exporting a removed camera's series."""
+        with self._lock:
+            self._totals.pop(camera_id, None)
+        for metric in (self.frames_read, self.frames_processed, self.frames_dropped, self.reconnects):
+            _remove(metric, camera_id)
+        _remove(self.active_tracks, camera_id)
+        for stage in ("read", "processed"):
+            _remove(self.fps, camera_id, stage)
+
+    # --------------------------------------------------------------------------------------- websocket
+    def ws_client_connected(self) -> None:
+        self.ws_clients.inc()
+
+    def ws_client_disconnected(self) -> None:
+        self.ws_clients.dec()
+
+    def count_ws_dropped(self, messages: int) -> None:
+        if messages > 0:
+            self.ws_dropped.inc(messages)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)
+
+
+def _remove(metric: Counter | Gauge, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # never exported for this camera
+        metric.remove(*labels)

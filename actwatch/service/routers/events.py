@@ -1,0 +1,107 @@
+"""``/events``: stored alerts, filtered and paginated, with their snapshot JPEG and crops PNG.
+
+Example:
+    >>> sorted(r.path for r in router().routes)
+    ['/events', '/events/{event_id}', '/events/{event_id}/crops', '/events/{event_id}/snapshot']
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi.responses import FileResponse
+
+from actwatch.config import CAMERA_ID_PATTERN
+from actwatch.service.deps import Config, Store, require_token
+from actwatch.service.schemas import EventPage, EventPublic
+from actwatch.service.store import EVENT_ID_PATTERN, EventRecord
+
+EventIdPath = Annotated[str, Path(pattern=EVENT_ID_PATTERN, description="Event id.")]
+HARD_PAGE_CAP = 10_000  # server.max_page_size (<= this) is the configurable limit
+
+
+def _unix(value: datetime | None) -> float | None:
+    """Unix seconds of ``value``; a time without zone is UTC."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+def _public(record: EventRecord) -> EventPublic:
+    return EventPublic.build(
+        record.event, snapshot=record.snapshot_path is not None, crops=record.crops_path is not None
+    )
+
+
+def router() -> APIRouter:
+    api = APIRouter(prefix="/events", tags=["events"], dependencies=[Depends(require_token)])
+    not_found: dict[int | str, dict[str, Any]] = {
+        404: {"description": "No such event (or it has no such file)."}
+    }
+
+    @api.get("", summary="Stored events, newest first")
+    def list_events(
+        store: Store,
+        config: Config,
+        camera: Annotated[
+            str | None, Query(pattern=CAMERA_ID_PATTERN, description="Only this camera.")
+        ] = None,
+        label: Annotated[
+            str | None, Query(min_length=1, max_length=128, description="Only this class.")
+        ] = None,
+        since: Annotated[
+            datetime | None,
+            Query(description="Frame time >= this (ISO 8601 or Unix seconds; UTC if no zone)."),
+        ] = None,
+        until: Annotated[
+            datetime | None, Query(description="Frame time < this (ISO 8601 or Unix seconds).")
+        ] = None,
+        limit: Annotated[
+            int, Query(ge=1, le=HARD_PAGE_CAP, description="Page size (<= server.max_page_size).")
+        ] = 50,
+        offset: Annotated[int, Query(ge=0, le=10**9, description="Events to skip.")] = 0,
+    ) -> EventPage:
+        if limit > config.server.max_page_size:
+            raise HTTPException(
+                422,
+                detail=f"limit must be <= {config.server.max_page_size} (server.max_page_size)",
+            )
+        records, total = store.query_records(camera, label, _unix(since), _unix(until), limit, offset)
+        return EventPage(items=[_public(r) for r in records], total=total, limit=limit, offset=offset)
+
+    @api.get("/{event_id}", summary="One event", responses=not_found)
+    def get_event(event_id: EventIdPath, store: Store) -> EventPublic:
+        record = store.get_record(event_id)
+        if record is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"event '{event_id}' not found")
+        return _public(record)
+
+    @api.get(
+        "/{event_id}/snapshot",
+        summary="The frame of the event with the box drawn (JPEG)",
+        response_class=FileResponse,
+        responses={200: {"content": {"image/jpeg": {}}}, **not_found},
+    )
+    def get_snapshot(event_id: EventIdPath, store: Store) -> FileResponse:
+        path = store.snapshot_path(event_id)
+        if path is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no snapshot for event '{event_id}'")
+        return FileResponse(
+            path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"}
+        )
+
+    @api.get(
+        "/{event_id}/crops",
+        summary="The crops the model classified, side by side, oldest left (PNG)",
+        response_class=FileResponse,
+        responses={200: {"content": {"image/png": {}}}, **not_found},
+    )
+    def get_crops(event_id: EventIdPath, store: Store) -> FileResponse:
+        path = store.crops_path(event_id)
+        if path is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no crops for event '{event_id}'")
+        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
+
+    return api

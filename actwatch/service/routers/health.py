@@ -1,0 +1,64 @@
+"""Liveness (``/healthz``), readiness (``/readyz``) — both without auth — and ``/metrics`` (auth).
+
+Example:
+    >>> sorted(r.path for r in router().routes)
+    ['/healthz', '/metrics', '/readyz']
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Depends, Response, status
+from fastapi.responses import JSONResponse
+
+from actwatch.service.deps import Services, require_token
+from actwatch.service.schemas import Health
+
+log = logging.getLogger(__name__)
+
+
+def router() -> APIRouter:
+    api = APIRouter(tags=["health"])
+
+    @api.get("/healthz", summary="Liveness: the process answers (no auth)")
+    def healthz() -> Health:
+        return Health(status="ok")
+
+    @api.get(
+        "/readyz",
+        summary="Readiness: models loaded and the pipeline running (no auth)",
+        responses={503: {"model": Health, "description": "Still starting."}},
+    )
+    def readyz(services: Services) -> JSONResponse:
+        try:
+            ready = services.started and services.controller.ready()
+        except Exception:
+            log.exception("controller.ready() failed")
+            ready = False
+        code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
+        return JSONResponse(Health(status="ready" if ready else "starting").model_dump(), status_code=code)
+
+    @api.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        dependencies=[Depends(require_token)],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}}},
+    )
+    def metrics(services: Services) -> Response:
+        m = services.metrics
+        try:
+            for s in services.controller.statuses():
+                m.update_camera(
+                    s.camera_id,
+                    frames_read=s.frames_read,
+                    frames_dropped=s.frames_dropped,
+                    reconnects=s.reconnects,
+                    fps=s.fps,
+                )
+        except Exception:  # metrics must render even when the pipeline misbehaves
+            log.exception("could not read camera statuses for /metrics")
+        return Response(m.render(), media_type=m.content_type)
+
+    return api

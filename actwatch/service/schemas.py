@@ -1,0 +1,170 @@
+"""Request and response bodies of the API: separate Create / Update / Public schemas per resource.
+
+Inputs are strict (unknown fields are 422) and reuse the configuration's validated types, so a camera
+accepted by ``POST /cameras`` is exactly one that would be accepted in the YAML file. Public schemas
+never carry credentials: camera URLs are masked.
+
+Example:
+    >>> body = CameraCreate(id="door", url="rtsp://u:secret@10.0.0.5/s")
+    >>> body.to_config().name, "secret" in CameraPublic.build(body.to_config(), None).url
+    ('door', False)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from actwatch.config import CameraConfig, CameraId, SourceUrl, Zone, mask_url
+from actwatch.service.controller import CameraStatusLike
+from actwatch.service.events import Event
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CameraCreate(_Input):
+    """Body of ``POST /cameras``."""
+
+    id: CameraId = Field(description="Unique slug: lower-case letters, digits, '_' and '-' (1-64).")
+    name: str = Field("", max_length=200, description="Display name; defaults to the id.")
+    url: SourceUrl = Field(
+        description="rtsp://, rtsps://, http(s):// MJPEG, a video file path or a webcam index."
+    )
+    enabled: bool = Field(True, description="Start reading it now.")
+    loop: bool = Field(False, description="Restart a video file when it ends.")
+    realtime: bool = Field(True, description="Play video files at their own frame rate.")
+    zone: Zone | None = Field(None, description="Alert zone: polygon of [x, y] points in frame pixels.")
+
+    def to_config(self) -> CameraConfig:
+        return CameraConfig(**self.model_dump())
+
+
+class CameraUpdate(_Input):
+    """Body of ``PATCH /cameras/{id}``: only the fields given change; ``"zone": null`` removes the zone."""
+
+    name: str | None = Field(None, min_length=1, max_length=200, description="New display name.")
+    zone: Zone | None = Field(None, description="New alert zone (pixels), or null to alert anywhere.")
+    enabled: bool | None = Field(None, description="Start (true) or stop (false) reading the camera.")
+
+
+class CameraPublic(BaseModel):
+    """A camera as the API shows it: configuration plus live status, URL masked."""
+
+    id: str = Field(description="Camera id.")
+    name: str = Field(description="Display name.")
+    url: str = Field(description="Source URL with credentials masked.")
+    enabled: bool = Field(description="Whether the camera is being read.")
+    loop: bool = Field(description="Video files restart when they end.")
+    realtime: bool = Field(description="Video files play at their own frame rate.")
+    zone: list[tuple[float, float]] | None = Field(description="Alert zone in pixels, if any.")
+    state: str = Field(
+        description="Reader state (connecting, streaming, reconnecting, failed, ended, stopped), 'disabled', "
+        "'pending' when the pipeline has not reported it yet, or 'failed' when it could not be started."
+    )
+    last_error: str | None = Field(None, description="Last reader error, credentials masked.")
+    frames_read: int = Field(0, description="Frames decoded since the reader started.")
+    frames_dropped: int = Field(0, description="Frames skipped because a newer one arrived first.")
+    fps: float = Field(0.0, description="Frames read per second, recently.")
+    reconnects: int = Field(0, description="Reconnections since the reader started.")
+    last_frame_wall_time: float | None = Field(None, description="Unix time of the newest frame.")
+
+    @classmethod
+    def build(
+        cls, camera: CameraConfig, status: CameraStatusLike | None, start_error: str | None = None
+    ) -> CameraPublic:
+        data: dict[str, Any] = {
+            "id": camera.id,
+            "name": camera.name,
+            "url": mask_url(camera.url),
+            "enabled": camera.enabled,
+            "loop": camera.loop,
+            "realtime": camera.realtime,
+            "zone": camera.zone,
+        }
+        if not camera.enabled:
+            return cls(**data, state="disabled")
+        if status is None:
+            if start_error:  # the controller refused it at start-up
+                return cls(**data, state="failed", last_error=mask_url(start_error))
+            return cls(**data, state="pending")
+        state = getattr(status.state, "value", status.state)
+        error = status.last_error
+        return cls(
+            **data,
+            state=str(state),
+            last_error=mask_url(str(error)) if error else None,
+            frames_read=int(status.frames_read),
+            frames_dropped=int(status.frames_dropped),
+            fps=float(status.fps),
+            reconnects=int(status.reconnects),
+            last_frame_wall_time=status.last_frame_wall_time,
+        )
+
+
+class EventPublic(BaseModel):
+    """An alert as the API and the WebSocket show it."""
+
+    id: str = Field(description="Event id.")
+    camera_id: str = Field(description="Camera that saw it.")
+    track_id: int = Field(description="Track (person) id within that camera.")
+    label: str = Field(description="Action class.")
+    score: float = Field(description="Mean probability of the agreeing windows.")
+    start_time: float = Field(description="Unix time of the first agreeing window.")
+    frame_time: float = Field(description="Unix time of the frame that confirmed the alert.")
+    bbox: list[float] = Field(description="Person box x1, y1, x2, y2 in frame pixels.")
+    snapshot_url: str | None = Field(description="JPEG of the frame with the box drawn, if stored.")
+    crops_url: str | None = Field(description="PNG strip of the crops the model saw, if stored.")
+
+    @classmethod
+    def build(cls, event: Event, *, snapshot: bool, crops: bool) -> EventPublic:
+        return cls(
+            id=event.id,
+            camera_id=event.camera_id,
+            track_id=event.track_id,
+            label=event.label,
+            score=event.score,
+            start_time=event.start_time,
+            frame_time=event.frame_time,
+            bbox=list(event.bbox),
+            snapshot_url=event.snapshot_url if snapshot else None,
+            crops_url=f"/events/{event.id}/crops" if crops else None,
+        )
+
+
+class EventPage(BaseModel):
+    """One page of ``GET /events``."""
+
+    items: list[EventPublic] = Field(description="Events, newest first.")
+    total: int = Field(description="Events matching the filters in all.")
+    limit: int = Field(description="Page size asked for.")
+    offset: int = Field(description="Events skipped before this page.")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "ready", "starting"] = Field(description="Liveness or readiness.")
+
+
+# ------------------------------------------------------------------------------------- WebSocket input
+class SubscribeMessage(_Input):
+    """``{"type": "subscribe", "cameras": [...], "labels": [...], "tracks": true}``; null means all."""
+
+    type: Literal["subscribe"]
+    cameras: list[CameraId] | None = Field(None, max_length=4096, description="Cameras wanted; null: all.")
+    labels: list[str] | None = Field(None, max_length=1024, description="Event labels wanted; null: all.")
+    tracks: bool = Field(False, description="Also receive live track boxes.")
+
+
+class PingMessage(_Input):
+    """``{"type": "ping"}``, answered with ``{"type": "pong"}``."""
+
+    type: Literal["ping"]
+
+
+class AuthMessage(_Input):
+    """``{"type": "auth", "token": "..."}``: the first message when no token came with the handshake."""
+
+    type: Literal["auth"]
+    token: str = Field(max_length=1024)

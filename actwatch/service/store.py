@@ -1,0 +1,396 @@
+"""Event storage: one row per alert (SQLAlchemy Core), its snapshot JPEG and crops PNG on disk.
+
+SQLite (the default, a file in the data folder) runs in WAL mode with a busy timeout, so the pipeline
+thread can write while the API reads; any SQLAlchemy URL works (``postgresql+psycopg://…``): only
+portable SQL is used. Media files are written atomically (temporary file + rename) *before* the row,
+so a row never points at a half-written file; ``purge`` deletes rows first and then their files.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> store = EventStore(f"sqlite:///{tmp}/events.db", tmp / "media", retention_days=7)
+    >>> e = Event("cam1", 1, "fighting", 0.9, 1.0, 2.0, (0.0, 0.0, 5.0, 9.0), id="e1")
+    >>> _ = store.add(e, b"\\xff\\xd8fake-jpeg", None)
+    >>> store.get("e1") == e, store.count(), store.snapshot_path("e1").name
+    (True, 1, 'e1.jpg')
+    >>> store.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import StaticPool
+
+from actwatch.config import mask_url
+from actwatch.service.events import Event
+
+log = logging.getLogger(__name__)
+
+EVENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
+_PURGE_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A stored event with where its media is (``None`` when it has none) and when it was stored."""
+
+    event: Event
+    snapshot_path: Path | None
+    crops_path: Path | None
+    created_at: float
+
+
+def _events_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "events",
+        metadata,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("camera_id", sa.String(64), nullable=False),
+        sa.Column("track_id", sa.Integer, nullable=False),
+        sa.Column("label", sa.String(128), nullable=False),
+        sa.Column("score", sa.Double, nullable=False),
+        sa.Column("start_time", sa.Double, nullable=False),
+        sa.Column("frame_time", sa.Double, nullable=False),
+        sa.Column("bbox", sa.JSON, nullable=False),
+        sa.Column("snapshot_path", sa.String(255), nullable=True),  # relative to media_dir
+        sa.Column("crops_path", sa.String(255), nullable=True),
+        sa.Column("created_at", sa.Double, nullable=False),
+        sa.Index("ix_events_camera_time", "camera_id", "frame_time"),
+        sa.Index("ix_events_label_time", "label", "frame_time"),
+    )
+
+
+def _make_engine(database_url: str) -> Engine:
+    url = sa.make_url(database_url)
+    if not url.drivername.startswith("sqlite"):
+        return sa.create_engine(url, pool_pre_ping=True)
+    in_memory = url.database in (None, "", ":memory:")
+    if not in_memory and url.database is not None:
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        # One shared connection for an in-memory database, or each thread would see its own empty one.
+        poolclass=StaticPool if in_memory else None,
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer and vice versa
+            cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; safe with WAL
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+    return engine
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def encode_crops_strip(crops: np.ndarray) -> bytes:
+    """``(T, H, W, 3)`` uint8 BGR crops as one lossless PNG, side by side (``H`` × ``T·W``), oldest left."""
+    arr = np.asarray(crops)
+    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.shape[0] == 0:
+        raise ValueError(f"crops must be (T, H, W, 3), got {arr.shape}")
+    strip = np.ascontiguousarray(np.concatenate(list(arr.astype(np.uint8, copy=False)), axis=1))
+    ok, buf = cv2.imencode(".png", strip, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise ValueError("PNG encoding of the crops failed")
+    return buf.tobytes()
+
+
+def render_snapshot(
+    frame_bgr: np.ndarray,
+    bbox: tuple[float, float, float, float] | list[float],
+    label: str,
+    score: float,
+    *,
+    max_side: int = 1280,
+    quality: int = 85,
+) -> bytes:
+    """The frame as a JPEG with ``bbox`` drawn and captioned ``label score``; large frames are shrunk.
+
+    Example:
+        >>> jpeg = render_snapshot(np.zeros((48, 64, 3), np.uint8), (4, 4, 30, 40), "fall", 0.93)
+        >>> jpeg[:2] == b"\\xff\\xd8"
+        True
+    """
+    image: np.ndarray = np.ascontiguousarray(frame_bgr, dtype=np.uint8).copy()
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale < 1.0:
+        image = cv2.resize(
+            image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+        )
+    x1, y1, x2, y2 = (round(v * scale) for v in bbox)
+    thickness = max(2, round(max(image.shape[:2]) / 400))
+    color = (0, 0, 255)
+    cv2.rectangle(image, (x1, y1), (x2, y2), color, thickness)
+    caption = f"{label} {score:.2f}"
+    font_scale = max(0.5, max(image.shape[:2]) / 1200)
+    (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    ty = y1 - 4 if y1 - th - base - 4 >= 0 else min(image.shape[0] - 1, y2 + th + base + 4)
+    cv2.rectangle(image, (x1, ty - th - base), (x1 + tw + 4, ty + 2), color, cv2.FILLED)
+    cv2.putText(
+        image, caption, (x1 + 2, ty - base // 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1
+    )
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding of the snapshot failed")
+    return buf.tobytes()
+
+
+class EventStore:
+    """Events in a database, their snapshots and crops in ``media_dir``. Thread-safe; survives restarts.
+
+    ``keep_crops=False`` ignores the crops given to :meth:`add`. ``retention_days`` is what :meth:`purge`
+    keeps.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> tmp = pathlib.Path(tempfile.mkdtemp())
+        >>> store = EventStore("sqlite://", tmp)  # in memory
+        >>> store.query(label="fall")
+        ([], 0)
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        media_dir: Path,
+        retention_days: float = 30.0,
+        *,
+        keep_crops: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if retention_days <= 0:
+            raise ValueError("retention_days must be > 0")
+        self._media_dir = Path(media_dir)
+        self._media_dir.mkdir(parents=True, exist_ok=True)
+        self.retention_days = retention_days
+        self.keep_crops = keep_crops
+        self._clock = clock
+        self._engine = _make_engine(database_url)
+        self._metadata = sa.MetaData()
+        self._events = _events_table(self._metadata)
+        self._metadata.create_all(self._engine)
+        # SQLite allows one writer; serialising writes in-process avoids busy retries between our threads.
+        self._write_lock = threading.Lock()
+        log.info("event store: %s, media in %s", mask_url(database_url), self._media_dir)
+
+    @property
+    def media_dir(self) -> Path:
+        return self._media_dir
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # ------------------------------------------------------------------------------------------ writing
+    def add(self, event: Event, snapshot_jpeg: bytes | None, crops: np.ndarray | None = None) -> EventRecord:
+        """Store ``event`` with its snapshot (JPEG bytes) and crops ``(T, H, W, 3)`` uint8 BGR.
+
+        Files first (atomically), then the row; if the row cannot be written the files are removed.
+        Raises ``ValueError`` for an unsafe id or an id that is already stored.
+        """
+        if not _EVENT_ID.match(event.id):
+            raise ValueError(f"event id {event.id!r} must match {EVENT_ID_PATTERN}")
+        shard = event.id[:2]  # 2-character shard folders keep directories small
+        snapshot_rel = f"{shard}/{event.id}.jpg" if snapshot_jpeg else None
+        crops_rel = f"{shard}/{event.id}.crops.png" if crops is not None and self.keep_crops else None
+        crops_png = encode_crops_strip(crops) if crops_rel is not None and crops is not None else None
+        written: list[Path] = []
+        with self._write_lock:
+            if self._row(event.id) is not None:
+                raise ValueError(f"event {event.id} is already stored")
+            try:
+                if snapshot_rel is not None and snapshot_jpeg:
+                    _write_atomic(self._media_dir / snapshot_rel, snapshot_jpeg)
+                    written.append(self._media_dir / snapshot_rel)
+                if crops_rel is not None and crops_png is not None:
+                    _write_atomic(self._media_dir / crops_rel, crops_png)
+                    written.append(self._media_dir / crops_rel)
+                created_at = self._clock()
+                with self._engine.begin() as conn:
+                    conn.execute(
+                        self._events.insert().values(
+                            id=event.id,
+                            camera_id=event.camera_id,
+                            track_id=int(event.track_id),
+                            label=event.label,
+                            score=float(event.score),
+                            start_time=float(event.start_time),
+                            frame_time=float(event.frame_time),
+                            bbox=[float(v) for v in event.bbox],
+                            snapshot_path=snapshot_rel,
+                            crops_path=crops_rel,
+                            created_at=created_at,
+                        )
+                    )
+            except BaseException:
+                for path in written:
+                    path.unlink(missing_ok=True)
+                raise
+        return EventRecord(
+            event,
+            self._media_dir / snapshot_rel if snapshot_rel else None,
+            self._media_dir / crops_rel if crops_rel else None,
+            created_at,
+        )
+
+    def purge(self, now: float | None = None) -> int:
+        """Delete events older than ``retention_days`` before ``now`` (default: the clock) and their files."""
+        cutoff = (self._clock() if now is None else now) - self.retention_days * 86400.0
+        t = self._events
+        deleted = 0
+        while True:
+            with self._write_lock, self._engine.begin() as conn:
+                rows = conn.execute(
+                    sa.select(t.c.id, t.c.snapshot_path, t.c.crops_path)
+                    .where(t.c.frame_time < cutoff)
+                    .limit(_PURGE_BATCH)
+                ).all()
+                if not rows:
+                    break
+                conn.execute(t.delete().where(t.c.id.in_([r.id for r in rows])))
+            # Rows are gone first: a crash here leaves orphan files, never rows pointing at nothing.
+            for row in rows:
+                for rel in (row.snapshot_path, row.crops_path):
+                    if rel:
+                        (self._media_dir / rel).unlink(missing_ok=True)
+            deleted += len(rows)
+        if deleted:
+            log.info("purged %d events older than %.1f days", deleted, self.retention_days)
+        return deleted
+
+    # ------------------------------------------------------------------------------------------ reading
+    def _row(self, event_id: str) -> Any:
+        if not _EVENT_ID.match(event_id):
+            return None
+        with self._engine.connect() as conn:
+            return conn.execute(sa.select(self._events).where(self._events.c.id == event_id)).first()
+
+    def _record(self, row: Any) -> EventRecord:
+        bbox = row.bbox
+        event = Event(
+            camera_id=row.camera_id,
+            track_id=int(row.track_id),
+            label=row.label,
+            score=float(row.score),
+            start_time=float(row.start_time),
+            frame_time=float(row.frame_time),
+            bbox=(float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3])),
+            id=row.id,
+        )
+        return EventRecord(
+            event,
+            self._media_dir / row.snapshot_path if row.snapshot_path else None,
+            self._media_dir / row.crops_path if row.crops_path else None,
+            float(row.created_at),
+        )
+
+    def get_record(self, event_id: str) -> EventRecord | None:
+        row = self._row(event_id)
+        return None if row is None else self._record(row)
+
+    def get(self, event_id: str) -> Event | None:
+        """The event with ``event_id``, or ``None``."""
+        record = self.get_record(event_id)
+        return None if record is None else record.event
+
+    def query_records(
+        self,
+        camera_id: str | None = None,
+        label: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[EventRecord], int]:
+        """Events matching the filters, newest first, and how many match in all.
+
+        ``since`` is inclusive and ``until`` exclusive, both on ``frame_time`` (Unix seconds).
+        """
+        if limit < 0 or offset < 0:
+            raise ValueError("limit and offset must be >= 0")
+        t = self._events
+        conditions: list[Any] = []
+        if camera_id is not None:
+            conditions.append(t.c.camera_id == camera_id)
+        if label is not None:
+            conditions.append(t.c.label == label)
+        if since is not None:
+            conditions.append(t.c.frame_time >= since)
+        if until is not None:
+            conditions.append(t.c.frame_time < until)
+        where = sa.and_(sa.true(), *conditions)
+        with self._engine.connect() as conn:
+            total = int(conn.execute(sa.select(sa.func.count()).select_from(t).where(where)).scalar_one())
+            rows = conn.execute(
+                sa.select(t)
+                .where(where)
+                .order_by(t.c.frame_time.desc(), t.c.id.desc())
+                .limit(limit)
+                .offset(offset)
+            ).all()
+        return [self._record(row) for row in rows], total
+
+    def query(
+        self,
+        camera_id: str | None = None,
+        label: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Event], int]:
+        """Like :meth:`query_records`, events only."""
+        records, total = self.query_records(camera_id, label, since, until, limit, offset)
+        return [r.event for r in records], total
+
+    def snapshot_path(self, event_id: str) -> Path | None:
+        """The snapshot JPEG of ``event_id`` if the event and the file exist."""
+        record = self.get_record(event_id)
+        path = record.snapshot_path if record else None
+        return path if path is not None and path.is_file() else None
+
+    def crops_path(self, event_id: str) -> Path | None:
+        """The crops PNG strip of ``event_id`` if the event and the file exist."""
+        record = self.get_record(event_id)
+        path = record.crops_path if record else None
+        return path if path is not None and path.is_file() else None
+
+    def count(self) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(self._events)).scalar_one())

@@ -1,0 +1,292 @@
+"""The on-disk dataset that ``actwatch extract`` writes and ``actwatch train``/``evaluate`` read.
+
+Layout of ``DATASET_DIR``::
+
+    extraction.json                      settings every video was extracted with (checked on resume)
+    videos/<video_id>.json               per-video done marker, written atomically after its sequences
+    sequences/<video_id>/t<track>.npy    one person sequence: (T, H, W, 3) uint8 BGR at the dataset fps
+    sequences/<video_id>/t<track>/       ... or, with --png, one PNG per frame (000000.png, ...)
+    dataset.json                         the index: classes, input size, fps and every sequence with its
+                                         label, group, split and frame count (rebuilt from the markers)
+
+Example:
+    >>> ds = load_dataset(Path("data/ds"))             # doctest: +SKIP
+    >>> rec = ds.split("train")[0]                     # doctest: +SKIP
+    >>> ds.read_sequence(rec).shape                    # doctest: +SKIP
+    (42, 112, 112, 3)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from actwatch.errors import ActwatchError
+from actwatch.train.splits import assign_splits, check_no_leakage
+
+FORMAT = "actwatch-dataset"
+VERSION = 1
+
+
+class DatasetError(ActwatchError):
+    """A dataset folder is missing, incomplete, corrupt or was extracted with other settings."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceRecord:
+    """One stored sequence: a tracked person (or the whole frame) of one source video.
+
+    Example:
+        >>> r = SequenceRecord("v1/t3", "v1", "walking", None, "train", "sequences/v1/t3.npy", 40, 3, "a.mp4")
+        >>> r.frames
+        40
+    """
+
+    seq_id: str
+    video_id: str
+    label: str
+    group: str | None
+    split: str
+    path: str  # relative to the dataset root
+    frames: int
+    track_id: int
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class VideoMarker:
+    """The done marker of one source video; ``status`` is ``ok`` or ``failed`` (with a ``reason``)."""
+
+    video_id: str
+    source: str
+    label: str
+    group: str | None
+    given_split: str | None
+    status: str
+    reason: str = ""
+    frames: int = 0  # frames sampled at the dataset fps
+    persons: int = 0  # tracks seen (capped at max persons)
+    sequences: list[dict[str, Any]] = field(default_factory=list)  # {seq_id, path, frames, track_id}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VideoMarker:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetIndex:
+    """A loaded ``dataset.json``: what training and evaluation read.
+
+    Example:
+        >>> ds = load_dataset(Path("data/ds"))            # doctest: +SKIP
+        >>> ds.classes, len(ds.split("val"))              # doctest: +SKIP
+        (['fighting', 'walking'], 12)
+    """
+
+    root: Path
+    classes: list[str]
+    input_size: tuple[int, int]  # (H, W)
+    fps: float
+    sequences: list[SequenceRecord]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, name: str) -> list[SequenceRecord]:
+        return [s for s in self.sequences if s.split == name]
+
+    def label_index(self, label: str) -> int:
+        return self.classes.index(label)
+
+    def read_sequence(self, rec: SequenceRecord) -> np.ndarray:
+        """The frames of ``rec`` as (T, H, W, 3) uint8 BGR."""
+        return read_sequence_file(self.root / rec.path)
+
+    def fingerprint(self) -> str:
+        """Changes when any sequence file is added, removed or rewritten (used to key feature caches)."""
+        h = hashlib.sha256()
+        h.update(json.dumps([self.input_size, self.fps]).encode())
+        for s in sorted(self.sequences, key=lambda r: r.seq_id):
+            p = self.root / s.path
+            st = p.stat()
+            h.update(f"{s.seq_id}|{s.frames}|{st.st_size}|{st.st_mtime_ns}".encode())
+        return h.hexdigest()
+
+
+def read_sequence_file(path: Path) -> np.ndarray:
+    if path.suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"sequence file {path} is unreadable ({exc}); re-run extraction") from exc
+    elif path.is_dir():
+        frames = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in sorted(path.glob("*.png"))]
+        good = [f for f in frames if f is not None]
+        if not good or len(good) != len(frames):
+            raise DatasetError(f"PNG sequence {path} is empty or has unreadable frames; re-run extraction")
+        arr = np.stack(good)
+    else:
+        raise DatasetError(f"sequence {path} is missing; re-run extraction")
+    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+        raise DatasetError(f"sequence {path} has shape {arr.shape} {arr.dtype}, expected (T, H, W, 3) uint8")
+    return arr
+
+
+class DatasetWriter:
+    """Writes sequences and done markers into ``root``; :meth:`finalize` builds ``dataset.json``.
+
+    ``settings`` (input size, fps, whole-frame, storage, ...) are stored in ``extraction.json`` on the
+    first run; resuming with different settings raises :class:`DatasetError` instead of mixing data.
+
+    Example:
+        >>> w = DatasetWriter(Path("ds"), {"input_size": [64, 64], "fps": 10.0})     # doctest: +SKIP
+        >>> w.write_sequence("v1", 0, np.zeros((8, 64, 64, 3), np.uint8))              # doctest: +SKIP
+        'sequences/v1/t0.npy'
+    """
+
+    def __init__(self, root: Path, settings: dict[str, Any], png: bool = False) -> None:
+        self.root = root
+        self.png = png
+        self.settings = {**settings, "storage": "png" if png else "npy"}
+        root.mkdir(parents=True, exist_ok=True)
+        settings_path = root / "extraction.json"
+        if settings_path.exists():
+            old = json.loads(settings_path.read_text())
+            if old != json.loads(json.dumps(self.settings)):
+                diff = {k: (old.get(k), v) for k, v in self.settings.items() if old.get(k) != v}
+                raise DatasetError(
+                    f"{root} was extracted with other settings {diff} (old, new); use a new --out folder "
+                    "or the same settings to resume"
+                )
+        else:
+            atomic_write_json(settings_path, self.settings)
+
+    def marker_path(self, video_id: str) -> Path:
+        return self.root / "videos" / f"{video_id}.json"
+
+    def is_done(self, video_id: str) -> bool:
+        return self.marker_path(video_id).is_file()
+
+    def read_marker(self, video_id: str) -> VideoMarker:
+        return VideoMarker.from_dict(json.loads(self.marker_path(video_id).read_text()))
+
+    def write_sequence(self, video_id: str, track_id: int, crops: np.ndarray) -> str:
+        """Store one sequence (T, H, W, 3) uint8 BGR atomically; returns its path relative to root."""
+        rel = Path("sequences") / video_id / f"t{track_id}"
+        if self.png:
+            target = self.root / rel
+            tmp = target.with_name(f".{target.name}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            for i, frame in enumerate(crops):
+                cv2.imwrite(str(tmp / f"{i:06d}.png"), frame)
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(tmp, target)
+            return rel.as_posix()
+        rel = rel.with_suffix(".npy")
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(crops, dtype=np.uint8), allow_pickle=False)
+        atomic_write_bytes(self.root / rel, buf.getvalue())
+        return rel.as_posix()
+
+    def write_marker(self, marker: VideoMarker) -> None:
+        atomic_write_json(self.marker_path(marker.video_id), asdict(marker))
+
+    def markers(self) -> list[VideoMarker]:
+        folder = self.root / "videos"
+        if not folder.is_dir():
+            return []
+        return [VideoMarker.from_dict(json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
+
+    def finalize(self, *, val_ratio: float, test_ratio: float, seed: int) -> DatasetIndex:
+        """Assign leakage-free splits over all finished videos and write ``dataset.json``."""
+        markers = [m for m in self.markers() if m.status == "ok" and m.sequences]
+        if not markers:
+            raise DatasetError(f"no sequences were extracted into {self.root}; see the warnings above")
+        split_of = assign_splits(
+            {m.video_id: (m.label, m.given_split) for m in markers},
+            val_ratio=val_ratio,
+            test_ratio=test_ratio,
+            seed=seed,
+        )
+        records = [
+            SequenceRecord(
+                seq_id=s["seq_id"],
+                video_id=m.video_id,
+                label=m.label,
+                group=m.group,
+                split=split_of[m.video_id],
+                path=s["path"],
+                frames=int(s["frames"]),
+                track_id=int(s["track_id"]),
+                source=m.source,
+            )
+            for m in markers
+            for s in m.sequences
+        ]
+        classes = sorted({r.label for r in records})
+        groups = {r.label: r.group for r in records}
+        h, w = self.settings["input_size"]
+        index = {
+            "format": FORMAT,
+            "version": VERSION,
+            "classes": classes,
+            "class_groups": groups,
+            "input_size": [int(h), int(w)],
+            "fps": float(self.settings["fps"]),
+            "split_seed": seed,
+            "split_ratios": {"val": val_ratio, "test": test_ratio},
+            "extraction": self.settings,
+            "sequences": [asdict(r) for r in records],
+        }
+        atomic_write_json(self.root / "dataset.json", index)
+        return load_dataset(self.root)
+
+
+def load_dataset(root: Path) -> DatasetIndex:
+    """Read ``root/dataset.json``; raises :class:`DatasetError` when it is missing or inconsistent."""
+    path = root / "dataset.json"
+    if not path.is_file():
+        raise DatasetError(f"{path} not found: run `actwatch extract SRC --out {root}` first")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path} is not valid JSON ({exc}); re-run extraction") from exc
+    if raw.get("format") != FORMAT or raw.get("version") != VERSION:
+        raise DatasetError(f"{path} is not an actwatch dataset (format {raw.get('format')!r})")
+    records = [SequenceRecord(**s) for s in raw["sequences"]]
+    check_no_leakage({r.seq_id: r.split for r in records}, {r.seq_id: r.video_id for r in records})
+    unknown = {r.label for r in records} - set(raw["classes"])
+    if unknown:
+        raise DatasetError(f"{path}: sequences with labels {sorted(unknown)} missing from 'classes'")
+    h, w = raw["input_size"]
+    return DatasetIndex(
+        root=root,
+        classes=list(raw["classes"]),
+        input_size=(int(h), int(w)),
+        fps=float(raw["fps"]),
+        sequences=records,
+        meta={k: v for k, v in raw.items() if k not in ("sequences", "classes", "input_size", "fps")},
+    )

@@ -1,0 +1,327 @@
+"""``actwatch extract``: labelled videos -> per-person crop sequences at the model's fps and input size.
+
+Persons are found with the service's own detector, ByteTrack wrapper, fps sampler and crop function
+(:class:`~actwatch.tracker.offline.VideoTrackExtractor`), so training crops look like live ones. With
+``whole_frame`` each sampled frame is resized whole (clips without detectable persons). A video that
+cannot be read, is too short or shows no person is skipped with a warning and counted; the run goes on.
+Finished videos get a done marker (written after their sequences), so a re-run resumes.
+
+Example:
+    >>> s = ExtractSettings(whole_frame=True, input_size=(64, 64), fps=10.0, min_frames=8)
+    >>> summary = DatasetExtractor(s).run(Path("clips"), Path("data/ds"))   # doctest: +SKIP
+    >>> print(summary.format_table())                                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from tqdm import tqdm
+
+from actwatch.capture.frame import Frame
+from actwatch.errors import ActwatchError
+from actwatch.train.dataset import DatasetIndex, DatasetWriter, VideoMarker
+from actwatch.train.layouts import VideoItem, discover_videos, frame_files
+
+log = logging.getLogger(__name__)
+
+
+class ExtractSettings(BaseModel):
+    """Everything ``actwatch extract`` can be told.
+
+    Example:
+        >>> ExtractSettings(input_size=64).input_size
+        (64, 64)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layout: Literal["a", "b", "c", "auto"] = Field("auto", description="Input layout of the source folder.")
+    detector: Path | None = Field(None, description="YOLOv8 weights; default: the cached human-fall detector.")
+    person_classes: list[int] | None = Field(
+        None, description="Detector classes that are persons; default: inferred from the class names."
+    )
+    conf: float = Field(0.35, ge=0.0, le=1.0, description="Minimum detection confidence.")
+    max_persons: int = Field(5, ge=1, description="Keep at most this many persons (longest tracks) per video.")
+    fps: float = Field(10.0, gt=0.0, le=120.0, description="Sampling rate of the sequences (model fps).")
+    input_size: tuple[int, int] = Field((112, 112), description="Stored crop size (height, width).")
+    whole_frame: bool = Field(False, description="Store whole frames instead of tracked persons.")
+    min_frames: int = Field(8, ge=1, description="Minimum samples of a sequence (shorter ones are dropped).")
+    imgsz: int = Field(640, ge=32, description="Detector input size in pixels.")
+    device: str = Field("cpu", description="Detector device: 'cpu', 'cuda', 'cuda:0', ...")
+    crop_pad: float = Field(0.1, ge=0.0, le=1.0, description="Context added around each person box.")
+    frames_fps: float = Field(30.0, gt=0.0, description="Frame rate of frame folders (layout b).")
+    max_frames: int | None = Field(None, ge=1, description="Read at most this many frames of each video.")
+    png: bool = Field(False, description="Store one PNG per frame instead of one .npy per sequence.")
+    retry_failed: bool = Field(False, description="Retry videos that failed in an earlier run.")
+    val_ratio: float = Field(0.15, ge=0.0, lt=1.0, description="Share of videos per class for validation.")
+    test_ratio: float = Field(0.15, ge=0.0, lt=1.0, description="Share of videos per class for testing.")
+    seed: int = Field(0, description="Seed of the split assignment.")
+
+    @field_validator("input_size", mode="before")
+    @classmethod
+    def _square(cls, value: Any) -> Any:
+        return (value, value) if isinstance(value, int) else value
+
+    def content_settings(self) -> dict[str, Any]:
+        """The settings that decide what a stored sequence contains (must match when resuming)."""
+        keys = ["input_size", "fps", "whole_frame", "frames_fps"] + ([] if self.whole_frame else ["crop_pad"])
+        return self.model_dump(mode="json", include=set(keys))
+
+
+@dataclass
+class ClassSummary:
+    """Per-class counts over all finished videos of the dataset (earlier runs included)."""
+
+    videos: int = 0
+    failed: int = 0
+    persons: int = 0
+    sequences: int = 0
+    skipped: int = 0  # finished in an earlier run, not processed again now
+
+
+@dataclass
+class ExtractionSummary:
+    """What an extraction run did; ``format_table()`` is the table the CLI prints."""
+
+    rows: dict[str, ClassSummary] = field(default_factory=dict)
+    processed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    frames_read: int = 0
+    seconds: float = 0.0
+    failures: dict[str, str] = field(default_factory=dict)  # video id -> reason (this run)
+    index: DatasetIndex | None = None
+
+    def format_table(self) -> str:
+        head = f"{'class':<24} {'videos':>7} {'failed':>7} {'persons':>8} {'sequences':>10} {'skipped':>8}"
+        lines = [head, "-" * len(head)]
+        total = ClassSummary()
+        for label in sorted(self.rows):
+            r = self.rows[label]
+            lines.append(f"{label:<24} {r.videos:>7} {r.failed:>7} {r.persons:>8} {r.sequences:>10} {r.skipped:>8}")
+            for name in ("videos", "failed", "persons", "sequences", "skipped"):
+                setattr(total, name, getattr(total, name) + getattr(r, name))
+        lines.append("-" * len(head))
+        lines.append(
+            f"{'total':<24} {total.videos:>7} {total.failed:>7} {total.persons:>8} "
+            f"{total.sequences:>10} {total.skipped:>8}"
+        )
+        lines.append(
+            f"this run: {self.processed} processed, {self.skipped} skipped (already done), "
+            f"{self.failed} failed, {self.frames_read} frames read in {self.seconds:.1f} s"
+        )
+        return "\n".join(lines)
+
+
+class _VideoFailed(Exception):
+    """A video that yields no sequence; the message is the reason recorded in its marker."""
+
+
+def iter_folder_frames(folder: Path, fps: float, max_frames: int | None = None) -> Iterator[Frame]:
+    """The images of a frame folder as :class:`Frame`s at ``fps`` (unreadable images are skipped)."""
+    files = frame_files(folder)
+    if max_frames is not None:
+        files = files[:max_frames]
+    index = 0
+    for path in files:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            log.warning("skipping unreadable frame %s", path)
+            continue
+        yield Frame(folder.name, index, index / fps, time.time(), image)
+        index += 1
+
+
+class _Counter:
+    """Wraps a frame iterator: counts frames and the samples an fps sampler would take."""
+
+    def __init__(self, frames: Iterator[Frame], fps: float) -> None:
+        from actwatch.tracker.sampling import FpsSampler
+
+        self._frames = frames
+        self._sampler = FpsSampler(fps)
+        self.frames = 0
+        self.samples = 0
+
+    def __iter__(self) -> Iterator[Frame]:
+        for frame in self._frames:
+            self.frames += 1
+            self.samples += int(self._sampler.due(frame.timestamp))
+            yield frame
+
+
+class DatasetExtractor:
+    """Runs extraction over a source folder into a dataset folder (see module docstring).
+
+    ``detector`` may be given (tests, benchmarks); otherwise it is loaded from ``settings.detector``
+    or the asset cache on first use. Not needed in whole-frame mode.
+    """
+
+    def __init__(self, settings: ExtractSettings, detector: Any | None = None, *, progress: bool = True) -> None:
+        self.settings = settings
+        self._detector = detector
+        self.progress = progress
+
+    def _get_detector(self) -> Any:
+        if self._detector is None:
+            from actwatch.tracker.detector import PersonDetector
+
+            weights = self.settings.detector
+            if weights is None:
+                from actwatch.assets import ensure_detector
+
+                weights = ensure_detector(fetch=False)
+            self._detector = PersonDetector(
+                weights,
+                self.settings.person_classes,
+                conf=self.settings.conf,
+                imgsz=self.settings.imgsz,
+                device=self.settings.device,
+            )
+        return self._detector
+
+    def run(self, src: Path, out: Path) -> ExtractionSummary:
+        started = time.perf_counter()
+        items = discover_videos(src, self.settings.layout)
+        writer = DatasetWriter(out, self.settings.content_settings(), png=self.settings.png)
+        if not self.settings.whole_frame:
+            self._get_detector()  # fail early (missing weights) rather than after the first video
+        summary = ExtractionSummary()
+        bar = tqdm(items, desc="extract", unit="video", disable=not self.progress, dynamic_ncols=True)
+        for item in bar:
+            if writer.is_done(item.video_id):
+                old = writer.read_marker(item.video_id)
+                if old.status == "ok" or not self.settings.retry_failed:
+                    summary.skipped += 1
+                    summary.rows.setdefault(item.label, ClassSummary()).skipped += 1
+                    continue
+            marker = self._process(item, writer, summary)
+            writer.write_marker(marker)  # last: the video counts as done only once its sequences exist
+            summary.processed += 1
+            if marker.status != "ok":
+                summary.failed += 1
+                summary.failures[item.video_id] = marker.reason
+                log.warning("skipped %s: %s", item.source, marker.reason)
+            bar.set_postfix(failed=summary.failed, skipped=summary.skipped)
+        bar.close()
+        self._fill_rows(writer, summary, items)
+        summary.seconds = time.perf_counter() - started
+        if any(r.sequences for r in summary.rows.values()):
+            summary.index = writer.finalize(
+                val_ratio=self.settings.val_ratio, test_ratio=self.settings.test_ratio, seed=self.settings.seed
+            )
+        return summary
+
+    @staticmethod
+    def _fill_rows(writer: DatasetWriter, summary: ExtractionSummary, items: list[VideoItem]) -> None:
+        wanted = {item.video_id for item in items}
+        for item in items:
+            summary.rows.setdefault(item.label, ClassSummary())
+        for m in writer.markers():
+            if m.video_id not in wanted:
+                continue  # a marker of a video no longer in the source folder
+            row = summary.rows.setdefault(m.label, ClassSummary())
+            row.videos += 1
+            row.failed += int(m.status != "ok")
+            row.persons += m.persons
+            row.sequences += len(m.sequences)
+
+    def _frames(self, item: VideoItem) -> tuple[Iterator[Frame], float]:
+        from actwatch.tracker.offline import iter_video_frames, video_fps
+
+        if item.frame_folder:
+            return iter_folder_frames(item.source, self.settings.frames_fps, self.settings.max_frames), (
+                self.settings.frames_fps
+            )
+        if not item.source.is_file():
+            raise _VideoFailed(f"video file not found: {item.source}")
+        return iter_video_frames(item.source, max_frames=self.settings.max_frames), video_fps(item.source)
+
+    def _process(self, item: VideoItem, writer: DatasetWriter, summary: ExtractionSummary) -> VideoMarker:
+        base: dict[str, Any] = {
+            "video_id": item.video_id,
+            "source": str(item.source),
+            "label": item.label,
+            "group": item.group,
+            "given_split": item.split,
+        }
+        counter: _Counter | None = None
+        try:
+            frames, frame_rate = self._frames(item)
+            counter = _Counter(frames, self.settings.fps)
+            if self.settings.whole_frame:
+                sequences, persons = self._whole_frame(counter), 1
+            else:
+                sequences, persons = self._persons(counter, frame_rate)
+            if counter.samples < self.settings.min_frames:
+                raise _VideoFailed(
+                    f"too short: {counter.samples} frame(s) at {self.settings.fps:g} fps, "
+                    f"--min-frames is {self.settings.min_frames}"
+                )
+            if not sequences:
+                raise _VideoFailed(
+                    f"no person tracked for {self.settings.min_frames}+ samples "
+                    f"(lower --conf, or use --whole-frame for clips without persons)"
+                )
+            stored = [
+                {
+                    "seq_id": f"{item.video_id}/t{tid}",
+                    "path": writer.write_sequence(item.video_id, tid, crops),
+                    "frames": len(crops),
+                    "track_id": tid,
+                }
+                for tid, crops in sequences
+            ]
+            return VideoMarker(**base, status="ok", frames=counter.samples, persons=persons, sequences=stored)
+        except (_VideoFailed, ActwatchError, cv2.error, OSError) as exc:
+            return VideoMarker(**base, status="failed", reason=str(exc), frames=counter.samples if counter else 0)
+        finally:
+            if counter is not None:
+                summary.frames_read += counter.frames
+
+    def _whole_frame(self, frames: _Counter) -> list[tuple[int, np.ndarray]]:
+        from actwatch.tracker.crops import crop_boxes
+        from actwatch.tracker.sampling import FpsSampler
+
+        sampler = FpsSampler(self.settings.fps)
+        crops = []
+        for frame in frames:
+            if sampler.due(frame.timestamp):
+                h, w = frame.shape
+                box = np.array([[0, 0, w, h]], np.float32)
+                crops.append(crop_boxes(frame.image, box, self.settings.input_size, pad=0.0)[0])
+        if len(crops) < self.settings.min_frames:
+            return []
+        return [(0, np.stack(crops))]
+
+    def _persons(self, frames: _Counter, frame_rate: float) -> tuple[list[tuple[int, np.ndarray]], int]:
+        from actwatch.tracker.offline import VideoTrackExtractor
+
+        extractor = VideoTrackExtractor(
+            self._get_detector(),
+            crop_hw=self.settings.input_size,
+            fps=self.settings.fps,
+            crop_pad=self.settings.crop_pad,
+            min_samples=1,  # short tracks are counted as persons below, then dropped
+        )
+        tracks = list(extractor.extract_frames(frames, frame_rate=frame_rate))
+        # Longest tracks first (ties: lower id): the main actors of a clip, not passers-by.
+        tracks.sort(key=lambda s: (-s.length, s.track_id, s.segment))
+        kept = tracks[: self.settings.max_persons]
+        persons = len({s.track_id for s in kept})
+        out = [
+            (s.track_id * 100 + s.segment if s.segment else s.track_id, s.crops)
+            for s in kept
+            if s.length >= self.settings.min_frames
+        ]
+        out.sort(key=lambda pair: pair[0])
+        return out, persons

@@ -1,0 +1,95 @@
+"""The run folder ``experiments/<name>_<timestamp>/`` and what lives in it.
+
+::
+
+    config.json              the TrainConfig of the run (also valid as --config input)
+    run.json                 dataset folder, world size, versions, start time
+    results.json             best epoch, history, validation and test metrics (written at the end)
+    report.md                Markdown evaluation report of the best checkpoint on the test split
+    checkpoints/best.pt      actwatch checkpoint (load_checkpoint / actwatch export) of the best epoch
+    checkpoints/last.pt      ... of the last finished epoch
+    checkpoints/last.state.pt  optimizer, scheduler, scaler, epoch, history: what --resume needs
+    plots/                   loss.png, accuracy.png, confusion_matrix.png (test), confusion_val.png
+    tensorboard/             SummaryWriter logs
+
+Example:
+    >>> run_dir, last, state = resolve_resume(Path("experiments/demo_20250101-120000"))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from actwatch.errors import ConfigError
+from actwatch.train.config import TrainConfig, load_train_config
+from actwatch.train.dataset import atomic_write_json
+
+BEST = "best.pt"
+LAST = "last.pt"
+STATE = "last.state.pt"
+
+
+def new_run_dir(out_dir: Path, name: str) -> Path:
+    """A fresh ``<out_dir>/<name>_<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``... if taken)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = out_dir / f"{name}_{stamp}"
+    path, n = base, 1
+    while True:
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+
+
+def resolve_resume(path: Path) -> tuple[Path, Path, Path]:
+    """``(run_dir, last.pt, last.state.pt)`` from a run folder, its ``last.pt`` or its state file."""
+    if path.is_dir():
+        run_dir = path
+    elif path.name in (LAST, STATE, BEST) and path.parent.name == "checkpoints":
+        run_dir = path.parent.parent
+    else:
+        raise ConfigError(f"--resume {path}: give a run folder or its checkpoints/last.pt")
+    last, state = run_dir / "checkpoints" / LAST, run_dir / "checkpoints" / STATE
+    for needed in (last, state, run_dir / "config.json"):
+        if not needed.is_file():
+            raise ConfigError(f"cannot resume from {run_dir}: {needed.name} is missing (did the first epoch finish?)")
+    return run_dir, last, state
+
+
+def resume_config(run_dir: Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The run's own config with ``overrides`` (e.g. more ``epochs``) on top."""
+    return load_train_config(run_dir / "config.json", overrides)
+
+
+def run_info(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "run.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_run_files(run_dir: Path, config: TrainConfig, info: dict[str, Any]) -> None:
+    atomic_write_json(run_dir / "config.json", config.model_dump(mode="json"))
+    atomic_write_json(run_dir / "run.json", info)
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    """Training state (plain types and tensors only: reloadable with ``weights_only=True``)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged file fails in many ways inside torch
+        raise ConfigError(f"training state {path} cannot be read ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or "epoch" not in state:
+        raise ConfigError(f"{path} is not an actwatch training-state file")
+    return state

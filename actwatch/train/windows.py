@@ -1,0 +1,238 @@
+"""Training windows: ``seq_len`` frames cut from longer sequences, as features or as pixels.
+
+Training takes a random offset, evaluation the centred window; shorter sequences are looped or padded
+with their last frame. Randomness is drawn from ``(seed, epoch, index)``, so an epoch is the same
+whatever the number of DataLoader workers, and a resumed run continues exactly.
+
+Example:
+    >>> window_indices(20, 8, offset="center").tolist()
+    [6, 7, 8, 9, 10, 11, 12, 13]
+    >>> window_indices(3, 5, offset="center", short_policy="loop").tolist()
+    [0, 1, 2, 0, 1]
+    >>> window_indices(3, 5, offset="center", short_policy="pad").tolist()
+    [0, 1, 2, 2, 2]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from actwatch.model.config import InputSpec
+from actwatch.model.preprocess import preprocess_crops
+from actwatch.train.config import AugmentConfig
+from actwatch.train.dataset import DatasetIndex, SequenceRecord
+
+
+def window_indices(
+    n: int,
+    seq_len: int,
+    *,
+    offset: Literal["random", "center"],
+    short_policy: Literal["loop", "pad"] = "loop",
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Frame indices of one window of a sequence of ``n`` frames."""
+    if n < 1:
+        raise ValueError("a sequence needs at least one frame")
+    steps = np.arange(seq_len)
+    if n < seq_len:
+        return steps % n if short_policy == "loop" else np.minimum(steps, n - 1)
+    if offset == "random":
+        start = int((rng or np.random.default_rng()).integers(0, n - seq_len + 1))
+    else:
+        start = (n - seq_len) // 2
+    return start + steps
+
+
+def augment_window(window: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """One random flip / resized crop / colour jitter applied identically to every frame of ``window``.
+
+    ``window`` is ``(T, H, W, 3)`` uint8 BGR; the result has the same shape and dtype.
+    """
+    t, h, w, _ = window.shape
+    out = window
+    lo, hi = cfg.crop_scale
+    if lo < 1.0:  # (1, 1) turns the crop off
+        area = rng.uniform(lo, hi)
+        ratio = float(np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))))
+        cw = round(min(1.0, np.sqrt(area * ratio)) * w)
+        ch = round(min(1.0, np.sqrt(area / ratio)) * h)
+        cw, ch = max(1, cw), max(1, ch)
+        x0 = int(rng.integers(0, w - cw + 1))
+        y0 = int(rng.integers(0, h - ch + 1))
+        if (cw, ch) != (w, h):
+            out = np.stack(
+                [cv2.resize(f[y0 : y0 + ch, x0 : x0 + cw], (w, h), interpolation=cv2.INTER_LINEAR) for f in out]
+            )
+    if cfg.hflip and rng.random() < 0.5:
+        out = out[:, :, ::-1]
+    j = cfg.color_jitter
+    if j > 0:
+        brightness, contrast, saturation = rng.uniform(1 - j, 1 + j, 3)
+        x = out.astype(np.float32) * brightness
+        gray = x @ np.array([0.114, 0.587, 0.299], np.float32)  # BGR luma
+        x = (x - gray.mean()) * contrast + gray.mean()
+        gray = x @ np.array([0.114, 0.587, 0.299], np.float32)
+        x = gray[..., None] + (x - gray[..., None]) * saturation
+        out = np.clip(x, 0, 255).astype(np.uint8)
+    assert out.shape == (t, h, w, 3)
+    return np.ascontiguousarray(out)
+
+
+class _WindowSampler:
+    """Shared logic of the two datasets: which window of which sequence, for an item and epoch."""
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        labels: Sequence[int],
+        seq_len: int,
+        *,
+        train: bool,
+        short_policy: Literal["loop", "pad"],
+        shuffle_frames: bool,
+        windows_per_sequence: int,
+        seed: int,
+    ) -> None:
+        self.lengths = list(lengths)
+        self.labels = list(labels)
+        self.seq_len = seq_len
+        self.train = train
+        self.short_policy = short_policy
+        self.shuffle_frames = shuffle_frames
+        self.windows_per_sequence = windows_per_sequence if train else 1
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """New random windows for each epoch (training); evaluation windows never change."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths) * self.windows_per_sequence
+
+    def pick(self, item: int) -> tuple[int, np.ndarray, np.random.Generator]:
+        seq = item % len(self.lengths)
+        # Evaluation randomness (the shuffled control) is the same in every epoch.
+        rng = np.random.default_rng((abs(self.seed), self.epoch + 1 if self.train else 0, item))
+        idx = window_indices(
+            self.lengths[seq],
+            self.seq_len,
+            offset="random" if self.train else "center",
+            short_policy=self.short_policy,
+            rng=rng,
+        )
+        if self.shuffle_frames:
+            idx = rng.permutation(idx)
+        return seq, idx, rng
+
+
+class FeatureWindows(Dataset[tuple[torch.Tensor, int]]):
+    """Windows of cached encoder features: items are ``((seq_len, D) float32, label)``.
+
+    Example:
+        >>> feats = [np.zeros((12, 4), np.float32)]
+        >>> x, y = FeatureWindows(feats, [1], 8, train=False)[0]
+        >>> tuple(x.shape), y
+        ((8, 4), 1)
+    """
+
+    def __init__(
+        self,
+        features: Sequence[np.ndarray],
+        labels: Sequence[int],
+        seq_len: int,
+        *,
+        train: bool,
+        short_policy: Literal["loop", "pad"] = "loop",
+        shuffle_frames: bool = False,
+        windows_per_sequence: int = 1,
+        seed: int = 0,
+    ) -> None:
+        self.features = list(features)
+        self.sampler = _WindowSampler(
+            [len(f) for f in self.features],
+            labels,
+            seq_len,
+            train=train,
+            short_policy=short_policy,
+            shuffle_frames=shuffle_frames,
+            windows_per_sequence=windows_per_sequence,
+            seed=seed,
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
+        seq, idx, _ = self.sampler.pick(item)
+        window = np.asarray(self.features[seq][idx], np.float32)
+        return torch.from_numpy(window), self.sampler.labels[seq]
+
+
+class PixelWindows(Dataset[tuple[torch.Tensor, int]]):
+    """Windows of crops read from the dataset, augmented, preprocessed: ``((T, 3, H, W), label)``.
+
+    Example:
+        >>> ds = load_dataset(Path("data/ds"))                                          # doctest: +SKIP
+        >>> PixelWindows(ds, ds.split("val"), InputSpec(seq_len=8), train=False)[0][0].shape  # doctest: +SKIP
+        torch.Size([8, 3, 112, 112])
+    """
+
+    def __init__(
+        self,
+        dataset: DatasetIndex,
+        records: Sequence[SequenceRecord],
+        spec: InputSpec,
+        *,
+        train: bool,
+        augment: AugmentConfig | None = None,
+        short_policy: Literal["loop", "pad"] = "loop",
+        shuffle_frames: bool = False,
+        windows_per_sequence: int = 1,
+        seed: int = 0,
+    ) -> None:
+        self.dataset = dataset
+        self.records = list(records)
+        self.spec = spec
+        self.augment = augment if train and augment is not None and augment.enabled else None
+        self.sampler = _WindowSampler(
+            [r.frames for r in self.records],
+            [dataset.label_index(r.label) for r in self.records],
+            spec.seq_len,
+            train=train,
+            short_policy=short_policy,
+            shuffle_frames=shuffle_frames,
+            windows_per_sequence=windows_per_sequence,
+            seed=seed,
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
+        seq, idx, rng = self.sampler.pick(item)
+        rec = self.records[seq]
+        path = self.dataset.root / rec.path
+        if path.suffix == ".npy":
+            frames = np.load(path, mmap_mode="r", allow_pickle=False)  # reads only the window's frames
+            if len(frames) != rec.frames:
+                raise ValueError(f"{path}: {len(frames)} frames on disk, index says {rec.frames}")
+        else:
+            frames = self.dataset.read_sequence(rec)
+        window = np.ascontiguousarray(frames[idx])
+        if self.augment is not None:
+            window = augment_window(window, self.augment, rng)
+        return torch.from_numpy(preprocess_crops(window, self.spec)), self.sampler.labels[seq]

@@ -1,0 +1,82 @@
+"""The default opener: FFmpeg options through OPENCV_FFMPEG_CAPTURE_OPTIONS, timeouts, masked errors."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from actwatch.capture.opencv import (
+    ENV_VAR,
+    CaptureOpenError,
+    FfmpegOptionsEnv,
+    ffmpeg_options_for,
+    open_capture,
+)
+from actwatch.capture.reader import ReaderSettings
+from actwatch.capture.sources import SourceSpec
+from tests.support.rtsp import free_tcp_port
+
+
+def test_options_string_per_source_kind(vtest_path: Path) -> None:
+    rtsp = SourceSpec.parse("rtsp://u:p@127.0.0.1/x")
+    assert ffmpeg_options_for(rtsp, ReaderSettings()) == "rtsp_transport;udp"
+    tcp = ReaderSettings(rtsp_transport="tcp", ffmpeg_options={"analyzeduration": "500000"})
+    assert ffmpeg_options_for(rtsp, tcp) == "rtsp_transport;tcp|analyzeduration;500000"
+    http = SourceSpec.parse("http://127.0.0.1/v.mjpg")
+    assert ffmpeg_options_for(http, ReaderSettings()) is None
+    assert ffmpeg_options_for(http, tcp) == "analyzeduration;500000"
+    assert ffmpeg_options_for(SourceSpec.parse(str(vtest_path)), tcp) is None
+
+
+def test_env_guard_serialises_different_values_and_restores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_VAR, "user;value")
+    env = FfmpegOptionsEnv()
+    in_a, release_a, in_b, seen_b = threading.Event(), threading.Event(), threading.Event(), []
+
+    def hold_a() -> None:
+        with env.use("rtsp_transport;udp"):
+            in_a.set()
+            release_a.wait(10)
+
+    def use_b() -> None:
+        with env.use("rtsp_transport;tcp"):
+            seen_b.append(os.environ[ENV_VAR])
+            in_b.set()
+
+    a = threading.Thread(target=hold_a)
+    a.start()
+    assert in_a.wait(5)
+    with env.use("rtsp_transport;udp"):  # the same value may open at the same time
+        assert os.environ[ENV_VAR] == "rtsp_transport;udp"
+    b = threading.Thread(target=use_b)
+    b.start()
+    assert not in_b.wait(0.3)  # a different value waits for the holder...
+    assert os.environ[ENV_VAR] == "rtsp_transport;udp"
+    release_a.set()
+    assert in_b.wait(5)  # ...and then gets its own value
+    a.join(5)
+    b.join(5)
+    assert seen_b == ["rtsp_transport;tcp"]
+    assert os.environ[ENV_VAR] == "user;value"  # the process is left as it was
+    with env.use(None):
+        assert ENV_VAR not in os.environ
+    assert os.environ[ENV_VAR] == "user;value"
+
+
+def test_open_failure_is_masked() -> None:
+    source = SourceSpec.parse(f"rtsp://admin:Op3n-secret@127.0.0.1:{free_tcp_port()}/cam")
+    with pytest.raises(CaptureOpenError) as info:
+        open_capture(source, ReaderSettings(open_timeout_s=2))
+    assert "Op3n-secret" not in str(info.value) and "rtsp://admin:***@127.0.0.1" in str(info.value)
+
+
+def test_opens_a_file(vtest_path: Path) -> None:
+    capture = open_capture(SourceSpec.parse(str(vtest_path)), ReaderSettings())
+    try:
+        ok, image = capture.read()
+        assert ok and image is not None and image.shape == (576, 768, 3)
+    finally:
+        capture.release()

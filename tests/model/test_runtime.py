@@ -1,0 +1,117 @@
+"""ActionRuntime on a real exported model, and provider selection."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from actwatch.errors import ManifestError
+from actwatch.model.checkpoint import load_checkpoint
+from actwatch.model.preprocess import preprocess_windows
+from actwatch.model.runtime import CPU, CUDA, TENSORRT, ActionRuntime, select_providers, softmax
+
+CLASSES = ("walking", "standing", "fighting")
+
+
+@pytest.fixture(scope="module")
+def runtime(exported_model_dir: Path) -> ActionRuntime:
+    return ActionRuntime(exported_model_dir, intra_op_threads=1)
+
+
+def _windows(batch: int, seed: int = 0, size: int = 64) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (batch, 8, size, size, 3), dtype=np.uint8)
+
+
+def test_provider_order_among_available() -> None:
+    assert select_providers(available=[CPU, CUDA, TENSORRT, "AzureExecutionProvider"]) == [TENSORRT, CUDA, CPU]
+    assert select_providers(available=[CPU, CUDA]) == [CUDA, CPU]
+    assert select_providers(available=[CPU]) == [CPU]
+    assert select_providers(available=[]) == [CPU]  # CPU is always there in practice
+    assert select_providers(["cpu", "cuda"], available=[CPU, CUDA]) == [CUDA, CPU]
+    assert select_providers(["CUDA", "tensorrt"], available=[CPU, CUDA, TENSORRT]) == [CUDA, TENSORRT, CPU]
+
+
+def test_unavailable_provider_falls_back_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="actwatch.model.runtime"):
+        assert select_providers([TENSORRT, "cuda"], available=[CPU, CUDA]) == [CUDA, CPU]
+    assert "TensorrtExecutionProvider is not available" in caplog.text
+    assert CUDA not in ort.get_available_providers()  # this machine has no GPU build of onnxruntime
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="actwatch.model.runtime"):
+        assert select_providers(["cuda", "tensorrt"]) == [CPU]
+    assert "CUDAExecutionProvider is not available" in caplog.text
+
+
+def test_requesting_a_gpu_gives_a_cpu_runtime(exported_model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        rt = ActionRuntime(exported_model_dir, providers=["CUDAExecutionProvider", "TensorrtExecutionProvider"])
+    assert rt.providers == [CPU]
+    assert "falling back" in caplog.text
+
+
+def test_attributes(runtime: ActionRuntime) -> None:
+    assert runtime.classes == CLASSES and runtime.num_classes == 3
+    assert (runtime.spec.seq_len, runtime.spec.input_size, runtime.spec.fps) == (8, (64, 64), 10.0)
+    assert runtime.feature_dim == 1280 and runtime.supports_feature_cache
+    assert runtime.providers == [CPU] and runtime.manifest.split
+    assert "mobilenet_v2_lstm" in repr(runtime)
+
+
+def test_runtime_matches_the_checkpoint(runtime: ActionRuntime, checkpoint_path: Path) -> None:
+    """Crops -> runtime probabilities equal crops -> preprocess -> torch model -> softmax."""
+    ckpt = load_checkpoint(checkpoint_path)
+    windows = _windows(3)
+    with torch.no_grad():
+        logits = ckpt.build_model()(torch.from_numpy(preprocess_windows(windows, ckpt.input))).numpy()
+    expected = softmax(logits)
+    whole = runtime.classify_crops(windows)
+    features = runtime.encode(windows.reshape(-1, 64, 64, 3))
+    split = runtime.classify(features.reshape(3, 8, -1))
+    assert whole.shape == split.shape == (3, 3) and whole.dtype == np.float32
+    np.testing.assert_allclose(whole, expected, atol=1e-5)
+    np.testing.assert_allclose(split, expected, atol=1e-5)
+    np.testing.assert_allclose(whole.sum(axis=1), 1.0, atol=1e-5)
+    assert np.abs(whole[0] - whole[1]).max() > 1e-4  # the untrained model still responds to its input
+
+
+def test_encode_accepts_lists_of_any_size_and_empty(runtime: ActionRuntime) -> None:
+    rng = np.random.default_rng(3)
+    crops = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(64, 64), (120, 50), (30, 20)]]
+    feats = runtime.encode(crops)
+    assert feats.shape == (3, 1280) and feats.dtype == np.float32
+    np.testing.assert_allclose(feats[0], runtime.encode(crops[0][None])[0], atol=1e-5)
+    assert runtime.encode([]).shape == (0, 1280)
+    assert runtime.encode(np.zeros((0, 64, 64, 3), np.uint8)).shape == (0, 1280)
+
+
+def test_classify_validates_shapes(runtime: ActionRuntime) -> None:
+    assert runtime.classify(np.zeros((0, 8, 1280), np.float32)).shape == (0, 3)
+    assert runtime.classify_crops(np.zeros((0, 8, 64, 64, 3), np.uint8)).shape == (0, 3)
+    with pytest.raises(ValueError, match=r"\(B, 8, 1280\).*got shape \(2, 7, 1280\)"):
+        runtime.classify(np.zeros((2, 7, 1280), np.float32))
+    with pytest.raises(ValueError, match=r"got shape \(2, 8, 512\)"):
+        runtime.classify(np.zeros((2, 8, 512), np.float32))
+    with pytest.raises(ValueError, match=r"got shape \(8, 1280\)"):
+        runtime.classify(np.zeros((8, 1280), np.float32))
+    with pytest.raises(ValueError, match="seq_len=8"):
+        runtime.classify_crops(np.zeros((1, 5, 64, 64, 3), np.uint8))
+
+
+def test_large_batches_are_chunked(exported_model_dir: Path, runtime: ActionRuntime) -> None:
+    small = ActionRuntime(exported_model_dir, max_batch=5)  # chunks of 5 crops, 1 window, 5 feature windows
+    windows = _windows(7, seed=5, size=48)
+    feats = small.encode(windows.reshape(-1, 48, 48, 3))
+    np.testing.assert_allclose(feats, runtime.encode(windows.reshape(-1, 48, 48, 3)), atol=1e-5)
+    seq = feats.reshape(7, 8, -1)
+    np.testing.assert_allclose(small.classify(seq), runtime.classify(seq), atol=1e-6)
+    np.testing.assert_allclose(small.classify_crops(windows), runtime.classify_crops(windows), atol=1e-5)
+
+
+def test_runtime_rejects_a_damaged_folder(exported_model_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="not found"):
+        ActionRuntime(tmp_path / "missing")

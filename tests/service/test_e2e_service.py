@@ -1,0 +1,218 @@
+"""The whole service with real parts: an RTSP server on loopback, the real detector, real ONNX graphs,
+a real SQLite file, uvicorn, and WebSocket clients.
+
+Cameras: ``door`` reads vtest.avi published over RTSP (with credentials in its URL), ``hall`` plays the
+file itself in real time. The alert rule is set so that every classified window of a tracked person
+alerts (the test model is untrained), which makes events a direct trace of the pipeline's work.
+
+The tests run in file order on one service; the last one restarts it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actwatch.config import AppConfig
+from tests.service.live import LiveService, collect, free_port, wait_for
+from tests.support.rtsp import RtspPublisher, RtspServer
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "e2e-test-token-0123456789abcdef"
+PASSWORD = "s3cret-pw"
+
+
+def _config(data_dir: Path, rtsp_url: str, vtest: Path, detector: Path, model_dir: Path) -> AppConfig:
+    return AppConfig.model_validate(
+        {
+            "data_dir": str(data_dir),
+            "server": {"token": TOKEN, "port": free_port(), "ws_queue_size": 16},
+            "cameras": [
+                {"id": "door", "name": "Front door", "url": rtsp_url},
+                {"id": "hall", "url": str(vtest), "loop": True, "realtime": True},
+            ],
+            "capture": {
+                "stall_timeout_s": 2.0,
+                "backoff_initial_s": 0.2,
+                "backoff_max_s": 1.0,
+                "rtsp_transport": "udp",
+            },
+            "detector": {"weights": str(detector), "person_class_ids": [0, 1], "imgsz": 320},
+            "model": {"dir": str(model_dir)},
+            "pipeline": {"stride": 2},
+            "alerts": {
+                "rules": [
+                    {
+                        "label": "walking",
+                        "threshold": 0.01,
+                        "n": 1,
+                        "m": 1,
+                        "cooldown_s": 0,
+                        "min_track_age_s": 0,
+                    }
+                ]
+            },
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def rtsp(vtest_path: Path) -> Iterator[tuple[RtspServer, RtspPublisher]]:
+    with RtspServer() as server:
+        publisher = server.publisher("door", vtest_path)
+        publisher.start()
+        try:
+            yield server, publisher
+        finally:
+            publisher.stop()
+
+
+@pytest.fixture(scope="module")
+def config(
+    tmp_path_factory: pytest.TempPathFactory,
+    rtsp: tuple[RtspServer, RtspPublisher],
+    vtest_path: Path,
+    detector_weights: Path,
+    exported_model_dir: Path,
+) -> AppConfig:
+    server, _ = rtsp
+    url = server.url("door", user="admin", password=PASSWORD)
+    return _config(tmp_path_factory.mktemp("e2e"), url, vtest_path, detector_weights, exported_model_dir)
+
+
+@pytest.fixture(scope="module")
+def service(config: AppConfig) -> Iterator[LiveService]:
+    live = LiveService(config).start()
+    try:
+        yield live
+    finally:
+        if live.thread.is_alive():
+            live.stop()
+
+
+def _events(messages: list[dict[str, Any]], camera: str | None = None) -> list[dict[str, Any]]:
+    return [m["event"] for m in messages if m["type"] == "event" and camera in (None, m["event"]["camera_id"])]
+
+
+def test_websocket_delivers_events_of_tracked_persons_from_both_cameras(service: LiveService) -> None:
+    with service.websocket({"tracks": True}) as ws:
+        messages = collect(
+            ws,
+            lambda ms: bool(_events(ms, "door")) and bool(_events(ms, "hall")),
+            timeout=180,
+        )
+    events = _events(messages)
+    for event in events:
+        assert event["label"] == "walking"
+        assert 0.0 <= event["score"] <= 1.0
+        assert len(event["bbox"]) == 4 and event["bbox"][2] > event["bbox"][0]
+        assert event["frame_time"] >= event["start_time"] > 0
+        assert event["track_id"] >= 1
+    # The event's snapshot and its stored copy are there.
+    first = events[0]
+    snapshot = service.http.get(first["snapshot_url"])
+    assert snapshot.status_code == 200 and snapshot.headers["content-type"] == "image/jpeg"
+    assert snapshot.content[:2] == b"\xff\xd8"
+    assert service.http.get(f"/events/{first['id']}").json()["id"] == first["id"]
+    # Each camera has its own ByteTrack id sequence: both start at 1 (a shared class-level counter would
+    # hand out one sequence split between the cameras, or reset one camera's ids when the other starts).
+    ids: dict[str, set[int]] = {"door": set(), "hall": set()}
+    for m in messages:
+        if m["type"] == "tracks":
+            ids[m["camera_id"]].update(t["track_id"] for t in m["tracks"])
+    assert 1 in ids["door"] and 1 in ids["hall"], ids
+    # The RTSP password never leaks: not in events, track messages, or the camera list.
+    assert PASSWORD not in str(messages)
+    cameras = service.http.get("/cameras").text
+    assert PASSWORD not in cameras and "admin:***@" in cameras
+
+
+def test_slow_websocket_client_loses_old_messages_not_the_pipeline(service: LiveService) -> None:
+    slow = service.raw_websocket({"tracks": True})
+    try:
+        with service.websocket({"tracks": False}) as fast:
+            before = service.metric("actwatch_camera_frames_processed_total", camera="hall")
+            # The slow client reads nothing until the server has had to drop messages for it...
+            wait_for(
+                lambda: service.metric("actwatch_ws_dropped_messages_total") > 0,
+                timeout=120,
+                what="the server to drop messages for the client that does not read",
+            )
+            # ...meanwhile the pipeline kept processing and the other client kept getting events.
+            after = service.metric("actwatch_camera_frames_processed_total", camera="hall")
+            assert after > before, "the pipeline stopped processing while a client did not read"
+            collect(fast, lambda ms: len(_events(ms)) >= 1, timeout=60)
+        # When the slow client reads again, it is told how many messages it lost.
+        for _ in range(10_000):
+            message = slow.recv_json()
+            if message["type"] == "dropped":
+                assert message["count"] > 0
+                break
+        else:
+            raise AssertionError("the slow client was never told about dropped messages")
+    finally:
+        slow.close()
+
+
+def test_unreachable_camera_reconnects_while_others_carry_on(service: LiveService) -> None:
+    dead_port = free_port()
+    response = service.http.post(
+        "/cameras", json={"id": "broken", "url": f"rtsp://admin:{PASSWORD}@127.0.0.1:{dead_port}/nothing"}
+    )
+    assert response.status_code in (200, 201), response.text
+    try:
+        status = wait_for(
+            lambda: (c := service.camera("broken"))["state"] == "reconnecting" and c["last_error"] and c,
+            timeout=60,
+            what="camera 'broken' to show reconnecting with an error",
+        )
+        assert PASSWORD not in str(status)
+        before = service.metric("actwatch_camera_frames_processed_total", camera="hall")
+        wait_for(
+            lambda: service.metric("actwatch_camera_frames_processed_total", camera="hall") > before + 5,
+            timeout=60,
+            what="camera 'hall' to keep being processed",
+        )
+    finally:
+        assert service.http.delete("/cameras/broken").status_code in (200, 204)
+    assert service.http.get("/cameras/broken").status_code == 404
+
+
+def test_events_resume_after_the_rtsp_publisher_restarts(
+    service: LiveService, rtsp: tuple[RtspServer, RtspPublisher]
+) -> None:
+    _, publisher = rtsp
+    publisher.stop()
+    down = wait_for(
+        lambda: (c := service.camera("door"))["state"] == "reconnecting" and c,
+        timeout=60,
+        what="camera 'door' to notice the stream stopped",
+    )
+    assert PASSWORD not in str(down)
+    publisher.start()
+    restarted = time.time()
+    wait_for(lambda: service.camera("door")["state"] == "streaming", timeout=90, what="'door' to stream again")
+    assert service.camera("door")["reconnects"] >= 1
+    with service.websocket({"cameras": ["door"]}) as ws:
+        messages = collect(ws, lambda ms: any(e["frame_time"] > restarted for e in _events(ms, "door")), timeout=180)
+    assert all(e["camera_id"] == "door" for e in _events(messages)), "the camera filter was not applied"
+
+
+def test_stored_events_survive_a_restart(service: LiveService, config: AppConfig) -> None:
+    listing = service.http.get("/events", params={"limit": 5}).json()
+    assert listing["total"] > 0
+    kept = listing["items"][0]["id"]
+    service.stop()
+    again = LiveService(config.model_copy(update={"cameras": []})).start()
+    try:
+        after = again.http.get("/events", params={"limit": 5}).json()
+        assert after["total"] >= listing["total"]
+        assert again.http.get(f"/events/{kept}").status_code == 200
+        assert again.http.get(f"/events/{kept}/snapshot").status_code == 200
+    finally:
+        again.stop()

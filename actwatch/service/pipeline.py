@@ -342,14 +342,16 @@ class StreamPipeline:
             cameras = list(self._cameras.values())
         out = []
         for cam in cameras:
-            newest: Frame | None = None
+            frames = []
             for item in cam.reader.frames.drain():
                 if item is END:
                     cam.ended = True
                 elif isinstance(item, Frame):
-                    newest = item
-            if newest is not None:
-                out.append((cam, newest))
+                    frames.append(item)
+            if frames:
+                # Only the newest frame is worth processing; the older ones count as dropped.
+                self.metrics.count_skipped(cam.config.id, len(frames) - 1)
+                out.append((cam, frames[-1]))
         return out
 
     def step(self) -> StepReport:

@@ -52,8 +52,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+def atomic_write_json(path: Path, obj: Any, *, only_if_changed: bool = False) -> bool:
+    """Write ``obj`` as JSON atomically; with ``only_if_changed`` an identical file is left untouched.
+
+    Returns whether the file was written.
+    """
+    data = (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8")
+    if only_if_changed and path.is_file() and path.read_bytes() == data:
+        return False
+    atomic_write_bytes(path, data)
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +269,8 @@ class DatasetWriter:
             "extraction": self.settings,
             "sequences": [asdict(r) for r in records],
         }
-        atomic_write_json(self.root / "dataset.json", index)
+        # Unchanged on a resumed run that found nothing new: the index keeps its mtime.
+        atomic_write_json(self.root / "dataset.json", index, only_if_changed=True)
         return load_dataset(self.root)
 
 

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import platform
 import time
@@ -310,7 +311,7 @@ class _Trainer:
             value = {"accuracy": val.accuracy, "macro_f1": val.macro_f1, "loss": val.loss or 0.0}[cfg.monitor]
             improved = sign * value > best_metric
             if improved:
-                best_metric, best_epoch, bad_epochs = sign * value, epoch + 1, 0
+                best_metric, best_epoch, bad_epochs = float(sign * value), epoch + 1, 0
             else:
                 bad_epochs += 1
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -349,10 +350,10 @@ class _Trainer:
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict() if scheduler is not None else None,
                         "scaler": scaler.state_dict(),
-                        "best_metric": best_metric,
+                        "best_metric": float(best_metric),
                         "best_epoch": best_epoch,
                         "bad_epochs": bad_epochs,
-                        "history": history,
+                        "history": json.loads(json.dumps(history)),  # plain types for weights_only loading
                     },
                 )
             ctx.barrier()
@@ -416,7 +417,7 @@ class _Trainer:
         total = self.ctx.all_reduce_sum(np.concatenate([cm.ravel(), extra]))
         cm = total[: c * c].reshape(c, c).astype(np.int64)
         n = max(int(cm.sum()), 1)
-        return metrics_from_confusion(cm, self.classes, top_k=k, top_k_correct=int(total[-1]), loss=total[-2] / n)
+        return metrics_from_confusion(cm, self.classes, top_k=k, top_k_correct=int(total[-1]), loss=float(total[-2] / n))
 
     # ------------------------------------------------------------------------------------------ output
     def _run_info(self) -> dict[str, Any]:
@@ -425,6 +426,7 @@ class _Trainer:
             "dataset_fingerprint": self.dataset.fingerprint(),
             "classes": self.classes,
             "world_size": self.ctx.world_size,
+            "backend": torch.distributed.get_backend() if self.ctx.distributed else None,
             "device": str(self.device),
             "backbone": self.backbone,
             "torch": torch.__version__,

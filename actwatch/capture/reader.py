@@ -110,9 +110,7 @@ class ReaderSettings(BaseModel):
     )
     backoff_initial_s: float = Field(0.5, gt=0, description="Delay before the first reconnect attempt.")
     backoff_max_s: float = Field(30.0, gt=0, description="Upper bound of the reconnect delay.")
-    backoff_multiplier: float = Field(
-        2.0, ge=1.0, description="Growth factor of the delay per failed attempt."
-    )
+    backoff_multiplier: float = Field(2.0, ge=1.0, description="Growth factor of the delay per failed attempt.")
     backoff_jitter: float = Field(
         0.2,
         ge=0.0,
@@ -146,9 +144,7 @@ class ReaderSettings(BaseModel):
 
     def backoff_delay(self, attempt: int, rng: random.Random) -> float:
         """Delay before reconnect number ``attempt`` (1-based) of a run of failures, jitter included."""
-        base = min(
-            self.backoff_max_s, self.backoff_initial_s * self.backoff_multiplier ** max(0, attempt - 1)
-        )
+        base = min(self.backoff_max_s, self.backoff_initial_s * self.backoff_multiplier ** max(0, attempt - 1))
         return max(0.0, base * (1.0 + rng.uniform(-self.backoff_jitter, self.backoff_jitter)))
 
 
@@ -308,9 +304,7 @@ class CameraReader:
                 if max_attempts is not None and failures >= max_attempts:
                     with self._lock:
                         self._last_error = error
-                    logger.error(
-                        "camera %s: giving up after %d attempts: %s", self.camera_id, failures, error
-                    )
+                    logger.error("camera %s: giving up after %d attempts: %s", self.camera_id, failures, error)
                     self._finish(CameraState.FAILED)
                     return
                 delay = self.settings.backoff_delay(failures, self._rng)

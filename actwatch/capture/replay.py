@@ -28,9 +28,7 @@ from actwatch.errors import SourceError
 class ReplayReader:
     """Reads a video file one frame per :meth:`feed` call; loops ``loop`` times more at the end."""
 
-    def __init__(
-        self, camera_id: str, path: str | Path, *, max_frames: int | None = None, loop: bool = False
-    ) -> None:
+    def __init__(self, camera_id: str, path: str | Path, *, max_frames: int | None = None, loop: bool = False) -> None:
         self.camera_id = camera_id
         self.source = SourceSpec.parse(str(path))
         self.frames: DropOldestQueue[Frame] = DropOldestQueue(maxsize=2)

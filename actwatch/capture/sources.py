@@ -133,9 +133,7 @@ class SourceSpec:
     def parse(cls, url: str) -> SourceSpec:
         """Validate ``url`` and classify it; raises :class:`SourceError` if it is not a usable source."""
         if not isinstance(url, str):
-            raise SourceError(
-                f"source must be a string, got {type(url).__name__}; accepted: {ACCEPTED_FORMS}"
-            )
+            raise SourceError(f"source must be a string, got {type(url).__name__}; accepted: {ACCEPTED_FORMS}")
         text = url.strip()
         if not text:
             raise SourceError(f"source is empty; accepted: {ACCEPTED_FORMS}")
@@ -169,9 +167,7 @@ class SourceSpec:
             parts = urlsplit(text)
             _ = parts.port  # raises ValueError on a non-numeric or out-of-range port
         except ValueError as exc:
-            raise SourceError(
-                f"malformed {kind} URL {masked!r} ({exc}); accepted: {ACCEPTED_FORMS}"
-            ) from None
+            raise SourceError(f"malformed {kind} URL {masked!r} ({exc}); accepted: {ACCEPTED_FORMS}") from None
         if not parts.hostname:
             raise SourceError(f"{kind} URL {masked!r} has no host; accepted: {ACCEPTED_FORMS}")
         return cls(kind=kind, url=text, masked=masked, is_live=True)

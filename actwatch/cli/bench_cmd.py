@@ -16,18 +16,14 @@ def register(app: typer.Typer) -> None:
         cameras: Annotated[int, typer.Option(min=1, max=64, help="Copies of vtest.avi run as cameras.")] = 2,
         frames: Annotated[int, typer.Option(min=1, help="Frames per camera.")] = 200,
         loop: Annotated[bool, typer.Option(help="Restart the clip until --frames (for long runs).")] = False,
-        duration: Annotated[
-            float | None, typer.Option(help="Stop after this many seconds (memory soak).")
-        ] = None,
+        duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (memory soak).")] = None,
         imgsz: Annotated[int, typer.Option(help="Detector input size.")] = 640,
         stride: Annotated[int, typer.Option(min=1, help="Classify each track every N new samples.")] = 1,
         seq_len: Annotated[int, typer.Option(min=2, help="Window length of the generated model.")] = 30,
         input_size: Annotated[int, typer.Option(min=32, help="Crop size of the generated model.")] = 112,
         naive: Annotated[bool, typer.Option(help="Also time the naive method on the same windows.")] = True,
         naive_every: Annotated[int, typer.Option(min=1, help="Time the naive method every n-th step.")] = 1,
-        model: Annotated[
-            Path | None, typer.Option(help="Exported model folder (default: generated).")
-        ] = None,
+        model: Annotated[Path | None, typer.Option(help="Exported model folder (default: generated).")] = None,
         video: Annotated[Path | None, typer.Option(help="Video file (default: vtest.avi).")] = None,
         providers: Annotated[
             str | None,

@@ -49,9 +49,7 @@ def predict(
     video: Annotated[Path, typer.Argument(help="Video file to analyse.")],
     model: Annotated[
         Path,
-        typer.Option(
-            "--model", "-m", help="Exported model folder (manifest.json + ONNX graphs) or a .pt checkpoint."
-        ),
+        typer.Option("--model", "-m", help="Exported model folder (manifest.json + ONNX graphs) or a .pt checkpoint."),
     ],
     detector: Annotated[
         Path | None,
@@ -68,9 +66,7 @@ def predict(
         ),
     ] = None,
     imgsz: Annotated[int, typer.Option("--imgsz", min=32, help="Detector input size in pixels.")] = 640,
-    conf: Annotated[
-        float, typer.Option("--conf", min=0.0, max=1.0, help="Minimum detector confidence.")
-    ] = 0.25,
+    conf: Annotated[float, typer.Option("--conf", min=0.0, max=1.0, help="Minimum detector confidence.")] = 0.25,
     max_frames: Annotated[
         int | None, typer.Option("--max-frames", min=1, help="Read at most this many frames.")
     ] = None,
@@ -89,9 +85,7 @@ def predict(
     ] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Frames per detector call.")] = 4,
     device: Annotated[str, typer.Option("--device", help="Detector device: 'cpu', '0', 'cuda:0'.")] = "cpu",
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print a JSON list of tracks instead of a table.")
-    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of tracks instead of a table.")] = False,
 ) -> None:
     """Detect and track persons in VIDEO and print each person's action probabilities, highest first."""
     from actwatch.assets import default_cache_dir, ensure_detector
@@ -110,9 +104,7 @@ def predict(
         stride_n = stride or max(1, seq_len // 2)
         min_n = min_samples or max(1, seq_len // 2)
         det = PersonDetector(weights, classes, conf=conf, imgsz=imgsz, device=device)
-        extractor = VideoTrackExtractor(
-            det, crop_hw=tuple(spec.input_size), fps=float(spec.fps), batch_size=batch
-        )
+        extractor = VideoTrackExtractor(det, crop_hw=tuple(spec.input_size), fps=float(spec.fps), batch_size=batch)
         predictions = [
             predict_sequence(runtime, seq, seq_len=seq_len, stride=stride_n, min_samples=min_n)
             for seq in extractor.extract(video, max_frames=max_frames)

@@ -28,9 +28,7 @@ def _run_server(config: Any, *, announce: bool) -> None:
     if announce:
         typer.echo(f"actwatch: dashboard  {base}/#token={token}")
         typer.echo(f"actwatch: API        {base}/docs   (send 'Authorization: Bearer {token}')")
-        typer.echo(
-            f"actwatch: WebSocket  ws://{config.server.host}:{config.server.port}/ws/events?token={token}"
-        )
+        typer.echo(f"actwatch: WebSocket  ws://{config.server.host}:{config.server.port}/ws/events?token={token}")
     else:
         typer.echo(f"actwatch: serving on {base} (dashboard at {base}/, API docs at {base}/docs)")
     uvicorn.run(
@@ -87,9 +85,7 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option(help="An exported model folder (default: an untrained demo model).")
         ] = None,
         imgsz: Annotated[int, typer.Option(help="Detector input size; smaller is faster on a CPU.")] = 640,
-        label: Annotated[
-            str | None, typer.Option(help="Class that alerts (default: the model's first).")
-        ] = None,
+        label: Annotated[str | None, typer.Option(help="Class that alerts (default: the model's first).")] = None,
     ) -> None:
         """Run the service on OpenCV's vtest.avi (looping, real time) with the offline detector."""
         from actwatch.assets import (
@@ -147,9 +143,7 @@ def register(app: typer.Typer) -> None:
     @app.command("validate-config")
     def validate_config(
         file: Annotated[Path, typer.Argument(help="YAML configuration file to check.")],
-        show: Annotated[
-            bool, typer.Option(help="Print the effective configuration (secrets masked).")
-        ] = False,
+        show: Annotated[bool, typer.Option(help="Print the effective configuration (secrets masked).")] = False,
     ) -> None:
         """Check a configuration file (and ACTWATCH_* environment overrides) without starting anything."""
         from actwatch.config import load_config

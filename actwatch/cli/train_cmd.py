@@ -71,7 +71,7 @@ def extract(
     person_classes: Annotated[
         str | None, typer.Option("--person-classes", help="Detector classes that are persons, e.g. 0,1.")
     ] = None,
-    conf: Annotated[float, typer.Option("--conf", help="Minimum detection confidence.")] = 0.35,
+    conf: Annotated[float, typer.Option("--conf", help="Minimum detection confidence.")] = 0.25,
     max_persons: Annotated[int, typer.Option("--max-persons", help="Most persons (longest tracks) per video.")] = 5,
     fps: Annotated[float, typer.Option("--fps", help="Sampling rate of the sequences (the model's fps).")] = 10.0,
     input_size: Annotated[str, typer.Option("--input-size", help="Crop size: 112 or HEIGHTxWIDTH.")] = "112",

@@ -73,9 +73,7 @@ _DASHBOARD_CSP = (
 
 
 # Served without the token. Everything else needs it, also routes added later without the dependency.
-PUBLIC_PATHS = frozenset(
-    {"/", "/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
-)
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 PUBLIC_PREFIXES = ("/static/",)
 
 
@@ -96,18 +94,12 @@ class BearerAuthMiddleware:
         if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
-        header = next(
-            (v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"authorization"), None
-        )
+        header = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"authorization"), None)
         given = bearer_from_header(header)
         if token_matches(self.token.get_secret_value(), given):
             await self.app(scope, receive, send)
             return
-        body = (
-            b'{"detail":"missing or invalid bearer token"}'
-            if given
-            else b'{"detail":"bearer token required"}'
-        )
+        body = b'{"detail":"missing or invalid bearer token"}' if given else b'{"detail":"bearer token required"}'
         await send(
             {
                 "type": "http.response.start",

@@ -39,9 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_MAX_REPLIES = (
-    32  # direct replies to one client (hello, errors); a client spamming bad messages loses old ones
-)
+_MAX_REPLIES = 32  # direct replies to one client (hello, errors); a client spamming bad messages loses old ones
 
 
 def _json_default(value: Any) -> Any:
@@ -133,9 +131,7 @@ class Client:
         ('{"type":"dropped","count":1}', '2', None)
     """
 
-    def __init__(
-        self, maxsize: int, subscription: Subscription, metrics: ServiceMetrics | None = None
-    ) -> None:
+    def __init__(self, maxsize: int, subscription: Subscription, metrics: ServiceMetrics | None = None) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be >= 1")
         self.subscription = subscription

@@ -50,9 +50,7 @@ class ServiceState:
 def get_services(conn: HTTPConnection) -> ServiceState:
     services = getattr(conn.app.state, "services", None)
     if not isinstance(services, ServiceState):  # an app not built by create_app
-        raise RuntimeError(
-            "app.state.services is not set; build the app with actwatch.service.app.create_app"
-        )
+        raise RuntimeError("app.state.services is not set; build the app with actwatch.service.app.create_app")
     return services
 
 

@@ -57,9 +57,7 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.frames_read = Counter(
-            "actwatch_camera_frames_read", "Frames decoded per camera.", ["camera"], registry=r
-        )
+        self.frames_read = Counter("actwatch_camera_frames_read", "Frames decoded per camera.", ["camera"], registry=r)
         self.frames_processed = Counter(
             "actwatch_camera_frames_processed",
             "Frames run through detection and tracking.",
@@ -78,9 +76,7 @@ class ServiceMetrics:
             ["camera", "stage"],
             registry=r,
         )
-        self.reconnects = Counter(
-            "actwatch_camera_reconnects", "Camera reconnections.", ["camera"], registry=r
-        )
+        self.reconnects = Counter("actwatch_camera_reconnects", "Camera reconnections.", ["camera"], registry=r)
         self.stage_latency = Histogram(
             "actwatch_stage_latency_seconds",
             "Latency of one pipeline stage for one batch.",
@@ -94,9 +90,7 @@ class ServiceMetrics:
             buckets=_E2E_BUCKETS,
             registry=r,
         )
-        self.active_tracks = Gauge(
-            "actwatch_active_tracks", "Tracks currently buffered.", ["camera"], registry=r
-        )
+        self.active_tracks = Gauge("actwatch_active_tracks", "Tracks currently buffered.", ["camera"], registry=r)
         self.events = Counter("actwatch_events", "Alerts emitted.", ["camera", "label"], registry=r)
         self.store_failures = Counter(
             "actwatch_event_store_failures", "Events that could not be stored (still broadcast).", registry=r

@@ -30,9 +30,7 @@ class CameraCreate(_Input):
 
     id: CameraId = Field(description="Unique slug: lower-case letters, digits, '_' and '-' (1-64).")
     name: str = Field("", max_length=200, description="Display name; defaults to the id.")
-    url: SourceUrl = Field(
-        description="rtsp://, rtsps://, http(s):// MJPEG, a video file path or a webcam index."
-    )
+    url: SourceUrl = Field(description="rtsp://, rtsps://, http(s):// MJPEG, a video file path or a webcam index.")
     enabled: bool = Field(True, description="Start reading it now.")
     loop: bool = Field(False, description="Restart a video file when it ends.")
     realtime: bool = Field(True, description="Play video files at their own frame rate.")

@@ -60,18 +60,12 @@ class EventSink:
         self._clock = clock
         self.failures = 0
 
-    def emit_event(
-        self, event: Event, frame_bgr: np.ndarray | None, crops: np.ndarray | None
-    ) -> dict[str, Any]:
+    def emit_event(self, event: Event, frame_bgr: np.ndarray | None, crops: np.ndarray | None) -> dict[str, Any]:
         """Store, count and broadcast ``event``; ``frame_bgr`` is the confirming frame (for the snapshot),
         ``crops`` the ``(T, H, W, 3)`` uint8 evidence. Returns the event as broadcast."""
         stored_snapshot = stored_crops = False
         try:
-            jpeg = (
-                render_snapshot(frame_bgr, event.bbox, event.label, event.score)
-                if frame_bgr is not None
-                else None
-            )
+            jpeg = render_snapshot(frame_bgr, event.bbox, event.label, event.score) if frame_bgr is not None else None
             record = self._store.add(event, jpeg, crops)
             stored_snapshot = record.snapshot_path is not None
             stored_crops = record.crops_path is not None
@@ -86,9 +80,7 @@ class EventSink:
             )
         self._metrics.count_event(event.camera_id, event.label)
         self._metrics.observe_frame_to_event(self._clock() - event.frame_time)
-        payload = EventPublic.build(event, snapshot=stored_snapshot, crops=stored_crops).model_dump(
-            mode="json"
-        )
+        payload = EventPublic.build(event, snapshot=stored_snapshot, crops=stored_crops).model_dump(mode="json")
         try:
             self._broadcaster.publish({"type": "event", "event": payload})
         except Exception:  # a broken broadcast must not take the pipeline thread down

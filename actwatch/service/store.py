@@ -151,9 +151,7 @@ def render_snapshot(
     h, w = image.shape[:2]
     scale = min(1.0, max_side / max(h, w))
     if scale < 1.0:
-        image = cv2.resize(
-            image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
-        )
+        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     x1, y1, x2, y2 = (round(v * scale) for v in bbox)
     thickness = max(2, round(max(image.shape[:2]) / 400))
     color = (0, 0, 255)
@@ -163,9 +161,7 @@ def render_snapshot(
     (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
     ty = y1 - 4 if y1 - th - base - 4 >= 0 else min(image.shape[0] - 1, y2 + th + base + 4)
     cv2.rectangle(image, (x1, ty - th - base), (x1 + tw + 4, ty + 2), color, cv2.FILLED)
-    cv2.putText(
-        image, caption, (x1 + 2, ty - base // 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1
-    )
+    cv2.putText(image, caption, (x1 + 2, ty - base // 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1)
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("JPEG encoding of the snapshot failed")
@@ -358,11 +354,7 @@ class EventStore:
         with self._engine.connect() as conn:
             total = int(conn.execute(sa.select(sa.func.count()).select_from(t).where(where)).scalar_one())
             rows = conn.execute(
-                sa.select(t)
-                .where(where)
-                .order_by(t.c.frame_time.desc(), t.c.id.desc())
-                .limit(limit)
-                .offset(offset)
+                sa.select(t).where(where).order_by(t.c.frame_time.desc(), t.c.id.desc()).limit(limit).offset(offset)
             ).all()
         return [self._record(row) for row in rows], total
 

@@ -77,9 +77,7 @@ class _TrackBuffer:
         "wall_times",
     )
 
-    def __init__(
-        self, seq_len: int, crop_hw: tuple[int, int], keep_crops: bool, fps: float, generation: int
-    ) -> None:
+    def __init__(self, seq_len: int, crop_hw: tuple[int, int], keep_crops: bool, fps: float, generation: int) -> None:
         self.crops = np.zeros((seq_len, *crop_hw, 3), np.uint8) if keep_crops else None
         self.features: np.ndarray | None = None  # allocated at the first commit, when D is known
         self.timestamps = np.zeros(seq_len, np.float64)
@@ -151,9 +149,7 @@ class TrackBufferStore:
         self.evicted: dict[str, int] = dict.fromkeys(EVICTION_REASONS, 0)
         self.discarded_samples = 0  # committed for a track freed between sample() and commit()
         if self.track_nbytes() > self.max_total_bytes:
-            raise ValueError(
-                f"max_total_mb={max_total_mb} cannot hold even one track ({self.track_nbytes()} bytes)"
-            )
+            raise ValueError(f"max_total_mb={max_total_mb} cannot hold even one track ({self.track_nbytes()} bytes)")
 
     # -------------------------------------------------------------------------------------- stats
 

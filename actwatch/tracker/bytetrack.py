@@ -110,9 +110,7 @@ class CameraTracker:
         (array([1, 2]), ())
     """
 
-    def __init__(
-        self, camera_id: str, frame_rate: float = 30.0, settings: TrackerSettings | None = None
-    ) -> None:
+    def __init__(self, camera_id: str, frame_rate: float = 30.0, settings: TrackerSettings | None = None) -> None:
         self.camera_id = camera_id
         self.frame_rate = float(frame_rate)
         self.settings = settings or TrackerSettings()

@@ -43,9 +43,7 @@ def video_fps(path: Path | str) -> float:
     return fps if math.isfinite(fps) and 0.5 < fps < 1000 else DEFAULT_VIDEO_FPS
 
 
-def iter_video_frames(
-    path: Path | str, *, camera_id: str = "video", max_frames: int | None = None
-) -> Iterator[Frame]:
+def iter_video_frames(path: Path | str, *, camera_id: str = "video", max_frames: int | None = None) -> Iterator[Frame]:
     """Decode a video file into :class:`Frame`s with stream timestamps.
 
     Timestamps come from the container (``CAP_PROP_POS_MSEC``) and fall back to ``index / fps`` when the

@@ -111,9 +111,7 @@ def predict_sequence(
     return _prediction(seq, len(idx), "padded" if padded else "ok", probabilities)
 
 
-def _prediction(
-    seq: TrackSequence, windows: int, status: Status, probabilities: dict[str, float]
-) -> TrackPrediction:
+def _prediction(seq: TrackSequence, windows: int, status: Status, probabilities: dict[str, float]) -> TrackPrediction:
     return TrackPrediction(
         track_id=seq.track_id,
         segment=seq.segment,
@@ -139,7 +137,5 @@ def format_table(predictions: Sequence[TrackPrediction], *, top_k: int = 3) -> s
         else:
             classes = "  ".join(f"{name} {prob:.2f}" for name, prob in p.top(top_k))
         track = f"{p.track_id}" + (f".{p.segment}" if p.segment else "")
-        lines.append(
-            f"{track:>5}  {p.frames_seen:>6}  {p.samples:>7}  {p.windows:>6}{mark}  {span:<13}  {classes}"
-        )
+        lines.append(f"{track:>5}  {p.frames_seen:>6}  {p.samples:>7}  {p.windows:>6}{mark}  {span:<13}  {classes}")
     return "\n".join(lines)

@@ -71,7 +71,7 @@ class TrainConfig(BaseModel):
         "'finetune': everything trains end to end.",
     )
     model: ModelConfig = Field(default_factory=ModelConfig, description="Network architecture.")
-    seq_len: int = Field(16, ge=1, le=512, description="Frames per training window.")
+    seq_len: int = Field(30, ge=1, le=512, description="Frames per window (the InputSpec default is 30).")
     short_policy: Literal["loop", "pad"] = Field(
         "loop", description="Sequences shorter than seq_len: 'loop' repeats them, 'pad' repeats the last frame."
     )

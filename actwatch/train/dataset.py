@@ -87,7 +87,12 @@ class SequenceRecord:
 
 @dataclass(frozen=True, slots=True)
 class VideoMarker:
-    """The done marker of one source video; ``status`` is ``ok`` or ``failed`` (with a ``reason``)."""
+    """The done marker of one source video; ``status`` is ``ok`` or ``failed`` (with a ``reason``).
+
+    Example:
+        >>> VideoMarker("v1", "a.mp4", "walking", None, None, "failed", "too short").sequences
+        []
+    """
 
     video_id: str
     source: str

@@ -42,7 +42,12 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
 
 @dataclass(frozen=True)
 class DistContext:
-    """This process's place in the job."""
+    """This process's place in the job.
+
+    Example:
+        >>> DistContext(0, 1, 0, torch.device("cpu"), owns_group=False).is_main
+        True
+    """
 
     rank: int
     world_size: int

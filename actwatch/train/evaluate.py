@@ -36,7 +36,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Metrics plus the per-window probabilities behind them (rows follow ``seq_ids``)."""
+    """Metrics plus the per-window probabilities behind them (rows follow ``seq_ids``).
+
+    Example:
+        >>> res = evaluate_checkpoint(Path("best.pt"), Path("data/ds"))  # doctest: +SKIP
+        >>> res.probabilities.shape                                    # doctest: +SKIP
+        (24, 2)
+    """
 
     metrics: ClassificationMetrics
     probabilities: np.ndarray  # (N, C) softmax of the checkpoint's classes

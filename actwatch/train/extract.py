@@ -49,7 +49,7 @@ class ExtractSettings(BaseModel):
     person_classes: list[int] | None = Field(
         None, description="Detector classes that are persons; default: inferred from the class names."
     )
-    conf: float = Field(0.35, ge=0.0, le=1.0, description="Minimum detection confidence.")
+    conf: float = Field(0.25, ge=0.0, le=1.0, description="Minimum detection confidence.")
     max_persons: int = Field(5, ge=1, description="Keep at most this many persons (longest tracks) per video.")
     fps: float = Field(10.0, gt=0.0, le=120.0, description="Sampling rate of the sequences (model fps).")
     input_size: tuple[int, int] = Field((112, 112), description="Stored crop size (height, width).")
@@ -79,7 +79,12 @@ class ExtractSettings(BaseModel):
 
 @dataclass
 class ClassSummary:
-    """Per-class counts over all finished videos of the dataset (earlier runs included)."""
+    """Per-class counts over all finished videos of the dataset (earlier runs included).
+
+    Example:
+        >>> ClassSummary(videos=3, failed=1).sequences
+        0
+    """
 
     videos: int = 0
     failed: int = 0
@@ -90,7 +95,12 @@ class ClassSummary:
 
 @dataclass
 class ExtractionSummary:
-    """What an extraction run did; ``format_table()`` is the table the CLI prints."""
+    """What an extraction run did; ``format_table()`` is the table the CLI prints.
+
+    Example:
+        >>> ExtractionSummary(rows={"walk": ClassSummary(videos=2, sequences=3)}).format_table().splitlines()[2][:10]
+        'walk      '
+    """
 
     rows: dict[str, ClassSummary] = field(default_factory=dict)
     processed: int = 0
@@ -164,6 +174,11 @@ class DatasetExtractor:
 
     ``detector`` may be given (tests, benchmarks); otherwise it is loaded from ``settings.detector``
     or the asset cache on first use. Not needed in whole-frame mode.
+
+    Example:
+        >>> ex = DatasetExtractor(ExtractSettings(whole_frame=True), progress=False)
+        >>> ex.run(Path("clips"), Path("data/ds")).processed  # doctest: +SKIP
+        12
     """
 
     def __init__(self, settings: ExtractSettings, detector: Any | None = None, *, progress: bool = True) -> None:
@@ -193,7 +208,8 @@ class DatasetExtractor:
         started = time.perf_counter()
         items = discover_videos(src, self.settings.layout)
         writer = DatasetWriter(out, self.settings.content_settings(), png=self.settings.png)
-        if not self.settings.whole_frame:
+        pending = [item for item in items if not writer.is_done(item.video_id)]
+        if pending and not self.settings.whole_frame:
             self._get_detector()  # fail early (missing weights) rather than after the first video
         summary = ExtractionSummary()
         bar = tqdm(items, desc="extract", unit="video", disable=not self.progress, dynamic_ncols=True)

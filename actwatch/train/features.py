@@ -103,7 +103,13 @@ def encode_records(
 
 @dataclass(frozen=True)
 class FeatureCache:
-    """Per-sequence features of a whole dataset (all splits), memory-mapped from disk."""
+    """Per-sequence features of a whole dataset (all splits), memory-mapped from disk.
+
+    Example:
+        >>> cache = FeatureCache.find(ds, model.encoder, spec, Path("ds/.feature_cache"))  # doctest: +SKIP
+        >>> cache.dim                                                                    # doctest: +SKIP
+        1280
+    """
 
     path: Path
     rows: dict[str, tuple[int, int]]

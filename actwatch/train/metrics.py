@@ -19,7 +19,13 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ClassificationMetrics:
-    """Metrics of one evaluation; ``to_dict()`` is what ``results.json``/``metrics.json`` store."""
+    """Metrics of one evaluation; ``to_dict()`` is what ``results.json``/``metrics.json`` store.
+
+    Example:
+        >>> m = metrics_from_confusion(np.array([[3, 1], [0, 4]]), ["a", "b"])
+        >>> m.accuracy, round(m.macro_f1, 3)
+        (0.875, 0.873)
+    """
 
     classes: tuple[str, ...]
     accuracy: float

@@ -28,6 +28,7 @@ import torch
 from actwatch.errors import ConfigError
 from actwatch.train.config import TrainConfig, load_train_config
 from actwatch.train.dataset import atomic_write_json
+from actwatch.train.metrics import ClassificationMetrics, markdown_report, plot_confusion, plot_curves
 
 BEST = "best.pt"
 LAST = "last.pt"
@@ -93,3 +94,34 @@ def load_state(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or "epoch" not in state:
         raise ConfigError(f"{path} is not an actwatch training-state file")
     return state
+
+
+def write_results(
+    run_dir: Path,
+    classes: list[str],
+    history: list[dict[str, Any]],
+    summary: dict[str, Any],
+    val: ClassificationMetrics,
+    test: ClassificationMetrics | None,
+) -> None:
+    """``results.json``, ``report.md`` and the plots of a finished run (test split, else val)."""
+    plots = run_dir / "plots"
+    plot_curves(history, plots)
+    plot_confusion(val.confusion, classes, plots / "confusion_val.png", "Validation confusion matrix")
+    shown, split = (test, "test") if test is not None else (val, "val")
+    plot_confusion(shown.confusion, classes, plots / "confusion_matrix.png", f"{split} confusion matrix")
+    results = {
+        **summary,
+        "val": val.to_dict(),
+        "test": test.to_dict() if test is not None else None,
+        "history": history,
+    }
+    atomic_write_json(run_dir / "results.json", results)
+    details = {"checkpoint": f"checkpoints/{BEST} (epoch {summary.get('best_epoch')})", "split": split}
+    report = markdown_report(
+        shown,
+        title=f"Evaluation of {run_dir.name}",
+        details=details,
+        images=["plots/confusion_matrix.png", "plots/loss.png", "plots/accuracy.png"],
+    )
+    (run_dir / "report.md").write_text(report)

@@ -41,17 +41,10 @@ from actwatch.model.checkpoint import Checkpoint, init_checkpoint, load_checkpoi
 from actwatch.model.config import InputSpec
 from actwatch.train import runs
 from actwatch.train.config import TrainConfig
-from actwatch.train.dataset import SequenceRecord, atomic_write_json, load_dataset
+from actwatch.train.dataset import SequenceRecord, load_dataset
 from actwatch.train.distributed import DistContext, setup_distributed
 from actwatch.train.features import FeatureCache
-from actwatch.train.metrics import (
-    ClassificationMetrics,
-    markdown_report,
-    metrics_from_confusion,
-    plot_confusion,
-    plot_curves,
-    top_k_hits,
-)
+from actwatch.train.metrics import ClassificationMetrics, metrics_from_confusion, top_k_hits
 from actwatch.train.windows import FeatureWindows, PixelWindows
 
 log = logging.getLogger(__name__)
@@ -59,7 +52,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
-    """What a finished run produced."""
+    """What a finished run produced.
+
+    Example:
+        >>> r = TrainResult(Path("run"), Path("run/checkpoints/best.pt"), Path("run/checkpoints/last.pt"), 3, 0.9)
+        >>> r.best_epoch
+        3
+    """
 
     run_dir: Path
     best_checkpoint: Path
@@ -198,6 +197,9 @@ class _Trainer:
         split = hasattr(model, "encoder") and hasattr(model, "head")
         if mode == "finetune":
             module: nn.Module = model
+            if self.ctx.distributed and self.device.type == "cuda":
+                # Per-GPU batches are small: BatchNorm statistics over the whole global batch.
+                module = self.model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         elif split:
             model.encoder.requires_grad_(False)
             module = model.head
@@ -417,7 +419,9 @@ class _Trainer:
         total = self.ctx.all_reduce_sum(np.concatenate([cm.ravel(), extra]))
         cm = total[: c * c].reshape(c, c).astype(np.int64)
         n = max(int(cm.sum()), 1)
-        return metrics_from_confusion(cm, self.classes, top_k=k, top_k_correct=int(total[-1]), loss=float(total[-2] / n))
+        return metrics_from_confusion(
+            cm, self.classes, top_k=k, top_k_correct=int(total[-1]), loss=float(total[-2] / n)
+        )
 
     # ------------------------------------------------------------------------------------------ output
     def _run_info(self) -> dict[str, Any]:
@@ -480,29 +484,7 @@ class _Trainer:
             test=test.to_dict() if test is not None else None,
         )
         if self.ctx.is_main:
-            plots = self.run_dir / "plots"
-            plot_curves(history, plots)
-            plot_confusion(val.confusion, self.classes, plots / "confusion_val.png", "Validation confusion matrix")
-            shown = test if test is not None else val
-            split = "test" if test is not None else "val"
-            plot_confusion(shown.confusion, self.classes, plots / "confusion_matrix.png", f"{split} confusion matrix")
-            atomic_write_json(
-                self.run_dir / "results.json",
-                {
-                    "best_epoch": best_epoch,
-                    "monitor": self.cfg.monitor,
-                    "best_metric": best_metric,
-                    "epochs_run": len(history),
-                    "stopped_early": stopped_early,
-                    "val": result.val,
-                    "test": result.test,
-                    "history": history,
-                },
-            )
-            details = {"checkpoint": f"checkpoints/{runs.BEST} (epoch {best_epoch})", "split": split}
-            report = markdown_report(
-                shown, title=f"Evaluation of {self.run_dir.name}", details=details,
-                images=["plots/confusion_matrix.png", "plots/loss.png", "plots/accuracy.png"],
-            )  # fmt: skip
-            (self.run_dir / "report.md").write_text(report)
+            summary = {"best_epoch": best_epoch, "monitor": self.cfg.monitor, "best_metric": best_metric}
+            summary |= {"epochs_run": len(history), "stopped_early": stopped_early}
+            runs.write_results(self.run_dir, self.classes, history, summary, val, test)
         return result

@@ -30,9 +30,7 @@ class Seen:
     shape: tuple[int, int]
 
 
-def consume(
-    reader: CameraReader, *, limit: int | None = None, delay_s: float = 0.0
-) -> tuple[list[Seen], bool]:
+def consume(reader: CameraReader, *, limit: int | None = None, delay_s: float = 0.0) -> tuple[list[Seen], bool]:
     """Take frames until END (returns ended=True) or ``limit`` frames; also checks the queue bound."""
     seen: list[Seen] = []
     while limit is None or len(seen) < limit:
@@ -65,9 +63,7 @@ def test_reads_the_whole_file_then_ends(make_reader: Callable[..., CameraReader]
     stamps = [s.timestamp for s in seen]
     assert stamps == sorted(set(stamps))  # strictly increasing
     assert [s.index for s in seen] == sorted({s.index for s in seen})
-    assert seen[-1].index == VTEST_FRAMES - 1 and seen[-1].timestamp == pytest.approx(
-        VTEST_DURATION_S, abs=1e-3
-    )
+    assert seen[-1].index == VTEST_FRAMES - 1 and seen[-1].timestamp == pytest.approx(VTEST_DURATION_S, abs=1e-3)
     if seen[0].index == 0:
         assert seen[0].timestamp == 0.0
     # 10 fps container clock: consecutive frames are 0.1 s apart
@@ -78,9 +74,7 @@ def test_reads_the_whole_file_then_ends(make_reader: Callable[..., CameraReader]
     assert reader.status().state is CameraState.ENDED and len(reader.frames) == 0
 
 
-def test_looping_keeps_timestamps_increasing(
-    make_reader: Callable[..., CameraReader], vtest_path: Path
-) -> None:
+def test_looping_keeps_timestamps_increasing(make_reader: Callable[..., CameraReader], vtest_path: Path) -> None:
     reader = make_reader("loop", str(vtest_path), ReaderSettings(realtime=False, loop=True))
     seen, ended = consume(reader, limit=VTEST_FRAMES + 200)
     assert not ended

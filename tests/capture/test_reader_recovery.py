@@ -94,10 +94,7 @@ def test_exception_inside_read_becomes_a_masked_error_and_a_reconnect(
     assert wait_until(lambda: reader.status().frames_read > 20, timeout_s=20)
     status = reader.status()
     assert status.state is CameraState.STREAMING and status.reconnects == 1 and opener.calls == 2
-    assert (
-        status.last_error is not None
-        and "decoder crashed on rtsp://admin:***@127.0.0.1:1/cam" in status.last_error
-    )
+    assert status.last_error is not None and "decoder crashed on rtsp://admin:***@127.0.0.1:1/cam" in status.last_error
     assert_no_secret(reader, caplog)
     assert broken.released == 1  # the broken capture was released
     got = frames_of(reader.frames.drain())
@@ -172,9 +169,7 @@ def test_backoff_grows_and_resets_after_a_good_connection(
     )
     reader = make_reader("cam", URL, settings, opener=opener)
     assert wait_until(lambda: opener.calls == 6 and reader.status().frames_read > 10, timeout_s=20)
-    delays = [
-        float(m) for r in caplog.records for m in re.findall(r"reconnecting in ([0-9.]+)s", r.getMessage())
-    ]
+    delays = [float(m) for r in caplog.records for m in re.findall(r"reconnecting in ([0-9.]+)s", r.getMessage())]
     # 3 failures (0.1, 0.2, capped 0.3), frames came, then the failures count from 1 again
     assert delays == [0.1, 0.2, 0.3, 0.1, 0.2]
     assert reader.status().reconnects == 5

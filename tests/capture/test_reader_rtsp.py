@@ -31,9 +31,7 @@ SETTINGS = ReaderSettings(
 
 
 @pytest.fixture
-def publisher(
-    rtsp_server: RtspServer, vtest_path: Path, request: pytest.FixtureRequest
-) -> Iterator[RtspPublisher]:
+def publisher(rtsp_server: RtspServer, vtest_path: Path, request: pytest.FixtureRequest) -> Iterator[RtspPublisher]:
     """A running publisher on a path of its own (so tests never see each other's streams)."""
     pub = rtsp_server.publisher(request.node.name.replace("[", "_").rstrip("]"), vtest_path)
     pub.start()
@@ -92,9 +90,7 @@ def test_publisher_loss_reconnects_and_recovers(
     assert wait_until(lambda: reader.status().frames_read >= 5, timeout_s=30), rtsp_server.logs()
 
     publisher.stop()
-    assert wait_until(lambda: reader.status().state is CameraState.RECONNECTING, timeout_s=30), (
-        reader.status()
-    )
+    assert wait_until(lambda: reader.status().state is CameraState.RECONNECTING, timeout_s=30), reader.status()
     down = reader.status()
     assert down.reconnects >= 1 and down.last_error is not None
     assert "rtsp://admin:***@127.0.0.1" in down.last_error  # stall or read failure, masked either way
@@ -104,10 +100,7 @@ def test_publisher_loss_reconnects_and_recovers(
 
     publisher.start()
     assert wait_until(
-        lambda: (
-            reader.status().state is CameraState.STREAMING
-            and reader.status().frames_read >= frames_before + 5
-        ),
+        lambda: reader.status().state is CameraState.STREAMING and reader.status().frames_read >= frames_before + 5,
         timeout_s=40,
     ), f"{reader.status()}\n{rtsp_server.logs()}"
     reader.frames.drain()

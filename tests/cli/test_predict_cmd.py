@@ -47,9 +47,7 @@ def test_vtest_tracks_get_probabilities_json(
     assert [t["track_id"] for t in tracks] == sorted(t["track_id"] for t in tracks)
 
 
-def test_vtest_table_from_a_checkpoint(
-    vtest_path: Path, checkpoint_path: Path, detector_weights: Path
-) -> None:
+def test_vtest_table_from_a_checkpoint(vtest_path: Path, checkpoint_path: Path, detector_weights: Path) -> None:
     result = runner.invoke(
         app,
         [
@@ -86,14 +84,10 @@ def test_bad_inputs_are_user_errors(tmp_path: Path, exported_model_dir: Path, de
     unreadable = runner.invoke(app, ["predict", str(bogus), *base])
     assert isinstance(unreadable.exception, ActwatchError) and "bogus.avi" in str(unreadable.exception)
     clip = write_video(tmp_path / "c.avi", 2, 10.0)
-    no_model = runner.invoke(
-        app, ["predict", str(clip), "-m", str(tmp_path / "nomodel"), "--detector", "x.pt"]
-    )
+    no_model = runner.invoke(app, ["predict", str(clip), "-m", str(tmp_path / "nomodel"), "--detector", "x.pt"])
     assert isinstance(no_model.exception, ActwatchError)
     bad_classes = runner.invoke(app, ["predict", str(clip), *base, "--person-classes", "a,b"])
-    assert isinstance(bad_classes.exception, ActwatchError) and "--person-classes" in str(
-        bad_classes.exception
-    )
+    assert isinstance(bad_classes.exception, ActwatchError) and "--person-classes" in str(bad_classes.exception)
 
 
 def test_cli_exits_2_without_traceback(tmp_path: Path, exported_model_dir: Path) -> None:

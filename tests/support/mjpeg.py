@@ -76,9 +76,7 @@ class MjpegServer:
                 try:
                     while not server.stopping.is_set():
                         jpeg = server.jpegs[i % len(server.jpegs)]
-                        head = (
-                            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                        )
+                        head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
                         self.wfile.write(head.encode() + jpeg + b"\r\n")
                         self.wfile.flush()
                         i += 1
@@ -112,7 +110,5 @@ class MjpegServer:
     def __enter__(self) -> MjpegServer:
         return self.start()
 
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()

@@ -145,9 +145,7 @@ class RtspServer:
         self._own_log_dir = log_dir is None
         # A fresh name under the temp dir, created by start() so a failed start leaves nothing behind.
         self.log_dir = (
-            Path(tempfile.gettempdir()) / f"rtsp-server-{uuid.uuid4().hex[:12]}"
-            if log_dir is None
-            else log_dir
+            Path(tempfile.gettempdir()) / f"rtsp-server-{uuid.uuid4().hex[:12]}" if log_dir is None else log_dir
         )
         self.log_path = self.log_dir / "rtsp-server.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -211,18 +209,14 @@ class RtspServer:
     def __enter__(self) -> RtspServer:
         return self.start()
 
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
     def url(self, path: str, *, user: str | None = None, password: str | None = None) -> str:
         """The viewer URL of ``path``; credentials are accepted and ignored by this server."""
         auth = ""
         if user is not None:
-            auth = (
-                quote(user, safe="") + (f":{quote(password, safe='')}" if password is not None else "") + "@"
-            )
+            auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password is not None else "") + "@"
         return f"rtsp://{auth}{HOST}:{self.client_port}/{path.lstrip('/')}"
 
     def logs(self, chars: int = 3000) -> str:
@@ -245,9 +239,7 @@ class RtspServer:
         except OSError:
             return None
         parts = head.split(" ", 2)
-        return (
-            int(parts[1]) if len(parts) >= 2 and parts[0].startswith("RTSP/") and parts[1].isdigit() else None
-        )
+        return int(parts[1]) if len(parts) >= 2 and parts[0].startswith("RTSP/") and parts[1].isdigit() else None
 
     def publisher(self, path: str, video: Path | str, **kwargs: Any) -> RtspPublisher:
         """A (not yet started) :class:`RtspPublisher` of ``video`` at ``path``, stopped with the server."""
@@ -366,9 +358,7 @@ class RtspPublisher:
     def __enter__(self) -> RtspPublisher:
         return self.start()
 
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
 

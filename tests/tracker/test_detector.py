@@ -57,9 +57,7 @@ def test_finds_persons_on_vtest_frames(vtest_frames: list[Frame], vtest_detectio
     assert np.mean([len(d) for d in vtest_detections]) >= 2
 
 
-def test_batched_detect_equals_per_image_detect(
-    person_detector: PersonDetector, vtest_frames: list[Frame]
-) -> None:
+def test_batched_detect_equals_per_image_detect(person_detector: PersonDetector, vtest_frames: list[Frame]) -> None:
     images = [f.image for f in vtest_frames[10:14]]
     batched = person_detector.detect(images)
     single = [person_detector.detect([im])[0] for im in images]
@@ -144,9 +142,7 @@ def test_unsupported_suffix(tmp_path: Path) -> None:
         PersonDetector(weird, [0])
 
 
-def test_latency_figures(
-    person_detector: PersonDetector, detector_weights: Path, vtest_frames: list[Frame]
-) -> None:
+def test_latency_figures(person_detector: PersonDetector, detector_weights: Path, vtest_frames: list[Frame]) -> None:
     """Prints detector latency per frame (a benchmark: figures only, no timing assertion)."""
     images = [f.image for f in vtest_frames[:4]]
     person_detector.warmup(batch=1, shape=images[0].shape[:2])

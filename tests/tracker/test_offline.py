@@ -62,9 +62,7 @@ def test_missing_and_unreadable_videos(tmp_path: Path) -> None:
         list(iter_video_frames(bogus))
 
 
-def test_extract_from_the_video_file_with_the_real_detector(
-    person_detector: PersonDetector, vtest_path: Path
-) -> None:
+def test_extract_from_the_video_file_with_the_real_detector(person_detector: PersonDetector, vtest_path: Path) -> None:
     extractor = VideoTrackExtractor(
         person_detector, crop_hw=(64, 48), fps=10.0, tracker_settings=TrackerSettings(new_track_thresh=0.2)
     )
@@ -85,9 +83,7 @@ def _check_sequences(sequences: list[TrackSequence], min_gap: float) -> None:
         assert (np.diff(seq.timestamps) >= min_gap - 1e-6).all()
 
 
-def test_extractor_resamples_to_the_target_fps(
-    vtest_frames: list[Frame], vtest_detections: list[Detections]
-) -> None:
+def test_extractor_resamples_to_the_target_fps(vtest_frames: list[Frame], vtest_detections: list[Detections]) -> None:
     full = list(_extractor(vtest_frames, vtest_detections, fps=10.0).extract_frames(vtest_frames, 10.0))
     half = list(_extractor(vtest_frames, vtest_detections, fps=5.0).extract_frames(vtest_frames, 10.0))
     _check_sequences(full, 0.1)
@@ -99,17 +95,13 @@ def test_extractor_resamples_to_the_target_fps(
         assert ref.length // 2 <= seq.length <= ref.length // 2 + 1
 
 
-def test_extractor_batches_the_detector_calls(
-    vtest_frames: list[Frame], vtest_detections: list[Detections]
-) -> None:
+def test_extractor_batches_the_detector_calls(vtest_frames: list[Frame], vtest_detections: list[Detections]) -> None:
     extractor = _extractor(vtest_frames, vtest_detections, batch_size=4)
     list(extractor.extract_frames(vtest_frames[:10], 10.0))
     assert cast(ReplayDetector, extractor.detector).calls == [4, 4, 2]
 
 
-def test_max_persons_and_min_confidence(
-    vtest_frames: list[Frame], vtest_detections: list[Detections]
-) -> None:
+def test_max_persons_and_min_confidence(vtest_frames: list[Frame], vtest_detections: list[Detections]) -> None:
     extractor = _extractor(vtest_frames, vtest_detections, max_persons=1)
     sequences = list(extractor.extract_frames(vtest_frames, 10.0))
     per_frame = Counter(int(i) for s in sequences for i in s.frame_indices)
@@ -126,9 +118,7 @@ def test_long_tracks_split_into_segments_and_short_ones_dropped(
     whole = list(_extractor(vtest_frames, vtest_detections).extract_frames(vtest_frames, 10.0))
     longest = max(whole, key=lambda s: s.length)
     assert longest.length > 6
-    split = list(
-        _extractor(vtest_frames, vtest_detections, max_samples_per_track=5).extract_frames(vtest_frames, 10.0)
-    )
+    split = list(_extractor(vtest_frames, vtest_detections, max_samples_per_track=5).extract_frames(vtest_frames, 10.0))
     parts = sorted((s for s in split if s.track_id == longest.track_id), key=lambda s: s.segment)
     assert [p.segment for p in parts] == list(range(len(parts)))
     assert all(p.length == 5 for p in parts[:-1])

@@ -49,9 +49,7 @@ CHECK = textwrap.dedent(
 def _run(mode: str, tmp_path: Path) -> dict[str, object]:
     home = tmp_path / "home"
     home.mkdir()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("YOLO_", "ULTRALYTICS_", "XDG_", "PYTEST_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YOLO_", "ULTRALYTICS_", "XDG_", "PYTEST_"))}
     env["HOME"] = str(home)
     proc = subprocess.run(
         [sys.executable, "-c", CHECK, mode, str(tmp_path / "cfg")],

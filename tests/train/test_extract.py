@@ -93,9 +93,7 @@ def test_layout_c_csv_and_missing_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_person_extraction_on_vtest(
-    vtest_path: Path, detector_weights: Path, tmp_path: Path
-) -> None:
+def test_person_extraction_on_vtest(vtest_path: Path, detector_weights: Path, tmp_path: Path) -> None:
     # The first 40 frames (4 s) of vtest.avi, copied into a class folder.
     cap = cv2.VideoCapture(str(vtest_path))
     frames = [cap.read()[1] for _ in range(40)]

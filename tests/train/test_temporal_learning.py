@@ -52,9 +52,7 @@ def run(dataset: DatasetIndex, out: Path, *, shuffle: bool) -> tuple[float, floa
     return result.best_metric, result.test["accuracy"], len(result.history)
 
 
-def test_temporal_order_is_learned_and_shuffled_control_is_not(
-    motion_dataset: DatasetIndex, tmp_path: Path
-) -> None:
+def test_temporal_order_is_learned_and_shuffled_control_is_not(motion_dataset: DatasetIndex, tmp_path: Path) -> None:
     assert {len(motion_dataset.split(s)) for s in ("train", "val", "test")} == {60, 36, 24}
     temporal_val, temporal_test, temporal_epochs = run(motion_dataset, tmp_path, shuffle=False)
     shuffled_val, shuffled_test, shuffled_epochs = run(motion_dataset, tmp_path, shuffle=True)

@@ -85,9 +85,7 @@ def test_resume_continues_exactly(small_dataset: DatasetIndex, tmp_path: Path) -
     ],
     ids=["finetune-gru", "frozen-transformer", "finetune-r3d18"],
 )
-def test_pixel_modes_train_on_cpu(
-    mode: str, model: ModelConfig, small_dataset: DatasetIndex, tmp_path: Path
-) -> None:
+def test_pixel_modes_train_on_cpu(mode: str, model: ModelConfig, small_dataset: DatasetIndex, tmp_path: Path) -> None:
     cfg = small_config(tmp_path, mode=mode, model=model, epochs=1, batch_size=4, augment={"hflip": False})
     before = load_checkpoint_state(cfg, small_dataset)
     result = train(cfg, small_dataset.root, progress=False)
@@ -149,7 +147,9 @@ def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
 def test_cli_train_evaluate_and_errors(
     small_dataset: DatasetIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "train.yaml").write_text("model:\n  hidden_size: 16\n  fc_size: 8\n  pretrained: false\ntensorboard: false\n")
+    (tmp_path / "train.yaml").write_text(
+        "model:\n  hidden_size: 16\n  fc_size: 8\n  pretrained: false\ntensorboard: false\n"
+    )
     args = ["train", "--data", str(small_dataset.root), "--config", str(tmp_path / "train.yaml"), "--name", "cli"]
     args += ["--epochs", "1", "--seq-len", "8", "--temporal", "gru", "--out", str(tmp_path / "exp"), "--quiet"]
     assert run_cli(args, monkeypatch) == 0

@@ -53,9 +53,7 @@ def _not_found(camera_id: str) -> HTTPException:
 
 def router() -> APIRouter:
     api = APIRouter(prefix="/cameras", tags=["cameras"], dependencies=[Depends(require_token)])
-    responses_401: dict[int | str, dict[str, Any]] = {
-        401: {"description": "Missing or invalid bearer token."}
-    }
+    responses_401: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or invalid bearer token."}}
 
     @api.get("", summary="All cameras with their status", responses=responses_401)
     def list_cameras(cameras: Cameras, controller: Controller) -> list[CameraPublic]:
@@ -68,9 +66,7 @@ def router() -> APIRouter:
         summary="Add a camera (starts reading it if enabled)",
         responses={**responses_401, 409: {"description": "Duplicate id or camera limit reached."}},
     )
-    def create_camera(
-        body: CameraCreate, cameras: Cameras, controller: Controller, response: Response
-    ) -> CameraPublic:
+    def create_camera(body: CameraCreate, cameras: Cameras, controller: Controller, response: Response) -> CameraPublic:
         camera = body.to_config()
         with cameras.lock:
             if camera.id in cameras:
@@ -128,9 +124,7 @@ def router() -> APIRouter:
         summary="Stop and remove a camera (its stored events stay)",
         responses={**responses_401, 404: {}},
     )
-    def delete_camera(
-        camera_id: CameraIdPath, cameras: Cameras, controller: Controller, metrics: Metrics
-    ) -> None:
+    def delete_camera(camera_id: CameraIdPath, cameras: Cameras, controller: Controller, metrics: Metrics) -> None:
         with cameras.lock:
             camera = cameras.get(camera_id)
             if camera is None:

@@ -37,30 +37,20 @@ def _public(record: EventRecord) -> EventPublic:
 
 def router() -> APIRouter:
     api = APIRouter(prefix="/events", tags=["events"], dependencies=[Depends(require_token)])
-    not_found: dict[int | str, dict[str, Any]] = {
-        404: {"description": "No such event (or it has no such file)."}
-    }
+    not_found: dict[int | str, dict[str, Any]] = {404: {"description": "No such event (or it has no such file)."}}
 
     @api.get("", summary="Stored events, newest first")
     def list_events(
         store: Store,
         config: Config,
-        camera: Annotated[
-            str | None, Query(pattern=CAMERA_ID_PATTERN, description="Only this camera.")
-        ] = None,
-        label: Annotated[
-            str | None, Query(min_length=1, max_length=128, description="Only this class.")
-        ] = None,
+        camera: Annotated[str | None, Query(pattern=CAMERA_ID_PATTERN, description="Only this camera.")] = None,
+        label: Annotated[str | None, Query(min_length=1, max_length=128, description="Only this class.")] = None,
         since: Annotated[
             datetime | None,
             Query(description="Frame time >= this (ISO 8601 or Unix seconds; UTC if no zone)."),
         ] = None,
-        until: Annotated[
-            datetime | None, Query(description="Frame time < this (ISO 8601 or Unix seconds).")
-        ] = None,
-        limit: Annotated[
-            int, Query(ge=1, le=HARD_PAGE_CAP, description="Page size (<= server.max_page_size).")
-        ] = 50,
+        until: Annotated[datetime | None, Query(description="Frame time < this (ISO 8601 or Unix seconds).")] = None,
+        limit: Annotated[int, Query(ge=1, le=HARD_PAGE_CAP, description="Page size (<= server.max_page_size).")] = 50,
         offset: Annotated[int, Query(ge=0, le=10**9, description="Events to skip.")] = 0,
     ) -> EventPage:
         if limit > config.server.max_page_size:
@@ -88,9 +78,7 @@ def router() -> APIRouter:
         path = store.snapshot_path(event_id)
         if path is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no snapshot for event '{event_id}'")
-        return FileResponse(
-            path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"}
-        )
+        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
     @api.get(
         "/{event_id}/crops",

@@ -79,8 +79,7 @@ def _handle(text: str, client: Client) -> dict[str, Any]:
         message = schema.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}"
-            for e in exc.errors(include_url=False)
+            f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors(include_url=False)
         )
         return _error(f"invalid {kind} message: {problems}")
     if isinstance(message, SubscribeMessage):

@@ -199,7 +199,7 @@ class StreamPipeline:
         # tracker: one batched detector for all cameras, one ByteTrack per camera
         det = config.detector
         detector = PersonDetector(
-            det.weights if det.weights is not None else ensure_detector(),
+            det.weights if det.weights is not None else ensure_detector(fetch=False),  # never download here
             det.person_class_ids,
             conf=det.conf,
             iou=det.iou,

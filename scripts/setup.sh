@@ -5,7 +5,7 @@
 #
 # What it does, in order:
 #   1. Debian packages the tests and the RTSP demo use (ffmpeg, rtsp-server-perl, chromium and its
-#      driver), when running as root with apt-get; otherwise it says what to install.
+#      driver, postgresql), when running as root with apt-get; otherwise it says what to install.
 #   2. A virtual environment in .venv with torch 2.14.1 / torchvision 0.29.1 (pinned: on the project's
 #      build machines these install from local disk) and actwatch itself (editable, with dev tools).
 #   3. `actwatch assets`: the person detector and the sample clip, into ~/.cache/actwatch
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-SYSTEM_PACKAGES=(ffmpeg rtsp-server-perl chromium chromium-driver)
+SYSTEM_PACKAGES=(ffmpeg rtsp-server-perl chromium chromium-driver postgresql)
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do

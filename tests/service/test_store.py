@@ -1,9 +1,12 @@
-"""The event store on a real SQLite file: rows, media files, queries, restarts, retention, threads."""
+"""The event store on a real SQLite file and a real PostgreSQL server: rows, media files, queries,
+restarts, retention, threads. Every test that opens a store runs on both backends."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -11,6 +14,7 @@ import pytest
 
 from actwatch.service.events import Event
 from actwatch.service.store import EventStore, encode_crops_strip, render_snapshot
+from tests.support.postgres import PostgresServer
 
 DAY = 86400.0
 
@@ -34,11 +38,30 @@ def jpeg() -> bytes:
     return render_snapshot(np.full((60, 80, 3), 90, np.uint8), (5, 5, 40, 50), "fighting", 0.9)
 
 
-def open_store(tmp_path: Path, **kwargs: object) -> EventStore:
-    return EventStore(f"sqlite:///{tmp_path / 'db' / 'events.db'}", tmp_path / "media", **kwargs)  # type: ignore[arg-type]
+StoreOpener = Callable[..., EventStore]
 
 
-def test_add_get_and_files(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[PostgresServer]:
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreOpener:
+    """Opens the store of this test (the same database each call, so re-opening is a restart)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'db' / 'events.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server").create_database("events")
+
+    def _open(media_root: Path, **kwargs: Any) -> EventStore:
+        return EventStore(url, media_root / "media", **kwargs)
+
+    return _open
+
+
+def test_add_get_and_files(tmp_path: Path, open_store: StoreOpener) -> None:
     store = open_store(tmp_path)
     crops = np.stack([np.full((16, 12, 3), v, np.uint8) for v in (10, 20, 30)])
     event = make_event(1)
@@ -57,14 +80,14 @@ def test_add_get_and_files(tmp_path: Path) -> None:
     store.close()
 
 
-def test_event_without_media(tmp_path: Path) -> None:
+def test_event_without_media(tmp_path: Path, open_store: StoreOpener) -> None:
     store = open_store(tmp_path, keep_crops=False)
     store.add(make_event(1), None, np.zeros((2, 4, 4, 3), np.uint8))
     assert store.get("ev0001") is not None
     assert store.snapshot_path("ev0001") is None and store.crops_path("ev0001") is None
 
 
-def test_duplicate_and_unsafe_ids(tmp_path: Path) -> None:
+def test_duplicate_and_unsafe_ids(tmp_path: Path, open_store: StoreOpener) -> None:
     store = open_store(tmp_path)
     store.add(make_event(1), jpeg(), None)
     snap = store.snapshot_path("ev0001")
@@ -79,7 +102,7 @@ def test_duplicate_and_unsafe_ids(tmp_path: Path) -> None:
     assert store.count() == 1
 
 
-def test_query_filters_order_and_pagination(tmp_path: Path) -> None:
+def test_query_filters_order_and_pagination(tmp_path: Path, open_store: StoreOpener) -> None:
     store = open_store(tmp_path)
     for i in range(30):
         store.add(make_event(i, camera=f"cam{i % 3}", label="fighting" if i % 2 else "falling"), None, None)
@@ -102,7 +125,7 @@ def test_query_filters_order_and_pagination(tmp_path: Path) -> None:
     assert store.query(label="nothing") == ([], 0)
 
 
-def test_survives_reopen(tmp_path: Path) -> None:
+def test_survives_reopen(tmp_path: Path, open_store: StoreOpener) -> None:
     store = open_store(tmp_path)
     events = [make_event(i) for i in range(5)]
     for e in events:
@@ -116,7 +139,7 @@ def test_survives_reopen(tmp_path: Path) -> None:
     assert reopened.count() == 6
 
 
-def test_purge_deletes_rows_and_files(tmp_path: Path) -> None:
+def test_purge_deletes_rows_and_files(tmp_path: Path, open_store: StoreOpener) -> None:
     store = open_store(tmp_path, retention_days=1.0)
     now = 1_700_000_000.0
     old = [make_event(i, t=now - 2 * DAY - i) for i in range(3)]
@@ -133,7 +156,7 @@ def test_purge_deletes_rows_and_files(tmp_path: Path) -> None:
     assert store.purge(now) == 0
 
 
-def test_concurrent_writers_and_readers(tmp_path: Path) -> None:
+def test_concurrent_writers_and_readers(tmp_path: Path, open_store: StoreOpener) -> None:
     store = open_store(tmp_path)
     errors: list[BaseException] = []
 

@@ -10,39 +10,13 @@ Example:
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from actwatch.cli.options import parse_size, warnings_as_messages
 from actwatch.errors import AssetMissingError, ConfigError
-
-
-@contextmanager
-def _warnings_as_messages() -> Iterator[None]:
-    """Show library warnings (e.g. pretrained weights unavailable) as one 'warning:' line each."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for item in caught:
-        if not issubclass(item.category, DeprecationWarning):
-            typer.echo(f"warning: {item.message}", err=True)
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    """``112`` -> (112, 112); ``128x96`` -> (128, 96) as (height, width)."""
-    try:
-        parts = [int(p) for p in text.lower().replace(",", "x").split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) == 1:
-        return parts[0], parts[0]
-    if len(parts) == 2:
-        return parts[0], parts[1]
-    raise ConfigError(f"--input-size {text!r}: give one number (square) or HEIGHTxWIDTH, e.g. 112 or 128x96")
 
 
 def _validated(cls: Any, what: str, **values: Any) -> Any:
@@ -110,9 +84,9 @@ def init_model(
         backbone_weights=backbone_weights,
     )
     spec = _validated(
-        InputSpec.for_arch, "input options", arch=cfg.arch, seq_len=seq_len, input_size=_parse_size(input_size), fps=fps
+        InputSpec.for_arch, "input options", arch=cfg.arch, seq_len=seq_len, input_size=parse_size(input_size), fps=fps
     )
-    with _warnings_as_messages():
+    with warnings_as_messages():
         ckpt = init_checkpoint(names, cfg, spec)
     save_checkpoint(ckpt, out)
     params = sum(int(t.numel()) for t in ckpt.state_dict.values())
@@ -129,7 +103,7 @@ def export(
     """Export a checkpoint to ONNX (encoder, head, whole model) and check it against PyTorch."""
     from actwatch.export.onnx_export import export_checkpoint
 
-    with _warnings_as_messages():
+    with warnings_as_messages():
         report = export_checkpoint(checkpoint, out, fp16=fp16, opset=opset)
     typer.echo(report.format_table())
 

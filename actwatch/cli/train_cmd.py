@@ -12,42 +12,15 @@ Example:
 from __future__ import annotations
 
 import logging
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from actwatch.cli.options import parse_size, warnings_as_messages
 from actwatch.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def _warnings_as_messages() -> Iterator[None]:
-    """Library warnings (pretrained weights unavailable, ...) as one 'warning:' line each."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    seen = set()
-    for item in caught:
-        text = str(item.message)
-        if not issubclass(item.category, DeprecationWarning) and text not in seen:
-            seen.add(text)
-            typer.echo(f"warning: {text}", err=True)
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    """``112`` -> (112, 112); ``128x96`` -> (128, 96) as (height, width)."""
-    try:
-        parts = [int(p) for p in text.lower().replace(",", "x").split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) in (1, 2) and all(p > 0 for p in parts):
-        return (parts[0], parts[-1])
-    raise ConfigError(f"--input-size {text!r}: give one number (square) or HEIGHTxWIDTH, e.g. 112 or 128x96")
 
 
 def _parse_ints(text: str | None, flag: str) -> list[int] | None:
@@ -109,7 +82,7 @@ def extract(
             conf=conf,
             max_persons=max_persons,
             fps=fps,
-            input_size=_parse_size(input_size),
+            input_size=parse_size(input_size),
             whole_frame=whole_frame,
             min_frames=min_frames,
             imgsz=imgsz,
@@ -124,7 +97,7 @@ def extract(
         )
     except ValidationError as exc:
         raise ConfigError(f"invalid extract options: {describe(exc)}") from exc
-    with _warnings_as_messages():
+    with warnings_as_messages():
         summary = DatasetExtractor(settings, progress=not quiet).run(src, out)
     typer.echo(summary.format_table())
     if summary.index is None:
@@ -192,7 +165,7 @@ def train(
         cfg = load_train_config(config, overrides)
     if data is None or not str(data):
         raise ConfigError("--data is required: the dataset folder written by `actwatch extract`")
-    with _warnings_as_messages():
+    with warnings_as_messages():
         result = run_training(cfg, data, resume=resume, progress=not quiet)
     test = f", test accuracy {result.test['accuracy']:.4f}" if result.test else ""
     typer.echo(
@@ -217,7 +190,7 @@ def evaluate(
 
     if batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
-    with _warnings_as_messages():
+    with warnings_as_messages():
         res = evaluate_checkpoint(checkpoint, data, split=split, out_dir=out, batch_size=batch_size, device=device)
     m = res.metrics
     typer.echo(

@@ -121,6 +121,12 @@ class _Camera:
     ended: bool = False
     processed_times: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=128))
 
+    def processed_fps(self) -> float:
+        """Frames per second this camera was processed at, over its last 128 processed frames."""
+        times = self.processed_times
+        span = times[-1] - times[0] if len(times) >= 2 else 0.0
+        return (len(times) - 1) / span if span > 0 else 0.0
+
 
 class StreamPipeline:
     """Cameras -> batched detection -> per-camera ByteTrack -> feature-cached windows -> alerts.
@@ -305,11 +311,7 @@ class StreamPipeline:
     def processed_fps(self, camera_id: str) -> float:
         with self._lock:
             cam = self._cameras.get(camera_id)
-        if cam is None or len(cam.processed_times) < 2:
-            return 0.0
-        times = cam.processed_times
-        span = times[-1] - times[0]
-        return (len(times) - 1) / span if span > 0 else 0.0
+        return cam.processed_fps() if cam is not None else 0.0
 
     # ---------------------------------------------------------------------------------- the loop
     def _run(self) -> None:
@@ -420,7 +422,7 @@ class StreamPipeline:
             cam.processed_times.append(now)
             self.metrics.count_processed(cam.config.id)
             self.metrics.set_active_tracks(cam.config.id, len(tracked))
-            self.metrics.set_processed_fps(cam.config.id, self.processed_fps(cam.config.id))
+            self.metrics.set_processed_fps(cam.config.id, cam.processed_fps())
         return StepReport(
             frames=len(batch),
             detections=sum(len(d) for d in detections),

@@ -61,29 +61,28 @@ def test_environment_overrides_are_validated_too(tmp_path: Path) -> None:
     assert result.returncode == 2 and "server.port" in result.stderr and "Traceback" not in result.stderr
 
 
+def _serve_start_up_error(tmp_path: Path, port: int, weights: Path, model_dir: Path) -> str:
+    """Run ``actwatch serve`` with this detector and model; it must stop with a one-line error (exit 2,
+    no traceback). Returns its stderr."""
+    cfg = _write(
+        tmp_path / "serve.yaml",
+        f"data_dir: {tmp_path}\nserver: {{port: {port}, token: {'t' * 32}}}\n"
+        f"detector: {{weights: {weights}, person_class_ids: [0, 1]}}\nmodel: {{dir: {model_dir}}}\n",
+    )
+    result = _run("serve", "--config", str(cfg))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "error:" in result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stderr
+
+
 def test_serve_with_a_corrupt_model_is_a_clear_start_up_error(tmp_path: Path, detector_weights: Path) -> None:
     model = tmp_path / "model"
     model.mkdir()
     (model / "manifest.json").write_text("{not json", encoding="utf-8")
-    cfg = _write(
-        tmp_path / "serve.yaml",
-        f"data_dir: {tmp_path}\nserver: {{port: 18999, token: {'t' * 32}}}\n"
-        f"detector: {{weights: {detector_weights}, person_class_ids: [0, 1]}}\nmodel: {{dir: {model}}}\n",
-    )
-    result = _run("serve", "--config", str(cfg))
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "error:" in result.stderr and "manifest" in result.stderr.lower()
-    assert "Traceback" not in result.stderr
+    assert "manifest" in _serve_start_up_error(tmp_path, 18999, detector_weights, model).lower()
 
 
 def test_serve_with_a_corrupt_detector_is_a_clear_start_up_error(tmp_path: Path, exported_model_dir: Path) -> None:
     weights = _write(tmp_path / "broken.pt", "this is not a YOLO checkpoint")
-    cfg = _write(
-        tmp_path / "serve.yaml",
-        f"data_dir: {tmp_path}\nserver: {{port: 18998, token: {'t' * 32}}}\n"
-        f"detector: {{weights: {weights}}}\nmodel: {{dir: {exported_model_dir}}}\n",
-    )
-    result = _run("serve", "--config", str(cfg))
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "error:" in result.stderr and "broken.pt" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "broken.pt" in _serve_start_up_error(tmp_path, 18998, weights, exported_model_dir)

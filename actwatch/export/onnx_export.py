@@ -33,7 +33,7 @@ import onnx
 import torch
 from torch import nn
 
-from actwatch.errors import ActwatchError
+from actwatch.errors import ExportError
 from actwatch.model.checkpoint import Checkpoint, load_checkpoint
 from actwatch.model.manifest import (
     MANIFEST_FILE,
@@ -64,9 +64,6 @@ _IO = {
     "model": (["frames"], ["logits"]),
 }
 
-
-class ExportError(ActwatchError):
-    """An export could not be written or did not reproduce the PyTorch outputs."""
 
 
 @dataclass(frozen=True)

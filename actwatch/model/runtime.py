@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
-from actwatch.errors import ActwatchError, ManifestError
+from actwatch.errors import FeatureCacheUnsupportedError, ManifestError
 from actwatch.model.config import InputSpec
 from actwatch.model.manifest import Manifest, load_manifest
 from actwatch.model.preprocess import preprocess_crops, preprocess_windows
@@ -51,9 +51,6 @@ class RecognitionRuntime(Protocol):
     def classify(self, features: np.ndarray) -> np.ndarray: ...
     def classify_crops(self, windows: np.ndarray) -> np.ndarray: ...
 
-
-class FeatureCacheUnsupportedError(ActwatchError):
-    """The model has no separate encoder/head (R3D-18), so crops cannot be encoded one by one."""
 
 
 def _canonical(name: str) -> str:

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 
 from actwatch.config import AppConfig
-from actwatch.errors import ConfigError
+from actwatch.errors import StateError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def resolve_token(config: AppConfig, announce: Callable[[str], None] = _stderr) 
             log.warning("%s is readable by other users (mode %o); run: chmod 600 %s", path, mode, path)
         token = path.read_text(encoding="utf-8").strip()
         if len(token) < 16:
-            raise ConfigError(f"{path}: stored token is too short; delete the file to generate a new one")
+            raise StateError(f"{path}: stored token is too short; delete the file to generate a new one")
         return token
     token = secrets.token_urlsafe(32)
     path.parent.mkdir(parents=True, exist_ok=True)

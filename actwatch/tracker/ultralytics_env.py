@@ -25,6 +25,8 @@ import os
 import sys
 from pathlib import Path
 
+from actwatch.paths import ultralytics_config_dir
+
 log = logging.getLogger(__name__)
 
 # Values forced regardless of what the user's environment says: run-time installs and downloads are never
@@ -42,11 +44,7 @@ def configure_ultralytics(config_dir: Path | None = None) -> Path:
     ``config_dir`` defaults to ``<actwatch cache>/ultralytics``. ``YOLO_VERBOSE`` is set to ``false``
     unless the user set it. Safe to call many times.
     """
-    if config_dir is None:
-        from actwatch.assets import default_cache_dir
-
-        config_dir = default_cache_dir() / "ultralytics"
-    config_dir = Path(config_dir).expanduser()
+    config_dir = Path(config_dir).expanduser() if config_dir is not None else ultralytics_config_dir()
     config_dir.mkdir(parents=True, exist_ok=True)
 
     os.environ.update(FORCED_ENV)

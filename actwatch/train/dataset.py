@@ -30,15 +30,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from actwatch.errors import ActwatchError
+from actwatch.errors import DatasetError
 from actwatch.train.splits import assign_splits, check_no_leakage
 
 FORMAT = "actwatch-dataset"
 VERSION = 1
 
-
-class DatasetError(ActwatchError):
-    """A dataset folder is missing, incomplete, corrupt or was extracted with other settings."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from actwatch.errors import ConfigError
+from actwatch.errors import DatasetError
 from actwatch.model.checkpoint import load_checkpoint
 from actwatch.train.dataset import atomic_write_json, load_dataset
 from actwatch.train.distributed import resolve_device
@@ -77,11 +77,11 @@ def evaluate_checkpoint(
     records = dataset.split(split)
     if not records:
         have = sorted({r.split for r in dataset.sequences})
-        raise ConfigError(f"{data_dir} has no {split!r} sequences (splits present: {have}); choose --split")
+        raise DatasetError(f"{data_dir} has no {split!r} sequences (splits present: {have}); choose --split")
     classes = list(ckpt.classes)
     unknown = sorted({r.label for r in records} - set(classes))
     if unknown:
-        raise ConfigError(f"the checkpoint does not know the dataset's classes {unknown} (it has {classes})")
+        raise DatasetError(f"the checkpoint does not know the dataset's classes {unknown} (it has {classes})")
     spec = ckpt.input
     if tuple(dataset.input_size) != tuple(spec.input_size):
         log.warning("dataset crops are %s, the model takes %s: crops are resized", dataset.input_size, spec.input_size)

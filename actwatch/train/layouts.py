@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from actwatch.errors import ActwatchError
+from actwatch.errors import LayoutError
 
 Layout = Literal["a", "b", "c"]
 LAYOUTS: tuple[Layout, ...] = ("a", "b", "c")
@@ -37,9 +37,6 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 # HMDB51-style split folders sometimes say "validation" or "valid"; they all mean val.
 _SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
-
-class LayoutError(ActwatchError):
-    """The source folder does not match the requested (or any) input layout."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from actwatch.errors import ConfigError
+from actwatch.errors import ConfigError, StateError
 from actwatch.train.config import TrainConfig, load_train_config
 from actwatch.train.dataset import atomic_write_json
 from actwatch.train.metrics import ClassificationMetrics, markdown_report, plot_confusion, plot_curves
@@ -60,7 +60,7 @@ def resolve_resume(path: Path) -> tuple[Path, Path, Path]:
     last, state = run_dir / "checkpoints" / LAST, run_dir / "checkpoints" / STATE
     for needed in (last, state, run_dir / "config.json"):
         if not needed.is_file():
-            raise ConfigError(f"cannot resume from {run_dir}: {needed.name} is missing (did the first epoch finish?)")
+            raise StateError(f"cannot resume from {run_dir}: {needed.name} is missing (did the first epoch finish?)")
     return run_dir, last, state
 
 
@@ -90,9 +90,9 @@ def load_state(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged file fails in many ways inside torch
-        raise ConfigError(f"training state {path} cannot be read ({type(exc).__name__}: {exc})") from exc
+        raise StateError(f"training state {path} cannot be read ({type(exc).__name__}: {exc})") from exc
     if not isinstance(state, dict) or "epoch" not in state:
-        raise ConfigError(f"{path} is not an actwatch training-state file")
+        raise StateError(f"{path} is not an actwatch training-state file")
     return state
 
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from actwatch.errors import ConfigError
+from actwatch.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -97,4 +97,4 @@ def check_no_leakage(split_of_sequence: Mapping[str, str], video_of_sequence: Ma
     for seq, split in split_of_sequence.items():
         vid = video_of_sequence[seq]
         if seen.setdefault(vid, split) != split:
-            raise ConfigError(f"video {vid} has sequences in both {seen[vid]!r} and {split!r}: re-run extraction")
+            raise DatasetError(f"video {vid} has sequences in both {seen[vid]!r} and {split!r}: re-run extraction")

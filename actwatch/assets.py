@@ -36,7 +36,7 @@ from typing import Literal
 
 from actwatch.errors import ActwatchError, AssetMissingError
 from actwatch.fileio import atomic_path, atomic_write_text, sha256_file
-from actwatch.paths import default_cache_dir, ultralytics_config_dir
+from actwatch.paths import SAMPLE_VIDEO_ENV, default_cache_dir, ultralytics_config_dir
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ def _verify_detector_file(path: Path, suffix: str | None = None) -> None:
 def sample_video_candidates() -> list[Path]:
     """Where a copy of ``vtest.avi`` may already be on this machine, in order of preference."""
     out: list[Path] = []
-    if env := os.environ.get("ACTWATCH_SAMPLE_VIDEO"):
+    if env := os.environ.get(SAMPLE_VIDEO_ENV):
         out.append(Path(env).expanduser())
     repo_root = Path(__file__).resolve().parents[1]
     for base in (repo_root, Path.cwd().resolve()):

@@ -19,7 +19,11 @@ import os
 from pathlib import Path
 
 CACHE_DIR_ENV = "ACTWATCH_CACHE_DIR"
-"""The environment variable that moves the cache (not a configuration key: see actwatch.config)."""
+"""The environment variable that moves the cache."""
+SAMPLE_VIDEO_ENV = "ACTWATCH_SAMPLE_VIDEO"
+"""The environment variable naming a local copy of the sample video (see actwatch.assets)."""
+PROJECT_ENV_VARS = frozenset({CACHE_DIR_ENV, SAMPLE_VIDEO_ENV})
+"""``ACTWATCH_`` variables that are not configuration keys (``load_config`` does not warn about them)."""
 
 
 def default_cache_dir() -> Path:

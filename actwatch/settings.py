@@ -39,8 +39,10 @@ __all__ = [
     "Field",
     "StrictModel",
     "format_validation_error",
+    "parse_yaml",
     "read_yaml",
     "validate_settings",
+    "validation_problems",
 ]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -141,14 +143,14 @@ def _field_annotation(model: Any, loc: tuple[Any, ...]) -> Any:
     return _unwrap(current)
 
 
-def _describe(error: Any, model: type[BaseModel]) -> str:
+def _describe(error: Any, model: type[BaseModel] | None) -> str:
     loc = tuple(error.get("loc", ()))
     key = ".".join(str(part) for part in loc) or "(top level)"
     message = str(error.get("msg", "invalid value"))
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
     if error.get("type") == "extra_forbidden" and loc:
-        parent = _field_annotation(model, loc[:-1])
+        parent = _field_annotation(model, loc[:-1]) if model is not None else None
         if isinstance(parent, type) and issubclass(parent, BaseModel):
             allowed = sorted(parent.model_fields)
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
@@ -162,10 +164,26 @@ def _describe(error: Any, model: type[BaseModel]) -> str:
     return f"{key}: {mask_credentials(message)}"
 
 
-def format_validation_error(exc: ValidationError, model: type[BaseModel]) -> str:
-    """One line per problem, each starting with the dotted key (``cameras.0.url: ...``); credentials
-    in any URL of a message are masked."""
-    return "\n".join(f"  {_describe(err, model)}" for err in exc.errors())
+def validation_problems(exc: ValidationError, model: type[BaseModel] | None = None) -> list[str]:
+    """One ``dotted.key: message`` per problem; credentials in any URL of a message are masked.
+
+    With ``model`` (the class validated), an unknown key gets the allowed keys and a suggestion.
+
+    Example:
+        >>> class Server(StrictModel):
+        ...     port: int = Field(8000, ge=1, description="TCP port.")
+        >>> try:
+        ...     Server(port=0)
+        ... except ValidationError as exc:
+        ...     validation_problems(exc, Server)
+        ['port: Input should be greater than or equal to 1']
+    """
+    return [_describe(err, model) for err in exc.errors()]
+
+
+def format_validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One indented line per problem (see :func:`validation_problems`), for a multi-line message."""
+    return "\n".join(f"  {problem}" for problem in validation_problems(exc, model))
 
 
 def validate_settings(model: type[ModelT], data: dict[str, Any], source: str) -> ModelT:

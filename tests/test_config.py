@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import typing
 from pathlib import Path
@@ -283,3 +284,38 @@ def test_every_section_is_strict_and_documented() -> None:
         assert model.model_config.get("extra") == "forbid", model
         for name, info in model.model_fields.items():
             assert info.description, f"{model.__name__}.{name} has no description"
+
+
+def test_only_unknown_variables_are_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("ACTWATCH_CACHE_DIR", "/tmp/actwatch-cache")  # the project's own, not configuration
+    monkeypatch.setenv("ACTWATCH_SAMPLE_VIDEO", "/tmp/vtest.avi")
+    monkeypatch.setenv("ACTWATCH_COLOUR", "red")
+    with caplog.at_level(logging.WARNING, logger="actwatch.config"):
+        load_config(None)
+    assert "ACTWATCH_COLOUR" in caplog.text
+    assert "ACTWATCH_CACHE_DIR" not in caplog.text and "ACTWATCH_SAMPLE_VIDEO" not in caplog.text
+
+
+def test_stage_settings_are_the_stages_own_models() -> None:
+    from actwatch.capture.settings import CaptureSettings
+    from actwatch.tracker.bytetrack import TrackerSettings
+    from actwatch.tracker.detector import DetectorSettings
+
+    cfg = AppConfig()
+    assert isinstance(cfg.capture, CaptureSettings) and cfg.capture.rtsp_transport == "tcp"
+    assert isinstance(cfg.detector, DetectorSettings) and cfg.detector.device is None
+    assert isinstance(cfg.tracker, TrackerSettings)
+
+
+def test_train_config_uses_the_same_strict_loader(tmp_path: Path) -> None:
+    from actwatch.train.config import load_train_config
+
+    path = tmp_path / "train.yaml"
+    path.write_text("epochs: 4\nlr: 0.001\nepochs: 5\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"line 3, column 1: invalid YAML: found duplicate key 'epochs'"):
+        load_train_config(path)
+    path.write_text("epochs: 4\nmodel:\n  temporl: gru\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"model\.temporl: unknown key; did you mean 'temporal'\?"):
+        load_train_config(path)

@@ -8,10 +8,9 @@ so one slow camera does not hold up the others. The one module-level instance mi
 process-wide variable it guards.
 
 Example:
-    >>> from actwatch.capture.reader import ReaderSettings
-    >>> from actwatch.capture.sources import SourceSpec
-    >>> ffmpeg_options_for(SourceSpec.parse("rtsp://127.0.0.1:8554/cam1"), ReaderSettings())
-    'rtsp_transport;udp'
+    >>> rtsp = SourceSpec.parse("rtsp://127.0.0.1:8554/cam1")
+    >>> ffmpeg_options_for(rtsp, CaptureSettings()), ffmpeg_options_for(rtsp, CaptureSettings(rtsp_transport="udp"))
+    ('rtsp_transport;tcp', 'rtsp_transport;udp')
 """
 
 from __future__ import annotations
@@ -20,14 +19,11 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import cv2
 
+from actwatch.capture.settings import CaptureSettings
 from actwatch.capture.sources import SourceSpec
-
-if TYPE_CHECKING:
-    from actwatch.capture.reader import ReaderSettings
 
 ENV_VAR = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 
@@ -82,7 +78,7 @@ class FfmpegOptionsEnv:
 _FFMPEG_ENV = FfmpegOptionsEnv()
 
 
-def ffmpeg_options_for(source: SourceSpec, settings: ReaderSettings) -> str | None:
+def ffmpeg_options_for(source: SourceSpec, settings: CaptureSettings) -> str | None:
     """The ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` value for ``source`` (``key;value|key;value``).
 
     ``None`` means the source needs no options and opens under whatever value is set: FFmpeg leaves
@@ -97,7 +93,7 @@ def ffmpeg_options_for(source: SourceSpec, settings: ReaderSettings) -> str | No
     return "|".join(f"{k};{v}" for k, v in options.items()) or None
 
 
-def open_capture(source: SourceSpec, settings: ReaderSettings) -> cv2.VideoCapture:
+def open_capture(source: SourceSpec, settings: CaptureSettings) -> cv2.VideoCapture:
     """Open ``source`` with OpenCV; raises :class:`CaptureOpenError` (message masked) on failure."""
     if source.kind == "webcam":
         index = source.webcam_index

@@ -17,18 +17,28 @@ Failure handling, all inside the reader (nothing is raised out of its threads):
 * **Reconnect** — exponential backoff with jitter; state ``reconnecting`` with a masked ``last_error``;
   the backoff resets once a connection has delivered frames. ``max_attempts`` consecutive failures
   end in ``failed``.
-* **Files** — timestamps from the container (``CAP_PROP_POS_MSEC``), kept increasing across loops;
-  paced at the file's own rate when ``realtime``; at the end either loop or put ``END`` (state ``ended``).
+* **Files** — read by :func:`~actwatch.capture.video_file.capture_frames` (the one timestamp rule of
+  every video reader), kept increasing across loops; paced at the file's own rate when ``realtime``;
+  at the end either loop or put ``END`` (state ``ended``).
 
-Example:
-    >>> from actwatch.capture.sources import SourceSpec
-    >>> reader = CameraReader("cam1", SourceSpec.parse("/root/.cache/actwatch/samples/vtest.avi"),
-    ...                       ReaderSettings(realtime=False))  # doctest: +SKIP
-    >>> reader.start()  # doctest: +SKIP
-    >>> frame = reader.frames.get(timeout=5)  # doctest: +SKIP
-    >>> reader.status().state  # doctest: +SKIP
-    <CameraState.STREAMING: 'streaming'>
-    >>> reader.stop()  # doctest: +SKIP
+``settings`` (:class:`~actwatch.capture.settings.CaptureSettings`, the ``capture:`` section) is shared
+by every camera; ``loop`` and ``realtime`` are the camera's own.
+
+Example (a three-frame clip read as fast as it decodes; the queue keeps the newest frame and ``END``):
+    >>> import tempfile, cv2, numpy as np
+    >>> clip = f"{tempfile.mkdtemp()}/clip.avi"
+    >>> out = cv2.VideoWriter(clip, cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    >>> for _ in range(3):
+    ...     _ = out.write(np.zeros((48, 64, 3), np.uint8))
+    >>> out.release()
+    >>> reader = CameraReader("cam1", SourceSpec.parse(clip), CaptureSettings(), realtime=False)
+    >>> reader.start()
+    >>> reader.join(timeout=10)
+    >>> reader.status().state, reader.status().frames_read
+    (<CameraState.ENDED: 'ended'>, 3)
+    >>> last, end = reader.frames.drain()
+    >>> last.camera_id, last.index, round(last.timestamp, 3), last.shape, end
+    ('cam1', 2, 0.2, (48, 64), END)
 """
 
 from __future__ import annotations
@@ -40,25 +50,22 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from actwatch.capture.frame import Frame
 from actwatch.capture.handoff import DropOldestQueue
 from actwatch.capture.opencv import open_capture
+from actwatch.capture.settings import CaptureSettings
 from actwatch.capture.sources import SourceSpec
+from actwatch.capture.video_file import Capture, capture_frames, nominal_fps
 
 logger = logging.getLogger(__name__)
 
 FPS_WINDOW_S = 5.0  # the "recent" in CameraStatus.fps
-_CAP_PROP_POS_MSEC = 0  # cv2.CAP_PROP_POS_MSEC / CAP_PROP_FPS, literal so fakes need no cv2
-_CAP_PROP_FPS = 5
-_DEFAULT_FILE_FPS = 25.0  # when a file does not report its frame rate
 
 
 class CameraState(StrEnum):
@@ -95,70 +102,7 @@ class CameraStatus:
     last_frame_wall_time: float | None
 
 
-class ReaderSettings(BaseModel):
-    """How a :class:`CameraReader` reads, paces and recovers.
-
-    Example:
-        >>> ReaderSettings(stall_timeout_s=2, loop=True).queue_size
-        2
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    stall_timeout_s: float = Field(
-        10.0, gt=0, description="Seconds without a frame after which the source is released and reopened."
-    )
-    backoff_initial_s: float = Field(0.5, gt=0, description="Delay before the first reconnect attempt.")
-    backoff_max_s: float = Field(30.0, gt=0, description="Upper bound of the reconnect delay.")
-    backoff_multiplier: float = Field(2.0, ge=1.0, description="Growth factor of the delay per failed attempt.")
-    backoff_jitter: float = Field(
-        0.2,
-        ge=0.0,
-        le=1.0,
-        description="Random ± fraction applied to each delay so cameras do not retry in step.",
-    )
-    max_attempts: int | None = Field(
-        None,
-        ge=1,
-        description="Consecutive failed connections before giving up (state 'failed'); None = forever.",
-    )
-    open_timeout_s: float = Field(10.0, gt=0, description="Seconds allowed to open a network source.")
-    queue_size: int = Field(2, ge=1, le=2, description="Frames held for the consumer; the oldest is dropped.")
-    loop: bool = Field(False, description="Restart file sources at their end instead of ending the stream.")
-    realtime: bool = Field(
-        True, description="Pace file sources at their own frame rate; False reads as fast as possible."
-    )
-    rtsp_transport: Literal["udp", "tcp"] = Field(
-        "udp", description="RTSP transport; 'tcp' survives lossy networks and NAT better."
-    )
-    ffmpeg_options: dict[str, str] = Field(
-        default_factory=dict,
-        description="Extra FFmpeg demuxer options for network sources, e.g. {'analyzeduration': '500000'}.",
-    )
-
-    @model_validator(mode="after")
-    def _check_backoff(self) -> ReaderSettings:
-        if self.backoff_max_s < self.backoff_initial_s:
-            raise ValueError("backoff_max_s must be >= backoff_initial_s")
-        return self
-
-    def backoff_delay(self, attempt: int, rng: random.Random) -> float:
-        """Delay before reconnect number ``attempt`` (1-based) of a run of failures, jitter included."""
-        base = min(self.backoff_max_s, self.backoff_initial_s * self.backoff_multiplier ** max(0, attempt - 1))
-        return max(0.0, base * (1.0 + rng.uniform(-self.backoff_jitter, self.backoff_jitter)))
-
-
-class Capture(Protocol):
-    """What a reader needs from an opened source (``cv2.VideoCapture`` satisfies it)."""
-
-    def read(self) -> tuple[bool, np.ndarray | None]: ...
-
-    def release(self) -> None: ...
-
-    def get(self, prop_id: int) -> float: ...
-
-
-Opener = Callable[[SourceSpec, ReaderSettings], Capture]
+Opener = Callable[[SourceSpec, CaptureSettings], Capture]
 """Opens a source or raises; the default is :func:`actwatch.capture.opencv.open_capture`."""
 
 
@@ -181,9 +125,8 @@ class CameraReader:
     """Reads one camera/video source on its own thread into ``self.frames`` (newest frames, bounded).
 
     Example:
-        >>> from actwatch.capture.sources import SourceSpec
         >>> src = SourceSpec.parse("rtsp://user:pw@127.0.0.1:8554/cam1")
-        >>> reader = CameraReader("door", src, ReaderSettings(stall_timeout_s=2))
+        >>> reader = CameraReader("door", src, CaptureSettings(stall_timeout_s=2))
         >>> reader.status().url, reader.status().state
         ('rtsp://user:***@127.0.0.1:8554/cam1', <CameraState.CONNECTING: 'connecting'>)
     """
@@ -192,15 +135,19 @@ class CameraReader:
         self,
         camera_id: str,
         source: SourceSpec,
-        settings: ReaderSettings | None = None,
+        settings: CaptureSettings | None = None,
         *,
+        loop: bool = False,
+        realtime: bool = True,
         opener: Opener | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self.camera_id = camera_id
         self.source = source
-        self.settings = settings or ReaderSettings()
+        self.settings = settings if settings is not None else CaptureSettings()
+        self.loop = loop
+        self.realtime = realtime
         self.frames: DropOldestQueue[Frame] = DropOldestQueue(maxsize=self.settings.queue_size)
         self._opener: Opener = opener or open_capture
         self._clock = clock
@@ -389,58 +336,44 @@ class CameraReader:
             self._emit(session, image, self._clock() - self._t0)
 
     def _read_file(self, session: _Session) -> None:
-        for image, ts, pace_origin in self._file_frames(session):
-            if self.settings.realtime:
-                self._pace(session, ts, pace_origin)
-            if session.cancel.is_set():
-                return
-            self._emit(session, image, ts)
+        """Emit the file's frames (``capture_frames``' timestamps), reopening at the end when looping.
 
-    def _file_frames(self, session: _Session) -> Iterator[tuple[np.ndarray, float, list[float]]]:
-        """Frames of the file with stream timestamps, reopening at the end when looping.
-
-        ``pace_origin`` is ``[clock, ts]`` of the frame that pacing is measured from (mutable so
-        :meth:`_pace` can re-base it after a long gap).
+        Time keeps increasing across loops: each pass starts one frame interval after the last frame.
         """
         capture = session.capture
         if capture is None:
             raise RuntimeError("file session started without an open capture")
+        # [clock, ts] of the frame that pacing is measured from; _pace re-bases it after a long gap.
         pace_origin: list[float] = []
-        offset = self._last_ts + self._frame_interval(capture) if self._last_ts > -math.inf else 0.0
+        offset = self._last_ts + 1.0 / nominal_fps(capture) if self._last_ts > -math.inf else 0.0
         while True:
-            interval = self._frame_interval(capture)
-            prev: float | None = None
+            interval = 1.0 / nominal_fps(capture)
+            frames = capture_frames(capture, self.camera_id, start=offset)
             frames_this_pass = 0
             while not session.cancel.is_set():
-                ok, image = capture.read()
-                if not ok or image is None:
+                frame = next(frames, None)
+                if frame is None:
                     break
-                pos = capture.get(_CAP_PROP_POS_MSEC) / 1000.0
-                # Containers without usable PTS report 0/-1/NaN: fall back to the nominal rate.
-                if not math.isfinite(pos) or pos < 0 or (prev is not None and pos <= prev):
-                    pos = prev + interval if prev is not None else 0.0
-                prev = pos
                 frames_this_pass += 1
                 if not pace_origin:
-                    pace_origin[:] = [self._clock(), offset + pos]
-                yield image, offset + pos, pace_origin
+                    pace_origin[:] = [self._clock(), frame.timestamp]
+                if self.realtime:
+                    self._pace(session, frame.timestamp, pace_origin)
+                if session.cancel.is_set():
+                    return
+                self._emit(session, frame.image, frame.timestamp)
             if session.cancel.is_set():
                 return
             if frames_this_pass == 0:
                 raise RuntimeError(f"no readable frames in {self.source.masked}")
-            if not self.settings.loop:
+            if not self.loop:
                 session.ended = True
                 return
-            offset = self._last_ts + interval  # time keeps increasing across loops
+            offset = self._last_ts + interval
             # Reopen rather than seek: works for every container and for injected captures.
             session.capture = None
             capture.release()
             capture = session.capture = self._opener(self.source, self.settings)
-
-    @staticmethod
-    def _frame_interval(capture: Capture) -> float:
-        fps = capture.get(_CAP_PROP_FPS)
-        return 1.0 / (fps if math.isfinite(fps) and 0 < fps <= 1000 else _DEFAULT_FILE_FPS)
 
     def _pace(self, session: _Session, ts: float, pace_origin: list[float]) -> None:
         """Sleep until ``ts`` is due on the reader's clock."""

@@ -3,30 +3,42 @@
 :class:`ReplayReader` has the parts of :class:`~actwatch.capture.reader.CameraReader` the pipeline uses
 (``frames``, ``start``, ``stop``, ``status``, ``source``) but no thread: :meth:`ReplayReader.feed` reads
 one frame and hands it on. Tests and the benchmark replay a clip through the very same pipeline code
-frame by frame, deterministically and without drops.
+frame by frame, deterministically and without drops. Frames and timestamps come from
+:func:`~actwatch.capture.video_file.capture_frames`, as for a file camera of the service.
 
 Example:
-    >>> reader = ReplayReader("cam1", "/root/.cache/actwatch/samples/vtest.avi", max_frames=2)  # doctest: +SKIP
-    >>> reader.feed(), reader.feed(), reader.feed()  # doctest: +SKIP
-    (True, True, False)
+    >>> import tempfile, cv2, numpy as np
+    >>> clip = f"{tempfile.mkdtemp()}/clip.avi"
+    >>> out = cv2.VideoWriter(clip, cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (32, 24))
+    >>> for _ in range(2):
+    ...     _ = out.write(np.zeros((24, 32, 3), np.uint8))
+    >>> out.release()
+    >>> reader = ReplayReader("cam1", clip, max_frames=3, loop=True)  # 2 frames, then 1 of the 2nd pass
+    >>> stamps = []
+    >>> while reader.feed():
+    ...     stamps.append(round(reader.frames.get().timestamp, 3))
+    >>> stamps, reader.loops, reader.status().state
+    ([0.0, 0.1, 0.2], 1, <CameraState.ENDED: 'ended'>)
 """
 
 from __future__ import annotations
 
-import time
+import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
-
-import cv2
 
 from actwatch.capture.frame import Frame
 from actwatch.capture.handoff import DropOldestQueue
 from actwatch.capture.reader import CameraState, CameraStatus
 from actwatch.capture.sources import SourceSpec
-from actwatch.errors import SourceError
+from actwatch.capture.video_file import capture_frames, nominal_fps, open_video
 
 
 class ReplayReader:
-    """Reads a video file one frame per :meth:`feed` call; loops ``loop`` times more at the end."""
+    """Reads a video file one frame per :meth:`feed` call; with ``loop`` it starts again at the end.
+
+    Raises :class:`~actwatch.errors.SourceError` when the file is missing or not a readable video.
+    """
 
     def __init__(self, camera_id: str, path: str | Path, *, max_frames: int | None = None, loop: bool = False) -> None:
         self.camera_id = camera_id
@@ -34,14 +46,11 @@ class ReplayReader:
         self.frames: DropOldestQueue[Frame] = DropOldestQueue(maxsize=2)
         self._max_frames = max_frames
         self._loop = loop
-        self._capture = cv2.VideoCapture(self.source.url)
-        if not self._capture.isOpened():
-            raise SourceError(f"cannot open video file {self.source.masked}")
-        fps = self._capture.get(cv2.CAP_PROP_FPS)
-        self._interval = 1.0 / fps if fps and fps > 0 else 0.1
+        self._capture = open_video(self.source.url)
+        self._interval = 1.0 / nominal_fps(self._capture)
+        self._pass: Iterator[Frame] = capture_frames(self._capture, camera_id)
         self._index = 0
-        self._loop_offset = 0.0
-        self._last_ts = -1.0
+        self._last_ts = 0.0
         self._state = CameraState.STREAMING
         self.loops = 0
 
@@ -60,17 +69,18 @@ class ReplayReader:
             return False
         if self._max_frames is not None and self._index >= self._max_frames:
             return self._end()
-        ok, image = self._capture.read()
-        if not ok and self._loop and self._index > 0:
+        frame = next(self._pass, None)
+        if frame is None and self._loop and self._index > 0:
+            # Time keeps increasing across loops, as in CameraReader: one interval after the last frame.
             self.loops += 1
-            self._loop_offset = self._last_ts + self._interval
-            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, image = self._capture.read()
-        if not ok or image is None:
+            self._capture.release()
+            self._capture = open_video(self.source.url)
+            self._pass = capture_frames(self._capture, self.camera_id, start=self._last_ts + self._interval)
+            frame = next(self._pass, None)
+        if frame is None:
             return self._end()
-        ts = self._loop_offset + self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-        self._last_ts = ts
-        self.frames.put(Frame(self.camera_id, self._index, ts, time.time(), image))
+        self._last_ts = frame.timestamp
+        self.frames.put(dataclasses.replace(frame, index=self._index))
         self._index += 1
         return True
 

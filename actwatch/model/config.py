@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from actwatch.settings import validation_problems
+
 Arch = Literal["mobilenet_v2_lstm", "r3d_18"]
 Temporal = Literal["lstm", "gru", "transformer"]
 
@@ -30,8 +32,9 @@ MAX_SEQ_LEN = 512  # also the number of positions of the transformer head's posi
 
 
 def describe_validation_error(exc: ValidationError) -> str:
-    """One line per problem, ``field: message``, for user-facing errors."""
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+    """The problems of ``exc`` on one line, ``field: message; ...``, by the package's one formatter
+    (:func:`actwatch.settings.validation_problems`)."""
+    return "; ".join(validation_problems(exc))
 
 
 class ModelConfig(BaseModel):

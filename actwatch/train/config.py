@@ -13,11 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from actwatch.errors import ConfigError
 from actwatch.model.config import ModelConfig
+from actwatch.settings import read_yaml, validate_settings, validation_problems
 
 
 class AugmentConfig(BaseModel):
@@ -131,28 +130,18 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def describe(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors())
+    """The problems of ``exc`` on one line, by the package's one formatter (``actwatch.settings``)."""
+    return "; ".join(validation_problems(exc))
 
 
 def load_train_config(path: Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """``TrainConfig`` from a YAML file (optional) with ``overrides`` (flags) merged on top.
+    """``TrainConfig`` from a YAML (or JSON) file (optional) with ``overrides`` (flags) merged on top.
 
-    Raises :class:`ConfigError` naming the bad field(s) and the file.
+    The file is read by the package's one strict YAML reader (duplicate keys are refused) and errors
+    come from its one formatter (:mod:`actwatch.settings`): a :class:`ConfigError` naming the file and
+    each bad key.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        if not path.is_file():
-            raise ConfigError(f"training config {path} not found")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"training config {path} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"training config {path} must be a mapping of settings, got {type(loaded).__name__}")
-        data = loaded
+    data: dict[str, Any] = read_yaml(path) if path is not None else {}
     data = _merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        where = f" in {path}" if path else ""
-        raise ConfigError(f"invalid training config{where}: {describe(exc)}") from exc
+    source = f"{path} + options" if path is not None else "options"
+    return validate_settings(TrainConfig, data, source)

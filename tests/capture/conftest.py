@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from actwatch.capture.reader import CameraReader, ReaderSettings
+from actwatch.capture.reader import CameraReader
+from actwatch.capture.settings import CaptureSettings
 from actwatch.capture.sources import SourceSpec
 from tests.support.rtsp import rtsp_server  # noqa: F401  (fixture re-exported for this package)
 
@@ -16,7 +17,7 @@ def make_reader() -> Iterator[Callable[..., CameraReader]]:
     """Build and start readers; every one is stopped at teardown even if the test failed."""
     readers: list[CameraReader] = []
 
-    def make(camera_id: str, url: str, settings: ReaderSettings, **kwargs: object) -> CameraReader:
+    def make(camera_id: str, url: str, settings: CaptureSettings, **kwargs: object) -> CameraReader:
         reader = CameraReader(camera_id, SourceSpec.parse(url), settings, **kwargs)  # type: ignore[arg-type]
         readers.append(reader)
         reader.start()

@@ -15,18 +15,19 @@ from actwatch.capture.opencv import (
     ffmpeg_options_for,
     open_capture,
 )
-from actwatch.capture.reader import ReaderSettings
+from actwatch.capture.settings import CaptureSettings
 from actwatch.capture.sources import SourceSpec
 from tests.support.rtsp import free_tcp_port
 
 
 def test_options_string_per_source_kind(vtest_path: Path) -> None:
     rtsp = SourceSpec.parse("rtsp://u:p@127.0.0.1/x")
-    assert ffmpeg_options_for(rtsp, ReaderSettings()) == "rtsp_transport;udp"
-    tcp = ReaderSettings(rtsp_transport="tcp", ffmpeg_options={"analyzeduration": "500000"})
+    assert ffmpeg_options_for(rtsp, CaptureSettings()) == "rtsp_transport;tcp"  # the default
+    assert ffmpeg_options_for(rtsp, CaptureSettings(rtsp_transport="udp")) == "rtsp_transport;udp"
+    tcp = CaptureSettings(rtsp_transport="tcp", ffmpeg_options={"analyzeduration": "500000"})
     assert ffmpeg_options_for(rtsp, tcp) == "rtsp_transport;tcp|analyzeduration;500000"
     http = SourceSpec.parse("http://127.0.0.1/v.mjpg")
-    assert ffmpeg_options_for(http, ReaderSettings()) is None
+    assert ffmpeg_options_for(http, CaptureSettings()) is None
     assert ffmpeg_options_for(http, tcp) == "analyzeduration;500000"
     assert ffmpeg_options_for(SourceSpec.parse(str(vtest_path)), tcp) is None
 
@@ -69,12 +70,12 @@ def test_env_guard_serialises_different_values_and_restores(monkeypatch: pytest.
 def test_open_failure_is_masked() -> None:
     source = SourceSpec.parse(f"rtsp://admin:Op3n-secret@127.0.0.1:{free_tcp_port()}/cam")
     with pytest.raises(CaptureOpenError) as info:
-        open_capture(source, ReaderSettings(open_timeout_s=2))
+        open_capture(source, CaptureSettings(open_timeout_s=2))
     assert "Op3n-secret" not in str(info.value) and "rtsp://admin:***@127.0.0.1" in str(info.value)
 
 
 def test_opens_a_file(vtest_path: Path) -> None:
-    capture = open_capture(SourceSpec.parse(str(vtest_path)), ReaderSettings())
+    capture = open_capture(SourceSpec.parse(str(vtest_path)), CaptureSettings())
     try:
         ok, image = capture.read()
         assert ok and image is not None and image.shape == (576, 768, 3)

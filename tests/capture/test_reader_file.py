@@ -13,7 +13,8 @@ import pytest
 
 from actwatch.capture.frame import Frame
 from actwatch.capture.handoff import END
-from actwatch.capture.reader import CameraReader, CameraState, ReaderSettings
+from actwatch.capture.reader import CameraReader, CameraState
+from actwatch.capture.settings import CaptureSettings
 from tests.support.polling import wait_until
 
 VTEST_FRAMES = 795
@@ -47,7 +48,7 @@ def consume(reader: CameraReader, *, limit: int | None = None, delay_s: float = 
 
 
 def test_reads_the_whole_file_then_ends(make_reader: Callable[..., CameraReader], vtest_path: Path) -> None:
-    reader = make_reader("file", str(vtest_path), ReaderSettings(realtime=False))
+    reader = make_reader("file", str(vtest_path), CaptureSettings(), realtime=False)
     started = time.monotonic()
     seen, ended = consume(reader)
     took = time.monotonic() - started
@@ -75,7 +76,7 @@ def test_reads_the_whole_file_then_ends(make_reader: Callable[..., CameraReader]
 
 
 def test_looping_keeps_timestamps_increasing(make_reader: Callable[..., CameraReader], vtest_path: Path) -> None:
-    reader = make_reader("loop", str(vtest_path), ReaderSettings(realtime=False, loop=True))
+    reader = make_reader("loop", str(vtest_path), CaptureSettings(), realtime=False, loop=True)
     seen, ended = consume(reader, limit=VTEST_FRAMES + 200)
     assert not ended
     status = reader.status()
@@ -95,7 +96,7 @@ def test_looping_keeps_timestamps_increasing(make_reader: Callable[..., CameraRe
 
 
 def test_realtime_paces_at_the_file_rate(make_reader: Callable[..., CameraReader], vtest_path: Path) -> None:
-    reader = make_reader("paced", str(vtest_path), ReaderSettings(realtime=True))
+    reader = make_reader("paced", str(vtest_path), CaptureSettings(), realtime=True)
     seen, _ = consume(reader, limit=12)
     content = seen[-1].timestamp - seen[0].timestamp
     elapsed = seen[-1].wall_time - seen[0].wall_time
@@ -110,7 +111,7 @@ def test_unpaced_reading_is_not_held_to_the_file_rate(
     make_reader: Callable[..., CameraReader], vtest_path: Path
 ) -> None:
     # The whole 79 s file must be read while we wait at most 60 s: only possible without pacing.
-    reader = make_reader("fast", str(vtest_path), ReaderSettings(realtime=False))
+    reader = make_reader("fast", str(vtest_path), CaptureSettings(), realtime=False)
     assert wait_until(lambda: reader.status().state is CameraState.ENDED, timeout_s=60)
     assert reader.status().frames_read == VTEST_FRAMES
 
@@ -119,7 +120,7 @@ def test_unpaced_reading_is_not_held_to_the_file_rate(
 def test_slow_consumer_gets_newest_frames_and_drops_are_counted(
     make_reader: Callable[..., CameraReader], vtest_path: Path, queue_size: int
 ) -> None:
-    reader = make_reader("slow", str(vtest_path), ReaderSettings(realtime=False, queue_size=queue_size))
+    reader = make_reader("slow", str(vtest_path), CaptureSettings(queue_size=queue_size), realtime=False)
     sizes: list[int] = []
     stop_sampling = threading.Event()
 

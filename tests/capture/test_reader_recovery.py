@@ -21,7 +21,8 @@ from pydantic import ValidationError
 
 from actwatch.capture.frame import Frame
 from actwatch.capture.handoff import END
-from actwatch.capture.reader import CameraReader, CameraState, ReaderSettings
+from actwatch.capture.reader import CameraReader, CameraState
+from actwatch.capture.settings import CaptureSettings
 from actwatch.capture.sources import SourceSpec
 from tests.support.mjpeg import MjpegServer
 from tests.support.polling import wait_until
@@ -66,7 +67,7 @@ class ScriptedOpener:
     def __init__(self, *plan: FakeCapture | Exception) -> None:
         self.plan, self.calls = list(plan), 0
 
-    def __call__(self, source: SourceSpec, settings: ReaderSettings) -> FakeCapture:
+    def __call__(self, source: SourceSpec, settings: CaptureSettings) -> FakeCapture:
         item = self.plan[min(self.calls, len(self.plan) - 1)]
         self.calls += 1
         if isinstance(item, Exception):
@@ -90,7 +91,7 @@ def test_exception_inside_read_becomes_a_masked_error_and_a_reconnect(
     caplog.set_level(logging.INFO, logger="actwatch.capture")
     broken = FakeCapture(3, then="raise")
     opener = ScriptedOpener(broken, FakeCapture(None))
-    reader = make_reader("cam", URL, ReaderSettings(**FAST), opener=opener)
+    reader = make_reader("cam", URL, CaptureSettings(**FAST), opener=opener)
     assert wait_until(lambda: reader.status().frames_read > 20, timeout_s=20)
     status = reader.status()
     assert status.state is CameraState.STREAMING and status.reconnects == 1 and opener.calls == 2
@@ -106,7 +107,7 @@ def test_open_errors_give_up_after_max_attempts(
 ) -> None:
     caplog.set_level(logging.INFO, logger="actwatch.capture")
     opener = ScriptedOpener(ConnectionError(f"401 for {URL}: bad password {SECRET}"))
-    reader = make_reader("cam", URL, ReaderSettings(**FAST, max_attempts=3), opener=opener)
+    reader = make_reader("cam", URL, CaptureSettings(**FAST, max_attempts=3), opener=opener)
     reader.join(20)
     status = reader.status()
     assert not reader.is_alive() and status.state is CameraState.FAILED
@@ -121,7 +122,7 @@ def test_a_hung_read_is_abandoned_by_the_watchdog_and_stop_does_not_hang(
 ) -> None:
     hung = FakeCapture(2, then="block")
     opener = ScriptedOpener(hung, FakeCapture(None))
-    reader = make_reader("cam", URL, ReaderSettings(**FAST), opener=opener)
+    reader = make_reader("cam", URL, CaptureSettings(**FAST), opener=opener)
     assert wait_until(lambda: opener.calls == 2 and reader.status().frames_read > 10, timeout_s=20)
     status = reader.status()
     assert status.state is CameraState.STREAMING and status.reconnects == 1
@@ -132,7 +133,7 @@ def test_a_hung_read_is_abandoned_by_the_watchdog_and_stop_does_not_hang(
 
     # A read that hangs forever must not hold up stop().
     stuck = FakeCapture(1, then="block")
-    reader2 = make_reader("cam2", URL, ReaderSettings(stall_timeout_s=30), opener=ScriptedOpener(stuck))
+    reader2 = make_reader("cam2", URL, CaptureSettings(stall_timeout_s=30), opener=ScriptedOpener(stuck))
     assert wait_until(lambda: stuck.reads == 2, timeout_s=10)
     reader2.stop(timeout=5)
     assert not reader2.is_alive() and reader2.status().state is CameraState.STOPPED
@@ -146,11 +147,11 @@ def test_a_hung_read_is_abandoned_by_the_watchdog_and_stop_does_not_hang(
 def test_a_hung_open_times_out(make_reader: Callable[..., CameraReader]) -> None:
     release_open = threading.Event()
 
-    def hanging_opener(source: SourceSpec, settings: ReaderSettings) -> FakeCapture:
+    def hanging_opener(source: SourceSpec, settings: CaptureSettings) -> FakeCapture:
         release_open.wait(10)
         return FakeCapture(None)
 
-    reader = make_reader("cam", URL, ReaderSettings(**FAST), opener=hanging_opener)
+    reader = make_reader("cam", URL, CaptureSettings(**FAST), opener=hanging_opener)
     try:
         assert wait_until(lambda: reader.status().state is CameraState.RECONNECTING, timeout_s=10)
         assert reader.status().last_error == "timed out opening rtsp://admin:***@127.0.0.1:1/cam after 1.0s"
@@ -164,8 +165,8 @@ def test_backoff_grows_and_resets_after_a_good_connection(
     caplog.set_level(logging.WARNING, logger="actwatch.capture")
     down = OSError("connection refused")
     opener = ScriptedOpener(down, down, down, FakeCapture(5), down, FakeCapture(None))
-    settings = ReaderSettings(
-        stall_timeout_s=2, backoff_initial_s=0.1, backoff_multiplier=2, backoff_max_s=0.3, backoff_jitter=0
+    settings = CaptureSettings(
+        stall_timeout_s=2, backoff_initial_s=0.1, backoff_factor=2, backoff_max_s=0.3, backoff_jitter=0
     )
     reader = make_reader("cam", URL, settings, opener=opener)
     assert wait_until(lambda: opener.calls == 6 and reader.status().frames_read > 10, timeout_s=20)
@@ -178,7 +179,7 @@ def test_backoff_grows_and_resets_after_a_good_connection(
 def test_backoff_delay_jitter_and_cap() -> None:
     import random
 
-    s = ReaderSettings()
+    s = CaptureSettings()
     rng = random.Random(7)
     for attempt, base in [(1, 0.5), (2, 1.0), (3, 2.0), (6, 16.0), (7, 30.0), (50, 30.0)]:
         delays = [s.backoff_delay(attempt, rng) for _ in range(200)]
@@ -201,21 +202,21 @@ def test_backoff_delay_jitter_and_cap() -> None:
 )
 def test_settings_are_strict(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
-        ReaderSettings(**kwargs)
+        CaptureSettings(**kwargs)
 
 
 def test_settings_document_every_field() -> None:
-    assert all(field.description for field in ReaderSettings.model_fields.values())
+    assert all(field.description for field in CaptureSettings.model_fields.values())
 
 
 def test_http_mjpeg_camera_streams(make_reader: Callable[..., CameraReader], vtest_path: Path) -> None:
     with MjpegServer(vtest_path, size=(192, 144)) as server:
-        reader = make_reader("mjpeg", server.url("video.mjpg"), ReaderSettings(stall_timeout_s=5))
+        reader = make_reader("mjpeg", server.url("video.mjpg"), CaptureSettings(stall_timeout_s=5))
         item = reader.frames.get(timeout=20)
         assert isinstance(item, Frame) and item.shape == (144, 192)
         assert wait_until(lambda: reader.status().frames_read >= 5, timeout_s=20)
         assert reader.status().state is CameraState.STREAMING
-        missing = make_reader("gone", server.url("missing"), ReaderSettings(**FAST))
+        missing = make_reader("gone", server.url("missing"), CaptureSettings(**FAST))
         assert wait_until(lambda: missing.status().state is CameraState.RECONNECTING, timeout_s=20)
         assert "could not open http source http://127.0.0.1:" in (missing.status().last_error or "")
         assert reader.status().state is CameraState.STREAMING  # one bad camera does not affect another
@@ -228,7 +229,7 @@ def test_refused_http_port_reconnects_with_masked_error(
 ) -> None:
     caplog.set_level(logging.INFO, logger="actwatch.capture")
     url = f"http://viewer:{SECRET}@127.0.0.1:{free_tcp_port()}/video.mjpg?token=tok-{SECRET}"
-    reader = make_reader("closed", url, ReaderSettings(**FAST))
+    reader = make_reader("closed", url, CaptureSettings(**FAST))
     assert wait_until(lambda: reader.status().reconnects >= 2, timeout_s=20)
     status = reader.status()
     assert status.state is CameraState.RECONNECTING and status.frames_read == 0
@@ -240,7 +241,7 @@ def test_refused_http_port_reconnects_with_masked_error(
 
 def test_missing_webcam_fails_after_max_attempts(make_reader: Callable[..., CameraReader]) -> None:
     device = next(f"/dev/video{i}" for i in range(63, 0, -1) if not Path(f"/dev/video{i}").exists())
-    reader = make_reader("webcam", device, ReaderSettings(**FAST, max_attempts=2))
+    reader = make_reader("webcam", device, CaptureSettings(**FAST, max_attempts=2))
     reader.join(20)
     status = reader.status()
     assert status.state is CameraState.FAILED and status.reconnects == 1
@@ -256,7 +257,7 @@ def test_looping_file_reopens_releases_and_falls_back_to_nominal_timestamps(
     passes = [FakeCapture(5) for _ in range(50)]
     opener = ScriptedOpener(*passes)
     reader = make_reader(
-        "loop", str(vtest_path), ReaderSettings(realtime=False, loop=True, queue_size=1), opener=opener
+        "loop", str(vtest_path), CaptureSettings(queue_size=1), realtime=False, loop=True, opener=opener
     )
     seen: list[Frame] = []
     while len(seen) < 12:
@@ -274,7 +275,7 @@ def test_looping_file_reopens_releases_and_falls_back_to_nominal_timestamps(
 
 
 def test_start_twice_is_an_error_and_stop_is_idempotent(make_reader: Callable[..., CameraReader]) -> None:
-    reader = make_reader("cam", URL, ReaderSettings(**FAST), opener=ScriptedOpener(FakeCapture(None)))
+    reader = make_reader("cam", URL, CaptureSettings(**FAST), opener=ScriptedOpener(FakeCapture(None)))
     with pytest.raises(RuntimeError, match="already started"):
         reader.start()
     reader.stop()

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from actwatch.capture.frame import Frame
-from actwatch.capture.reader import CameraReader, CameraState, ReaderSettings
+from actwatch.capture.reader import CameraReader, CameraState
+from actwatch.capture.settings import CaptureSettings
 from tests.support.polling import wait_until
 from tests.support.rtsp import RtspPublisher, RtspServer, free_tcp_port
 
 SECRET = "Rt5p-pa55word"
-SETTINGS = ReaderSettings(
+SETTINGS = CaptureSettings(
     stall_timeout_s=1.5,
     open_timeout_s=3.0,
     backoff_initial_s=0.2,

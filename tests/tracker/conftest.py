@@ -8,8 +8,8 @@ import pytest
 
 from actwatch.capture.frame import Frame
 from actwatch.tracker.detections import Detections
-from actwatch.tracker.detector import PersonDetector
-from actwatch.tracker.offline import iter_video_frames
+from actwatch.tracker.detector import DetectorSettings, PersonDetector
+from actwatch.capture.video_file import read_video
 
 SMALL_IMGSZ = 320  # keeps the CPU test suite fast; persons in vtest.avi are small, hence the low conf
 LOW_CONF = 0.1
@@ -18,13 +18,13 @@ N_FRAMES = 30
 
 @pytest.fixture(scope="session")
 def person_detector(detector_weights: Path) -> PersonDetector:
-    return PersonDetector(detector_weights, [0, 1], conf=LOW_CONF, imgsz=SMALL_IMGSZ)
+    return PersonDetector(detector_weights, DetectorSettings(person_class_ids=[0, 1], conf=LOW_CONF, imgsz=SMALL_IMGSZ))
 
 
 @pytest.fixture(scope="session")
 def vtest_frames(vtest_path: Path) -> list[Frame]:
     """The first frames of vtest.avi with their container timestamps."""
-    return list(iter_video_frames(vtest_path, camera_id="vtest", max_frames=N_FRAMES))
+    return list(read_video(vtest_path, camera_id="vtest", max_frames=N_FRAMES))
 
 
 @pytest.fixture(scope="session")

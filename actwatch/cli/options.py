@@ -1,14 +1,48 @@
-"""Helpers shared by the command modules: option parsing and how library warnings are shown."""
+"""Helpers shared by the command modules: option parsing and how library warnings are shown.
+
+Options that set a settings model's field default to ``None`` ("not given") and the model's own
+default applies (:func:`settings_from_options`), so no default is written twice.
+"""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from actwatch.errors import ConfigError
+from actwatch.settings import validation_problems
+
+T = TypeVar("T")
+
+
+def settings_from_options(build: Callable[..., T], what: str, *args: Any, **options: Any) -> T:
+    """``build(*args, **options)`` with the options that were not given (``None``) left out.
+
+    ``build`` is a settings model (or a factory of one); its defaults apply to every option left out.
+    An invalid value is a :class:`ConfigError` naming ``what`` and each bad field.
+
+    Example:
+        >>> from pydantic import BaseModel
+        >>> class Detector(BaseModel):
+        ...     imgsz: int = 640
+        ...     conf: float = 0.25
+        >>> settings_from_options(Detector, "detector options", imgsz=320, conf=None)
+        Detector(imgsz=320, conf=0.25)
+        >>> settings_from_options(Detector, "detector options", imgsz="big")
+        Traceback (most recent call last):
+        ...
+        actwatch.errors.ConfigError: invalid detector options: imgsz: Input should be a valid integer, ...
+    """
+    given = {name: value for name, value in options.items() if value is not None}
+    try:
+        return build(*args, **given)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid {what}: {'; '.join(validation_problems(exc))}") from None
 
 
 @contextmanager

@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from contextlib import ExitStack
@@ -15,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from actwatch.cli.options import settings_from_options
 from actwatch.errors import ActwatchError
 
 
@@ -65,8 +67,10 @@ def predict(
             help="Comma-separated detector classes that are persons, e.g. '0,1'; default: from class names.",
         ),
     ] = None,
-    imgsz: Annotated[int, typer.Option("--imgsz", min=32, help="Detector input size in pixels.")] = 640,
-    conf: Annotated[float, typer.Option("--conf", min=0.0, max=1.0, help="Minimum detector confidence.")] = 0.25,
+    imgsz: Annotated[
+        int | None, typer.Option("--imgsz", help="Detector input size in pixels (multiple of 32; default 640).")
+    ] = None,
+    conf: Annotated[float | None, typer.Option("--conf", help="Minimum detector confidence (default 0.25).")] = None,
     max_frames: Annotated[
         int | None, typer.Option("--max-frames", min=1, help="Read at most this many frames.")
     ] = None,
@@ -84,18 +88,24 @@ def predict(
         ),
     ] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Frames per detector call.")] = 4,
-    device: Annotated[str, typer.Option("--device", help="Detector device: 'cpu', '0', 'cuda:0'.")] = "cpu",
+    device: Annotated[
+        str | None,
+        typer.Option("--device", help="Detector device: 'cpu', '0', 'cuda:0'; default: the best available."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of tracks instead of a table.")] = False,
 ) -> None:
     """Detect and track persons in VIDEO and print each person's action probabilities, highest first."""
     from actwatch.assets import default_cache_dir, ensure_detector
-    from actwatch.tracker.detector import PersonDetector
+    from actwatch.tracker.detector import DetectorSettings, PersonDetector
     from actwatch.tracker.offline import VideoTrackExtractor
     from actwatch.tracker.track_predict import format_table, predict_sequence
 
     if not video.is_file():
         raise ActwatchError(f"video not found: {video}")
-    classes = _parse_classes(person_classes)
+    # Unlike the service (whose default is [0]), predict infers the person classes from the model's
+    # class names unless --person-classes is given: None is passed on, not left out.
+    with_classes = functools.partial(DetectorSettings, person_class_ids=_parse_classes(person_classes))
+    detector_settings = settings_from_options(with_classes, "detector options", imgsz=imgsz, conf=conf, device=device)
     weights = detector if detector is not None else ensure_detector(default_cache_dir())
     with ExitStack() as stack:
         runtime = _load_model(model, stack)
@@ -103,7 +113,7 @@ def predict(
         seq_len = int(spec.seq_len)
         stride_n = stride or max(1, seq_len // 2)
         min_n = min_samples or max(1, seq_len // 2)
-        det = PersonDetector(weights, classes, conf=conf, imgsz=imgsz, device=device)
+        det = PersonDetector(weights, detector_settings)
         extractor = VideoTrackExtractor(det, crop_hw=tuple(spec.input_size), fps=float(spec.fps), batch_size=batch)
         predictions = [
             predict_sequence(runtime, seq, seq_len=seq_len, stride=stride_n, min_samples=min_n)

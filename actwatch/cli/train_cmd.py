@@ -17,8 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
-from actwatch.cli.options import parse_size, warnings_as_messages
-from actwatch.errors import ConfigError
+from actwatch.cli.options import parse_size, settings_from_options, warnings_as_messages
+from actwatch.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -36,67 +36,78 @@ def extract(
     src: Annotated[Path, typer.Argument(help="Source folder of labelled videos (layout a, b or c).")],
     out: Annotated[Path, typer.Option("--out", help="Dataset folder to write (resumable).")],
     layout: Annotated[
-        str, typer.Option("--layout", help="a: class folders; b: split/class/video frames; c: videos + CSVs; auto.")
-    ] = "auto",
+        str | None,
+        typer.Option("--layout", help="a: class folders; b: split/class/video frames; c: videos + CSVs; auto."),
+    ] = None,
     detector: Annotated[
         Path | None, typer.Option("--detector", help="YOLOv8 weights (default: the cached human-fall detector).")
     ] = None,
     person_classes: Annotated[
         str | None, typer.Option("--person-classes", help="Detector classes that are persons, e.g. 0,1.")
     ] = None,
-    conf: Annotated[float, typer.Option("--conf", help="Minimum detection confidence.")] = 0.25,
-    max_persons: Annotated[int, typer.Option("--max-persons", help="Most persons (longest tracks) per video.")] = 5,
-    fps: Annotated[float, typer.Option("--fps", help="Sampling rate of the sequences (the model's fps).")] = 10.0,
-    input_size: Annotated[str, typer.Option("--input-size", help="Crop size: 112 or HEIGHTxWIDTH.")] = "112",
+    conf: Annotated[float | None, typer.Option("--conf", help="Minimum detection confidence.")] = None,
+    max_persons: Annotated[
+        int | None, typer.Option("--max-persons", help="Most persons (longest tracks) per video.")
+    ] = None,
+    fps: Annotated[
+        float | None, typer.Option("--fps", help="Sampling rate of the sequences (the model's fps).")
+    ] = None,
+    input_size: Annotated[str | None, typer.Option("--input-size", help="Crop size: 112 or HEIGHTxWIDTH.")] = None,
     whole_frame: Annotated[
-        bool, typer.Option("--whole-frame", help="Store whole frames (clips without detectable persons).")
-    ] = False,
-    min_frames: Annotated[int, typer.Option("--min-frames", help="Shortest sequence kept, in samples.")] = 8,
-    imgsz: Annotated[int, typer.Option("--imgsz", help="Detector input size in pixels.")] = 640,
-    device: Annotated[str, typer.Option("--device", help="Detector device: cpu, cuda, cuda:0...")] = "cpu",
-    frames_fps: Annotated[float, typer.Option("--frames-fps", help="Frame rate of frame folders (layout b).")] = 30.0,
+        bool | None, typer.Option("--whole-frame", help="Store whole frames (clips without detectable persons).")
+    ] = None,
+    min_frames: Annotated[int | None, typer.Option("--min-frames", help="Shortest sequence kept, in samples.")] = None,
+    imgsz: Annotated[int | None, typer.Option("--imgsz", help="Detector input size in pixels.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Detector device: cpu, cuda, cuda:0...")] = None,
+    frames_fps: Annotated[
+        float | None, typer.Option("--frames-fps", help="Frame rate of frame folders (layout b).")
+    ] = None,
     max_frames: Annotated[
         int | None, typer.Option("--max-frames", help="Read at most this many frames of each video.")
     ] = None,
-    png: Annotated[bool, typer.Option("--png", help="One PNG per frame instead of one .npy per sequence.")] = False,
+    png: Annotated[
+        bool | None, typer.Option("--png", help="One PNG per frame instead of one .npy per sequence.")
+    ] = None,
     retry_failed: Annotated[
-        bool, typer.Option("--retry-failed", help="Process again videos that failed in an earlier run.")
-    ] = False,
-    val_ratio: Annotated[float, typer.Option("--val-ratio", help="Share of each class's videos for val.")] = 0.15,
-    test_ratio: Annotated[float, typer.Option("--test-ratio", help="Share of each class's videos for test.")] = 0.15,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the split assignment.")] = 0,
+        bool | None, typer.Option("--retry-failed", help="Process again videos that failed in an earlier run.")
+    ] = None,
+    val_ratio: Annotated[
+        float | None, typer.Option("--val-ratio", help="Share of each class's videos for val.")
+    ] = None,
+    test_ratio: Annotated[
+        float | None, typer.Option("--test-ratio", help="Share of each class's videos for test.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the split assignment.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Track persons in labelled videos and store their crop sequences as a training dataset."""
-    from pydantic import ValidationError
+    """Track persons in labelled videos and store their crop sequences as a training dataset.
 
-    from actwatch.train.config import describe
-    from actwatch.train.dataset import DatasetError
+    Options left out take ExtractSettings' defaults (actwatch.train.extract).
+    """
     from actwatch.train.extract import DatasetExtractor, ExtractSettings
 
-    try:
-        settings = ExtractSettings(
-            layout=layout,
-            detector=detector,
-            person_classes=_parse_ints(person_classes, "--person-classes"),
-            conf=conf,
-            max_persons=max_persons,
-            fps=fps,
-            input_size=parse_size(input_size),
-            whole_frame=whole_frame,
-            min_frames=min_frames,
-            imgsz=imgsz,
-            device=device,
-            frames_fps=frames_fps,
-            max_frames=max_frames,
-            png=png,
-            retry_failed=retry_failed,
-            val_ratio=val_ratio,
-            test_ratio=test_ratio,
-            seed=seed,
-        )
-    except ValidationError as exc:
-        raise ConfigError(f"invalid extract options: {describe(exc)}") from exc
+    settings = settings_from_options(
+        ExtractSettings,
+        "extract options",
+        layout=layout,
+        detector=detector,
+        person_classes=_parse_ints(person_classes, "--person-classes"),
+        conf=conf,
+        max_persons=max_persons,
+        fps=fps,
+        input_size=parse_size(input_size) if input_size is not None else None,
+        whole_frame=whole_frame,
+        min_frames=min_frames,
+        imgsz=imgsz,
+        device=device,
+        frames_fps=frames_fps,
+        max_frames=max_frames,
+        png=png,
+        retry_failed=retry_failed,
+        val_ratio=val_ratio,
+        test_ratio=test_ratio,
+        seed=seed,
+    )
     with warnings_as_messages():
         summary = DatasetExtractor(settings, progress=not quiet).run(src, out)
     typer.echo(summary.format_table())

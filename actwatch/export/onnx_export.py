@@ -65,7 +65,6 @@ _IO = {
 }
 
 
-
 @dataclass(frozen=True)
 class ParityCheck:
     """One comparison: ``max_abs_diff`` between ``actual`` and ``reference`` over ``batch_sizes``."""

@@ -52,7 +52,6 @@ class RecognitionRuntime(Protocol):
     def classify_crops(self, windows: np.ndarray) -> np.ndarray: ...
 
 
-
 def _canonical(name: str) -> str:
     return _ALIASES.get(name.strip().lower().removesuffix("executionprovider"), name.strip())
 

@@ -3,78 +3,34 @@
 Used by ``actwatch predict`` and by training-data extraction. The same detector, ByteTrack wrapper,
 fps sampler and crop function as the live service are used, so offline crops match live ones.
 
-Example:
-    >>> det = PersonDetector(weights, [0, 1], imgsz=320)  # doctest: +SKIP
-    >>> extractor = VideoTrackExtractor(det, crop_hw=(112, 112), fps=10.0)  # doctest: +SKIP
-    >>> for seq in extractor.extract("clip.mp4"):  # doctest: +SKIP
-    ...     print(seq.track_id, seq.crops.shape)
-    1 (42, 112, 112, 3)
+Frames come from :func:`~actwatch.capture.video_file.read_video`, the one video reader of the package.
+
+Example (the cached detector on the first 20 frames of the sample video):
+    >>> from actwatch.assets import ensure_detector, ensure_sample_video
+    >>> from actwatch.tracker.detector import DetectorSettings
+    >>> settings = DetectorSettings(person_class_ids=[0, 1], conf=0.1, imgsz=320, device="cpu")
+    >>> det = PersonDetector(ensure_detector(fetch=False), settings)
+    >>> extractor = VideoTrackExtractor(det, crop_hw=(112, 112), fps=10.0)
+    >>> sequences = list(extractor.extract(ensure_sample_video(fetch=False), max_frames=20))
+    >>> len(sequences) > 0, sequences[0].crops.shape[1:], extractor.stats.frames
+    (True, (112, 112, 3), 20)
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from actwatch.capture.frame import Frame
-from actwatch.errors import ActwatchError
+from actwatch.capture.video_file import read_video, video_fps
 from actwatch.tracker.bytetrack import CameraTracker, TrackerSettings
 from actwatch.tracker.crops import crop_boxes
 from actwatch.tracker.detections import Detections
 from actwatch.tracker.detector import PersonDetector
 from actwatch.tracker.sampling import FpsSampler
-
-DEFAULT_VIDEO_FPS = 25.0  # assumed when a file reports no frame rate
-
-
-def video_fps(path: Path | str) -> float:
-    """The frame rate a video file reports (``DEFAULT_VIDEO_FPS`` when it reports none)."""
-    cap = cv2.VideoCapture(str(path))
-    try:
-        fps = float(cap.get(cv2.CAP_PROP_FPS)) if cap.isOpened() else 0.0
-    finally:
-        cap.release()
-    return fps if math.isfinite(fps) and 0.5 < fps < 1000 else DEFAULT_VIDEO_FPS
-
-
-def iter_video_frames(path: Path | str, *, camera_id: str = "video", max_frames: int | None = None) -> Iterator[Frame]:
-    """Decode a video file into :class:`Frame`s with stream timestamps.
-
-    Timestamps come from the container (``CAP_PROP_POS_MSEC``) and fall back to ``index / fps`` when the
-    container gives none or goes backwards. Raises :class:`ActwatchError` if the file is missing or no
-    frame can be decoded.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ActwatchError(f"video not found: {path}")
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
-            raise ActwatchError(f"cannot open video {path}: not a video OpenCV/FFmpeg can read")
-        fps = float(cap.get(cv2.CAP_PROP_FPS))
-        fps = fps if math.isfinite(fps) and 0.5 < fps < 1000 else DEFAULT_VIDEO_FPS
-        index, last_t = 0, -math.inf
-        while max_frames is None or index < max_frames:
-            ok, image = cap.read()
-            if not ok or image is None:
-                break
-            pos_ms = float(cap.get(cv2.CAP_PROP_POS_MSEC))
-            t = pos_ms / 1000.0 if math.isfinite(pos_ms) and pos_ms > 0 else index / fps
-            if t <= last_t:
-                t = index / fps if index / fps > last_t else last_t + 1.0 / fps
-            last_t = t
-            yield Frame(camera_id, index, t, time.time(), image)
-            index += 1
-        if index == 0:
-            raise ActwatchError(f"cannot read video {path}: no frame could be decoded")
-    finally:
-        cap.release()
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -202,8 +158,8 @@ class VideoTrackExtractor:
         self.stats = ExtractionStats()
 
     def extract(self, video: Path | str, *, max_frames: int | None = None) -> Iterator[TrackSequence]:
-        """Tracks of a video file (see :func:`iter_video_frames` for the errors raised)."""
-        frames = iter_video_frames(video, max_frames=max_frames)
+        """Tracks of a video file (see :func:`~actwatch.capture.video_file.read_video` for the errors raised)."""
+        frames = read_video(video, max_frames=max_frames)
         yield from self.extract_frames(frames, frame_rate=video_fps(video))
 
     def extract_frames(self, frames: Iterable[Frame], frame_rate: float) -> Iterator[TrackSequence]:

@@ -37,7 +37,6 @@ FORMAT = "actwatch-dataset"
 VERSION = 1
 
 
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)

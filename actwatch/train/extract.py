@@ -27,9 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm import tqdm
 
 from actwatch.capture.frame import Frame
+from actwatch.capture.video_file import read_video, video_fps
 from actwatch.errors import ActwatchError
 from actwatch.train.dataset import DatasetIndex, DatasetWriter, VideoMarker
-from actwatch.train.layouts import VideoItem, discover_videos, frame_files
+from actwatch.train.layouts import VideoItem, discover_videos
 
 log = logging.getLogger(__name__)
 
@@ -136,21 +137,6 @@ class _VideoFailed(Exception):
     """A video that yields no sequence; the message is the reason recorded in its marker."""
 
 
-def iter_folder_frames(folder: Path, fps: float, max_frames: int | None = None) -> Iterator[Frame]:
-    """The images of a frame folder as :class:`Frame`s at ``fps`` (unreadable images are skipped)."""
-    files = frame_files(folder)
-    if max_frames is not None:
-        files = files[:max_frames]
-    index = 0
-    for path in files:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            log.warning("skipping unreadable frame %s", path)
-            continue
-        yield Frame(folder.name, index, index / fps, time.time(), image)
-        index += 1
-
-
 class _Counter:
     """Wraps a frame iterator: counts frames and the samples an fps sampler would take."""
 
@@ -188,20 +174,25 @@ class DatasetExtractor:
 
     def _get_detector(self) -> Any:
         if self._detector is None:
-            from actwatch.tracker.detector import PersonDetector
+            from actwatch.settings import validate_settings
+            from actwatch.tracker.detector import DetectorSettings, PersonDetector
 
             weights = self.settings.detector
             if weights is None:
                 from actwatch.assets import ensure_detector
 
                 weights = ensure_detector(fetch=False)
-            self._detector = PersonDetector(
-                weights,
-                self.settings.person_classes,
-                conf=self.settings.conf,
-                imgsz=self.settings.imgsz,
-                device=self.settings.device,
+            detector_settings = validate_settings(
+                DetectorSettings,
+                {
+                    "person_class_ids": self.settings.person_classes,
+                    "conf": self.settings.conf,
+                    "imgsz": self.settings.imgsz,
+                    "device": self.settings.device,
+                },
+                "extract detector options",
             )
+            self._detector = PersonDetector(weights, detector_settings)
         return self._detector
 
     def run(self, src: Path, out: Path) -> ExtractionSummary:
@@ -252,15 +243,12 @@ class DatasetExtractor:
             row.sequences += len(m.sequences)
 
     def _frames(self, item: VideoItem) -> tuple[Iterator[Frame], float]:
-        from actwatch.tracker.offline import iter_video_frames, video_fps
-
         if item.frame_folder:
-            return iter_folder_frames(item.source, self.settings.frames_fps, self.settings.max_frames), (
-                self.settings.frames_fps
-            )
+            fps = self.settings.frames_fps
+            return read_video(item.source, fps=fps, max_frames=self.settings.max_frames), fps
         if not item.source.is_file():
             raise _VideoFailed(f"video file not found: {item.source}")
-        return iter_video_frames(item.source, max_frames=self.settings.max_frames), video_fps(item.source)
+        return read_video(item.source, max_frames=self.settings.max_frames), video_fps(item.source)
 
     def _process(self, item: VideoItem, writer: DatasetWriter, summary: ExtractionSummary) -> VideoMarker:
         base: dict[str, Any] = {

@@ -27,16 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from actwatch.capture.video_file import IMAGE_EXTENSIONS, frame_image_files
 from actwatch.errors import LayoutError
 
 Layout = Literal["a", "b", "c"]
 LAYOUTS: tuple[Layout, ...] = ("a", "b", "c")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv"})
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 # HMDB51-style split folders sometimes say "validation" or "valid"; they all mean val.
 _SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,15 +96,6 @@ def _subdirs(p: Path) -> list[Path]:
     return sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
-def frame_files(folder: Path) -> list[Path]:
-    """The image files of a frame folder in natural order (frame_2 before frame_10)."""
-
-    def key(p: Path) -> tuple[object, ...]:
-        return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name))
-
-    return sorted((p for p in folder.iterdir() if _is_image(p)), key=key)
-
-
 def detect_layout(root: Path) -> Layout:
     """Guess the layout of ``root``; raises :class:`LayoutError` when none fits."""
     if not root.is_dir():
@@ -115,7 +105,7 @@ def detect_layout(root: Path) -> Layout:
     split_dirs = [d for d in _subdirs(root) if d.name.lower() in _SPLIT_ALIASES]
     if split_dirs:
         for class_dir in _subdirs(split_dirs[0]):
-            if any(frame_files(v) for v in _subdirs(class_dir)):
+            if any(frame_image_files(v) for v in _subdirs(class_dir)):
                 return "b"
     if _scan_class_folders(root):
         return "a"
@@ -178,7 +168,7 @@ def _layout_b(root: Path) -> list[VideoItem]:
             continue
         for class_dir in _subdirs(split_dir):
             for video_dir in _subdirs(class_dir):
-                if frame_files(video_dir):
+                if frame_image_files(video_dir):
                     items.append(VideoItem.create(root, video_dir, class_dir.name, split=split, frame_folder=True))
     return items
 

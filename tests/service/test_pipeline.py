@@ -24,7 +24,7 @@ from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.pipeline import StepReport, StreamPipeline
 from actwatch.tracker.buffers import TrackBufferStore
 from actwatch.tracker.detections import Detections
-from actwatch.tracker.detector import PersonDetector
+from actwatch.tracker.detector import DetectorSettings, PersonDetector
 
 FRAMES = 30
 
@@ -82,7 +82,7 @@ class CollectingSink:
 
 @pytest.fixture(scope="module")
 def detector(detector_weights: Path) -> PersonDetector:
-    return PersonDetector(detector_weights, [0, 1], conf=0.1, imgsz=320)
+    return PersonDetector(detector_weights, DetectorSettings(person_class_ids=[0, 1], conf=0.1, imgsz=320))
 
 
 def _pipeline(

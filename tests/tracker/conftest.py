@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from actwatch.capture.frame import Frame
+from actwatch.capture.video_file import read_video
 from actwatch.tracker.detections import Detections
 from actwatch.tracker.detector import DetectorSettings, PersonDetector
-from actwatch.capture.video_file import read_video
 
 SMALL_IMGSZ = 320  # keeps the CPU test suite fast; persons in vtest.avi are small, hence the low conf
 LOW_CONF = 0.1

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from actwatch.capture.frame import Frame
+from actwatch.capture.video_file import read_video, video_fps
 from actwatch.errors import ActwatchError
 from actwatch.tracker.bytetrack import TrackerSettings
 from actwatch.tracker.detections import Detections
 from actwatch.tracker.detector import PersonDetector
-from actwatch.tracker.offline import TrackSequence, VideoTrackExtractor, iter_video_frames, video_fps
+from actwatch.tracker.offline import TrackSequence, VideoTrackExtractor
 
 from .videos import write_video
 
@@ -40,11 +41,11 @@ def _extractor(frames: list[Frame], dets: list[Detections], **kwargs: Any) -> Vi
 
 def test_iter_video_frames_timestamps(tmp_path: Path) -> None:
     video = write_video(tmp_path / "clip.avi", 12, 30.0)
-    frames = list(iter_video_frames(video, camera_id="x"))
+    frames = list(read_video(video, camera_id="x"))
     assert [f.index for f in frames] == list(range(12))
     assert all(f.camera_id == "x" and f.shape == (120, 160) for f in frames)
     np.testing.assert_allclose([f.timestamp for f in frames], np.arange(12) / 30.0, atol=2e-3)
-    assert len(list(iter_video_frames(video, max_frames=5))) == 5
+    assert len(list(read_video(video, max_frames=5))) == 5
     assert video_fps(video) == pytest.approx(30.0)
 
 
@@ -55,11 +56,11 @@ def test_iter_vtest_frames(vtest_frames: list[Frame]) -> None:
 
 def test_missing_and_unreadable_videos(tmp_path: Path) -> None:
     with pytest.raises(ActwatchError, match="video not found"):
-        list(iter_video_frames(tmp_path / "nothere.mp4"))
+        list(read_video(tmp_path / "nothere.mp4"))
     bogus = tmp_path / "bogus.avi"
     bogus.write_text("not a video at all\n")
     with pytest.raises(ActwatchError, match=r"bogus\.avi"):
-        list(iter_video_frames(bogus))
+        list(read_video(bogus))
 
 
 def test_extract_from_the_video_file_with_the_real_detector(person_detector: PersonDetector, vtest_path: Path) -> None:

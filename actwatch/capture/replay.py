@@ -38,6 +38,7 @@ class ReplayReader:
         if not self._capture.isOpened():
             raise SourceError(f"cannot open video file {self.source.masked}")
         fps = self._capture.get(cv2.CAP_PROP_FPS)
+        self.frame_rate: float | None = fps if fps and fps > 0 else None  # the file's own fps
         self._interval = 1.0 / fps if fps and fps > 0 else 0.1
         self._index = 0
         self._loop_offset = 0.0

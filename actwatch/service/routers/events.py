@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
@@ -33,6 +34,13 @@ def _public(record: EventRecord) -> EventPublic:
     return EventPublic.build(
         record.event, snapshot=record.snapshot_path is not None, crops=record.crops_path is not None
     )
+
+
+def _media(path: FilePath | None, media_type: str, missing: str) -> FileResponse:
+    """A stored event file (cacheable: it never changes), or 404 with ``missing``."""
+    if path is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=missing)
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=86400"})
 
 
 def router() -> APIRouter:
@@ -75,10 +83,7 @@ def router() -> APIRouter:
         responses={200: {"content": {"image/jpeg": {}}}, **not_found},
     )
     def get_snapshot(event_id: EventIdPath, store: Store) -> FileResponse:
-        path = store.snapshot_path(event_id)
-        if path is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no snapshot for event '{event_id}'")
-        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+        return _media(store.snapshot_path(event_id), "image/jpeg", f"no snapshot for event '{event_id}'")
 
     @api.get(
         "/{event_id}/crops",
@@ -87,9 +92,6 @@ def router() -> APIRouter:
         responses={200: {"content": {"image/png": {}}}, **not_found},
     )
     def get_crops(event_id: EventIdPath, store: Store) -> FileResponse:
-        path = store.crops_path(event_id)
-        if path is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no crops for event '{event_id}'")
-        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
+        return _media(store.crops_path(event_id), "image/png", f"no crops for event '{event_id}'")
 
     return api

@@ -13,8 +13,6 @@ from actwatch.errors import ActwatchError
 
 log = logging.getLogger(__name__)
 
-DEMO_CLASSES = ["walking", "standing", "sitting", "fighting", "falling"]
-
 
 def _run_server(config: Any, *, announce: bool) -> None:
     import uvicorn
@@ -38,9 +36,8 @@ def _run_server(config: Any, *, announce: bool) -> None:
 
 def demo_model_dir(data_dir: Path) -> Path:
     """An untrained MobileNetV2-LSTM exported under ``data_dir`` (made once, reused while valid)."""
+    from actwatch.demo_model import export_untrained_model
     from actwatch.errors import ManifestError
-    from actwatch.export.onnx_export import export_checkpoint
-    from actwatch.model.checkpoint import init_checkpoint, save_checkpoint
     from actwatch.model.manifest import load_manifest
 
     out = data_dir / "demo-model"
@@ -50,10 +47,7 @@ def demo_model_dir(data_dir: Path) -> Path:
     except ManifestError:
         pass
     typer.echo("actwatch: creating the demo model (an UNTRAINED MobileNetV2-LSTM; its labels are noise)")
-    out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(init_checkpoint(DEMO_CLASSES), out / "checkpoint.pt")
-    export_checkpoint(out / "checkpoint.pt", out / "onnx")
-    return out / "onnx"
+    return export_untrained_model(out)
 
 
 def register(app: typer.Typer) -> None:

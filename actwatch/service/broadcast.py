@@ -12,6 +12,7 @@ notices. Memory is bounded by ``inbox_size + clients × queue_size`` messages.
 Example:
     >>> import asyncio
     >>> from actwatch.service.events import FrameOverlay
+    >>> from actwatch.service.messages import TracksMessage
     >>> async def demo():
     ...     b = Broadcaster(queue_size=2)
     ...     b.bind()
@@ -69,6 +70,7 @@ class Client:
 
     Example:
         >>> from actwatch.service.events import FrameOverlay
+        >>> from actwatch.service.messages import TracksMessage
         >>> c = Client(maxsize=1, subscription=Subscription(tracks=True))
         >>> c.offer(Outgoing.of(TracksMessage(FrameOverlay("c", 1.0, ()))))
         >>> c.offer(Outgoing.of(TracksMessage(FrameOverlay("c", 2.0, ()))))
@@ -154,6 +156,7 @@ class Broadcaster:
     Example:
         >>> b = Broadcaster(queue_size=8)
         >>> from actwatch.service.events import FrameOverlay
+        >>> from actwatch.service.messages import TracksMessage
         >>> b.publish(TracksMessage(FrameOverlay("c", 1.0, ())))  # not bound to a loop yet: nothing to do
         >>> b.client_count
         0

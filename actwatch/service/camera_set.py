@@ -14,14 +14,14 @@ Example:
     >>> from actwatch.config import CameraConfig
     >>> class Still:  # a reader that holds one frame
     ...     def __init__(self, camera_id):
-    ...         self.source, self.frame_rate = SourceSpec.parse("still.avi"), 10.0
+    ...         self.source, self.frame_rate = SourceSpec.parse("rtsp://cam.local/1"), 10.0
     ...         self.frames = DropOldestQueue(maxsize=2)
     ...         self.frames.put(Frame(camera_id, 0, 0.0, 0.0, np.zeros((4, 4, 3), np.uint8)))
     ...     def start(self): pass
     ...     def stop(self, timeout=0.0): pass
     ...     def status(self): return None
     >>> cameras = CameraSet(lambda cfg: Still(cfg.id), lambda camera_id, fps: f"tracker of {camera_id} at {fps} fps")
-    >>> cameras.add(CameraConfig(id="cam1", url="still.avi"))
+    >>> cameras.add(CameraConfig(id="cam1", url="rtsp://cam.local/1"))
     >>> [(c.camera_id, c.camera.tracker) for c in cameras.newest_frames()]
     [('cam1', 'tracker of cam1 at 10.0 fps')]
 """

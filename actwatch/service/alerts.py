@@ -113,9 +113,11 @@ class AlertEngine:
 
     ``rules`` may be :class:`AlertRule` or :class:`~actwatch.config.AlertRuleConfig`; a rule for a label
     that is not in ``classes`` is a :class:`~actwatch.errors.ConfigError`. ``zones`` maps camera ids to
-    polygons in pixels. State is kept per track and dropped by :meth:`forget_track` /
-    :meth:`forget_camera`, when a track has not been updated for ``stale_after_s`` seconds of ``clock``,
-    and beyond ``max_tracks`` tracks (least recently updated first), so it cannot grow without bound.
+    polygons in pixels. State is kept per track and dropped when the pipeline reports the track's end
+    (:meth:`end_tracks`, :meth:`drop_camera`: the :class:`~actwatch.tracker.track_end.TrackEndListener`
+    protocol); as a memory bound it is also dropped when a track has not been updated for
+    ``stale_after_s`` seconds of ``clock``, and beyond ``max_tracks`` tracks (least recently updated
+    first), so it cannot grow without bound.
 
     Thread-safe: the pipeline thread calls :meth:`update`; the API may change zones at the same time.
 
@@ -185,12 +187,13 @@ class AlertEngine:
     def zone(self, camera_id: str) -> list[tuple[float, float]] | None:
         return self._zones.get(camera_id)
 
-    def forget_track(self, camera_id: str, track_id: int) -> None:
-        """Drop the state of an ended track."""
+    def end_tracks(self, camera_id: str, track_ids: Sequence[int]) -> None:
+        """Drop the state of ended tracks."""
         with self._lock:
-            self._tracks.pop((camera_id, track_id), None)
+            for track_id in track_ids:
+                self._tracks.pop((camera_id, int(track_id)), None)
 
-    def forget_camera(self, camera_id: str) -> None:
+    def drop_camera(self, camera_id: str) -> None:
         """Drop every track of a removed camera, and its zone."""
         with self._lock:
             for key in [k for k in self._tracks if k[0] == camera_id]:

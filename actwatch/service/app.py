@@ -1,9 +1,9 @@
 """The FastAPI application: REST for cameras and events, a WebSocket for live alerts, a dashboard.
 
-:func:`create_app` builds the services (store, broadcaster, metrics, sink, camera registry) and wires
+:func:`create_app` builds the services (store, broadcaster, metrics, sink, camera service) and wires
 them with the camera controller — by default the compute pipeline
-(``actwatch.service.pipeline.StreamPipeline.from_config(config, sink=..., metrics=...)``). Start-up adds the
-configured enabled cameras to the controller and starts it; shutdown stops it.
+(``StreamPipeline(build_stages(config, sink=..., metrics=...))``). Start-up has the camera service start
+the configured enabled cameras, then starts the controller; shutdown stops it.
 
 Security: every route needs the bearer token except ``/healthz``, ``/readyz``, the dashboard page
 (``/`` and ``/static/*``: no data in them; the page asks for the token) and the API docs (``/docs``,
@@ -13,17 +13,10 @@ a CDN in the *browser*, so they render only where the browser has internet). COR
 
 Example:
     >>> import tempfile, pathlib
-    >>> from actwatch.config import AppConfig, mask_url
-    >>> class Idle:
-    ...     def start(self): pass
-    ...     def stop(self): pass
-    ...     def add_camera(self, cfg): pass
-    ...     def update_camera(self, cfg): pass
-    ...     def remove_camera(self, camera_id): pass
-    ...     def statuses(self): return []
-    ...     def ready(self): return True
+    >>> from actwatch.config import AppConfig
+    >>> from actwatch.service.controller import IdleController
     >>> cfg = AppConfig(data_dir=pathlib.Path(tempfile.mkdtemp()), server={"token": "x" * 32})
-    >>> app = create_app(cfg, Idle())
+    >>> app = create_app(cfg, IdleController())
     >>> app.state.services.store.count()
     0
 """
@@ -49,6 +42,7 @@ import actwatch
 from actwatch.config import AppConfig, mask_url
 from actwatch.service.auth import bearer_from_header, resolve_token, token_matches
 from actwatch.service.broadcast import Broadcaster
+from actwatch.service.cameras import CameraService
 from actwatch.service.controller import CameraController
 from actwatch.service.deps import ServiceState
 from actwatch.service.metrics import ServiceMetrics
@@ -77,6 +71,22 @@ PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/docs", "/docs/oauth2-red
 PUBLIC_PREFIXES = ("/static/",)
 
 
+async def _send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A whole JSON response sent from a middleware (before any route runs)."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 class BearerAuthMiddleware:
     """401 for HTTP requests without the token, *before* any body is read or validated.
 
@@ -100,18 +110,7 @@ class BearerAuthMiddleware:
             await self.app(scope, receive, send)
             return
         body = b'{"detail":"missing or invalid bearer token"}' if given else b'{"detail":"bearer token required"}'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b"Bearer"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, 401, body, [(b"www-authenticate", b"Bearer")])
 
 
 class _BodyTooLarge(HTTPException):
@@ -162,18 +161,7 @@ class LimitsMiddleware:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        body = b'{"detail":"request body too large"}'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, 413, b'{"detail":"request body too large"}')
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -191,9 +179,11 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def _default_controller(config: AppConfig, sink: EventSink, metrics: ServiceMetrics) -> CameraController:
-    from actwatch.service.pipeline import StreamPipeline  # heavy (torch, onnxruntime): only when serving
+    # heavy (torch, onnxruntime): imported only when serving
+    from actwatch.service.pipeline import StreamPipeline
+    from actwatch.service.stages import build_stages
 
-    pipeline: CameraController = StreamPipeline.from_config(config, sink=sink, metrics=metrics)
+    pipeline: CameraController = StreamPipeline(build_stages(config, sink=sink, metrics=metrics))
     return pipeline
 
 
@@ -211,13 +201,7 @@ def _lifespan(services: ServiceState) -> Callable[[FastAPI], contextlib.Abstract
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.broadcaster.bind(asyncio.get_running_loop())
         controller = services.controller
-        for camera in services.cameras.list():
-            if camera.enabled:
-                try:
-                    await asyncio.to_thread(controller.add_camera, camera)
-                except Exception as exc:  # the service still starts; GET /cameras shows 'failed'
-                    log.error("could not start camera %s: %s", camera.id, mask_url(str(exc)))
-                    services.cameras.set_error(camera.id, mask_url(str(exc)) or type(exc).__name__)
+        await asyncio.to_thread(services.cameras.start_configured)
         await asyncio.to_thread(controller.start)
         services.started = True
         purge = asyncio.create_task(_purge_loop(services.store, services.config.storage.purge_interval_s))
@@ -258,6 +242,7 @@ def create_app(
     )
     broadcaster = Broadcaster(config.server.ws_queue_size, metrics=metrics)
     sink = EventSink(store, broadcaster, metrics)
+    controller = controller if controller is not None else _default_controller(config, sink, metrics)
     services = ServiceState(
         config=config,
         token=SecretStr(token),
@@ -265,8 +250,8 @@ def create_app(
         broadcaster=broadcaster,
         metrics=metrics,
         sink=sink,
-        cameras=CameraRegistry(config.cameras, config.server.max_cameras),
-        controller=controller if controller is not None else _default_controller(config, sink, metrics),
+        cameras=CameraService(CameraRegistry(config.cameras, config.server.max_cameras), controller, metrics),
+        controller=controller,
     )
 
     app = FastAPI(

@@ -1,20 +1,24 @@
 """Fan-out of live messages to WebSocket clients without ever waiting for one.
 
-The pipeline thread calls :meth:`Broadcaster.publish`; the message is serialised there, put in a
-bounded inbox and handed to the event loop with ``loop.call_soon_threadsafe`` (one wake-up per burst).
-On the loop, every client whose :class:`Subscription` matches gets it in its own bounded queue. A full
+The pipeline thread calls :meth:`Broadcaster.publish` with a typed
+:data:`~actwatch.service.messages.BroadcastMessage`; it is serialised there (by
+:func:`~actwatch.service.messages.encode`), put in a bounded inbox and handed to the event loop with
+``loop.call_soon_threadsafe`` (one wake-up per burst). On the loop, every client whose
+:class:`~actwatch.service.messages.Subscription` wants it gets it in its own bounded queue. A full
 queue drops its *oldest* message and counts it; the client's next read returns
 ``{"type": "dropped", "count": N}`` first, so a slow client knows what it missed and a fast one never
 notices. Memory is bounded by ``inbox_size + clients × queue_size`` messages.
 
 Example:
     >>> import asyncio
+    >>> from actwatch.service.events import FrameOverlay
+    >>> from actwatch.service.messages import TracksMessage
     >>> async def demo():
     ...     b = Broadcaster(queue_size=2)
     ...     b.bind()
-    ...     client = b.connect(Subscription())
+    ...     client = b.connect(Subscription(tracks=True))
     ...     for i in range(5):
-    ...         b.publish({"type": "event", "event": {"camera_id": "c", "label": "fall", "n": i}})
+    ...         b.publish(TracksMessage(FrameOverlay("c", float(i), ())))
     ...     await asyncio.sleep(0)
     ...     return [await client.get() for _ in range(3)]
     >>> asyncio.run(demo())[0]
@@ -25,14 +29,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import threading
-from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
+from actwatch.service.messages import (
+    BroadcastMessage,
+    DroppedMessage,
+    ReplyMessage,
+    Subscription,
+    encode,
+)
 
 if TYPE_CHECKING:
     from actwatch.service.metrics import ServiceMetrics
@@ -42,93 +50,32 @@ log = logging.getLogger(__name__)
 _MAX_REPLIES = 32  # direct replies to one client (hello, errors); a client spamming bad messages loses old ones
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+__all__ = ["Broadcaster", "Client", "Outgoing", "Subscription"]
 
 
-def dumps(message: Mapping[str, Any]) -> str:
-    """Compact JSON of a message (numpy scalars and arrays allowed)."""
-    return json.dumps(message, default=_json_default, separators=(",", ":"), allow_nan=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Subscription:
-    """What a client wants: ``None`` means every camera / every label; track boxes only if ``tracks``.
-
-    Example:
-        >>> Subscription(cameras=frozenset({"door"})).wants("event", "hall", "fall")
-        False
-    """
-
-    cameras: frozenset[str] | None = None
-    labels: frozenset[str] | None = None
-    tracks: bool = False
-
-    @classmethod
-    def of(
-        cls,
-        cameras: Collection[str] | None = None,
-        labels: Collection[str] | None = None,
-        tracks: bool = False,
-    ) -> Subscription:
-        return cls(
-            frozenset(cameras) if cameras is not None else None,
-            frozenset(labels) if labels is not None else None,
-            tracks,
-        )
-
-    def wants(self, kind: str, camera_id: str | None, label: str | None) -> bool:
-        if kind == "tracks" and not self.tracks:
-            return False
-        if self.cameras is not None and camera_id is not None and camera_id not in self.cameras:
-            return False
-        return not (kind == "event" and self.labels is not None and label not in self.labels)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "cameras": sorted(self.cameras) if self.cameras is not None else None,
-            "labels": sorted(self.labels) if self.labels is not None else None,
-            "tracks": self.tracks,
-        }
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Outgoing:
-    """A serialised message with what the subscription filters look at."""
+    """A broadcast message with its text, serialised once for every client."""
 
-    kind: str
-    camera_id: str | None
-    label: str | None
+    message: BroadcastMessage
     text: str
 
-
-def _outgoing(message: Mapping[str, Any]) -> Outgoing:
-    event = message.get("event")
-    event = event if isinstance(event, Mapping) else {}
-    camera_id = message.get("camera_id", event.get("camera_id"))
-    label = event.get("label", message.get("label"))
-    return Outgoing(
-        kind=str(message.get("type", "")),
-        camera_id=str(camera_id) if camera_id is not None else None,
-        label=str(label) if label is not None else None,
-        text=dumps(message),
-    )
+    @classmethod
+    def of(cls, message: BroadcastMessage) -> Outgoing:
+        return cls(message, encode(message))
 
 
 class Client:
     """One client's bounded queue; used on the event loop only (by its WebSocket sender task).
 
     Example:
-        >>> c = Client(maxsize=1, subscription=Subscription())
-        >>> c.offer(Outgoing("event", "c", "x", "1")); c.offer(Outgoing("event", "c", "x", "2"))
+        >>> from actwatch.service.events import FrameOverlay
+        >>> from actwatch.service.messages import TracksMessage
+        >>> c = Client(maxsize=1, subscription=Subscription(tracks=True))
+        >>> c.offer(Outgoing.of(TracksMessage(FrameOverlay("c", 1.0, ()))))
+        >>> c.offer(Outgoing.of(TracksMessage(FrameOverlay("c", 2.0, ()))))
         >>> c.get_nowait(), c.get_nowait(), c.get_nowait()
-        ('{"type":"dropped","count":1}', '2', None)
+        ('{"type":"dropped","count":1}', '{"type":"tracks","camera_id":"c","frame_time":2.0,"tracks":[]}', None)
     """
 
     def __init__(self, maxsize: int, subscription: Subscription, metrics: ServiceMetrics | None = None) -> None:
@@ -153,7 +100,7 @@ class Client:
 
     def offer(self, message: Outgoing) -> None:
         """Queue ``message`` if the subscription wants it, dropping the oldest queued one when full."""
-        if self._closed or not self.subscription.wants(message.kind, message.camera_id, message.label):
+        if self._closed or not self.subscription.wants(message.message):
             return
         if len(self._items) >= self.maxsize:
             self._items.popleft()
@@ -168,10 +115,10 @@ class Client:
             self._metrics.count_ws_dropped(count)
         self._wakeup.set()
 
-    def reply(self, message: Mapping[str, Any]) -> None:
+    def reply(self, message: ReplyMessage) -> None:
         """Send ``message`` to this client only, ahead of queued broadcasts (hello, errors, acks)."""
         if not self._closed:
-            self._replies.append(dumps(message))
+            self._replies.append(encode(message))
             self._wakeup.set()
 
     def get_nowait(self) -> str | None:
@@ -180,7 +127,7 @@ class Client:
             return self._replies.popleft()
         if self._pending_dropped:
             count, self._pending_dropped = self._pending_dropped, 0
-            return dumps({"type": "dropped", "count": count})
+            return encode(DroppedMessage(count))
         if self._items:
             return self._items.popleft()
         return None
@@ -208,7 +155,9 @@ class Broadcaster:
 
     Example:
         >>> b = Broadcaster(queue_size=8)
-        >>> b.publish({"type": "event"})  # not bound to a loop yet, no clients: nothing to do
+        >>> from actwatch.service.events import FrameOverlay
+        >>> from actwatch.service.messages import TracksMessage
+        >>> b.publish(TracksMessage(FrameOverlay("c", 1.0, ())))  # not bound to a loop yet: nothing to do
         >>> b.client_count
         0
     """
@@ -258,12 +207,12 @@ class Broadcaster:
             self.disconnect(client)
         self._loop = None
 
-    def publish(self, message: Mapping[str, Any]) -> None:
-        """Queue ``message`` (a JSON-able dict with a ``type``) for every matching client. Never blocks."""
+    def publish(self, message: BroadcastMessage) -> None:
+        """Queue ``message`` for every client that wants it. Never blocks."""
         loop = self._loop
         if loop is None:
             return
-        outgoing = _outgoing(message)
+        outgoing = Outgoing.of(message)
         with self._lock:
             self.published += 1
             if len(self._inbox) >= self._inbox_size:

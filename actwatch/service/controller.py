@@ -1,8 +1,8 @@
 """What the API needs from the compute pipeline: the :class:`CameraController` protocol.
 
-``actwatch.service.pipeline.StreamPipeline`` implements it; tests use a small fake. The API owns the
-list of configured cameras (:class:`~actwatch.service.registry.CameraRegistry`) and tells the
-controller about *enabled* cameras only:
+``actwatch.service.pipeline.StreamPipeline`` implements it; tests use a small fake. The API's camera
+service (:class:`~actwatch.service.cameras.CameraService`) owns the list of configured cameras and tells
+the controller about *enabled* cameras only:
 
 - at start-up, ``add_camera`` for every enabled camera of the configuration, then ``start()``;
 - at run time, ``add_camera`` when a camera is created or enabled, ``remove_camera`` when it is deleted
@@ -10,19 +10,11 @@ controller about *enabled* cameras only:
 - at shutdown, ``stop()``.
 
 Methods are called from the API's worker threads, never concurrently with each other for camera changes
-(the registry serialises them). ``add_camera`` may raise an :class:`~actwatch.errors.ActwatchError`
+(the camera service serialises them). ``add_camera`` may raise an :class:`~actwatch.errors.ActwatchError`
 (shown to the API client as 422); any other exception is logged and answered with 500.
 
 Example:
-    >>> class Nothing:
-    ...     def start(self): pass
-    ...     def stop(self): pass
-    ...     def add_camera(self, cfg): pass
-    ...     def update_camera(self, cfg): pass
-    ...     def remove_camera(self, camera_id): pass
-    ...     def statuses(self): return []
-    ...     def ready(self): return True
-    >>> isinstance(Nothing(), CameraController)
+    >>> isinstance(IdleController(), CameraController)
     True
 """
 
@@ -87,3 +79,33 @@ class CameraController(Protocol):
     def ready(self) -> bool:
         """Whether models are loaded and the compute thread runs (``/readyz``)."""
         ...
+
+
+class IdleController:
+    """A controller that runs no cameras and is always ready: an API without a compute pipeline.
+
+    Example:
+        >>> IdleController().statuses()
+        []
+    """
+
+    def start(self) -> None:
+        """Nothing to start."""
+
+    def stop(self) -> None:
+        """Nothing to stop."""
+
+    def add_camera(self, cfg: CameraConfig) -> None:
+        """Accept the camera without reading it."""
+
+    def update_camera(self, cfg: CameraConfig) -> None:
+        """Nothing is running to update."""
+
+    def remove_camera(self, camera_id: str) -> None:
+        """Nothing is running to remove."""
+
+    def statuses(self) -> list[CameraStatusLike]:
+        return []
+
+    def ready(self) -> bool:
+        return True

@@ -25,9 +25,9 @@ from starlette.requests import HTTPConnection
 from actwatch.config import AppConfig
 from actwatch.service.auth import token_matches
 from actwatch.service.broadcast import Broadcaster
+from actwatch.service.cameras import CameraService
 from actwatch.service.controller import CameraController
 from actwatch.service.metrics import ServiceMetrics
-from actwatch.service.registry import CameraRegistry
 from actwatch.service.sink import EventSink
 from actwatch.service.store import EventStore
 
@@ -42,7 +42,7 @@ class ServiceState:
     broadcaster: Broadcaster
     metrics: ServiceMetrics
     sink: EventSink
-    cameras: CameraRegistry
+    cameras: CameraService
     controller: CameraController
     started: bool = False
 
@@ -61,7 +61,7 @@ def get_store(services: Services) -> EventStore:
     return services.store
 
 
-def get_cameras(services: Services) -> CameraRegistry:
+def get_cameras(services: Services) -> CameraService:
     return services.cameras
 
 
@@ -78,7 +78,7 @@ def get_config(services: Services) -> AppConfig:
 
 
 Store = Annotated[EventStore, Depends(get_store)]
-Cameras = Annotated[CameraRegistry, Depends(get_cameras)]
+Cameras = Annotated[CameraService, Depends(get_cameras)]
 Controller = Annotated[CameraController, Depends(get_controller)]
 Metrics = Annotated[ServiceMetrics, Depends(get_metrics)]
 Config = Annotated[AppConfig, Depends(get_config)]

@@ -1,10 +1,18 @@
-"""The message the alert rules emit: one alert about one person."""
+"""The messages the service stage makes: alerts (:class:`Event`, :class:`AlertRecord`) and live overlays.
+
+Example:
+    >>> e = Event(camera_id="cam1", track_id=3, label="fighting", score=0.91, start_time=1.0,
+    ...           frame_time=2.0, bbox=(1.0, 2.0, 3.0, 4.0), id="abc")
+    >>> AlertRecord(e, frame_bgr=None, crops=None).event.label
+    'fighting'
+"""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+
+import numpy as np
 
 
 def new_event_id() -> str:
@@ -16,13 +24,8 @@ class Event:
     """An alert: camera ``camera_id``'s track ``track_id`` is doing ``label`` with probability ``score``.
 
     Times are Unix seconds: ``start_time`` is when the first agreeing window was seen, ``frame_time`` the
-    frame that confirmed the alert. ``bbox`` is x1 y1 x2 y2 in frame pixels.
-
-    Example:
-        >>> e = Event(camera_id="cam1", track_id=3, label="fighting", score=0.91, start_time=1.0,
-        ...           frame_time=2.0, bbox=(1.0, 2.0, 3.0, 4.0), id="abc")
-        >>> e.to_json()["snapshot_url"]
-        '/events/abc/snapshot'
+    frame that confirmed the alert. ``bbox`` is x1 y1 x2 y2 in frame pixels. How the API shows it (with
+    its URLs) is :class:`~actwatch.service.schemas.EventPublic`.
     """
 
     camera_id: str
@@ -34,12 +37,42 @@ class Event:
     bbox: tuple[float, float, float, float]
     id: str = field(default_factory=new_event_id)
 
-    @property
-    def snapshot_url(self) -> str:
-        return f"/events/{self.id}/snapshot"
 
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["bbox"] = list(self.bbox)
-        data["snapshot_url"] = self.snapshot_url
-        return data
+@dataclass(frozen=True, slots=True, eq=False)
+class AlertRecord:
+    """An event with its evidence, from the pipeline to the sink: ``frame_bgr`` is the confirming frame
+    (drawn into the snapshot), ``crops`` the ``(T, H, W, 3)`` uint8 window the model classified."""
+
+    event: Event
+    frame_bgr: np.ndarray | None = field(repr=False)
+    crops: np.ndarray | None = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackOverlay:
+    """One live track box of a frame, with the track's latest label (``None`` until classified).
+
+    Example:
+        >>> TrackOverlay(track_id=3, bbox=(1.0, 2.0, 30.0, 60.0), confidence=0.8).label is None
+        True
+    """
+
+    track_id: int
+    bbox: tuple[float, float, float, float]
+    confidence: float
+    label: str | None = None
+    score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FrameOverlay:
+    """The live tracks of one camera frame, for the dashboard's overlay (``frame_time``: Unix seconds).
+
+    Example:
+        >>> FrameOverlay("cam1", 2.0, (TrackOverlay(3, (1.0, 2.0, 30.0, 60.0), 0.8),)).tracks[0].track_id
+        3
+    """
+
+    camera_id: str
+    frame_time: float
+    tracks: tuple[TrackOverlay, ...]

@@ -1,90 +1,92 @@
-"""The compute pipeline: the one place where the stages meet, in data-flow order.
+"""The compute loop: the stages built by :func:`~actwatch.service.stages.build_stages`, run step by step.
 
-One thread runs :meth:`StreamPipeline.step` in a loop. Each step:
+One thread runs :meth:`StreamPipeline.step` in a loop. Each step takes the newest frame of every camera
+(from the :class:`~actwatch.service.camera_set.CameraSet`; readers keep at most 1-2, older ones are
+dropped and counted) and runs these phases, each timed by one :class:`~actwatch.service.phases.PhaseTimer`:
 
-1. **capture** — takes the newest frame of every camera (readers keep at most 1-2; older ones were
-   dropped and counted by the reader);
-2. **tracker** — detects persons in all those frames in *one* batched detector call, then runs each
-   camera's own ByteTrack;
-3. **buffers** — samples every track at the model's fps and crops the due tracks;
-4. **model** — encodes all new crops of all cameras in *one* ``encoder.onnx`` batch (each crop is
-   encoded once, ever) and, for every track with ``stride`` new samples and a full window, runs
-   ``head.onnx`` on the cached features, all such tracks in one batch;
-5. **service** — applies the alert rules and hands events (with the frame for the snapshot and the
-   window's crops as evidence) and live track boxes to the :class:`~actwatch.service.sink.EventSink`.
+1. **detect** — persons in all those frames in *one* batched detector call;
+2. **track** — each camera's own ByteTrack; the ends of tracks are reported here, once, to everything
+   that keeps per-track state (buffers, alert rules, live labels, metrics: the
+   :class:`~actwatch.tracker.track_end.TrackEndListener` protocol);
+3. **encode** — samples every track at the model's fps, crops the due tracks and encodes all new crops
+   of all cameras in *one* ``encoder.onnx`` batch (each crop is encoded once, ever);
+4. **classify** — ``head.onnx`` on the cached features of every track with ``stride`` new samples and a
+   full window, all such tracks in one batch;
+5. **emit** — alert rules; events (with the confirming frame and the window's crops as evidence) and
+   live track boxes go to the :class:`~actwatch.service.stages.Sink`.
 
 A failing step is logged and the loop goes on: one bad frame or camera never stops the others.
 
-Example (the stages wired by hand, a finite file source, one step at a time — what the tests and the
-benchmark do)::
+Example (a fake detector that finds nobody, one step at a time — what the tests and the benchmark do
+with the real stages):
 
-    pipeline = StreamPipeline(detector=detector, runtime=runtime, buffers=buffers, alerts=alerts,
-                              sink=sink, metrics=metrics, reader_factory=make_reader)
-    pipeline.add_camera(CameraConfig(id="cam1", url="vtest.avi"))
-    while pipeline.step().frames or not pipeline.all_ended():
-        ...
+    >>> import tempfile, pathlib, numpy as np
+    >>> from actwatch.capture.frame import Frame
+    >>> from actwatch.capture.handoff import DropOldestQueue
+    >>> from actwatch.capture.sources import SourceSpec
+    >>> from actwatch.config import CameraConfig
+    >>> from actwatch.model.config import InputSpec
+    >>> from actwatch.service.alerts import AlertEngine
+    >>> from actwatch.service.metrics import ServiceMetrics
+    >>> from actwatch.service.stages import Stages
+    >>> from actwatch.tracker.buffers import TrackBufferStore
+    >>> from actwatch.tracker.bytetrack import CameraTracker
+    >>> from actwatch.tracker.detections import Detections
+    >>> class Nobody:
+    ...     def detect(self, images): return [Detections.empty() for _ in images]
+    >>> class Runtime:
+    ...     classes, spec, supports_feature_cache = ["walking"], InputSpec(seq_len=4, input_size=(32, 32)), True
+    >>> class Replay:  # two frames, then the end
+    ...     def __init__(self, camera_id):
+    ...         self.source, self.frame_rate = SourceSpec.parse("rtsp://cam.local/1"), 10.0
+    ...         self.frames = DropOldestQueue(maxsize=2)
+    ...         self.pending = [Frame(camera_id, i, i / 10, 0.0, np.zeros((48, 64, 3), np.uint8)) for i in range(2)]
+    ...     def feed(self):
+    ...         if self.pending: self.frames.put(self.pending.pop(0)); return True
+    ...         self.frames.close(); return False
+    ...     def start(self): pass
+    ...     def stop(self, timeout=0.0): pass
+    ...     def status(self): return None
+    >>> class Sink:
+    ...     def emit_event(self, alert): pass
+    ...     def emit_tracks(self, overlay): pass
+    >>> replay = Replay("cam1")
+    >>> pipeline = StreamPipeline(Stages(
+    ...     reader_factory=lambda camera: replay, detector=Nobody(), tracker_factory=CameraTracker,
+    ...     buffers=TrackBufferStore(Runtime.spec), runtime=Runtime(), alerts=AlertEngine([], ["walking"]),
+    ...     sink=Sink(), metrics=ServiceMetrics()))
+    >>> pipeline.add_camera(CameraConfig(id="cam1", url="rtsp://cam.local/1"))
+    >>> reports = []
+    >>> while replay.feed():
+    ...     reports.append(pipeline.step())
+    >>> [r.frames for r in reports], pipeline.step().frames, pipeline.all_ended()
+    ([1, 1], 0, True)
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import numpy as np
 
-from actwatch.capture.frame import Frame
-from actwatch.capture.handoff import END, DropOldestQueue
-from actwatch.capture.reader import CameraReader, CameraStatus
-from actwatch.capture.sources import SourceSpec
-from actwatch.config import AppConfig, CameraConfig
+from actwatch.capture.reader import CameraStatus
+from actwatch.config import CameraConfig
 from actwatch.errors import ActwatchError
-from actwatch.service.alerts import AlertEngine
-from actwatch.service.events import Event
-from actwatch.service.metrics import ServiceMetrics
-from actwatch.tracker.buffers import PendingSample, TrackBufferStore
-from actwatch.tracker.bytetrack import CameraTracker, TrackerSettings
+from actwatch.service.camera_set import CameraFrame, CameraSet
+from actwatch.service.events import AlertRecord, Event
+from actwatch.service.live_labels import LiveLabels
+from actwatch.service.phases import CameraStep, PhaseTimer, StepMetrics
+from actwatch.service.stages import Stages
+from actwatch.tracker.buffers import PendingSample
+from actwatch.tracker.bytetrack import CameraTracker
 from actwatch.tracker.detections import Detections
+from actwatch.tracker.track_end import TrackEndListener, report_camera_dropped, report_ended
 from actwatch.tracker.window import TrackWindow
 
 log = logging.getLogger(__name__)
-
-_FPS_WINDOW_S = 5.0
-
-
-class Detector(Protocol):
-    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
-
-
-class Runtime(Protocol):
-    @property
-    def classes(self) -> Sequence[str]: ...
-    @property
-    def supports_feature_cache(self) -> bool: ...
-
-    def encode(self, crops: np.ndarray) -> np.ndarray: ...
-    def classify(self, features: np.ndarray) -> np.ndarray: ...
-    def classify_crops(self, windows: np.ndarray) -> np.ndarray: ...
-
-
-class Reader(Protocol):
-    """What the pipeline needs of a camera reader (:class:`CameraReader`, or a replay for tests)."""
-
-    source: SourceSpec
-    frames: DropOldestQueue[Frame]
-
-    def start(self) -> None: ...
-    def stop(self, timeout: float = ...) -> None: ...
-    def status(self) -> CameraStatus: ...
-
-
-class Sink(Protocol):
-    def emit_event(self, event: Event, frame_bgr: np.ndarray | None, crops: np.ndarray | None) -> Any: ...
-    def emit_tracks(self, camera_id: str, frame_time: float, tracks: Sequence[dict[str, Any]]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,111 +115,47 @@ class StepReport:
         return cls(0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
 
 
-@dataclass(slots=True, eq=False)
-class _Camera:
-    config: CameraConfig
-    reader: Reader
-    tracker: CameraTracker
-    ended: bool = False
-    processed_times: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=128))
+@dataclass(frozen=True, slots=True, eq=False)
+class _Tracked:
+    """One camera's frame after the track phase."""
 
-    def processed_fps(self) -> float:
-        """Frames per second this camera was processed at, over its last 128 processed frames."""
-        times = self.processed_times
-        span = times[-1] - times[0] if len(times) >= 2 else 0.0
-        return (len(times) - 1) / span if span > 0 else 0.0
+    source: CameraFrame[CameraTracker]
+    tracked: Detections
 
 
 class StreamPipeline:
     """Cameras -> batched detection -> per-camera ByteTrack -> feature-cached windows -> alerts.
 
-    Implements :class:`~actwatch.service.controller.CameraController` for the API. Collaborators are
-    passed in (see :meth:`from_config` for the service's wiring), so tests and the benchmark run the
-    same code on finite sources, one :meth:`step` at a time.
+    Implements :class:`~actwatch.service.controller.CameraController` for the API. Its parts each have
+    one owner: the cameras a :class:`~actwatch.service.camera_set.CameraSet`, the overlay labels a
+    :class:`~actwatch.service.live_labels.LiveLabels`, the metrics a
+    :class:`~actwatch.service.phases.StepMetrics`; this class runs the step and the thread.
     """
 
-    def __init__(
-        self,
-        *,
-        detector: Detector,
-        runtime: Runtime,
-        buffers: TrackBufferStore,
-        alerts: AlertEngine,
-        sink: Sink,
-        metrics: ServiceMetrics,
-        reader_factory: Callable[[CameraConfig], Reader],
-        tracker_factory: Callable[[str], CameraTracker] | None = None,
-        stride: int = 5,
-        publish_tracks: bool = True,
-        idle_sleep_s: float = 0.01,
-    ) -> None:
-        if stride < 1:
+    def __init__(self, stages: Stages) -> None:
+        if stages.stride < 1:
             raise ValueError("stride must be >= 1")
-        self.detector = detector
-        self.runtime = runtime
-        self.buffers = buffers
-        self.alerts = alerts
-        self.sink = sink
-        self.metrics = metrics
-        self._reader_factory = reader_factory
-        self._tracker_factory = tracker_factory or (lambda camera_id: CameraTracker(camera_id))
-        self.stride = stride
-        self.publish_tracks = publish_tracks
-        self._idle_sleep_s = idle_sleep_s
-        self._cameras: dict[str, _Camera] = {}
-        self._removed: collections.deque[str] = collections.deque()
-        self._lock = threading.Lock()
+        self.stages = stages
+        self.detector = stages.detector
+        self.runtime = stages.runtime
+        self.buffers = stages.buffers
+        self.alerts = stages.alerts
+        self.sink = stages.sink
+        self.stride = stages.stride
+        self.publish_tracks = stages.publish_tracks
+        self.cameras: CameraSet[CameraTracker] = CameraSet(stages.reader_factory, stages.tracker_factory)
+        self.labels = LiveLabels()
+        self.step_metrics = StepMetrics(stages.metrics)
+        # Everything that keeps per-track state, told once when a track ends or a camera goes.
+        self._track_listeners: tuple[TrackEndListener, ...] = (
+            self.buffers,
+            self.alerts,
+            self.labels,
+            self.step_metrics,
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # Latest label of each live track, for the live overlay; freed with the track.
-        self._labels: dict[tuple[str, int], tuple[str, float]] = {}
         self.step_failures = 0
-
-    # ------------------------------------------------------------------------------------ wiring
-    @classmethod
-    def from_config(cls, config: AppConfig, *, sink: Sink, metrics: ServiceMetrics) -> StreamPipeline:
-        """Build every stage from the configuration, in data-flow order. Heavy: loads both models.
-
-        Raises :class:`~actwatch.errors.ActwatchError` for a missing or corrupt model or detector file.
-        """
-        from actwatch.assets import ensure_detector
-        from actwatch.model.runtime import ActionRuntime
-        from actwatch.tracker.detector import PersonDetector
-
-        # capture: one reader per camera, created when the camera is added
-        def make_reader(camera: CameraConfig) -> CameraReader:
-            return CameraReader(
-                camera.id, SourceSpec.parse(camera.url), config.capture, loop=camera.loop, realtime=camera.realtime
-            )
-
-        # tracker: one batched detector for all cameras, one ByteTrack per camera
-        weights = config.detector.weights or ensure_detector(fetch=False)  # never download here
-        detector = PersonDetector(weights, config.detector)
-        tracker_settings = TrackerSettings(**config.tracker.model_dump())
-        # model: encoder once per crop, head per window
-        runtime = ActionRuntime(
-            config.model.dir, providers=config.model.providers, intra_op_threads=config.model.intra_op_threads
-        )
-        buffers = TrackBufferStore(
-            runtime.spec,
-            max_tracks_per_camera=config.pipeline.max_tracks_per_camera,
-            max_total_mb=config.pipeline.max_buffer_mb,
-        )
-        # service: alert rules -> sink (store + WebSocket)
-        alerts = AlertEngine(config.alerts.rules, runtime.classes)
-        return cls(
-            detector=detector,
-            runtime=runtime,
-            buffers=buffers,
-            alerts=alerts,
-            sink=sink,
-            metrics=metrics,
-            reader_factory=make_reader,
-            tracker_factory=lambda camera_id: CameraTracker(camera_id, settings=tracker_settings),
-            stride=config.pipeline.stride,
-            publish_tracks=config.pipeline.publish_tracks,
-            idle_sleep_s=config.pipeline.tick_interval_s,
-        )
 
     # ------------------------------------------------------------------------- CameraController
     def start(self) -> None:
@@ -233,65 +171,40 @@ class StreamPipeline:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        with self._lock:
-            cameras = list(self._cameras.values())
-        for cam in cameras:
-            cam.reader.stop(timeout=2.0)
+        self.cameras.stop_all()
 
     def add_camera(self, cfg: CameraConfig) -> None:
         """Start reading ``cfg``; a bad URL raises :class:`~actwatch.errors.ActwatchError`."""
-        with self._lock:
-            if cfg.id in self._cameras:
-                raise ActwatchError(f"camera '{cfg.id}' is already running")
-        reader = self._reader_factory(cfg)
-        cam = _Camera(config=cfg, reader=reader, tracker=self._tracker_factory(cfg.id))
+        self.cameras.add(cfg)
         self.alerts.set_zone(cfg.id, cfg.zone)
-        with self._lock:
-            self._cameras[cfg.id] = cam
-        reader.start()
-        log.info("camera %s added (%s)", cfg.id, reader.source.masked)
 
     def update_camera(self, cfg: CameraConfig) -> None:
         """Apply a new name or zone without reconnecting."""
-        with self._lock:
-            cam = self._cameras.get(cfg.id)
-            if cam is not None:
-                cam.config = cfg
+        self.cameras.update(cfg)
         self.alerts.set_zone(cfg.id, cfg.zone)
 
     def remove_camera(self, camera_id: str) -> None:
         """Stop the camera; its tracks, buffers and alert state are freed by the compute thread."""
-        with self._lock:
-            cam = self._cameras.pop(camera_id, None)
-            self._removed.append(camera_id)
-        if cam is not None:
-            cam.reader.stop(timeout=2.0)
+        self.cameras.remove(camera_id)
         if self._thread is None or not self._thread.is_alive():
             self._free_removed()
-        log.info("camera %s removed", camera_id)
 
     def statuses(self) -> list[CameraStatus]:
-        with self._lock:
-            cameras = list(self._cameras.values())
-        return [cam.reader.status() for cam in cameras]
+        return self.cameras.statuses()
 
     def ready(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
 
     # ------------------------------------------------------------------------------------ helpers
     def camera_ids(self) -> list[str]:
-        with self._lock:
-            return list(self._cameras)
+        return self.cameras.ids()
 
     def all_ended(self) -> bool:
         """Whether every camera's stream has ended (finite files only; live cameras never end)."""
-        with self._lock:
-            return all(cam.ended for cam in self._cameras.values())
+        return self.cameras.all_ended()
 
     def processed_fps(self, camera_id: str) -> float:
-        with self._lock:
-            cam = self._cameras.get(camera_id)
-        return cam.processed_fps() if cam is not None else 0.0
+        return self.cameras.processed_fps(camera_id)
 
     # ---------------------------------------------------------------------------------- the loop
     def _run(self) -> None:
@@ -304,66 +217,70 @@ class StreamPipeline:
                 log.exception("pipeline step failed; continuing")
                 report = StepReport.idle()
             if report.frames == 0:
-                self._stop.wait(self._idle_sleep_s)
+                self._stop.wait(self.stages.idle_sleep_s)
         log.info("pipeline stopped")
 
     def _free_removed(self) -> None:
-        while True:
-            with self._lock:
-                if not self._removed:
-                    return
-                camera_id = self._removed.popleft()
-            self.buffers.drop_camera(camera_id)
-            self.alerts.forget_camera(camera_id)
-            self.metrics.remove_camera(camera_id)
-            for key in [k for k in self._labels if k[0] == camera_id]:
-                del self._labels[key]
-
-    def _newest_frames(self) -> list[tuple[_Camera, Frame]]:
-        with self._lock:
-            cameras = list(self._cameras.values())
-        out = []
-        for cam in cameras:
-            frames = []
-            for item in cam.reader.frames.drain():
-                if item is END:
-                    cam.ended = True
-                elif isinstance(item, Frame):
-                    frames.append(item)
-            if frames:
-                # Only the newest frame is worth processing; the older ones count as dropped.
-                self.metrics.count_skipped(cam.config.id, len(frames) - 1)
-                out.append((cam, frames[-1]))
-        return out
+        for camera_id in self.cameras.take_removed():
+            report_camera_dropped(self._track_listeners, camera_id)
 
     def step(self) -> StepReport:
         """Process the newest frame of every camera once; return what was done."""
         self._free_removed()
-        batch = self._newest_frames()
+        batch = self.cameras.newest_frames()
         if not batch:
             return StepReport.idle()
         now = time.perf_counter()
+        timer = PhaseTimer()
+        with timer.phase("detect"):
+            detections = self.detector.detect([item.frame.image for item in batch])
+        with timer.phase("track"):
+            tracked = self._track(batch, detections)
+        with timer.phase("encode"):
+            pending = self._sample_and_encode(tracked)
+        with timer.phase("classify"):
+            windows = self.buffers.take_ready(self.stride)
+            probs = self._classify(windows)
+        with timer.phase("emit"):
+            events = self._emit(tracked, windows, probs)
 
-        # tracker: one batched detection call, then each camera's own ByteTrack
-        t0 = time.perf_counter()
-        detections = self.detector.detect([frame.image for _, frame in batch])
-        t1 = time.perf_counter()
-        tracked_per_camera: list[tuple[_Camera, Frame, Detections]] = []
-        for (cam, frame), dets in zip(batch, detections, strict=True):
-            tracked = cam.tracker.update(dets, frame.image)
-            ended = cam.tracker.removed_track_ids
-            if ended:
-                self.buffers.end_tracks(cam.config.id, ended)
-                for track_id in ended:
-                    self.alerts.forget_track(cam.config.id, track_id)
-                    self._labels.pop((cam.config.id, track_id), None)
-            tracked_per_camera.append((cam, frame, tracked))
-        t2 = time.perf_counter()
+        steps = []
+        for item in tracked:
+            camera = item.source.camera
+            camera.processed_times.append(now)
+            steps.append(
+                CameraStep(item.source.camera_id, item.source.skipped, len(item.tracked), camera.processed_fps())
+            )
+        self.step_metrics.record(timer, steps, encoded=bool(pending), classified=bool(windows))
+        return StepReport(
+            frames=len(batch),
+            detections=sum(len(d) for d in detections),
+            tracks=sum(len(item.tracked) for item in tracked),
+            crops_encoded=len(pending),
+            windows_classified=len(windows),
+            detect_s=timer.seconds("detect"),
+            track_s=timer.seconds("track"),
+            encode_s=timer.seconds("encode"),
+            classify_s=timer.seconds("classify"),
+            events=tuple(events),
+            windows=tuple(windows),
+        )
 
-        # buffers + model: every new crop of every camera encoded once, in one batch
+    # ---------------------------------------------------------------------------------- phases
+    def _track(self, batch: list[CameraFrame[CameraTracker]], detections: list[Detections]) -> list[_Tracked]:
+        """Each camera's own ByteTrack; the one place where the end of a track is reported."""
+        out = []
+        for item, dets in zip(batch, detections, strict=True):
+            tracked = item.tracker.update(dets, item.frame.image)
+            report_ended(self._track_listeners, item.camera_id, item.tracker.removed_track_ids)
+            out.append(_Tracked(item, tracked))
+        return out
+
+    def _sample_and_encode(self, tracked: list[_Tracked]) -> list[PendingSample]:
+        """Every new crop of every camera encoded once, in one batch, and committed to its window."""
         pending: list[PendingSample] = []
-        for _, frame, tracked in tracked_per_camera:
-            pending += self.buffers.sample(frame, tracked)
+        for item in tracked:
+            pending += self.buffers.sample(item.source.frame, item.tracked)
         if pending:
             crops = np.stack([p.crop for p in pending])
             if self.runtime.supports_feature_cache:
@@ -371,51 +288,7 @@ class StreamPipeline:
             else:  # whole-clip models (R3D-18) keep only crops; a placeholder feature marks the slot
                 features = np.zeros((len(pending), 1), np.float32)
             self.buffers.commit(pending, features)
-        t3 = time.perf_counter()
-
-        # model: the temporal head on every track due for classification, one batch
-        windows = self.buffers.take_ready(self.stride)
-        probs = self._classify(windows)
-        t4 = time.perf_counter()
-
-        # service: alert rules -> events (snapshot of the confirming frame, crops as evidence)
-        frames_by_camera = {cam.config.id: frame for cam, frame, _ in tracked_per_camera}
-        events: list[Event] = []
-        for window, p in zip(windows, probs, strict=True):
-            best = int(np.argmax(p))
-            self._labels[(window.camera_id, window.track_id)] = (self.runtime.classes[best], float(p[best]))
-            for event in self.alerts.update(window, p):
-                confirming = frames_by_camera.get(window.camera_id)
-                self.sink.emit_event(event, confirming.image if confirming is not None else None, window.crops)
-                events.append(event)
-        if self.publish_tracks:
-            for cam, frame, tracked in tracked_per_camera:
-                self.sink.emit_tracks(cam.config.id, frame.wall_time, self._track_overlay(cam.config.id, tracked))
-
-        self.metrics.observe_stage("detect", t1 - t0)
-        self.metrics.observe_stage("track", t2 - t1)
-        if pending:
-            self.metrics.observe_stage("encode", t3 - t2)
-        if windows:
-            self.metrics.observe_stage("classify", t4 - t3)
-        for cam, _, tracked in tracked_per_camera:
-            cam.processed_times.append(now)
-            self.metrics.count_processed(cam.config.id)
-            self.metrics.set_active_tracks(cam.config.id, len(tracked))
-            self.metrics.set_processed_fps(cam.config.id, cam.processed_fps())
-        return StepReport(
-            frames=len(batch),
-            detections=sum(len(d) for d in detections),
-            tracks=sum(len(tracked) for _, _, tracked in tracked_per_camera),
-            crops_encoded=len(pending),
-            windows_classified=len(windows),
-            detect_s=t1 - t0,
-            track_s=t2 - t1,
-            encode_s=t3 - t2,
-            classify_s=t4 - t3,
-            events=tuple(events),
-            windows=tuple(windows),
-        )
+        return pending
 
     def _classify(self, windows: list[TrackWindow]) -> np.ndarray:
         if not windows:
@@ -427,17 +300,20 @@ class StreamPipeline:
             raise ActwatchError("a whole-clip model needs the track buffers to keep crops (keep_crops=True)")
         return self.runtime.classify_crops(np.stack([c for c in crops if c is not None]))
 
-    def _track_overlay(self, camera_id: str, tracked: Detections) -> list[dict[str, Any]]:
-        overlay = []
-        for box, conf, track_id in zip(tracked.xyxy, tracked.confidence, tracked.track_id, strict=True):
-            label, score = self._labels.get((camera_id, int(track_id)), (None, None))
-            overlay.append(
-                {
-                    "track_id": int(track_id),
-                    "bbox": [round(float(v), 1) for v in box],
-                    "confidence": round(float(conf), 3),
-                    "label": label,
-                    "score": None if score is None else round(score, 3),
-                }
-            )
-        return overlay
+    def _emit(self, tracked: list[_Tracked], windows: list[TrackWindow], probs: np.ndarray) -> list[Event]:
+        """Alert rules -> events (snapshot of the confirming frame, crops as evidence); live overlays."""
+        frames_by_camera = {item.source.camera_id: item.source.frame for item in tracked}
+        events: list[Event] = []
+        for window, p in zip(windows, probs, strict=True):
+            best = int(np.argmax(p))
+            self.labels.record(window.camera_id, window.track_id, self.runtime.classes[best], float(p[best]))
+            for event in self.alerts.update(window, p):
+                confirming = frames_by_camera.get(window.camera_id)
+                image = confirming.image if confirming is not None else None
+                self.sink.emit_event(AlertRecord(event, image, window.crops))
+                events.append(event)
+        if self.publish_tracks:
+            for item in tracked:
+                frame = item.source.frame
+                self.sink.emit_tracks(self.labels.overlay(item.source.camera_id, frame.wall_time, item.tracked))
+        return events

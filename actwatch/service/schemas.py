@@ -102,6 +102,16 @@ class CameraPublic(BaseModel):
         )
 
 
+def snapshot_url(event_id: str) -> str:
+    """Route of an event's snapshot JPEG (``GET /events/{id}/snapshot``)."""
+    return f"/events/{event_id}/snapshot"
+
+
+def crops_url(event_id: str) -> str:
+    """Route of an event's crops PNG (``GET /events/{id}/crops``)."""
+    return f"/events/{event_id}/crops"
+
+
 class EventPublic(BaseModel):
     """An alert as the API and the WebSocket show it."""
 
@@ -127,8 +137,8 @@ class EventPublic(BaseModel):
             start_time=event.start_time,
             frame_time=event.frame_time,
             bbox=list(event.bbox),
-            snapshot_url=event.snapshot_url if snapshot else None,
-            crops_url=f"/events/{event.id}/crops" if crops else None,
+            snapshot_url=snapshot_url(event.id) if snapshot else None,
+            crops_url=crops_url(event.id) if crops else None,
         )
 
 

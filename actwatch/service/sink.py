@@ -4,11 +4,13 @@ Example:
     >>> import tempfile, pathlib
     >>> from actwatch.service.broadcast import Broadcaster
     >>> from actwatch.service.metrics import ServiceMetrics
+    >>> import numpy as np
+    >>> from actwatch.service.events import Event
     >>> from actwatch.service.store import EventStore
     >>> tmp = pathlib.Path(tempfile.mkdtemp())
     >>> sink = EventSink(EventStore("sqlite://", tmp), Broadcaster(), ServiceMetrics())
     >>> e = Event("cam1", 4, "fall", 0.8, 1.0, 2.0, (1.0, 1.0, 20.0, 30.0), id="ev1")
-    >>> sink.emit_event(e, np.zeros((48, 64, 3), np.uint8), None)["snapshot_url"]
+    >>> sink.emit_event(AlertRecord(e, np.zeros((48, 64, 3), np.uint8), None)).snapshot_url
     '/events/ev1/snapshot'
 """
 
@@ -16,13 +18,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
-
-import numpy as np
+from collections.abc import Callable
 
 from actwatch.service.broadcast import Broadcaster
-from actwatch.service.events import Event
+from actwatch.service.events import AlertRecord, FrameOverlay
+from actwatch.service.messages import EventMessage, TracksMessage
 from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.schemas import EventPublic
 from actwatch.service.store import EventStore, render_snapshot
@@ -42,7 +42,9 @@ class EventSink:
         >>> from actwatch.service.metrics import ServiceMetrics
         >>> sink = EventSink(EventStore("sqlite://", pathlib.Path(tempfile.mkdtemp())), Broadcaster(),
         ...                  ServiceMetrics())
-        >>> sink.emit_tracks("cam1", 2.0, [{"track_id": 3, "bbox": [1, 2, 30, 60]}]); sink.failures
+        >>> from actwatch.service.events import TrackOverlay
+        >>> sink.emit_tracks(FrameOverlay("cam1", 2.0, (TrackOverlay(3, (1.0, 2.0, 30.0, 60.0), 0.8),)))
+        >>> sink.failures
         0
     """
 
@@ -60,13 +62,14 @@ class EventSink:
         self._clock = clock
         self.failures = 0
 
-    def emit_event(self, event: Event, frame_bgr: np.ndarray | None, crops: np.ndarray | None) -> dict[str, Any]:
-        """Store, count and broadcast ``event``; ``frame_bgr`` is the confirming frame (for the snapshot),
-        ``crops`` the ``(T, H, W, 3)`` uint8 evidence. Returns the event as broadcast."""
+    def emit_event(self, alert: AlertRecord) -> EventPublic:
+        """Store, count and broadcast ``alert.event`` with its evidence; return the event as broadcast."""
+        event = alert.event
         stored_snapshot = stored_crops = False
         try:
-            jpeg = render_snapshot(frame_bgr, event.bbox, event.label, event.score) if frame_bgr is not None else None
-            record = self._store.add(event, jpeg, crops)
+            frame = alert.frame_bgr
+            jpeg = render_snapshot(frame, event.bbox, event.label, event.score) if frame is not None else None
+            record = self._store.add(event, jpeg, alert.crops)
             stored_snapshot = record.snapshot_path is not None
             stored_crops = record.crops_path is not None
         except Exception:
@@ -80,19 +83,16 @@ class EventSink:
             )
         self._metrics.count_event(event.camera_id, event.label)
         self._metrics.observe_frame_to_event(self._clock() - event.frame_time)
-        payload = EventPublic.build(event, snapshot=stored_snapshot, crops=stored_crops).model_dump(mode="json")
+        public = EventPublic.build(event, snapshot=stored_snapshot, crops=stored_crops)
         try:
-            self._broadcaster.publish({"type": "event", "event": payload})
+            self._broadcaster.publish(EventMessage(public))
         except Exception:  # a broken broadcast must not take the pipeline thread down
             log.exception("could not broadcast event %s", event.id)
-        return payload
+        return public
 
-    def emit_tracks(self, camera_id: str, frame_time: float, tracks: Sequence[Mapping[str, Any]]) -> None:
-        """Broadcast the live tracks of one frame (``[{"track_id": 3, "bbox": [x1, y1, x2, y2], ...}]``)
-        to the clients subscribed to tracks."""
+    def emit_tracks(self, overlay: FrameOverlay) -> None:
+        """Broadcast the live tracks of one frame to the clients subscribed to tracks."""
         try:
-            self._broadcaster.publish(
-                {"type": "tracks", "camera_id": camera_id, "frame_time": frame_time, "tracks": list(tracks)}
-            )
+            self._broadcaster.publish(TracksMessage(overlay))
         except Exception:
-            log.exception("could not broadcast tracks of %s", camera_id)
+            log.exception("could not broadcast tracks of %s", overlay.camera_id)

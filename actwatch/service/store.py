@@ -168,6 +168,28 @@ def render_snapshot(
     return buf.tobytes()
 
 
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which stored events to list: all filters optional; ``since`` inclusive and ``until`` exclusive,
+    both on ``frame_time`` (Unix seconds); one page of ``limit`` after ``offset``.
+
+    Example:
+        >>> EventFilter(label="fall").limit
+        50
+    """
+
+    camera_id: str | None = None
+    label: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+def _existing(path: Path | None) -> Path | None:
+    return path if path is not None and path.is_file() else None
+
+
 class EventStore:
     """Events in a database, their snapshots and crops in ``media_dir``. Thread-safe; survives restarts.
 
@@ -178,7 +200,7 @@ class EventStore:
         >>> import tempfile, pathlib
         >>> tmp = pathlib.Path(tempfile.mkdtemp())
         >>> store = EventStore("sqlite://", tmp)  # in memory
-        >>> store.query(label="fall")
+        >>> store.query(EventFilter(label="fall"))
         ([], 0)
     """
 
@@ -325,63 +347,47 @@ class EventStore:
         record = self.get_record(event_id)
         return None if record is None else record.event
 
-    def query_records(
-        self,
-        camera_id: str | None = None,
-        label: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> tuple[list[EventRecord], int]:
-        """Events matching the filters, newest first, and how many match in all.
-
-        ``since`` is inclusive and ``until`` exclusive, both on ``frame_time`` (Unix seconds).
-        """
-        if limit < 0 or offset < 0:
+    def query_records(self, where: EventFilter | None = None) -> tuple[list[EventRecord], int]:
+        """Events matching ``where`` (default: the newest 50), newest first, and how many match in all."""
+        where = where or EventFilter()
+        if where.limit < 0 or where.offset < 0:
             raise ValueError("limit and offset must be >= 0")
         t = self._events
         conditions: list[Any] = []
-        if camera_id is not None:
-            conditions.append(t.c.camera_id == camera_id)
-        if label is not None:
-            conditions.append(t.c.label == label)
-        if since is not None:
-            conditions.append(t.c.frame_time >= since)
-        if until is not None:
-            conditions.append(t.c.frame_time < until)
-        where = sa.and_(sa.true(), *conditions)
+        if where.camera_id is not None:
+            conditions.append(t.c.camera_id == where.camera_id)
+        if where.label is not None:
+            conditions.append(t.c.label == where.label)
+        if where.since is not None:
+            conditions.append(t.c.frame_time >= where.since)
+        if where.until is not None:
+            conditions.append(t.c.frame_time < where.until)
+        matching = sa.and_(sa.true(), *conditions)
         with self._engine.connect() as conn:
-            total = int(conn.execute(sa.select(sa.func.count()).select_from(t).where(where)).scalar_one())
+            total = int(conn.execute(sa.select(sa.func.count()).select_from(t).where(matching)).scalar_one())
             rows = conn.execute(
-                sa.select(t).where(where).order_by(t.c.frame_time.desc(), t.c.id.desc()).limit(limit).offset(offset)
+                sa.select(t)
+                .where(matching)
+                .order_by(t.c.frame_time.desc(), t.c.id.desc())
+                .limit(where.limit)
+                .offset(where.offset)
             ).all()
         return [self._record(row) for row in rows], total
 
-    def query(
-        self,
-        camera_id: str | None = None,
-        label: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> tuple[list[Event], int]:
+    def query(self, where: EventFilter | None = None) -> tuple[list[Event], int]:
         """Like :meth:`query_records`, events only."""
-        records, total = self.query_records(camera_id, label, since, until, limit, offset)
+        records, total = self.query_records(where)
         return [r.event for r in records], total
 
     def snapshot_path(self, event_id: str) -> Path | None:
         """The snapshot JPEG of ``event_id`` if the event and the file exist."""
         record = self.get_record(event_id)
-        path = record.snapshot_path if record else None
-        return path if path is not None and path.is_file() else None
+        return _existing(record.snapshot_path if record else None)
 
     def crops_path(self, event_id: str) -> Path | None:
         """The crops PNG strip of ``event_id`` if the event and the file exist."""
         record = self.get_record(event_id)
-        path = record.crops_path if record else None
-        return path if path is not None and path.is_file() else None
+        return _existing(record.crops_path if record else None)
 
     def count(self) -> int:
         with self._engine.connect() as conn:

@@ -111,11 +111,17 @@ class _TrackBuffer:
 class TrackBufferStore:
     """Rolling per-track windows of ``spec.seq_len`` samples with cached encoder features.
 
-    Example:
-        >>> store = TrackBufferStore(InputSpec(seq_len=8, input_size=(64, 64)))  # doctest: +SKIP
-        >>> pending = store.sample(frame, tracked)  # doctest: +SKIP
-        >>> store.commit(pending, runtime.encode(np.stack([p.crop for p in pending])))  # doctest: +SKIP
-        >>> windows = store.take_ready(stride=4)  # doctest: +SKIP
+    Example (one track seen in three frames at the model's 10 fps; the "encoder" gives 4-d features):
+        >>> from actwatch.model.config import InputSpec
+        >>> store = TrackBufferStore(InputSpec(seq_len=2, input_size=(32, 32), fps=10.0))
+        >>> tracked = Detections(np.array([[10, 10, 40, 80]], np.float32), np.array([0.9], np.float32),
+        ...                      np.array([0]), np.array([7]))
+        >>> for i in range(3):
+        ...     frame = Frame("cam1", i, i / 10, 0.0, np.zeros((120, 160, 3), np.uint8))
+        ...     pending = store.sample(frame, tracked)
+        ...     _ = store.commit(pending, np.full((len(pending), 4), i, np.float32))
+        >>> [(w.track_id, w.features[:, 0].tolist()) for w in store.take_ready(stride=1)]
+        [(7, [1.0, 2.0])]
     """
 
     def __init__(

@@ -103,11 +103,18 @@ class CameraTracker:
     ``update`` returns the detections that belong to a confirmed track, with ``track_id`` set. Boxes are
     the detector's measured boxes (not the Kalman estimate), so crops follow what was actually seen.
 
-    Example:
-        >>> tracker = CameraTracker("cam1", frame_rate=10)  # doctest: +SKIP
-        >>> tracked = tracker.update(detections, frame.image)  # doctest: +SKIP
-        >>> tracked.track_id, tracker.removed_track_ids  # doctest: +SKIP
-        (array([1, 2]), ())
+    Example (two persons seen, then nobody for longer than the lost-track buffer):
+        >>> image = np.zeros((120, 160, 3), np.uint8)
+        >>> two = Detections(np.array([[10, 10, 40, 80], [100, 20, 130, 90]], np.float32),
+        ...                  np.array([0.9, 0.8], np.float32), np.zeros(2, np.int64), np.full(2, -1))
+        >>> tracker = CameraTracker("cam1", frame_rate=10)
+        >>> tracked = tracker.update(two, image)
+        >>> tracked.track_id.tolist(), tracker.removed_track_ids
+        ([1, 2], ())
+        >>> for _ in range(12):
+        ...     tracked = tracker.update(Detections.empty(), image)
+        >>> tracked.track_id.tolist(), tracker.removed_track_ids
+        ([], (1, 2))
     """
 
     def __init__(self, camera_id: str, frame_rate: float = 30.0, settings: TrackerSettings | None = None) -> None:

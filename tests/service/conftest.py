@@ -3,7 +3,6 @@ the models) around the real store, broadcaster, metrics, sink and app; a real uv
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from fastapi.testclient import TestClient
 from actwatch.config import AppConfig, CameraConfig, mask_url
 from actwatch.service.app import create_app
 from actwatch.service.deps import ServiceState
+from tests.support.net import free_port
 
 TOKEN = "test-token-0123456789abcdef"
 CAMERA_PASSWORD = "hunter2secret"
@@ -122,12 +122,6 @@ def services_of(app: FastAPI) -> ServiceState:
     services = app.state.services
     assert isinstance(services, ServiceState)
     return services
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LiveServer:

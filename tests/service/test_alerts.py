@@ -146,11 +146,11 @@ def test_forget_track_resets_history_and_frees_state() -> None:
     eng = engine(AlertRule("fighting", threshold=0.5, n=2, m=3, cooldown_s=0, min_track_age_s=0))
     eng.update(window(0.0), probs(0.9))
     assert eng.active_tracks == 1
-    eng.forget_track("cam1", 1)
+    eng.end_tracks("cam1", [1])
     assert eng.active_tracks == 0
     assert eng.update(window(1.0), probs(0.9)) == []  # history was cleared: only 1 agreeing window
     eng.update(window(2.0, camera="cam2"), probs(0.9))
-    eng.forget_camera("cam1")
+    eng.drop_camera("cam1")
     assert eng.active_tracks == 1
 
 
@@ -162,7 +162,7 @@ def test_state_is_bounded() -> None:
         max_tracks=50,
         stale_after_s=60,
     )
-    for track in range(500):  # tracks that end without forget_track
+    for track in range(500):  # tracks that end without end_tracks
         eng.update(window(float(track), track=track), probs(0.1))
     assert eng.active_tracks == 50
     clock.now = 1000.0  # all of them went stale

@@ -20,7 +20,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from actwatch.errors import SourceError
 from actwatch.service.app import create_app
-from actwatch.service.events import Event
+from actwatch.service.events import AlertRecord, Event
 
 from .conftest import CAMERA_PASSWORD, TOKEN, FakeController, auth, frame, make_config, services_of
 
@@ -58,7 +58,7 @@ T0 = float(int(time.time()) - 3600)
 def emit(app: FastAPI, n: int, *, camera: str = "cam1", label: str = "fighting", t: float | None = None) -> Event:
     t = T0 + n if t is None else t
     event = Event(camera, n, label, 0.9, t - 1.0, t, (10.0, 20.0, 60.0, 110.0), id=f"ev{n:04d}")
-    services_of(app).sink.emit_event(event, frame(), np.zeros((4, 16, 16, 3), np.uint8))
+    services_of(app).sink.emit_event(AlertRecord(event, frame(), np.zeros((4, 16, 16, 3), np.uint8)))
     return event
 
 
@@ -348,7 +348,7 @@ def test_store_failure_still_broadcasts(app: FastAPI, client: TestClient) -> Non
     with client.websocket_connect(f"/ws/events?token={TOKEN}") as ws:
         assert ws.receive_json()["type"] == "hello"
         event = emit(app, 1)
-        assert ws.receive_json()["event"]["snapshot_url"] == event.snapshot_url
+        assert ws.receive_json()["event"]["snapshot_url"] == f"/events/{event.id}/snapshot"
         # break the media folder: a file where the shard folder "ev" should be
         shard = media / "ev"
         for p in shard.iterdir():

@@ -8,19 +8,36 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pytest
 
 from actwatch.service.broadcast import Broadcaster, Client, Subscription
+from actwatch.service.events import FrameOverlay, TrackOverlay
+from actwatch.service.messages import EventMessage, PongMessage, TracksMessage, encode
 from actwatch.service.metrics import ServiceMetrics
+from actwatch.service.schemas import EventPublic
 
 T = TypeVar("T")
+BBox = tuple[float, float, float, float]
 
 
-def event_msg(n: int, camera: str = "cam1", label: str = "fighting") -> dict[str, object]:
-    return {"type": "event", "event": {"id": f"e{n}", "camera_id": camera, "label": label, "n": n}}
+def event_msg(n: int, camera: str = "cam1", label: str = "fighting", pad: str | None = None) -> EventMessage:
+    """An event message numbered ``n`` (its track id); ``pad`` makes it bigger."""
+    event = EventPublic(
+        id=f"e{n}",
+        camera_id=camera,
+        track_id=n,
+        label=label,
+        score=0.5,
+        start_time=0.0,
+        frame_time=0.0,
+        bbox=[0.0, 0.0, 1.0, 1.0],
+        snapshot_url=pad,
+        crops_url=None,
+    )
+    return EventMessage(event)
 
 
 class LoopThread:
@@ -80,12 +97,12 @@ def test_slow_client_is_told_how_many_it_missed(loop_thread: LoopThread) -> None
     loop_thread.settle()
     messages = drain(loop_thread, slow)
     assert messages[0] == {"type": "dropped", "count": 7}
-    assert [m["event"]["n"] for m in messages[1:]] == [7, 8, 9, 10, 11]  # the newest, in order
+    assert [m["event"]["track_id"] for m in messages[1:]] == [7, 8, 9, 10, 11]  # the newest, in order
     assert slow.dropped_total == 7
     assert metrics.registry.get_sample_value("actwatch_ws_dropped_messages_total") == 7.0
     b.publish(event_msg(12))
     loop_thread.settle()
-    assert drain(loop_thread, slow) == [event_msg(12)]  # no dropped notice when nothing was lost
+    assert drain(loop_thread, slow) == [json.loads(encode(event_msg(12)))]  # no dropped notice when nothing was lost
 
 
 def test_publish_never_blocks_and_memory_stays_bounded(loop_thread: LoopThread) -> None:
@@ -97,7 +114,7 @@ def test_publish_never_blocks_and_memory_stays_bounded(loop_thread: LoopThread) 
     tracemalloc.start()
     start = time.perf_counter()
     for n in range(10_000):
-        b.publish({"type": "event", "event": {"camera_id": "cam1", "label": "a", "n": n, "pad": payload}})
+        b.publish(event_msg(n, "cam1", "a", pad=payload))
     elapsed = time.perf_counter() - start
     loop_thread.settle()
     _, peak = tracemalloc.get_traced_memory()
@@ -128,7 +145,7 @@ def test_publish_from_many_threads(loop_thread: LoopThread) -> None:
     got = drain(loop_thread, client)
     assert len(got) == 2000 and b.published == 2000
     for k in range(4):  # each publisher's messages arrive in its order
-        ns = [m["event"]["n"] for m in got if m["event"]["n"] // 1000 == k]
+        ns = [m["event"]["track_id"] for m in got if m["event"]["track_id"] // 1000 == k]
         assert ns == sorted(ns) and len(ns) == 500
 
 
@@ -141,12 +158,12 @@ def test_subscription_filters(loop_thread: LoopThread) -> None:
     b.publish(event_msg(1, "cam1", "fighting"))
     b.publish(event_msg(2, "cam2", "fighting"))
     b.publish(event_msg(3, "cam1", "falling"))
-    b.publish({"type": "tracks", "camera_id": "cam1", "frame_time": 1.0, "tracks": []})
+    b.publish(TracksMessage(FrameOverlay("cam1", 1.0, ())))
     loop_thread.settle()
-    assert [m.get("event", {}).get("n") for m in drain(loop_thread, everything)] == [1, 2, 3]  # no tracks
-    assert [m["event"]["n"] for m in drain(loop_thread, cam2)] == [2]
+    assert [m.get("event", {}).get("track_id") for m in drain(loop_thread, everything)] == [1, 2, 3]  # no tracks
+    assert [m["event"]["track_id"] for m in drain(loop_thread, cam2)] == [2]
     got = drain(loop_thread, falls)
-    assert [m["type"] for m in got] == ["event", "tracks"] and got[0]["event"]["n"] == 3
+    assert [m["type"] for m in got] == ["event", "tracks"] and got[0]["event"]["track_id"] == 3
 
 
 def test_replies_come_first_and_close_wakes_the_reader(loop_thread: LoopThread) -> None:
@@ -155,7 +172,7 @@ def test_replies_come_first_and_close_wakes_the_reader(loop_thread: LoopThread) 
     client = loop_thread.call(b.connect, Subscription())
     b.publish(event_msg(1))
     loop_thread.settle()
-    loop_thread.call(client.reply, {"type": "pong"})
+    loop_thread.call(client.reply, PongMessage())
     assert [m["type"] for m in drain(loop_thread, client)] == ["pong", "event"]
 
     async def wait_then_close() -> str | None:
@@ -172,17 +189,19 @@ def test_numpy_values_are_serialised(loop_thread: LoopThread) -> None:
     b = Broadcaster(queue_size=4)
     b.bind(loop_thread.loop)
     client = loop_thread.call(b.connect, Subscription.of(tracks=True))
-    b.publish(
-        {
-            "type": "tracks",
-            "camera_id": "cam1",
-            "frame_time": np.float64(2.5),
-            "tracks": [{"track_id": np.int64(3), "bbox": np.array([1.0, 2.0, 3.0, 4.0], np.float32)}],
-        }
+    # numpy values that reach a message at run time (the types say int and float)
+    track = TrackOverlay(
+        track_id=cast(int, np.int64(3)),
+        bbox=cast(BBox, tuple(np.array([1.0, 2.0, 3.0, 4.0], np.float32))),
+        confidence=cast(float, np.float32(0.5)),
     )
+    b.publish(TracksMessage(FrameOverlay("cam1", np.float64(2.5), (track,))))
     loop_thread.settle()
     (msg,) = drain(loop_thread, client)
-    assert msg["tracks"] == [{"track_id": 3, "bbox": [1.0, 2.0, 3.0, 4.0]}] and msg["frame_time"] == 2.5
+    assert msg["tracks"] == [
+        {"track_id": 3, "bbox": [1.0, 2.0, 3.0, 4.0], "confidence": 0.5, "label": None, "score": None}
+    ]
+    assert msg["frame_time"] == 2.5
 
 
 def test_unbound_broadcaster_drops_silently() -> None:

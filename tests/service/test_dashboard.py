@@ -15,7 +15,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from actwatch.service.events import Event
+from actwatch.service.events import AlertRecord, Event
 
 from .conftest import CAMERA_PASSWORD, TOKEN, LiveServer, frame, services_of
 
@@ -67,7 +67,7 @@ def test_dashboard_shows_cameras_and_live_events(app: FastAPI, browser: WebDrive
     sink = services_of(app).sink
     now = time.time()  # recent: the purge at start-up removes events older than the retention
     stored = Event("cam1", 3, "fighting", 0.91, now - 60, now - 59, (10.0, 20.0, 60.0, 110.0), id="stored01")
-    sink.emit_event(stored, frame(), None)  # before the server starts: only in the store
+    sink.emit_event(AlertRecord(stored, frame(), None))  # before the server starts: only in the store
     wait = WebDriverWait(browser, WAIT_S)
 
     with LiveServer(app) as server:
@@ -84,7 +84,7 @@ def test_dashboard_shows_cameras_and_live_events(app: FastAPI, browser: WebDrive
         # live: wait for the WebSocket, then emit from this thread (the pipeline's role)
         wait.until(lambda d: d.find_element(By.ID, "ws-status").text == "live")
         live = Event("cam1", 5, "falling", 0.88, now - 2, now, (20.0, 10.0, 80.0, 100.0), id="live0001")
-        sink.emit_event(live, frame(), None)
+        sink.emit_event(AlertRecord(live, frame(), None))
         item_css = '#live-events li[data-event-id="live0001"]'
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, item_css))
         text = browser.find_element(By.CSS_SELECTOR, item_css).text

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from actwatch.config import AppConfig
-from tests.service.live import LiveService, collect, free_port, wait_for
+from tests.service.live import LiveService, collect, wait_for
+from tests.support.net import free_port
 from tests.support.rtsp import RtspPublisher, RtspServer
 
 pytestmark = pytest.mark.slow

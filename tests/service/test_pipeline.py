@@ -1,6 +1,8 @@
 """StreamPipeline replayed frame by frame on vtest.avi with the real detector and real ONNX graphs.
 
-The detector and runtime are the real ones, wrapped by recorders that delegate and remember the batch
+The stages are built by the service's own wiring (:func:`~actwatch.service.stages.build_stages`) from an
+:class:`~actwatch.config.AppConfig`, with replays of vtest.avi as readers. The detector and runtime
+are the real ones, wrapped by recorders that delegate and remember the batch
 sizes they were called with, so the tests can check the streaming contract: one detector call per step
 for all cameras, one encoder call per step for all new crops, every crop encoded exactly once, and the
 head fed the very features the encoder produced.
@@ -10,27 +12,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pytest
 
 from actwatch.capture.replay import ReplayReader
-from actwatch.config import AlertRuleConfig, CameraConfig
-from actwatch.model.runtime import ActionRuntime
-from actwatch.service.alerts import AlertEngine
-from actwatch.service.events import Event
+from actwatch.config import AppConfig
+from actwatch.model.config import InputSpec
+from actwatch.model.runtime import RecognitionRuntime
+from actwatch.service.events import AlertRecord, FrameOverlay
 from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.pipeline import StepReport, StreamPipeline
-from actwatch.tracker.buffers import TrackBufferStore
+from actwatch.service.stages import Detector, build_stages
 from actwatch.tracker.detections import Detections
-from actwatch.tracker.detector import DetectorSettings, PersonDetector
 
 FRAMES = 30
 
 
 class RecordingDetector:
-    def __init__(self, detector: PersonDetector) -> None:
+    def __init__(self, detector: Detector) -> None:
         self.detector = detector
         self.batches: list[int] = []
 
@@ -40,7 +39,7 @@ class RecordingDetector:
 
 
 class RecordingRuntime:
-    def __init__(self, runtime: ActionRuntime) -> None:
+    def __init__(self, runtime: RecognitionRuntime) -> None:
         self.runtime = runtime
         self.encoded: list[np.ndarray] = []  # every feature the encoder produced, in order
         self.encode_calls = 0
@@ -49,6 +48,10 @@ class RecordingRuntime:
     @property
     def classes(self) -> Sequence[str]:
         return self.runtime.classes
+
+    @property
+    def spec(self) -> InputSpec:
+        return self.runtime.spec
 
     @property
     def supports_feature_cache(self) -> bool:
@@ -70,42 +73,58 @@ class RecordingRuntime:
 
 class CollectingSink:
     def __init__(self) -> None:
-        self.events: list[tuple[Event, np.ndarray | None, np.ndarray | None]] = []
-        self.tracks: list[tuple[str, list[dict[str, Any]]]] = []
+        self.events: list[AlertRecord] = []
+        self.tracks: list[FrameOverlay] = []
 
-    def emit_event(self, event: Event, frame_bgr: np.ndarray | None, crops: np.ndarray | None) -> None:
-        self.events.append((event, frame_bgr, crops))
+    def emit_event(self, alert: AlertRecord) -> None:
+        self.events.append(alert)
 
-    def emit_tracks(self, camera_id: str, frame_time: float, tracks: Sequence[dict[str, Any]]) -> None:
-        self.tracks.append((camera_id, list(tracks)))
-
-
-@pytest.fixture(scope="module")
-def detector(detector_weights: Path) -> PersonDetector:
-    return PersonDetector(detector_weights, DetectorSettings(person_class_ids=[0, 1], conf=0.1, imgsz=320))
+    def emit_tracks(self, overlay: FrameOverlay) -> None:
+        self.tracks.append(overlay)
 
 
 def _pipeline(
-    detector: PersonDetector, model_dir: Path, vtest: Path, cameras: Sequence[str], stride: int = 2
+    detector_weights: Path, model_dir: Path, vtest: Path, cameras: Sequence[str], stride: int = 2
 ) -> tuple[StreamPipeline, dict[str, ReplayReader], RecordingDetector, RecordingRuntime, CollectingSink]:
-    runtime = RecordingRuntime(ActionRuntime(model_dir))
-    recorder = RecordingDetector(detector)
+    config = AppConfig.model_validate(
+        {
+            "cameras": [{"id": cam, "url": str(vtest)} for cam in cameras],
+            "detector": {"weights": str(detector_weights), "person_class_ids": [0, 1], "conf": 0.1, "imgsz": 320},
+            "model": {"dir": str(model_dir)},
+            "pipeline": {"stride": stride},
+            "alerts": {
+                "rules": [
+                    {"label": "walking", "threshold": 0.01, "n": 1, "m": 1, "cooldown_s": 0, "min_track_age_s": 0}
+                ]
+            },
+        }
+    )
+    recorders: dict[str, RecordingDetector | RecordingRuntime] = {}
+
+    def record_detector(detector: Detector) -> Detector:
+        recorders["detector"] = recorder = RecordingDetector(detector)
+        return recorder
+
+    def record_runtime(runtime: RecognitionRuntime) -> RecognitionRuntime:
+        recorders["runtime"] = recorder = RecordingRuntime(runtime)
+        return recorder
+
     sink = CollectingSink()
     readers = {cam: ReplayReader(cam, vtest, max_frames=FRAMES) for cam in cameras}
-    rule = AlertRuleConfig(label="walking", threshold=0.01, n=1, m=1, cooldown_s=0, min_track_age_s=0)
-    pipeline = StreamPipeline(
-        detector=recorder,
-        runtime=runtime,
-        buffers=TrackBufferStore(runtime.runtime.spec),
-        alerts=AlertEngine([rule], runtime.classes),
+    stages = build_stages(
+        config,
         sink=sink,
         metrics=ServiceMetrics(),
         reader_factory=lambda camera: readers[camera.id],
-        stride=stride,
+        wrap_detector=record_detector,
+        wrap_runtime=record_runtime,
     )
-    for cam in cameras:
-        pipeline.add_camera(CameraConfig(id=cam, url=str(vtest)))
-    return pipeline, readers, recorder, runtime, sink
+    pipeline = StreamPipeline(stages)
+    for camera in config.cameras:
+        pipeline.add_camera(camera)
+    detector, runtime = recorders["detector"], recorders["runtime"]
+    assert isinstance(detector, RecordingDetector) and isinstance(runtime, RecordingRuntime)
+    return pipeline, readers, detector, runtime, sink
 
 
 def _replay(pipeline: StreamPipeline, readers: dict[str, ReplayReader]) -> list[StepReport]:
@@ -117,9 +136,11 @@ def _replay(pipeline: StreamPipeline, readers: dict[str, ReplayReader]) -> list[
 
 
 def test_each_crop_is_encoded_once_and_the_head_reads_the_cached_features(
-    detector: PersonDetector, exported_model_dir: Path, vtest_path: Path
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path
 ) -> None:
-    pipeline, readers, recorder, runtime, sink = _pipeline(detector, exported_model_dir, vtest_path, ["cam1", "cam2"])
+    pipeline, readers, recorder, runtime, sink = _pipeline(
+        detector_weights, exported_model_dir, vtest_path, ["cam1", "cam2"]
+    )
     reports = _replay(pipeline, readers)
 
     # One detector call per step, with the frames of both cameras.
@@ -141,30 +162,30 @@ def test_each_crop_is_encoded_once_and_the_head_reads_the_cached_features(
     assert {w.camera_id for w in windows} == {"cam1", "cam2"}
     # Events carry the confirming frame and the window's crops as evidence.
     assert sink.events
-    event, frame, evidence = sink.events[0]
+    event, frame, evidence = sink.events[0].event, sink.events[0].frame_bgr, sink.events[0].crops
     assert event.label == "walking" and event.camera_id in {"cam1", "cam2"}
     assert frame is not None and frame.shape == (576, 768, 3)
     assert evidence is not None and evidence.shape[0] == seq_len
     # The live overlay got the current label once a track was classified.
-    assert any(t["label"] is not None for _, tracks in sink.tracks for t in tracks)
+    assert any(t.label is not None for overlay in sink.tracks for t in overlay.tracks)
     assert pipeline.all_ended()
 
 
 def test_stride_sets_how_often_a_track_is_classified(
-    detector: PersonDetector, exported_model_dir: Path, vtest_path: Path
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path
 ) -> None:
     counts = {}
     for stride in (1, 4):
-        pipeline, readers, _, _, _ = _pipeline(detector, exported_model_dir, vtest_path, ["cam1"], stride=stride)
+        pipeline, readers, _, _, _ = _pipeline(
+            detector_weights, exported_model_dir, vtest_path, ["cam1"], stride=stride
+        )
         counts[stride] = sum(r.windows_classified for r in _replay(pipeline, readers))
     assert counts[1] > 0
     assert counts[4] < counts[1] / 2
 
 
-def test_removing_a_camera_frees_its_tracks(
-    detector: PersonDetector, exported_model_dir: Path, vtest_path: Path
-) -> None:
-    pipeline, readers, _, _, _ = _pipeline(detector, exported_model_dir, vtest_path, ["cam1", "cam2"])
+def test_removing_a_camera_frees_its_tracks(detector_weights: Path, exported_model_dir: Path, vtest_path: Path) -> None:
+    pipeline, readers, _, _, _ = _pipeline(detector_weights, exported_model_dir, vtest_path, ["cam1", "cam2"])
     for _ in range(10):
         for reader in readers.values():
             reader.feed()
@@ -176,3 +197,14 @@ def test_removing_a_camera_frees_its_tracks(
     assert pipeline.buffers.track_ids("cam2") == []
     assert pipeline.camera_ids() == ["cam1"]
     assert [s.camera_id for s in pipeline.statuses()] == ["cam1"]
+
+
+def test_each_camera_tracker_gets_its_source_frame_rate(
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path
+) -> None:
+    pipeline, readers, _, _, _ = _pipeline(detector_weights, exported_model_dir, vtest_path, ["cam1"])
+    assert pipeline.cameras.tracker("cam1") is None  # made at the first frame, when the rate is known
+    readers["cam1"].feed()
+    pipeline.step()
+    tracker = pipeline.cameras.tracker("cam1")
+    assert tracker is not None and tracker.frame_rate == 10.0  # vtest.avi's own rate, not a default

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from actwatch.service.events import Event
-from actwatch.service.store import EventStore, encode_crops_strip, render_snapshot
+from actwatch.service.store import EventFilter, EventStore, encode_crops_strip, render_snapshot
 from tests.support.postgres import PostgresServer
 
 DAY = 86400.0
@@ -106,23 +106,23 @@ def test_query_filters_order_and_pagination(tmp_path: Path, open_store: StoreOpe
     store = open_store(tmp_path)
     for i in range(30):
         store.add(make_event(i, camera=f"cam{i % 3}", label="fighting" if i % 2 else "falling"), None, None)
-    items, total = store.query(limit=10)
+    items, total = store.query(EventFilter(limit=10))
     assert total == 30 and len(items) == 10
     assert [e.id for e in items] == [f"ev{i:04d}" for i in range(29, 19, -1)]  # newest first
-    page3, total3 = store.query(limit=10, offset=20)
+    page3, total3 = store.query(EventFilter(limit=10, offset=20))
     assert total3 == 30 and [e.id for e in page3] == [f"ev{i:04d}" for i in range(9, -1, -1)]
-    assert store.query(limit=10, offset=30) == ([], 30)
+    assert store.query(EventFilter(limit=10, offset=30)) == ([], 30)
 
-    items, total = store.query(camera_id="cam1")
+    items, total = store.query(EventFilter(camera_id="cam1"))
     assert total == 10 and all(e.camera_id == "cam1" for e in items)
-    items, total = store.query(camera_id="cam1", label="fighting")
+    items, total = store.query(EventFilter(camera_id="cam1", label="fighting"))
     assert total == len([i for i in range(30) if i % 3 == 1 and i % 2]) == 5
     assert {e.id for e in items} == {f"ev{i:04d}" for i in range(30) if i % 3 == 1 and i % 2}
 
     t0 = 1_700_000_000.0
-    items, total = store.query(since=t0 + 10, until=t0 + 20)  # since inclusive, until exclusive
+    items, total = store.query(EventFilter(since=t0 + 10, until=t0 + 20))  # since inclusive, until exclusive
     assert total == 10 and {e.frame_time for e in items} == {t0 + i for i in range(10, 20)}
-    assert store.query(label="nothing") == ([], 0)
+    assert store.query(EventFilter(label="nothing")) == ([], 0)
 
 
 def test_survives_reopen(tmp_path: Path, open_store: StoreOpener) -> None:
@@ -170,7 +170,7 @@ def test_concurrent_writers_and_readers(tmp_path: Path, open_store: StoreOpener)
     def reader() -> None:
         try:
             for _ in range(50):
-                store.query(limit=5)
+                store.query(EventFilter(limit=5))
                 store.count()
         except BaseException as exc:
             errors.append(exc)

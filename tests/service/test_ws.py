@@ -5,21 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 
-import numpy as np
 import pytest
 import websockets
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from actwatch.service.events import Event
+from actwatch.service.events import AlertRecord, Event, FrameOverlay, TrackOverlay
 
 from .conftest import TOKEN, LiveServer, frame, services_of
 
 
 def emit(app: FastAPI, n: int, camera: str = "cam1", label: str = "fighting") -> Event:
     event = Event(camera, n, label, 0.9, 1.0, 2.0, (1.0, 2.0, 30.0, 60.0), id=f"ws{n:04d}")
-    services_of(app).sink.emit_event(event, frame(), None)
+    services_of(app).sink.emit_event(AlertRecord(event, frame(), None))
     return event
 
 
@@ -98,12 +97,14 @@ def test_subscription_filter(app: FastAPI, client: TestClient) -> None:
         sink = services_of(app).sink
         emit(app, 1, "cam1", "falling")  # wrong camera
         emit(app, 2, "cam2", "fighting")  # wrong label
-        sink.emit_tracks("cam1", 5.0, [{"track_id": 1, "bbox": [0, 0, 1, 1]}])  # wrong camera
-        sink.emit_tracks("cam2", 6.0, [{"track_id": np.int64(4), "bbox": np.array([1.0, 2.0, 3.0, 4.0])}])
+        sink.emit_tracks(FrameOverlay("cam1", 5.0, (TrackOverlay(1, (0.0, 0.0, 1.0, 1.0), 0.9),)))  # wrong camera
+        sink.emit_tracks(FrameOverlay("cam2", 6.0, (TrackOverlay(4, (1.0, 2.0, 3.0, 4.0), 0.8, "falling", 0.7),)))
         wanted = emit(app, 3, "cam2", "falling")
         msg = filtered.receive_json()
         assert msg["type"] == "tracks" and msg["camera_id"] == "cam2"
-        assert msg["tracks"] == [{"track_id": 4, "bbox": [1.0, 2.0, 3.0, 4.0]}]
+        assert msg["tracks"] == [
+            {"track_id": 4, "bbox": [1.0, 2.0, 3.0, 4.0], "confidence": 0.8, "label": "falling", "score": 0.7}
+        ]
         msg = filtered.receive_json()
         assert msg["type"] == "event" and msg["event"]["id"] == wanted.id
         # the unfiltered client got all three events and no tracks

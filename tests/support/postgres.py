@@ -15,12 +15,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from pathlib import Path
 from types import TracebackType
+
+from tests.support.net import free_port
 
 SETUP_HINT = "install the Debian package 'postgresql' by running the project's setup (scripts/setup.sh)"
 
@@ -32,18 +33,12 @@ def _pg_bin() -> Path:
     return Path(found[-1]).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PostgresServer:
     """One PostgreSQL cluster in a temporary folder, listening on 127.0.0.1 only."""
 
     def __init__(self) -> None:
         self.bin = _pg_bin()
-        self.port = _free_port()
+        self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="actwatch-pg-"))
         self.data = self.root / "data"
         self.as_user: list[str] = []

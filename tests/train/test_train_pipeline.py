@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from actwatch.train.dataset import DatasetIndex
 from actwatch.train.evaluate import evaluate_checkpoint
 from actwatch.train.trainer import TrainResult, train
 from actwatch.train.windows import window_indices
+from tests.support.net import free_port
 
 from .conftest import small_config
 
@@ -111,12 +111,6 @@ def load_checkpoint_state(cfg, dataset: DatasetIndex) -> dict[str, np.ndarray]: 
     spec = InputSpec.for_arch(cfg.model.arch, seq_len=cfg.seq_len, input_size=dataset.input_size, fps=dataset.fps)
     ckpt = init_checkpoint(dataset.classes, cfg.model, spec)
     return {k: v.numpy().copy() for k, v in ckpt.state_dict.items()}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_torchrun_world_size_one_gloo(

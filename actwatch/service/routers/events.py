@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
@@ -16,7 +17,7 @@ from fastapi.responses import FileResponse
 from actwatch.config import CAMERA_ID_PATTERN
 from actwatch.service.deps import Config, Store, require_token
 from actwatch.service.schemas import EventPage, EventPublic
-from actwatch.service.store import EVENT_ID_PATTERN, EventRecord
+from actwatch.service.store import EVENT_ID_PATTERN, EventFilter, EventRecord
 
 EventIdPath = Annotated[str, Path(pattern=EVENT_ID_PATTERN, description="Event id.")]
 HARD_PAGE_CAP = 10_000  # server.max_page_size (<= this) is the configurable limit
@@ -33,6 +34,13 @@ def _public(record: EventRecord) -> EventPublic:
     return EventPublic.build(
         record.event, snapshot=record.snapshot_path is not None, crops=record.crops_path is not None
     )
+
+
+def _media(path: FilePath | None, media_type: str, missing: str) -> FileResponse:
+    """A stored event file (cacheable: it never changes), or 404 with ``missing``."""
+    if path is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=missing)
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=86400"})
 
 
 def router() -> APIRouter:
@@ -58,7 +66,11 @@ def router() -> APIRouter:
                 422,
                 detail=f"limit must be <= {config.server.max_page_size} (server.max_page_size)",
             )
-        records, total = store.query_records(camera, label, _unix(since), _unix(until), limit, offset)
+        records, total = store.query_records(
+            EventFilter(
+                camera_id=camera, label=label, since=_unix(since), until=_unix(until), limit=limit, offset=offset
+            )
+        )
         return EventPage(items=[_public(r) for r in records], total=total, limit=limit, offset=offset)
 
     @api.get("/{event_id}", summary="One event", responses=not_found)
@@ -75,10 +87,7 @@ def router() -> APIRouter:
         responses={200: {"content": {"image/jpeg": {}}}, **not_found},
     )
     def get_snapshot(event_id: EventIdPath, store: Store) -> FileResponse:
-        path = store.snapshot_path(event_id)
-        if path is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no snapshot for event '{event_id}'")
-        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+        return _media(store.snapshot_path(event_id), "image/jpeg", f"no snapshot for event '{event_id}'")
 
     @api.get(
         "/{event_id}/crops",
@@ -87,9 +96,6 @@ def router() -> APIRouter:
         responses={200: {"content": {"image/png": {}}}, **not_found},
     )
     def get_crops(event_id: EventIdPath, store: Store) -> FileResponse:
-        path = store.crops_path(event_id)
-        if path is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no crops for event '{event_id}'")
-        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
+        return _media(store.crops_path(event_id), "image/png", f"no crops for event '{event_id}'")
 
     return api

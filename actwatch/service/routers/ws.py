@@ -23,15 +23,22 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
 from pydantic import BaseModel, ValidationError
 
 import actwatch
 from actwatch.service.auth import bearer_from_header, token_matches
-from actwatch.service.broadcast import Client, Subscription
+from actwatch.service.broadcast import Client
 from actwatch.service.deps import ServiceState, get_services
+from actwatch.service.messages import (
+    ErrorMessage,
+    HelloMessage,
+    PongMessage,
+    ReplyMessage,
+    SubscribedMessage,
+    Subscription,
+)
 from actwatch.service.schemas import AuthMessage, PingMessage, SubscribeMessage
 
 log = logging.getLogger(__name__)
@@ -59,33 +66,29 @@ async def _authenticate(websocket: WebSocket, services: ServiceState) -> bool:
     return False
 
 
-def _error(message: str) -> dict[str, Any]:
-    return {"type": "error", "message": message}
-
-
-def _handle(text: str, client: Client) -> dict[str, Any]:
+def _handle(text: str, client: Client) -> ReplyMessage:
     """The reply to one client message."""
     if len(text) > MAX_MESSAGE_CHARS:
-        return _error(f"message too long ({len(text)} characters, at most {MAX_MESSAGE_CHARS})")
+        return ErrorMessage(f"message too long ({len(text)} characters, at most {MAX_MESSAGE_CHARS})")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        return _error(f"malformed JSON: {exc.msg} at position {exc.pos}")
+        return ErrorMessage(f"malformed JSON: {exc.msg} at position {exc.pos}")
     kind = data.get("type") if isinstance(data, dict) else None
     schema = _MESSAGES.get(kind) if isinstance(kind, str) else None
     if schema is None:
-        return _error(f"unknown message type {kind!r}; expected one of: {', '.join(_MESSAGES)}")
+        return ErrorMessage(f"unknown message type {kind!r}; expected one of: {', '.join(_MESSAGES)}")
     try:
         message = schema.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors(include_url=False)
         )
-        return _error(f"invalid {kind} message: {problems}")
+        return ErrorMessage(f"invalid {kind} message: {problems}")
     if isinstance(message, SubscribeMessage):
         client.subscription = Subscription.of(message.cameras, message.labels, message.tracks)
-        return {"type": "subscribed", **client.subscription.to_json()}
-    return {"type": "pong"}
+        return SubscribedMessage(client.subscription)
+    return PongMessage()
 
 
 async def _send_loop(websocket: WebSocket, client: Client) -> None:
@@ -112,13 +115,12 @@ def router() -> APIRouter:
         broadcaster = services.broadcaster
         client = broadcaster.connect(Subscription())
         client.reply(
-            {
-                "type": "hello",
-                "version": actwatch.__version__,
-                "cameras": [c.id for c in services.cameras.list()],
-                "subscription": client.subscription.to_json(),
-                "queue_size": client.maxsize,
-            }
+            HelloMessage(
+                version=actwatch.__version__,
+                cameras=tuple(services.cameras.ids()),
+                subscription=client.subscription,
+                queue_size=client.maxsize,
+            )
         )
         sender = asyncio.create_task(_send_loop(websocket, client))
         try:
@@ -128,7 +130,7 @@ def router() -> APIRouter:
                     break
                 text = message.get("text")
                 if text is None:
-                    client.reply(_error("binary messages are not supported; send JSON text"))
+                    client.reply(ErrorMessage("binary messages are not supported; send JSON text"))
                     continue
                 client.reply(_handle(text, client))
         except (WebSocketDisconnect, RuntimeError):

@@ -1,0 +1,90 @@
+"""Timing the compute step's named phases in one place, and feeding the step's figures to the metrics.
+
+:class:`PhaseTimer` measures each phase of one :meth:`~actwatch.service.pipeline.StreamPipeline.step`
+(``detect``, ``track``, ``encode``, ``classify``, ``emit``); :class:`StepMetrics` is the one owner of
+what the compute loop tells :class:`~actwatch.service.metrics.ServiceMetrics`.
+
+Example:
+    >>> timer = PhaseTimer()
+    >>> with timer.phase("detect"):
+    ...     pass
+    >>> timer.seconds("detect") >= 0.0, timer.seconds("classify")
+    (True, 0.0)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from actwatch.service.metrics import ServiceMetrics
+
+Phase = Literal["detect", "track", "encode", "classify", "emit"]
+
+
+class PhaseTimer:
+    """Seconds spent in each phase of one step (a phase not run took 0 s)."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self._clock = clock
+        self._seconds: dict[Phase, float] = {}
+
+    @contextlib.contextmanager
+    def phase(self, name: Phase) -> Iterator[None]:
+        start = self._clock()
+        try:
+            yield
+        finally:
+            self._seconds[name] = self._seconds.get(name, 0.0) + self._clock() - start
+
+    def seconds(self, name: Phase) -> float:
+        return self._seconds.get(name, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class CameraStep:
+    """What one step did for one camera, for the per-camera metrics."""
+
+    camera_id: str
+    skipped_frames: int  # older frames of the camera dropped in favour of the newest
+    tracks: int
+    processed_fps: float
+
+
+class StepMetrics:
+    """Feeds one step's phase latencies and per-camera figures to ``metrics``.
+
+    Example:
+        >>> m = ServiceMetrics()
+        >>> timer = PhaseTimer()
+        >>> StepMetrics(m).record(timer, [CameraStep("cam1", 2, 3, 9.5)], encoded=False, classified=False)
+        >>> m.registry.get_sample_value("actwatch_camera_frames_dropped_total", {"camera": "cam1"})
+        2.0
+    """
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self.metrics = metrics
+
+    def record(self, timer: PhaseTimer, cameras: Sequence[CameraStep], *, encoded: bool, classified: bool) -> None:
+        """``encoded``/``classified``: whether those phases had work (idle phases are not observed)."""
+        m = self.metrics
+        m.observe_stage("detect", timer.seconds("detect"))
+        m.observe_stage("track", timer.seconds("track"))
+        if encoded:
+            m.observe_stage("encode", timer.seconds("encode"))
+        if classified:
+            m.observe_stage("classify", timer.seconds("classify"))
+        for cam in cameras:
+            m.count_skipped(cam.camera_id, cam.skipped_frames)
+            m.count_processed(cam.camera_id)
+            m.set_active_tracks(cam.camera_id, cam.tracks)
+            m.set_processed_fps(cam.camera_id, cam.processed_fps)
+
+    def end_tracks(self, camera_id: str, track_ids: Sequence[int]) -> None:
+        """Nothing per track here; present so this is a track-end listener like the others."""
+
+    def drop_camera(self, camera_id: str) -> None:
+        self.metrics.remove_camera(camera_id)

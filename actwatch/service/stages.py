@@ -1,0 +1,152 @@
+"""The one place where the stages are built from the configuration, in data-flow order.
+
+:func:`build_stages` returns a frozen :class:`Stages`; :class:`~actwatch.service.pipeline.StreamPipeline`
+runs them. ``serve`` and ``demo`` (through :func:`~actwatch.service.app.create_app`), ``actwatch bench``
+and the pipeline tests all build their stages here, so what the benchmark measures is what the service
+runs. The replaceable parts are arguments: the sink and metrics, a reader factory (replays of a file
+for tests and the benchmark) and wrappers around the detector and the runtime (recorders in tests).
+
+Example (a finite file replayed one frame per step, as the tests and the benchmark do)::
+
+    stages = build_stages(config, sink=sink, metrics=metrics, reader_factory=lambda cam: replays[cam.id])
+    pipeline = StreamPipeline(stages)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import numpy as np
+
+from actwatch.config import AppConfig, CameraConfig
+from actwatch.model.runtime import RecognitionRuntime
+from actwatch.service.alerts import AlertEngine
+from actwatch.service.camera_set import Reader, ReaderFactory
+from actwatch.service.events import AlertRecord, FrameOverlay
+from actwatch.service.metrics import ServiceMetrics
+from actwatch.tracker.buffers import TrackBufferStore
+from actwatch.tracker.bytetrack import CameraTracker
+from actwatch.tracker.detections import Detections
+
+
+class Detector(Protocol):
+    """Detects persons in a batch of images (:class:`~actwatch.tracker.detector.PersonDetector`)."""
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
+
+
+class Sink(Protocol):
+    """Where the pipeline sends alerts and live overlays (:class:`~actwatch.service.sink.EventSink`)."""
+
+    def emit_event(self, alert: AlertRecord) -> object: ...
+    def emit_tracks(self, overlay: FrameOverlay) -> None: ...
+
+
+TrackerFactory = Callable[[str, float], CameraTracker]
+"""Makes camera ``camera_id``'s tracker for a source of ``frame_rate`` frames per second."""
+
+T = TypeVar("T")
+
+
+def _unchanged(part: T) -> T:
+    return part
+
+
+@dataclass(frozen=True, slots=True)
+class Stages:
+    """Every stage of the pipeline, in data-flow order, and the compute loop's settings."""
+
+    # capture: one reader per camera, made when the camera is added
+    reader_factory: ReaderFactory
+    # tracker: one batched detector for all cameras, one ByteTrack per camera
+    detector: Detector
+    tracker_factory: TrackerFactory
+    # buffers + model: encoder once per crop, head per window
+    buffers: TrackBufferStore
+    runtime: RecognitionRuntime
+    # service: alert rules -> sink (store + WebSocket), metrics
+    alerts: AlertEngine
+    sink: Sink
+    metrics: ServiceMetrics
+    stride: int = 5
+    publish_tracks: bool = True
+    idle_sleep_s: float = 0.01
+
+
+def camera_reader_factory(config: AppConfig) -> ReaderFactory:
+    """The service's readers: a :class:`~actwatch.capture.reader.CameraReader` per camera."""
+    from actwatch.capture.reader import CameraReader
+    from actwatch.capture.sources import SourceSpec
+
+    def make_reader(camera: CameraConfig) -> Reader:
+        return CameraReader(
+            camera.id, SourceSpec.parse(camera.url), config.capture, loop=camera.loop, realtime=camera.realtime
+        )
+
+    return make_reader
+
+
+def _person_detector(config: AppConfig) -> Detector:
+    from actwatch.assets import ensure_detector
+    from actwatch.tracker.detector import PersonDetector
+
+    weights = config.detector.weights
+    # Never download at start-up: a missing detector is an error that says to run `actwatch assets`.
+    # An unset device is resolved by the detector itself (the best available).
+    return PersonDetector(weights if weights is not None else ensure_detector(fetch=False), config.detector)
+
+
+def build_stages(
+    config: AppConfig,
+    *,
+    sink: Sink,
+    metrics: ServiceMetrics,
+    reader_factory: ReaderFactory | None = None,
+    wrap_detector: Callable[[Detector], Detector] = _unchanged,
+    wrap_runtime: Callable[[RecognitionRuntime], RecognitionRuntime] = _unchanged,
+) -> Stages:
+    """Build every stage from ``config``, in data-flow order. Heavy: loads the detector and the model.
+
+    ``reader_factory`` replaces the service's camera readers (replays); ``wrap_detector`` and
+    ``wrap_runtime`` receive the built detector and runtime and return what the pipeline uses (the
+    same object, a recorder around it, or one warmed up first).
+
+    Raises :class:`~actwatch.errors.ActwatchError` for a missing or corrupt model or detector file, and
+    :class:`~actwatch.errors.ConfigError` for an alert rule naming a class the model does not have.
+    """
+    from actwatch.model.runtime import ActionRuntime
+
+    # capture
+    readers = reader_factory or camera_reader_factory(config)
+    # tracker
+    detector = wrap_detector(_person_detector(config))
+    tracker_settings = config.tracker
+
+    def make_tracker(camera_id: str, frame_rate: float) -> CameraTracker:
+        return CameraTracker(camera_id, frame_rate=frame_rate, settings=tracker_settings)
+
+    # model
+    model = config.model
+    runtime = wrap_runtime(ActionRuntime(model.dir, providers=model.providers, intra_op_threads=model.intra_op_threads))
+    buffers = TrackBufferStore(
+        runtime.spec,
+        max_tracks_per_camera=config.pipeline.max_tracks_per_camera,
+        max_total_mb=config.pipeline.max_buffer_mb,
+    )
+    # service
+    alerts = AlertEngine(config.alerts.rules, runtime.classes)
+    return Stages(
+        reader_factory=readers,
+        detector=detector,
+        tracker_factory=make_tracker,
+        buffers=buffers,
+        runtime=runtime,
+        alerts=alerts,
+        sink=sink,
+        metrics=metrics,
+        stride=config.pipeline.stride,
+        publish_tracks=config.pipeline.publish_tracks,
+        idle_sleep_s=config.pipeline.tick_interval_s,
+    )

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from actwatch.errors import ActwatchError
+from actwatch.fileio import sha256_file
 from actwatch.model.checkpoint import Checkpoint, load_checkpoint
 from actwatch.model.manifest import (
     MANIFEST_FILE,
@@ -41,10 +42,10 @@ from actwatch.model.manifest import (
     MANIFEST_VERSION,
     GraphInfo,
     Manifest,
-    sha256_file,
 )
-from actwatch.model.networks import FEATURE_DIM, ActionRecognizer
+from actwatch.model.networks import FEATURE_DIM
 from actwatch.model.preprocess import preprocess_crops
+from actwatch.model.recognizer import Recognizer
 from actwatch.model.runtime import make_session
 
 EXPORT_BATCH = 2  # batch size traced into the graphs; parity runs at PARITY_BATCHES to prove dynamic axes
@@ -220,7 +221,7 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _parity(
-    model: nn.Module, ckpt: Checkpoint, graphs: dict[str, Path], fp16: bool, seed: int = 0
+    model: Recognizer, ckpt: Checkpoint, graphs: dict[str, Path], fp16: bool, seed: int = 0
 ) -> tuple[ParityCheck, ...]:
     spec = ckpt.input
     height, width = spec.input_size
@@ -243,12 +244,12 @@ def _parity(
         whole_ref = torch_run(model, windows)
         whole_ort = ort_run("model", windows)
         diffs.setdefault("model", []).append((_max_diff(whole_ort, whole_ref), float(np.abs(whole_ref).max())))
-        if isinstance(model, ActionRecognizer):
-            feats_ref = torch_run(model.encoder, frames)
+        if model.supports_feature_cache:
+            feats_ref = torch_run(model.frame_encoder(), frames)
             feats_ort = ort_run("encoder", frames)
             diffs.setdefault("encoder", []).append((_max_diff(feats_ort, feats_ref), float(np.abs(feats_ref).max())))
             seq_ref = feats_ref.reshape(batch, spec.seq_len, -1)
-            head_ref = torch_run(model.head, seq_ref)
+            head_ref = torch_run(model.feature_head(), seq_ref)
             head_ort = ort_run("head", seq_ref)
             diffs.setdefault("head", []).append((_max_diff(head_ort, head_ref), float(np.abs(head_ref).max())))
             split_ort = ort_run("head", feats_ort.reshape(batch, spec.seq_len, -1))
@@ -321,7 +322,7 @@ def export_checkpoint(
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     model = ckpt.build_model()
     spec = ckpt.input
-    split = isinstance(model, ActionRecognizer)
+    split = model.supports_feature_cache  # copied into the manifest: what the runtime reads
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.export-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -331,9 +332,12 @@ def export_checkpoint(
         examples: dict[str, tuple[nn.Module, torch.Tensor]] = {
             "model": (model, torch.randn(EXPORT_BATCH, spec.seq_len, 3, height, width, generator=gen))
         }
-        if isinstance(model, ActionRecognizer):
-            examples["encoder"] = (model.encoder, torch.randn(EXPORT_BATCH, 3, height, width, generator=gen))
-            examples["head"] = (model.head, torch.randn(EXPORT_BATCH, spec.seq_len, FEATURE_DIM, generator=gen))
+        if split:
+            examples["encoder"] = (model.frame_encoder(), torch.randn(EXPORT_BATCH, 3, height, width, generator=gen))
+            examples["head"] = (
+                model.feature_head(),
+                torch.randn(EXPORT_BATCH, spec.seq_len, FEATURE_DIM, generator=gen),
+            )
         graphs: dict[str, Path] = {}
         for role in ("encoder", "head", "model"):
             if role not in examples:

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
@@ -23,20 +22,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from actwatch.errors import ManifestError
+from actwatch.fileio import sha256_file
 from actwatch.model.config import Arch, InputSpec, describe_validation_error
 
 MANIFEST_FORMAT = "actwatch-onnx"
 MANIFEST_VERSION = 1
 MANIFEST_FILE = "manifest.json"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class GraphInfo(BaseModel):

@@ -20,9 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +29,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from actwatch.fileio import atomic_path
 from actwatch.model.config import InputSpec
 from actwatch.model.preprocess import preprocess_crops
 from actwatch.train.dataset import DatasetIndex, SequenceRecord
@@ -153,12 +151,11 @@ class FeatureCache:
             log.info("feature cache hit: %s", path)
             return cls.load(path)
         records = sorted(dataset.sequences, key=lambda r: r.seq_id)
-        dim = _feature_dim(encoder, spec, device)
+        dim = feature_dim(encoder, spec, device)
         total = sum(r.frames for r in records)
         log.info("encoding %d crops of %d sequences into %s", total, len(records), path)
-        tmp = cache_dir / f".{key}.{uuid.uuid4().hex[:8]}.tmp"
-        tmp.mkdir(parents=True)
-        try:
+        with atomic_path(path) as tmp:
+            tmp.mkdir()
             array = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float32, shape=(total, dim))
             encode_records(dataset, records, encoder, spec, array, device=device, batch=batch, progress=progress)
             array.flush()
@@ -176,18 +173,11 @@ class FeatureCache:
                 "dim": dim,
             }
             (tmp / "index.json").write_text(json.dumps(meta))
-            try:
-                os.replace(tmp, path)
-            except OSError:
-                if not (path / "index.json").is_file():  # another process won the race: use its entry
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return cls.load(path)
 
 
 @torch.no_grad()
-def _feature_dim(encoder: nn.Module, spec: InputSpec, device: torch.device) -> int:
+def feature_dim(encoder: nn.Module, spec: InputSpec, device: torch.device) -> int:
     was_training = encoder.training
     encoder.eval()
     h, w = spec.input_size

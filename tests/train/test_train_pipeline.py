@@ -14,10 +14,10 @@ from actwatch.export.onnx_export import export_checkpoint
 from actwatch.model.checkpoint import load_checkpoint
 from actwatch.model.config import ModelConfig
 from actwatch.model.runtime import ActionRuntime
+from actwatch.model.windows import window_indices
 from actwatch.train.dataset import DatasetIndex
 from actwatch.train.evaluate import evaluate_checkpoint
 from actwatch.train.trainer import TrainResult, train
-from actwatch.train.windows import window_indices
 
 from .conftest import small_config
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from actwatch.model.windows import window_indices
 from actwatch.train.config import AugmentConfig, TrainConfig, load_train_config
 from actwatch.train.metrics import classification_metrics
 from actwatch.train.trainer import class_weights
-from actwatch.train.windows import FeatureWindows, augment_window, window_indices
+from actwatch.train.windows import FeatureWindows, augment_window
 
 
 def test_window_offsets_and_short_policies() -> None:

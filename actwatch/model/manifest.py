@@ -61,9 +61,13 @@ class Manifest(BaseModel):
     (R3D-18) only ``model``.
 
     Example:
-        >>> m = load_manifest("exported/")  # doctest: +SKIP
-        >>> m.input_spec().seq_len, m.classes  # doctest: +SKIP
-        (30, ['walking', 'standing', 'fighting'])
+        >>> graph = GraphInfo(file="model.onnx", sha256="0" * 64, inputs=["frames"], outputs=["logits"])
+        >>> m = Manifest(format="actwatch-onnx", version=1, arch="r3d_18", classes=["walking", "falling"],
+        ...              seq_len=16, fps=10.0, input_size=(112, 112), mean=(0.4, 0.4, 0.4), std=(0.2, 0.2, 0.2),
+        ...              feature_dim=None, opset=17, fp16=False, split=False, graphs={"model": graph},
+        ...              created_at=datetime(2025, 1, 1))
+        >>> m.input_spec().seq_len, m.classes
+        (16, ['walking', 'falling'])
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -16,10 +16,13 @@ marker), which becomes a :class:`SequenceRecord` (a row of the index). Indexes w
 kept their segment and time span still load (those fields are then 0 and None).
 
 Example:
-    >>> ds = load_dataset(Path("data/ds"))             # doctest: +SKIP
-    >>> rec = ds.split("train")[0]                     # doctest: +SKIP
-    >>> ds.read_sequence(rec).shape                    # doctest: +SKIP
-    (42, 112, 112, 3)
+    >>> import tempfile
+    >>> from actwatch.train.synthetic import write_motion_dataset
+    >>> root = write_motion_dataset(Path(tempfile.mkdtemp()), videos_per_class=3, n_frames=12, size=32).root
+    >>> ds = load_dataset(root)
+    >>> rec = ds.split("train")[0]
+    >>> ds.read_sequence(rec).shape, (rec.track_id, rec.segment, rec.start_time, rec.end_time)
+    ((12, 32, 32, 3), (0, 0, 0.0, 1.1))
 """
 
 from __future__ import annotations
@@ -141,9 +144,11 @@ class DatasetIndex:
     """A loaded ``dataset.json``: what training and evaluation read.
 
     Example:
-        >>> ds = load_dataset(Path("data/ds"))            # doctest: +SKIP
-        >>> ds.classes, len(ds.split("val"))              # doctest: +SKIP
-        (['fighting', 'walking'], 12)
+        >>> import tempfile
+        >>> from actwatch.train.synthetic import write_motion_dataset
+        >>> ds = write_motion_dataset(Path(tempfile.mkdtemp()), videos_per_class=4, n_frames=8, size=32)
+        >>> ds.classes, len(ds.sequences)
+        (['moving_left', 'moving_right'], 8)
     """
 
     root: Path

@@ -6,10 +6,15 @@ Persons are found with the service's own detector, ByteTrack wrapper, fps sample
 cannot be read, is too short or shows no person is skipped with a warning and counted; the run goes on.
 Finished videos get a done marker (written after their sequences), so a re-run resumes.
 
-Example:
-    >>> s = ExtractSettings(whole_frame=True, input_size=(64, 64), fps=10.0, min_frames=8)
-    >>> summary = DatasetExtractor(s).run(Path("clips"), Path("data/ds"))   # doctest: +SKIP
-    >>> print(summary.format_table())                                       # doctest: +SKIP
+Example (whole-frame mode: no detector needed):
+    >>> import tempfile
+    >>> from actwatch.train.synthetic import write_motion_source
+    >>> root = Path(tempfile.mkdtemp())
+    >>> src = write_motion_source(root / "clips", "a", videos_per_class=3, n_frames=12, size=32)
+    >>> s = ExtractSettings(whole_frame=True, input_size=(32, 32), fps=10.0, min_frames=8)
+    >>> summary = DatasetExtractor(s, progress=False).run(src, root / "ds")
+    >>> summary.processed, summary.failed, len(summary.index.sequences)
+    (6, 0, 6)
 """
 
 from __future__ import annotations
@@ -200,10 +205,7 @@ class DatasetExtractor:
     ``detector`` may be given (tests, benchmarks); otherwise it is loaded from ``settings.detector``
     or the asset cache on first use. Not needed in whole-frame mode.
 
-    Example:
-        >>> ex = DatasetExtractor(ExtractSettings(whole_frame=True), progress=False)
-        >>> ex.run(Path("clips"), Path("data/ds")).processed  # doctest: +SKIP
-        12
+    See the module's example.
     """
 
     def __init__(self, settings: ExtractSettings, detector: Any | None = None, *, progress: bool = True) -> None:

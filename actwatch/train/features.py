@@ -10,9 +10,19 @@ two runs with the same encoder share them. Layout of one entry::
 An entry is written to a temporary folder and renamed into place, so a crash never leaves a half cache.
 
 Example:
-    >>> cache = FeatureCache.build_or_load(ds, model.encoder, spec, Path("cache"))   # doctest: +SKIP
-    >>> cache.features("v1/t0").shape                                               # doctest: +SKIP
-    (42, 1280)
+    >>> import tempfile
+    >>> from actwatch.model.config import ModelConfig
+    >>> from actwatch.model.networks import build_model
+    >>> from actwatch.train.synthetic import write_motion_dataset
+    >>> root = Path(tempfile.mkdtemp())
+    >>> ds = write_motion_dataset(root / "ds", videos_per_class=1, n_frames=6, size=32)
+    >>> encoder = build_model(ModelConfig(hidden_size=8, fc_size=4, pretrained=False), 2).frame_encoder()
+    >>> spec = InputSpec(input_size=32)
+    >>> cache = FeatureCache.build_or_load(ds, encoder, spec, root / "cache", device=torch.device("cpu"))
+    >>> cache.features(ds.sequences[0].seq_id).shape
+    (6, 1280)
+    >>> FeatureCache.find(ds, encoder, spec, root / "cache").path == cache.path  # found again, not rebuilt
+    True
 """
 
 from __future__ import annotations
@@ -103,10 +113,7 @@ def encode_records(
 class FeatureCache:
     """Per-sequence features of a whole dataset (all splits), memory-mapped from disk.
 
-    Example:
-        >>> cache = FeatureCache.find(ds, model.encoder, spec, Path("ds/.feature_cache"))  # doctest: +SKIP
-        >>> cache.dim                                                                    # doctest: +SKIP
-        1280
+    See the module's example.
     """
 
     path: Path

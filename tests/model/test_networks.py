@@ -147,3 +147,30 @@ def test_bad_backbone_weights_raise_config_error(tmp_path: Path) -> None:
     garbage.write_bytes(b"not a torch file")
     with pytest.raises(ConfigError, match="cannot be read"):
         build_model(ModelConfig(backbone_weights=garbage, **TINY), 2)
+
+
+def test_frozen_split_model_trains_only_its_head() -> None:
+    model = build_model(ModelConfig(**TINY), 3)
+    assert model.trainable_module() is model and not model.takes_features  # finetune: everything learns
+    model.freeze_backbone()
+    assert model.trainable_module() is model.feature_head() and model.takes_features
+    assert {id(p) for p in model.trainable_parameters()} == {id(p) for p in model.head.parameters()}
+    model.train()
+    assert model.head.training and not model.encoder.training  # frozen BatchNorm statistics stay
+    frames = torch.randn(2, 3, 3, 32, 32)
+    with torch.no_grad():
+        model.eval()
+        features = model.encode_frames(frames)
+        torch.testing.assert_close(model.classify_features(features), model(frames))
+    assert features.shape == (2, 3, FEATURE_DIM)
+
+
+def test_frozen_r3d18_is_a_linear_probe() -> None:
+    model = build_model(ModelConfig(arch="r3d_18", pretrained=False), 2)
+    model.freeze_backbone()
+    assert model.trainable_module() is model and not model.takes_features
+    assert {id(p) for p in model.trainable_parameters()} == {id(p) for p in model.net.fc.parameters()}
+    model.train()
+    assert model.net.fc.training and not model.net.layer1.training
+    with pytest.raises(TypeError, match="no per-frame encoder"):
+        model.frame_encoder()

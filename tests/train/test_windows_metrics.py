@@ -23,6 +23,14 @@ def test_window_offsets_and_short_policies() -> None:
     assert window_indices(3, 7, offset="random", short_policy="pad").tolist() == [0, 1, 2, 2, 2, 2, 2]
 
 
+def test_window_indices_serve_prediction_too() -> None:
+    # actwatch predict: integer offsets along a track, short tracks padded at the front.
+    assert window_indices(10, 4, offset=6).tolist() == [6, 7, 8, 9]
+    assert window_indices(3, 5, short_policy="pad_front").tolist() == [0, 0, 0, 1, 2]
+    with pytest.raises(ValueError, match="outside"):
+        window_indices(10, 4, offset=7)
+
+
 def test_feature_windows_deterministic_per_epoch_and_shuffle() -> None:
     feats = [np.arange(30, dtype=np.float32)[:, None].repeat(2, 1)]
     ds = FeatureWindows(feats, [1], 8, train=True, seed=3, windows_per_sequence=4)

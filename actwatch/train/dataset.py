@@ -32,7 +32,7 @@ import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import cv2
 import numpy as np
@@ -79,37 +79,27 @@ class StoredSequence:
     end_time: float | None = None
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> StoredSequence:
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        """From its JSON form; rows written before segment and time span were kept get the defaults."""
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
-@dataclass(frozen=True, slots=True)
-class SequenceRecord:
-    """One row of the index: a tracked person (or the whole frame) of one source video.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SequenceRecord(StoredSequence):
+    """One row of the index: a stored sequence with its video's id, label, group, split and source.
 
     Example:
-        >>> r = SequenceRecord("v1/t3", "v1", "walking", None, "train", "sequences/v1/t3.npy", 40, 3, "a.mp4")
+        >>> r = SequenceRecord(seq_id="v1/t3", path="sequences/v1/t3.npy", frames=40, track_id=3, video_id="v1",
+        ...                    label="walking", group=None, split="train", source="a.mp4")
         >>> r.frames, r.segment, r.start_time
         (40, 0, None)
     """
 
-    seq_id: str
     video_id: str
     label: str
     group: str | None
     split: str
-    path: str  # relative to the dataset root
-    frames: int
-    track_id: int
     source: str
-    segment: int = 0
-    start_time: float | None = None  # stream seconds (None in indexes written before they were kept)
-    end_time: float | None = None
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SequenceRecord:
-        """A row of ``dataset.json`` (older rows lack segment and time span: they get the defaults)."""
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,18 +275,12 @@ class DatasetWriter:
         )
         records = [
             SequenceRecord(
-                seq_id=s.seq_id,
+                **asdict(s),
                 video_id=m.video_id,
                 label=m.label,
                 group=m.group,
                 split=split_of[m.video_id],
-                path=s.path,
-                frames=s.frames,
-                track_id=s.track_id,
                 source=m.source,
-                segment=s.segment,
-                start_time=s.start_time,
-                end_time=s.end_time,
             )
             for m in markers
             for s in m.sequences

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import cv2
@@ -64,29 +65,27 @@ def augment_window(window: np.ndarray, cfg: AugmentConfig, rng: np.random.Genera
     return np.ascontiguousarray(out)
 
 
+@dataclass(frozen=True)
+class WindowSampling:
+    """How a dataset picks its windows: training (random offsets, ``windows_per_sequence`` per
+    sequence and epoch) or evaluation (one centred window), short sequences, the shuffled control."""
+
+    train: bool
+    short_policy: Literal["loop", "pad"] = "loop"
+    shuffle_frames: bool = False
+    windows_per_sequence: int = 1
+    seed: int = 0
+
+
 class _Windows(Dataset[tuple[torch.Tensor, int]]):
     """What the two datasets share: which window of which sequence, for an item and epoch."""
 
-    def __init__(
-        self,
-        lengths: Sequence[int],
-        labels: Sequence[int],
-        seq_len: int,
-        *,
-        train: bool,
-        short_policy: Literal["loop", "pad"],
-        shuffle_frames: bool,
-        windows_per_sequence: int,
-        seed: int,
-    ) -> None:
+    def __init__(self, lengths: Sequence[int], labels: Sequence[int], seq_len: int, sampling: WindowSampling) -> None:
         self.lengths = list(lengths)
         self.labels = list(labels)
         self.seq_len = seq_len
-        self.train = train
-        self.short_policy: Literal["loop", "pad"] = short_policy
-        self.shuffle_frames = shuffle_frames
-        self.windows_per_sequence = windows_per_sequence if train else 1
-        self.seed = seed
+        self.sampling = sampling
+        self.windows_per_sequence = sampling.windows_per_sequence if sampling.train else 1
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -98,19 +97,23 @@ class _Windows(Dataset[tuple[torch.Tensor, int]]):
 
     def pick(self, item: int) -> tuple[int, np.ndarray, np.random.Generator]:
         """The sequence of ``item``, its window's frame indices and the item's random generator."""
+        s = self.sampling
         seq = item % len(self.lengths)
         # Evaluation randomness (the shuffled control) is the same in every epoch.
-        rng = np.random.default_rng((abs(self.seed), self.epoch + 1 if self.train else 0, item))
-        idx = window_indices(
-            self.lengths[seq],
-            self.seq_len,
-            offset="random" if self.train else "center",
-            short_policy=self.short_policy,
-            rng=rng,
-        )
-        if self.shuffle_frames:
+        rng = np.random.default_rng((abs(s.seed), self.epoch + 1 if s.train else 0, item))
+        offset: Literal["random", "center"] = "random" if s.train else "center"
+        idx = window_indices(self.lengths[seq], self.seq_len, offset=offset, short_policy=s.short_policy, rng=rng)
+        if s.shuffle_frames:
             idx = rng.permutation(idx)
         return seq, idx, rng
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
+        seq, idx, rng = self.pick(item)
+        return self.window(seq, idx, rng), self.labels[seq]
+
+    def window(self, seq: int, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """The model input of frames ``idx`` of sequence ``seq``."""
+        raise NotImplementedError
 
 
 class FeatureWindows(_Windows):
@@ -136,21 +139,11 @@ class FeatureWindows(_Windows):
         seed: int = 0,
     ) -> None:
         self.features = list(features)
-        super().__init__(
-            [len(f) for f in self.features],
-            labels,
-            seq_len,
-            train=train,
-            short_policy=short_policy,
-            shuffle_frames=shuffle_frames,
-            windows_per_sequence=windows_per_sequence,
-            seed=seed,
-        )
+        sampling = WindowSampling(train, short_policy, shuffle_frames, windows_per_sequence, seed)
+        super().__init__([len(f) for f in self.features], labels, seq_len, sampling)
 
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
-        seq, idx, _ = self.pick(item)
-        window = np.asarray(self.features[seq][idx], np.float32)
-        return torch.from_numpy(window), self.labels[seq]
+    def window(self, seq: int, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.features[seq][idx], np.float32))
 
 
 class PixelWindows(_Windows):
@@ -181,19 +174,11 @@ class PixelWindows(_Windows):
         self.records = list(records)
         self.spec = spec
         self.augment = augment if train and augment is not None and augment.enabled else None
-        super().__init__(
-            [r.frames for r in self.records],
-            [dataset.label_index(r.label) for r in self.records],
-            spec.seq_len,
-            train=train,
-            short_policy=short_policy,
-            shuffle_frames=shuffle_frames,
-            windows_per_sequence=windows_per_sequence,
-            seed=seed,
-        )
+        sampling = WindowSampling(train, short_policy, shuffle_frames, windows_per_sequence, seed)
+        labels = [dataset.label_index(r.label) for r in self.records]
+        super().__init__([r.frames for r in self.records], labels, spec.seq_len, sampling)
 
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
-        seq, idx, rng = self.pick(item)
+    def window(self, seq: int, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         rec = self.records[seq]
         path = self.dataset.root / rec.path
         if path.suffix == ".npy":
@@ -205,4 +190,4 @@ class PixelWindows(_Windows):
         window = np.ascontiguousarray(frames[idx])
         if self.augment is not None:
             window = augment_window(window, self.augment, rng)
-        return torch.from_numpy(preprocess_crops(window, self.spec)), self.labels[seq]
+        return torch.from_numpy(preprocess_crops(window, self.spec))

@@ -324,6 +324,9 @@ def build_model(cfg: ModelConfig, num_classes: int, *, init_weights: bool = True
     return model
 
 
+_HEAD_SETTINGS = ("temporal", "hidden_size", "num_layers", "bidirectional", "num_heads", "dropout", "fc_size")
+
+
 def _build(cfg: ModelConfig, num_classes: int, pretrained: tuple[dict[str, torch.Tensor], str] | None) -> Recognizer:
     if cfg.arch == "r3d_18":
         r3d = R3D18Recognizer(num_classes)
@@ -341,15 +344,6 @@ def _build(cfg: ModelConfig, num_classes: int, pretrained: tuple[dict[str, torch
             # A whole torchvision MobileNetV2: keep the feature extractor, drop the ImageNet classifier.
             state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
         _load_backbone(encoder.features, state, source, "MobileNetV2")
-    head = TemporalHead(
-        FEATURE_DIM,
-        num_classes,
-        temporal=cfg.temporal,
-        hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_layers,
-        bidirectional=cfg.bidirectional,
-        num_heads=cfg.num_heads,
-        dropout=cfg.dropout,
-        fc_size=cfg.fc_size,
-    )
-    return ActionRecognizer(encoder, head)
+    # The head's keyword arguments are named after the config's fields.
+    head_settings = cfg.model_dump(include=set(_HEAD_SETTINGS))
+    return ActionRecognizer(encoder, TemporalHead(FEATURE_DIM, num_classes, **head_settings))

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
-import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +40,7 @@ import torch
 from torch import nn
 
 from actwatch.errors import ActwatchError
-from actwatch.fileio import sha256_file
+from actwatch.fileio import atomic_path, sha256_file
 from actwatch.model.checkpoint import Checkpoint, load_checkpoint
 from actwatch.model.manifest import (
     MANIFEST_FILE,
@@ -288,22 +286,6 @@ def _check_out_dir(out_dir: Path) -> None:
         )
 
 
-def _publish(tmp: Path, out_dir: Path) -> None:
-    """Move the finished export from ``tmp`` to ``out_dir``, replacing an earlier export there."""
-    _check_out_dir(out_dir)  # again: it may have changed while the export ran
-    if not out_dir.exists():
-        tmp.rename(out_dir)
-        return
-    old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
-    out_dir.rename(old)  # two renames: the folder is never a mix of old and new graphs
-    try:
-        tmp.rename(out_dir)
-    except OSError:
-        old.rename(out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def export_checkpoint(
     checkpoint: Path | str | Checkpoint,
     out_dir: Path | str,
@@ -325,10 +307,9 @@ def export_checkpoint(
     model = ckpt.build_model()
     spec = ckpt.input
     split = model.supports_feature_cache  # copied into the manifest: what the runtime reads
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.export-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    # Written beside out_dir and moved into place only when every check passed (nothing half-written).
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
         height, width = spec.input_size
         gen = torch.Generator().manual_seed(0)
         examples: dict[str, tuple[nn.Module, torch.Tensor]] = {
@@ -398,8 +379,5 @@ def export_checkpoint(
             },
         )
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
-        _publish(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        _check_out_dir(out_dir)  # again: it may have changed while the export ran
     return dataclasses.replace(report, seconds=time.perf_counter() - started)

@@ -19,6 +19,7 @@ class CountingRuntime:
     def __init__(self, runtime: ActionRuntime) -> None:
         self.runtime = runtime
         self.classes = runtime.classes
+        self.spec = runtime.spec
         self.supports_feature_cache = runtime.supports_feature_cache
         self.encoded = 0
 

@@ -42,8 +42,8 @@ def test_feature_windows_deterministic_per_epoch_and_shuffle() -> None:
     for w in first:
         assert np.all(np.diff(w) == 1)  # consecutive frames, in order
     shuffled = FeatureWindows(feats, [1], 8, train=False, shuffle_frames=True)
-    w = shuffled[0][0][:, 0].numpy()
-    assert sorted(w.tolist()) == list(range(11, 19)) and not np.all(np.diff(w) == 1)
+    shuffled_window = shuffled[0][0][:, 0].numpy()
+    assert sorted(shuffled_window.tolist()) == list(range(11, 19)) and not np.all(np.diff(shuffled_window) == 1)
 
 
 def test_augmentation_is_identical_across_frames() -> None:

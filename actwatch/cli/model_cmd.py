@@ -116,9 +116,12 @@ def _print_spec(classes: Any, seq_len: int, input_size: Any, fps: float, mean: A
 
 
 def _print_checkpoint(ckpt: Any) -> None:
+    from actwatch.model.networks import recognizer_class
+
     cfg = ckpt.model_config
+    cached = recognizer_class(cfg.arch).supports_feature_cache
     head = f", {cfg.temporal} head" if cfg.arch == "mobilenet_v2_lstm" else ""
-    typer.echo(f"arch:       {cfg.arch}{head} (feature cache: {'yes' if cfg.supports_feature_cache else 'no'})")
+    typer.echo(f"arch:       {cfg.arch}{head} (feature cache: {'yes' if cached else 'no'})")
     _print_spec(
         ckpt.classes, ckpt.input.seq_len, ckpt.input.input_size, ckpt.input.fps, ckpt.input.mean, ckpt.input.std
     )

@@ -10,18 +10,24 @@ used for export, so dynamic axes are exercised too, and the split path (encoder 
 with the whole graph. Everything is written to a temporary sibling folder and moved into place only when
 all checks pass, so a failed export leaves nothing half-written.
 
-Example:
-    >>> report = export_checkpoint("model.pt", "exported/")  # doctest: +SKIP
-    >>> print(report.format_table())  # doctest: +SKIP
+Example (a tiny untrained model):
+    >>> import tempfile
+    >>> from actwatch.model.checkpoint import init_checkpoint
+    >>> from actwatch.model.config import InputSpec, ModelConfig
+    >>> model = ModelConfig(hidden_size=8, fc_size=4, pretrained=False)
+    >>> ckpt = init_checkpoint(["walking", "falling"], model, InputSpec(seq_len=4, input_size=32))
+    >>> report = export_checkpoint(ckpt, Path(tempfile.mkdtemp()) / "exported")
+    >>> report.passed, report.split, sorted(name for name, _ in report.files)
+    (True, True, ['encoder.onnx', 'head.onnx', 'model.onnx'])
+    >>> report.model_max_abs_diff <= 1e-4
+    True
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
-import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +40,7 @@ import torch
 from torch import nn
 
 from actwatch.errors import ExportError
+from actwatch.fileio import atomic_path, sha256_file
 from actwatch.model.checkpoint import Checkpoint, load_checkpoint
 from actwatch.model.manifest import (
     MANIFEST_FILE,
@@ -41,10 +48,10 @@ from actwatch.model.manifest import (
     MANIFEST_VERSION,
     GraphInfo,
     Manifest,
-    sha256_file,
 )
-from actwatch.model.networks import FEATURE_DIM, ActionRecognizer
+from actwatch.model.networks import FEATURE_DIM
 from actwatch.model.preprocess import preprocess_crops
+from actwatch.model.recognizer import Recognizer
 from actwatch.model.runtime import make_session
 
 EXPORT_BATCH = 2  # batch size traced into the graphs; parity runs at PARITY_BATCHES to prove dynamic axes
@@ -84,13 +91,7 @@ class ParityCheck:
 
 @dataclass(frozen=True)
 class ExportReport:
-    """What an export wrote and how closely ONNX Runtime reproduced PyTorch.
-
-    Example:
-        >>> report = export_checkpoint("model.pt", "exported/")  # doctest: +SKIP
-        >>> report.model_max_abs_diff <= 1e-4  # doctest: +SKIP
-        True
-    """
+    """What an export wrote and how closely ONNX Runtime reproduced PyTorch (see the module's example)."""
 
     out_dir: Path
     arch: str
@@ -216,7 +217,7 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _parity(
-    model: nn.Module, ckpt: Checkpoint, graphs: dict[str, Path], fp16: bool, seed: int = 0
+    model: Recognizer, ckpt: Checkpoint, graphs: dict[str, Path], fp16: bool, seed: int = 0
 ) -> tuple[ParityCheck, ...]:
     spec = ckpt.input
     height, width = spec.input_size
@@ -239,12 +240,12 @@ def _parity(
         whole_ref = torch_run(model, windows)
         whole_ort = ort_run("model", windows)
         diffs.setdefault("model", []).append((_max_diff(whole_ort, whole_ref), float(np.abs(whole_ref).max())))
-        if isinstance(model, ActionRecognizer):
-            feats_ref = torch_run(model.encoder, frames)
+        if model.supports_feature_cache:
+            feats_ref = torch_run(model.frame_encoder(), frames)
             feats_ort = ort_run("encoder", frames)
             diffs.setdefault("encoder", []).append((_max_diff(feats_ort, feats_ref), float(np.abs(feats_ref).max())))
             seq_ref = feats_ref.reshape(batch, spec.seq_len, -1)
-            head_ref = torch_run(model.head, seq_ref)
+            head_ref = torch_run(model.feature_head(), seq_ref)
             head_ort = ort_run("head", seq_ref)
             diffs.setdefault("head", []).append((_max_diff(head_ort, head_ref), float(np.abs(head_ref).max())))
             split_ort = ort_run("head", feats_ort.reshape(batch, spec.seq_len, -1))
@@ -281,22 +282,6 @@ def _check_out_dir(out_dir: Path) -> None:
         )
 
 
-def _publish(tmp: Path, out_dir: Path) -> None:
-    """Move the finished export from ``tmp`` to ``out_dir``, replacing an earlier export there."""
-    _check_out_dir(out_dir)  # again: it may have changed while the export ran
-    if not out_dir.exists():
-        tmp.rename(out_dir)
-        return
-    old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
-    out_dir.rename(old)  # two renames: the folder is never a mix of old and new graphs
-    try:
-        tmp.rename(out_dir)
-    except OSError:
-        old.rename(out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def export_checkpoint(
     checkpoint: Path | str | Checkpoint,
     out_dir: Path | str,
@@ -317,19 +302,21 @@ def export_checkpoint(
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     model = ckpt.build_model()
     spec = ckpt.input
-    split = isinstance(model, ActionRecognizer)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.export-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    split = model.supports_feature_cache  # copied into the manifest: what the runtime reads
+    # Written beside out_dir and moved into place only when every check passed (nothing half-written).
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
         height, width = spec.input_size
         gen = torch.Generator().manual_seed(0)
         examples: dict[str, tuple[nn.Module, torch.Tensor]] = {
             "model": (model, torch.randn(EXPORT_BATCH, spec.seq_len, 3, height, width, generator=gen))
         }
-        if isinstance(model, ActionRecognizer):
-            examples["encoder"] = (model.encoder, torch.randn(EXPORT_BATCH, 3, height, width, generator=gen))
-            examples["head"] = (model.head, torch.randn(EXPORT_BATCH, spec.seq_len, FEATURE_DIM, generator=gen))
+        if split:
+            examples["encoder"] = (model.frame_encoder(), torch.randn(EXPORT_BATCH, 3, height, width, generator=gen))
+            examples["head"] = (
+                model.feature_head(),
+                torch.randn(EXPORT_BATCH, spec.seq_len, FEATURE_DIM, generator=gen),
+            )
         graphs: dict[str, Path] = {}
         for role in ("encoder", "head", "model"):
             if role not in examples:
@@ -388,8 +375,5 @@ def export_checkpoint(
             },
         )
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
-        _publish(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        _check_out_dir(out_dir)  # again: it may have changed while the export ran
     return dataclasses.replace(report, seconds=time.perf_counter() - started)

@@ -17,9 +17,7 @@ Example:
 
 from __future__ import annotations
 
-import os
 import pickle
-import uuid
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,9 +30,11 @@ from pydantic import ValidationError
 from torch import nn
 
 from actwatch.errors import CheckpointError
+from actwatch.fileio import atomic_path
 from actwatch.model.config import InputSpec, ModelConfig, describe_validation_error
-from actwatch.model.networks import ActionModel, build_model, calibrate_batchnorm
+from actwatch.model.networks import build_model, calibrate_batchnorm
 from actwatch.model.preprocess import preprocess_crops
+from actwatch.model.recognizer import Recognizer
 
 CHECKPOINT_FORMAT = "actwatch-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -120,7 +120,7 @@ class Checkpoint:
         state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         return cls(model_config, tuple(classes), input_spec, dict(metadata or {}), state)
 
-    def build_model(self) -> ActionModel:
+    def build_model(self) -> Recognizer:
         """The network with this checkpoint's weights, in eval mode."""
         model = build_model(self.model_config, self.num_classes, init_weights=False)
         try:
@@ -130,15 +130,41 @@ class Checkpoint:
         return model.eval()
 
 
+def init_model(classes: Sequence[str], model_config: ModelConfig, input_spec: InputSpec) -> Recognizer:
+    """An untrained network: pretrained backbone when available (see ModelConfig), random head.
+
+    A random backbone gets BatchNorm statistics from random crops (see ``calibrate_batchnorm``) so
+    that its features respond to the input. Training starts from this network itself (built once);
+    :func:`init_checkpoint` stores it.
+
+    Example:
+        >>> model = init_model(["a", "b"], ModelConfig(hidden_size=8, fc_size=4, pretrained=False), InputSpec())
+        >>> model.backbone_source, model.training
+        ('random', True)
+    """
+    model = build_model(model_config, len(validate_classes(classes)))
+    if model.backbone_source == "random":
+        # Random crops through the real preprocessing, so the statistics match what the model will see.
+        rng = np.random.default_rng(0)
+        height, width = input_spec.input_size
+        crops = rng.integers(0, 256, (2 * input_spec.seq_len, height, width, 3), dtype=np.uint8)
+        frames = torch.from_numpy(preprocess_crops(crops, input_spec)).reshape(2, input_spec.seq_len, 3, height, width)
+        calibrate_batchnorm(model, frames)
+    return model
+
+
+def init_metadata(model: Recognizer) -> dict[str, Any]:
+    """The metadata of an untrained checkpoint of ``model`` (where its backbone came from)."""
+    calibrated = model.backbone_source == "random"
+    return {"trained": False, "backbone": model.backbone_source, "batchnorm_calibrated_on_noise": calibrated}
+
+
 def init_checkpoint(
     classes: Sequence[str],
     model_config: ModelConfig | None = None,
     input_spec: InputSpec | None = None,
 ) -> Checkpoint:
-    """An untrained checkpoint: pretrained backbone when available (see ModelConfig), random head.
-
-    A random backbone gets BatchNorm statistics from random crops (see ``calibrate_batchnorm``) so
-    that its features respond to the input.
+    """An untrained checkpoint of :func:`init_model`'s network.
 
     Without ``input_spec``, the defaults of :meth:`InputSpec.for_arch` are used (ImageNet normalisation
     for MobileNetV2, Kinetics-400 for R3D-18).
@@ -146,24 +172,13 @@ def init_checkpoint(
     names = validate_classes(classes)
     cfg = model_config or ModelConfig()
     spec = input_spec or InputSpec.for_arch(cfg.arch)
-    model = build_model(cfg, len(names))
-    source = model.backbone_source
-    calibrated = source == "random"
-    if calibrated:
-        # Random crops through the real preprocessing, so the statistics match what the model will see.
-        rng = np.random.default_rng(0)
-        height, width = spec.input_size
-        crops = rng.integers(0, 256, (2 * spec.seq_len, height, width, 3), dtype=np.uint8)
-        frames = torch.from_numpy(preprocess_crops(crops, spec)).reshape(2, spec.seq_len, 3, height, width)
-        calibrate_batchnorm(model, frames)
-    metadata = {"trained": False, "backbone": source, "batchnorm_calibrated_on_noise": calibrated}
-    return Checkpoint.from_model(model, names, cfg, spec, metadata)
+    model = init_model(names, cfg, spec)
+    return Checkpoint.from_model(model, names, cfg, spec, init_metadata(model))
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> None:
     """Write ``ckpt`` to ``path`` atomically (a temporary file in the same folder, then a rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -173,12 +188,8 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> None:
         "metadata": ckpt.metadata,
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in ckpt.state_dict.items()},
     }
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _read(path: Path) -> Any:

@@ -37,12 +37,19 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(validation_problems(exc))
 
 
+def _bounded(default: int, ge: int, le: int, description: str) -> Any:
+    """A described integer field between ``ge`` and ``le`` (the network's sizes)."""
+    return Field(default, ge=ge, le=le, description=description)
+
+
 class ModelConfig(BaseModel):
     """The network: a per-frame encoder with a temporal head, or a 3-D CNN.
 
     ``mobilenet_v2_lstm`` encodes each crop once with MobileNetV2 (1280-d features, cacheable per
     track) and classifies the sequence with ``temporal`` (LSTM, GRU or a small transformer encoder).
     ``r3d_18`` is torchvision's R3D-18 over the whole clip; it cannot reuse per-frame features.
+    Which architectures support the feature cache is said by their network class
+    (:func:`actwatch.model.networks.recognizer_class`), not here.
 
     Example:
         >>> ModelConfig(arch="r3d_18", pretrained=False).arch
@@ -60,22 +67,18 @@ class ModelConfig(BaseModel):
         "lstm",
         description="Temporal head of mobilenet_v2_lstm: 'lstm', 'gru' or 'transformer' (ignored by r3d_18).",
     )
-    hidden_size: int = Field(
-        256, ge=4, le=4096, description="Hidden units of the RNN, or model width of the transformer head."
-    )
-    num_layers: int = Field(1, ge=1, le=8, description="Stacked RNN / transformer-encoder layers.")
+    hidden_size: int = _bounded(256, 4, 4096, "Hidden units of the RNN, or model width of the transformer head.")
+    num_layers: int = _bounded(1, 1, 8, "Stacked RNN / transformer-encoder layers.")
     bidirectional: bool = Field(
         False,
         description="Bidirectional RNN: the head concatenates the forward state at the last step with the "
         "backward state at the first step (both have seen the whole window). Not for 'transformer'.",
     )
-    num_heads: int = Field(
-        4, ge=1, le=64, description="Attention heads of the transformer head; must divide hidden_size."
-    )
+    num_heads: int = _bounded(4, 1, 64, "Attention heads of the transformer head; must divide hidden_size.")
     dropout: float = Field(
         0.3, ge=0.0, lt=1.0, description="Dropout before the last linear layer (and between stacked layers)."
     )
-    fc_size: int = Field(128, ge=1, le=8192, description="Width of the hidden fully-connected layer.")
+    fc_size: int = _bounded(128, 1, 8192, "Width of the hidden fully-connected layer.")
     pretrained: bool = Field(
         True,
         description="Start the backbone from torchvision's pretrained weights (ImageNet for MobileNetV2, "
@@ -95,11 +98,6 @@ class ModelConfig(BaseModel):
             if self.hidden_size % self.num_heads:
                 raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
         return self
-
-    @property
-    def supports_feature_cache(self) -> bool:
-        """True when crops are encoded frame by frame, so per-track features can be cached."""
-        return self.arch == "mobilenet_v2_lstm"
 
 
 class InputSpec(BaseModel):

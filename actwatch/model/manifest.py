@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
@@ -23,20 +22,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from actwatch.errors import ManifestError
+from actwatch.fileio import sha256_file
 from actwatch.model.config import Arch, InputSpec, describe_validation_error
 
 MANIFEST_FORMAT = "actwatch-onnx"
 MANIFEST_VERSION = 1
 MANIFEST_FILE = "manifest.json"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class GraphInfo(BaseModel):
@@ -70,9 +61,13 @@ class Manifest(BaseModel):
     (R3D-18) only ``model``.
 
     Example:
-        >>> m = load_manifest("exported/")  # doctest: +SKIP
-        >>> m.input_spec().seq_len, m.classes  # doctest: +SKIP
-        (30, ['walking', 'standing', 'fighting'])
+        >>> graph = GraphInfo(file="model.onnx", sha256="0" * 64, inputs=["frames"], outputs=["logits"])
+        >>> m = Manifest(format="actwatch-onnx", version=1, arch="r3d_18", classes=["walking", "falling"],
+        ...              seq_len=16, fps=10.0, input_size=(112, 112), mean=(0.4, 0.4, 0.4), std=(0.2, 0.2, 0.2),
+        ...              feature_dim=None, opset=17, fp16=False, split=False, graphs={"model": graph},
+        ...              created_at=datetime(2025, 1, 1))
+        >>> m.input_spec().seq_len, m.classes
+        (16, ['walking', 'falling'])
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -6,7 +6,8 @@ Every network takes a batch of windows ``(B, T, 3, H, W)`` (normalised float32, 
 :class:`ActionRecognizer` is split in two so that each crop is encoded once, when it arrives, and a
 window costs only the temporal head: ``encoder`` maps ``(N, 3, H, W)`` to ``(N, 1280)`` and ``head``
 maps ``(B, T, 1280)`` to logits. :class:`R3D18Recognizer` mixes time and space from its first layer, so
-it has no per-frame features (``supports_feature_cache = False``).
+it has no per-frame features. Both implement :class:`~actwatch.model.recognizer.Recognizer`, the one
+interface training, evaluation and export use.
 
 Pretrained backbones are never downloaded: torchvision's weights are used when their file is already in
 the torch hub cache, a local ``backbone_weights`` file is used when given, and otherwise the backbone
@@ -34,7 +35,8 @@ from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 from torchvision.models.video import R3D_18_Weights, r3d_18
 
 from actwatch.errors import ConfigError
-from actwatch.model.config import MAX_SEQ_LEN, ModelConfig
+from actwatch.model.config import MAX_SEQ_LEN, Arch, ModelConfig
+from actwatch.model.recognizer import Recognizer
 
 FEATURE_DIM = 1280  # MobileNetV2's last feature map has 1280 channels
 
@@ -156,7 +158,7 @@ class TemporalHead(nn.Module):
         return self.classifier(pooled)
 
 
-class ActionRecognizer(nn.Module):
+class ActionRecognizer(Recognizer):
     """Frame encoder + temporal head: ``(B, T, 3, H, W)`` -> ``(B, C)`` logits.
 
     Example:
@@ -171,7 +173,15 @@ class ActionRecognizer(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.head = head
-        self.backbone_source = "random"  # where the encoder's initial weights came from (build_model)
+
+    def backbone_parts(self) -> list[nn.Module]:
+        return [self.encoder]
+
+    def frame_encoder(self) -> nn.Module:
+        return self.encoder
+
+    def feature_head(self) -> nn.Module:
+        return self.head
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         b, t = frames.shape[0], frames.shape[1]
@@ -179,8 +189,10 @@ class ActionRecognizer(nn.Module):
         return self.head(features.reshape(b, t, -1))
 
 
-class R3D18Recognizer(nn.Module):
+class R3D18Recognizer(Recognizer):
     """torchvision R3D-18 with its last layer sized to the classes: ``(B, T, 3, H, W)`` -> ``(B, C)``.
+
+    Frozen, it is a linear probe: everything but the final ``fc`` layer keeps its weights.
 
     Example:
         >>> R3D18Recognizer(2).eval()(torch.zeros(1, 4, 3, 32, 32)).shape
@@ -192,7 +204,9 @@ class R3D18Recognizer(nn.Module):
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.net = r3d_18(weights=None, num_classes=num_classes)
-        self.backbone_source = "random"  # where the initial weights came from (build_model)
+
+    def backbone_parts(self) -> list[nn.Module]:
+        return [module for name, module in self.net.named_children() if name != "fc"]
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         # torchvision video models take (B, C, T, H, W).
@@ -285,10 +299,17 @@ def calibrate_batchnorm(model: nn.Module, inputs: torch.Tensor, min_var: float =
     model.train(was_training)
 
 
-ActionModel = ActionRecognizer | R3D18Recognizer
+def recognizer_class(arch: Arch) -> type[Recognizer]:
+    """The network class of ``arch``: ask it ``supports_feature_cache`` before building anything.
+
+    Example:
+        >>> [recognizer_class(arch).supports_feature_cache for arch in ("mobilenet_v2_lstm", "r3d_18")]
+        [True, False]
+    """
+    return R3D18Recognizer if arch == "r3d_18" else ActionRecognizer
 
 
-def build_model(cfg: ModelConfig, num_classes: int, *, init_weights: bool = True) -> ActionModel:
+def build_model(cfg: ModelConfig, num_classes: int, *, init_weights: bool = True) -> Recognizer:
     """The network ``cfg`` describes, with ``num_classes`` outputs, in training mode.
 
     With ``init_weights`` (default) the backbone starts from pretrained weights as ``cfg`` says;
@@ -303,7 +324,10 @@ def build_model(cfg: ModelConfig, num_classes: int, *, init_weights: bool = True
     return model
 
 
-def _build(cfg: ModelConfig, num_classes: int, pretrained: tuple[dict[str, torch.Tensor], str] | None) -> ActionModel:
+_HEAD_SETTINGS = ("temporal", "hidden_size", "num_layers", "bidirectional", "num_heads", "dropout", "fc_size")
+
+
+def _build(cfg: ModelConfig, num_classes: int, pretrained: tuple[dict[str, torch.Tensor], str] | None) -> Recognizer:
     if cfg.arch == "r3d_18":
         r3d = R3D18Recognizer(num_classes)
         if pretrained is not None:
@@ -320,15 +344,6 @@ def _build(cfg: ModelConfig, num_classes: int, pretrained: tuple[dict[str, torch
             # A whole torchvision MobileNetV2: keep the feature extractor, drop the ImageNet classifier.
             state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
         _load_backbone(encoder.features, state, source, "MobileNetV2")
-    head = TemporalHead(
-        FEATURE_DIM,
-        num_classes,
-        temporal=cfg.temporal,
-        hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_layers,
-        bidirectional=cfg.bidirectional,
-        num_heads=cfg.num_heads,
-        dropout=cfg.dropout,
-        fc_size=cfg.fc_size,
-    )
-    return ActionRecognizer(encoder, head)
+    # The head's keyword arguments are named after the config's fields.
+    head_settings = cfg.model_dump(include=set(_HEAD_SETTINGS))
+    return ActionRecognizer(encoder, TemporalHead(FEATURE_DIM, num_classes, **head_settings))

@@ -5,10 +5,26 @@ calls the service needs: ``encode`` crops once into features (cached per track),
 cached features with the temporal head, and ``classify_crops`` whole windows of crops with ``model.onnx``
 (the naive path, and the only one for R3D-18). Providers are picked by :func:`select_providers`.
 
-Example:
-    >>> rt = ActionRuntime("exported/")  # doctest: +SKIP
-    >>> feats = rt.encode(crops)  # (N, 1280) float32  # doctest: +SKIP
-    >>> probs = rt.classify(feats.reshape(1, rt.spec.seq_len, -1))  # (1, C)  # doctest: +SKIP
+Example (a tiny untrained model exported to a temporary folder):
+    >>> import tempfile
+    >>> from actwatch.export.onnx_export import export_checkpoint
+    >>> from actwatch.model.checkpoint import init_checkpoint
+    >>> from actwatch.model.config import ModelConfig
+    >>> model = ModelConfig(hidden_size=8, fc_size=4, pretrained=False)
+    >>> ckpt = init_checkpoint(["walking", "falling"], model, InputSpec(seq_len=4, input_size=32))
+    >>> folder = Path(tempfile.mkdtemp()) / "exported"
+    >>> _ = export_checkpoint(ckpt, folder)
+    >>> rt = ActionRuntime(folder, providers=["cuda"])
+    >>> rt.providers[-1]  # CUDA first where available; CPU always last
+    'CPUExecutionProvider'
+    >>> crops = np.zeros((4, 48, 40, 3), np.uint8)  # BGR crops of any size
+    >>> feats = rt.encode(crops)  # each crop once, as the service caches them per track
+    >>> feats.shape
+    (4, 1280)
+    >>> rt.classify(feats.reshape(1, rt.spec.seq_len, -1)).shape  # windows of cached features
+    (1, 2)
+    >>> rt.classify_crops(np.zeros((2, rt.spec.seq_len, 64, 64, 3), np.uint8)).shape  # whole windows
+    (2, 2)
 """
 
 from __future__ import annotations
@@ -123,13 +139,7 @@ class ActionRuntime:
     ``max_batch`` bounds the crops (``encode``, ``classify_crops``) or windows (``classify``) sent to
     ONNX Runtime in one call; larger inputs are processed in chunks. Sessions are thread-safe; the lazily
     created whole-model session of split models is guarded by a lock.
-
-    Example:
-        >>> rt = ActionRuntime("exported/", providers=["cuda"])  # doctest: +SKIP
-        >>> rt.providers  # on a CPU-only machine  # doctest: +SKIP
-        ['CPUExecutionProvider']
-        >>> rt.classify_crops(np.zeros((2, rt.spec.seq_len, 64, 64, 3), np.uint8)).shape  # doctest: +SKIP
-        (2, 3)
+    See the module's example.
     """
 
     def __init__(

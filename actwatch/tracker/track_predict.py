@@ -11,26 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 
+from actwatch.model.runtime import RecognitionRuntime
+from actwatch.model.windows import window_indices
 from actwatch.tracker.offline import TrackSequence
 
 Status = Literal["ok", "padded", "too_short"]
-
-
-class ActionModel(Protocol):
-    """What :func:`predict_sequence` needs of :class:`actwatch.model.runtime.ActionRuntime`."""
-
-    classes: tuple[str, ...]
-    supports_feature_cache: bool
-
-    def encode(self, crops_bgr_uint8: np.ndarray) -> np.ndarray: ...
-
-    def classify(self, features: np.ndarray) -> np.ndarray: ...
-
-    def classify_crops(self, windows: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +59,30 @@ class TrackPrediction:
         }
 
 
-def window_indices(n: int, seq_len: int, stride: int, min_samples: int) -> tuple[np.ndarray, bool] | None:
-    """Sample indices of each window ``(W, seq_len)`` and whether padding was used; None if too short.
+@dataclass(frozen=True, slots=True)
+class WindowPlan:
+    """The windows of one track: sample indices ``(W, seq_len)`` and whether the one window is padded.
 
     Example:
-        >>> idx, padded = window_indices(10, 4, 3, 2)
-        >>> idx.tolist(), padded
+        >>> plan = plan_windows(10, 4, 3, 2)
+        >>> plan.indices.tolist(), plan.padded
         ([[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]], False)
-        >>> window_indices(3, 4, 2, 2)[0].tolist()
+        >>> plan_windows(3, 4, 2, 2).indices.tolist()
         [[0, 0, 1, 2]]
+        >>> plan_windows(1, 4, 2, 2) is None
+        True
+    """
+
+    indices: np.ndarray = field(repr=False)
+    padded: bool
+
+
+def plan_windows(n: int, seq_len: int, stride: int, min_samples: int) -> WindowPlan | None:
+    """Windows of ``seq_len`` samples every ``stride`` samples of a track of ``n``; None if too short.
+
+    The last window always ends at the newest sample. A track shorter than ``seq_len`` with at least
+    ``min_samples`` samples gets one window padded at the front (see
+    :func:`actwatch.model.windows.window_indices`).
     """
     if stride < 1 or seq_len < 1:
         raise ValueError("stride and seq_len must be >= 1")
@@ -86,20 +90,20 @@ def window_indices(n: int, seq_len: int, stride: int, min_samples: int) -> tuple
         starts = list(range(0, n - seq_len + 1, stride))
         if starts[-1] != n - seq_len:
             starts.append(n - seq_len)  # the newest samples always get classified
-        return np.asarray(starts)[:, None] + np.arange(seq_len)[None, :], False
+        return WindowPlan(np.stack([window_indices(n, seq_len, offset=s) for s in starts]), padded=False)
     if n >= max(1, min_samples):
-        return np.asarray([[0] * (seq_len - n) + list(range(n))]), True
+        return WindowPlan(window_indices(n, seq_len, short_policy="pad_front")[None, :], padded=True)
     return None
 
 
 def predict_sequence(
-    model: ActionModel, seq: TrackSequence, *, seq_len: int, stride: int, min_samples: int
+    model: RecognitionRuntime, seq: TrackSequence, *, seq_len: int, stride: int, min_samples: int
 ) -> TrackPrediction:
     """Classify one track; probabilities averaged over its windows, highest first."""
-    plan = window_indices(seq.length, seq_len, stride, min_samples)
+    plan = plan_windows(seq.length, seq_len, stride, min_samples)
     if plan is None:
         return _prediction(seq, 0, "too_short", {})
-    idx, padded = plan
+    idx, padded = plan.indices, plan.padded
     if model.supports_feature_cache:
         features = model.encode(seq.crops)  # each crop encoded exactly once
         probs = model.classify(features[idx])

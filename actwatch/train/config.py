@@ -111,7 +111,9 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
-        if self.mode == "cached" and not self.model.supports_feature_cache:
+        from actwatch.model.networks import recognizer_class  # torch: only when a config is checked
+
+        if self.mode == "cached" and not recognizer_class(self.model.arch).supports_feature_cache:
             raise ValueError(
                 f"mode 'cached' needs a per-frame encoder; {self.model.arch} mixes time and space from its "
                 "first layer, so use mode 'finetune' (or 'frozen') with it"

@@ -7,13 +7,22 @@ Layout of ``DATASET_DIR``::
     sequences/<video_id>/t<track>.npy    one person sequence: (T, H, W, 3) uint8 BGR at the dataset fps
     sequences/<video_id>/t<track>/       ... or, with --png, one PNG per frame (000000.png, ...)
     dataset.json                         the index: classes, input size, fps and every sequence with its
-                                         label, group, split and frame count (rebuilt from the markers)
+                                         label, group, split, frame count, track, segment and time span
+                                         (rebuilt from the markers)
+
+A person track stays typed from extraction to the index: the tracker's
+:class:`~actwatch.tracker.offline.TrackSequence` is stored as a :class:`StoredSequence` (in the video's
+marker), which becomes a :class:`SequenceRecord` (a row of the index). Indexes written before tracks
+kept their segment and time span still load (those fields are then 0 and None).
 
 Example:
-    >>> ds = load_dataset(Path("data/ds"))             # doctest: +SKIP
-    >>> rec = ds.split("train")[0]                     # doctest: +SKIP
-    >>> ds.read_sequence(rec).shape                    # doctest: +SKIP
-    (42, 112, 112, 3)
+    >>> import tempfile
+    >>> from actwatch.train.synthetic import write_motion_dataset
+    >>> root = write_motion_dataset(Path(tempfile.mkdtemp()), videos_per_class=3, n_frames=12, size=32).root
+    >>> ds = load_dataset(root)
+    >>> rec = ds.split("train")[0]
+    >>> ds.read_sequence(rec).shape, (rec.track_id, rec.segment, rec.start_time, rec.end_time)
+    ((12, 32, 32, 3), (0, 0, 0.0, 1.1))
 """
 
 from __future__ import annotations
@@ -21,63 +30,71 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import cv2
 import numpy as np
 
 from actwatch.errors import DatasetError
+from actwatch.fileio import atomic_path, atomic_write_bytes, atomic_write_json
+from actwatch.tracker.offline import TrackSequence
 from actwatch.train.splits import assign_splits, check_no_leakage
 
 FORMAT = "actwatch-dataset"
 VERSION = 1
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def sequence_name(track_id: int, segment: int) -> str:
+    """The file stem and seq-id suffix of a track's segment: ``t3`` (segment 0), ``t3-1``, ...
 
-
-def atomic_write_json(path: Path, obj: Any, *, only_if_changed: bool = False) -> bool:
-    """Write ``obj`` as JSON atomically; with ``only_if_changed`` an identical file is left untouched.
-
-    Returns whether the file was written.
+    Example:
+        >>> sequence_name(3, 0), sequence_name(3, 2)
+        ('t3', 't3-2')
     """
-    data = (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8")
-    if only_if_changed and path.is_file() and path.read_bytes() == data:
-        return False
-    atomic_write_bytes(path, data)
-    return True
+    return f"t{track_id}" if segment == 0 else f"t{track_id}-{segment}"
 
 
 @dataclass(frozen=True, slots=True)
-class SequenceRecord:
-    """One stored sequence: a tracked person (or the whole frame) of one source video.
+class StoredSequence:
+    """One sequence as stored for its video (in the done marker): where, how long, which track, when.
 
     Example:
-        >>> r = SequenceRecord("v1/t3", "v1", "walking", None, "train", "sequences/v1/t3.npy", 40, 3, "a.mp4")
-        >>> r.frames
-        40
+        >>> s = StoredSequence("v1/t3", "sequences/v1/t3.npy", 40, track_id=3, start_time=1.0, end_time=4.9)
+        >>> s.segment, StoredSequence.from_dict(asdict(s)) == s
+        (0, True)
     """
 
     seq_id: str
+    path: str  # relative to the dataset root
+    frames: int
+    track_id: int
+    segment: int = 0  # 0, 1, ... when a long track was split
+    start_time: float | None = None  # stream seconds of the first and last sample (None: older datasets)
+    end_time: float | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        """From its JSON form; rows written before segment and time span were kept get the defaults."""
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SequenceRecord(StoredSequence):
+    """One row of the index: a stored sequence with its video's id, label, group, split and source.
+
+    Example:
+        >>> r = SequenceRecord(seq_id="v1/t3", path="sequences/v1/t3.npy", frames=40, track_id=3, video_id="v1",
+        ...                    label="walking", group=None, split="train", source="a.mp4")
+        >>> r.frames, r.segment, r.start_time
+        (40, 0, None)
+    """
+
     video_id: str
     label: str
     group: str | None
     split: str
-    path: str  # relative to the dataset root
-    frames: int
-    track_id: int
     source: str
 
 
@@ -87,7 +104,7 @@ class VideoMarker:
 
     Example:
         >>> VideoMarker("v1", "a.mp4", "walking", None, None, "failed", "too short").sequences
-        []
+        ()
     """
 
     video_id: str
@@ -99,11 +116,13 @@ class VideoMarker:
     reason: str = ""
     frames: int = 0  # frames sampled at the dataset fps
     persons: int = 0  # tracks seen (capped at max persons)
-    sequences: list[dict[str, Any]] = field(default_factory=list)  # {seq_id, path, frames, track_id}
+    sequences: tuple[StoredSequence, ...] = ()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VideoMarker:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        values = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        values["sequences"] = tuple(StoredSequence.from_dict(s) for s in d.get("sequences", ()))
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +130,11 @@ class DatasetIndex:
     """A loaded ``dataset.json``: what training and evaluation read.
 
     Example:
-        >>> ds = load_dataset(Path("data/ds"))            # doctest: +SKIP
-        >>> ds.classes, len(ds.split("val"))              # doctest: +SKIP
-        (['fighting', 'walking'], 12)
+        >>> import tempfile
+        >>> from actwatch.train.synthetic import write_motion_dataset
+        >>> ds = write_motion_dataset(Path(tempfile.mkdtemp()), videos_per_class=4, n_frames=8, size=32)
+        >>> ds.classes, len(ds.sequences)
+        (['moving_left', 'moving_right'], 8)
     """
 
     root: Path
@@ -170,8 +191,11 @@ class DatasetWriter:
     first run; resuming with different settings raises :class:`DatasetError` instead of mixing data.
 
     Example:
-        >>> w = DatasetWriter(Path("ds"), {"input_size": [64, 64], "fps": 10.0})     # doctest: +SKIP
-        >>> w.write_sequence("v1", 0, np.zeros((8, 64, 64, 3), np.uint8))              # doctest: +SKIP
+        >>> import tempfile
+        >>> from actwatch.train.extract import whole_frame_sequence
+        >>> w = DatasetWriter(Path(tempfile.mkdtemp()), {"input_size": [64, 64], "fps": 10.0})
+        >>> crops = np.zeros((8, 64, 64, 3), np.uint8)
+        >>> w.write_sequence("v1", whole_frame_sequence(crops, np.arange(8) / 10.0, (64, 64))).path
         'sequences/v1/t0.npy'
     """
 
@@ -201,24 +225,29 @@ class DatasetWriter:
     def read_marker(self, video_id: str) -> VideoMarker:
         return VideoMarker.from_dict(json.loads(self.marker_path(video_id).read_text()))
 
-    def write_sequence(self, video_id: str, track_id: int, crops: np.ndarray) -> str:
-        """Store one sequence (T, H, W, 3) uint8 BGR atomically; returns its path relative to root."""
-        rel = Path("sequences") / video_id / f"t{track_id}"
+    def write_sequence(self, video_id: str, seq: TrackSequence) -> StoredSequence:
+        """Store the crops of ``seq`` ((T, H, W, 3) uint8 BGR) atomically; returns what the marker keeps."""
+        name = sequence_name(seq.track_id, seq.segment)
+        rel = Path("sequences") / video_id / name
         if self.png:
-            target = self.root / rel
-            tmp = target.with_name(f".{target.name}.tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            for i, frame in enumerate(crops):
-                cv2.imwrite(str(tmp / f"{i:06d}.png"), frame)
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(tmp, target)
-            return rel.as_posix()
-        rel = rel.with_suffix(".npy")
-        buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(crops, dtype=np.uint8), allow_pickle=False)
-        atomic_write_bytes(self.root / rel, buf.getvalue())
-        return rel.as_posix()
+            with atomic_path(self.root / rel) as tmp:
+                tmp.mkdir()
+                for i, frame in enumerate(seq.crops):
+                    cv2.imwrite(str(tmp / f"{i:06d}.png"), frame)
+        else:
+            rel = rel.with_suffix(".npy")
+            buf = io.BytesIO()
+            np.save(buf, np.ascontiguousarray(seq.crops, dtype=np.uint8), allow_pickle=False)
+            atomic_write_bytes(self.root / rel, buf.getvalue())
+        return StoredSequence(
+            seq_id=f"{video_id}/{name}",
+            path=rel.as_posix(),
+            frames=seq.length,
+            track_id=seq.track_id,
+            segment=seq.segment,
+            start_time=seq.first_time,
+            end_time=seq.last_time,
+        )
 
     def write_marker(self, marker: VideoMarker) -> None:
         atomic_write_json(self.marker_path(marker.video_id), asdict(marker))
@@ -242,14 +271,11 @@ class DatasetWriter:
         )
         records = [
             SequenceRecord(
-                seq_id=s["seq_id"],
+                **asdict(s),
                 video_id=m.video_id,
                 label=m.label,
                 group=m.group,
                 split=split_of[m.video_id],
-                path=s["path"],
-                frames=int(s["frames"]),
-                track_id=int(s["track_id"]),
                 source=m.source,
             )
             for m in markers
@@ -286,7 +312,7 @@ def load_dataset(root: Path) -> DatasetIndex:
         raise DatasetError(f"{path} is not valid JSON ({exc}); re-run extraction") from exc
     if raw.get("format") != FORMAT or raw.get("version") != VERSION:
         raise DatasetError(f"{path} is not an actwatch dataset (format {raw.get('format')!r})")
-    records = [SequenceRecord(**s) for s in raw["sequences"]]
+    records = [SequenceRecord.from_dict(s) for s in raw["sequences"]]
     check_no_leakage({r.seq_id: r.split for r in records}, {r.seq_id: r.video_id for r in records})
     unknown = {r.label for r in records} - set(raw["classes"])
     if unknown:

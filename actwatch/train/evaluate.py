@@ -4,10 +4,21 @@ One centred window per sequence (as in validation during training). Models with 
 are evaluated the way the service runs them: every crop encoded once, the temporal head on windows of
 features (the training feature cache is reused when its key matches the checkpoint's encoder).
 
+The windows go through :func:`actwatch.train.loop.evaluate`, the same pass training validates with.
+
 Example:
-    >>> res = evaluate_checkpoint(Path("experiments/run/checkpoints/best.pt"), Path("data/ds"))  # doctest: +SKIP
-    >>> res.metrics.accuracy, res.report                                                       # doctest: +SKIP
-    (0.93, PosixPath('experiments/run/eval_best_test/report.md'))
+    >>> import tempfile
+    >>> from actwatch.model.checkpoint import init_checkpoint, save_checkpoint
+    >>> from actwatch.model.config import InputSpec, ModelConfig
+    >>> from actwatch.train.synthetic import write_motion_dataset
+    >>> root = Path(tempfile.mkdtemp())
+    >>> ds = write_motion_dataset(root / "ds", videos_per_class=2, n_frames=8, size=32, val_ratio=0, test_ratio=0.5)
+    >>> model = ModelConfig(pretrained=False, hidden_size=8, fc_size=4)
+    >>> ckpt = init_checkpoint(ds.classes, model, InputSpec(seq_len=4, input_size=32))
+    >>> save_checkpoint(ckpt, root / "run" / "checkpoints" / "best.pt")
+    >>> res = evaluate_checkpoint(root / "run" / "checkpoints" / "best.pt", ds.root)
+    >>> res.probabilities.shape, res.report.relative_to(root).as_posix()
+    ((2, 2), 'run/eval_best_test/report.md')
 """
 
 from __future__ import annotations
@@ -24,11 +35,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from actwatch.errors import DatasetError
+from actwatch.fileio import atomic_write_json, atomic_write_text
 from actwatch.model.checkpoint import load_checkpoint
-from actwatch.train.dataset import atomic_write_json, load_dataset
+from actwatch.train.dataset import load_dataset
 from actwatch.train.distributed import resolve_device
-from actwatch.train.features import FeatureCache, encode_records
-from actwatch.train.metrics import ClassificationMetrics, classification_metrics, markdown_report, plot_confusion
+from actwatch.train.features import FeatureCache, encode_records, feature_dim
+from actwatch.train.loop import WindowClassifier, evaluate
+from actwatch.train.metrics import ClassificationMetrics, markdown_report, plot_confusion
 from actwatch.train.windows import FeatureWindows, PixelWindows
 
 log = logging.getLogger(__name__)
@@ -36,13 +49,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Metrics plus the per-window probabilities behind them (rows follow ``seq_ids``).
-
-    Example:
-        >>> res = evaluate_checkpoint(Path("best.pt"), Path("data/ds"))  # doctest: +SKIP
-        >>> res.probabilities.shape                                    # doctest: +SKIP
-        (24, 2)
-    """
+    """Metrics plus the per-window probabilities behind them (rows follow ``seq_ids``)."""
 
     metrics: ClassificationMetrics
     probabilities: np.ndarray  # (N, C) softmax of the checkpoint's classes
@@ -91,29 +98,28 @@ def evaluate_checkpoint(
     if policy not in ("loop", "pad"):
         policy = "loop"
     dev = resolve_device(device)
-    model: Any = ckpt.build_model().to(dev).eval()
+    model = ckpt.build_model().to(dev)
     labels = np.array([classes.index(r.label) for r in records], np.int64)
 
     windows: Dataset[Any]
-    if getattr(model, "supports_feature_cache", False):
-        cache = FeatureCache.find(dataset, model.encoder, spec, cache_dir or dataset.root / ".feature_cache")
+    if model.supports_feature_cache:
+        encoder = model.frame_encoder()
+        cache = FeatureCache.find(dataset, encoder, spec, cache_dir or dataset.root / ".feature_cache")
         if cache is not None:
             feats = [cache.features(r.seq_id) for r in records]
         else:
-            array = np.empty((sum(r.frames for r in records), model.encoder.out_dim), np.float32)
-            encode_records(dataset, records, model.encoder, spec, array, device=dev, progress=progress)
+            array = np.empty((sum(r.frames for r in records), feature_dim(encoder, spec, dev)), np.float32)
+            encode_records(dataset, records, encoder, spec, array, device=dev, progress=progress)
             bounds = np.cumsum([0] + [r.frames for r in records])
             feats = [array[a:b] for a, b in itertools.pairwise(bounds)]
         windows = FeatureWindows(feats, labels.tolist(), spec.seq_len, train=False, short_policy=policy)
-        net = model.head
     else:
         windows = PixelWindows(dataset, records, spec, train=False, short_policy=policy)
-        net = model
-    probs = []
-    for x, _ in DataLoader(windows, batch_size=batch_size, shuffle=False):
-        probs.append(torch.softmax(net(x.to(dev)).float(), dim=1).cpu().numpy())
-    probabilities = np.concatenate(probs)
-    metrics = classification_metrics(probabilities, labels, classes)
+    classifier = WindowClassifier(model, features_in=model.supports_feature_cache)
+    loader = DataLoader(windows, batch_size=batch_size, shuffle=False)
+    result = evaluate(classifier, loader, dev, classes, keep_probabilities=True)
+    metrics, probabilities = result.metrics, result.probabilities
+    assert probabilities is not None
 
     out = out_dir or default_report_dir(checkpoint, split)
     out.mkdir(parents=True, exist_ok=True)
@@ -131,7 +137,6 @@ def evaluate_checkpoint(
         "model": f"{ckpt.model_config.arch} / {ckpt.model_config.temporal}",
     }
     report = out / "report.md"
-    report.write_text(
-        markdown_report(metrics, title=f"Evaluation on {split}", details=details, images=["confusion_matrix.png"])
-    )
+    text = markdown_report(metrics, title=f"Evaluation on {split}", details=details, images=["confusion_matrix.png"])
+    atomic_write_text(report, text)
     return EvalResult(metrics, probabilities, labels, [r.seq_id for r in records], out, report)

@@ -6,10 +6,15 @@ Persons are found with the service's own detector, ByteTrack wrapper, fps sample
 cannot be read, is too short or shows no person is skipped with a warning and counted; the run goes on.
 Finished videos get a done marker (written after their sequences), so a re-run resumes.
 
-Example:
-    >>> s = ExtractSettings(whole_frame=True, input_size=(64, 64), fps=10.0, min_frames=8)
-    >>> summary = DatasetExtractor(s).run(Path("clips"), Path("data/ds"))   # doctest: +SKIP
-    >>> print(summary.format_table())                                       # doctest: +SKIP
+Example (whole-frame mode: no detector needed):
+    >>> import tempfile
+    >>> from actwatch.train.synthetic import write_motion_source
+    >>> root = Path(tempfile.mkdtemp())
+    >>> src = write_motion_source(root / "clips", "a", videos_per_class=3, n_frames=12, size=32)
+    >>> s = ExtractSettings(whole_frame=True, input_size=(32, 32), fps=10.0, min_frames=8)
+    >>> summary = DatasetExtractor(s, progress=False).run(src, root / "ds")
+    >>> summary.processed, summary.failed, len(summary.index.sequences)
+    (6, 0, 6)
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from tqdm import tqdm
 from actwatch.capture.frame import Frame
 from actwatch.capture.video_file import read_video, video_fps
 from actwatch.errors import ActwatchError
+from actwatch.tracker.offline import TrackSequence
 from actwatch.train.dataset import DatasetIndex, DatasetWriter, VideoMarker
 from actwatch.train.layouts import VideoItem, discover_videos
 
@@ -133,6 +139,30 @@ class ExtractionSummary:
         return "\n".join(lines)
 
 
+def whole_frame_sequence(
+    crops: np.ndarray, timestamps: np.ndarray, frame_hw: tuple[int, int], frame_indices: np.ndarray | None = None
+) -> TrackSequence:
+    """The sequence of whole sampled frames of a clip (track 0): its "box" is the whole frame.
+
+    Example:
+        >>> seq = whole_frame_sequence(np.zeros((4, 8, 8, 3), np.uint8), np.arange(4) / 10.0, (120, 160))
+        >>> seq.track_id, seq.length, seq.boxes[0].tolist(), seq.duration
+        (0, 4, [0.0, 0.0, 160.0, 120.0], 0.3)
+    """
+    n = len(crops)
+    h, w = frame_hw
+    return TrackSequence(
+        track_id=0,
+        segment=0,
+        crops=crops,
+        timestamps=np.asarray(timestamps, np.float64),
+        frame_indices=np.arange(n) if frame_indices is None else np.asarray(frame_indices, np.int64),
+        boxes=np.tile(np.array([0, 0, w, h], np.float32), (n, 1)),
+        confidences=np.ones(n, np.float32),
+        frames_seen=n,
+    )
+
+
 class _VideoFailed(Exception):
     """A video that yields no sequence; the message is the reason recorded in its marker."""
 
@@ -161,10 +191,7 @@ class DatasetExtractor:
     ``detector`` may be given (tests, benchmarks); otherwise it is loaded from ``settings.detector``
     or the asset cache on first use. Not needed in whole-frame mode.
 
-    Example:
-        >>> ex = DatasetExtractor(ExtractSettings(whole_frame=True), progress=False)
-        >>> ex.run(Path("clips"), Path("data/ds")).processed  # doctest: +SKIP
-        12
+    See the module's example.
     """
 
     def __init__(self, settings: ExtractSettings, detector: Any | None = None, *, progress: bool = True) -> None:
@@ -276,15 +303,7 @@ class DatasetExtractor:
                     f"no person tracked for {self.settings.min_frames}+ samples "
                     f"(lower --conf, or use --whole-frame for clips without persons)"
                 )
-            stored = [
-                {
-                    "seq_id": f"{item.video_id}/t{tid}",
-                    "path": writer.write_sequence(item.video_id, tid, crops),
-                    "frames": len(crops),
-                    "track_id": tid,
-                }
-                for tid, crops in sequences
-            ]
+            stored = tuple(writer.write_sequence(item.video_id, seq) for seq in sequences)
             return VideoMarker(**base, status="ok", frames=counter.samples, persons=persons, sequences=stored)
         except (_VideoFailed, ActwatchError, cv2.error, OSError) as exc:
             return VideoMarker(**base, status="failed", reason=str(exc), frames=counter.samples if counter else 0)
@@ -292,22 +311,26 @@ class DatasetExtractor:
             if counter is not None:
                 summary.frames_read += counter.frames
 
-    def _whole_frame(self, frames: _Counter) -> list[tuple[int, np.ndarray]]:
+    def _whole_frame(self, frames: _Counter) -> list[TrackSequence]:
         from actwatch.tracker.crops import crop_boxes
         from actwatch.tracker.sampling import FpsSampler
 
         sampler = FpsSampler(self.settings.fps)
-        crops = []
+        crops, times, indices = [], [], []
+        frame_hw = (0, 0)
         for frame in frames:
             if sampler.due(frame.timestamp):
-                h, w = frame.shape
+                frame_hw = frame.shape
+                h, w = frame_hw
                 box = np.array([[0, 0, w, h]], np.float32)
                 crops.append(crop_boxes(frame.image, box, self.settings.input_size, pad=0.0)[0])
+                times.append(frame.timestamp)
+                indices.append(frame.index)
         if len(crops) < self.settings.min_frames:
             return []
-        return [(0, np.stack(crops))]
+        return [whole_frame_sequence(np.stack(crops), np.asarray(times), frame_hw, np.asarray(indices))]
 
-    def _persons(self, frames: _Counter, frame_rate: float) -> tuple[list[tuple[int, np.ndarray]], int]:
+    def _persons(self, frames: _Counter, frame_rate: float) -> tuple[list[TrackSequence], int]:
         from actwatch.tracker.offline import VideoTrackExtractor
 
         extractor = VideoTrackExtractor(
@@ -322,10 +345,6 @@ class DatasetExtractor:
         tracks.sort(key=lambda s: (-s.length, s.track_id, s.segment))
         kept = tracks[: self.settings.max_persons]
         persons = len({s.track_id for s in kept})
-        out = [
-            (s.track_id * 100 + s.segment if s.segment else s.track_id, s.crops)
-            for s in kept
-            if s.length >= self.settings.min_frames
-        ]
-        out.sort(key=lambda pair: pair[0])
+        out = [s for s in kept if s.length >= self.settings.min_frames]
+        out.sort(key=lambda s: (s.track_id, s.segment))
         return out, persons

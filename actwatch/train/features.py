@@ -10,9 +10,19 @@ two runs with the same encoder share them. Layout of one entry::
 An entry is written to a temporary folder and renamed into place, so a crash never leaves a half cache.
 
 Example:
-    >>> cache = FeatureCache.build_or_load(ds, model.encoder, spec, Path("cache"))   # doctest: +SKIP
-    >>> cache.features("v1/t0").shape                                               # doctest: +SKIP
-    (42, 1280)
+    >>> import tempfile
+    >>> from actwatch.model.config import ModelConfig
+    >>> from actwatch.model.networks import build_model
+    >>> from actwatch.train.synthetic import write_motion_dataset
+    >>> root = Path(tempfile.mkdtemp())
+    >>> ds = write_motion_dataset(root / "ds", videos_per_class=1, n_frames=6, size=32)
+    >>> encoder = build_model(ModelConfig(hidden_size=8, fc_size=4, pretrained=False), 2).frame_encoder()
+    >>> spec = InputSpec(input_size=32)
+    >>> cache = FeatureCache.build_or_load(ds, encoder, spec, root / "cache", device=torch.device("cpu"))
+    >>> cache.features(ds.sequences[0].seq_id).shape
+    (6, 1280)
+    >>> FeatureCache.find(ds, encoder, spec, root / "cache").path == cache.path  # found again, not rebuilt
+    True
 """
 
 from __future__ import annotations
@@ -20,9 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +39,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from actwatch.fileio import atomic_path
 from actwatch.model.config import InputSpec
 from actwatch.model.preprocess import preprocess_crops
 from actwatch.train.dataset import DatasetIndex, SequenceRecord
@@ -105,10 +113,7 @@ def encode_records(
 class FeatureCache:
     """Per-sequence features of a whole dataset (all splits), memory-mapped from disk.
 
-    Example:
-        >>> cache = FeatureCache.find(ds, model.encoder, spec, Path("ds/.feature_cache"))  # doctest: +SKIP
-        >>> cache.dim                                                                    # doctest: +SKIP
-        1280
+    See the module's example.
     """
 
     path: Path
@@ -153,12 +158,11 @@ class FeatureCache:
             log.info("feature cache hit: %s", path)
             return cls.load(path)
         records = sorted(dataset.sequences, key=lambda r: r.seq_id)
-        dim = _feature_dim(encoder, spec, device)
+        dim = feature_dim(encoder, spec, device)
         total = sum(r.frames for r in records)
         log.info("encoding %d crops of %d sequences into %s", total, len(records), path)
-        tmp = cache_dir / f".{key}.{uuid.uuid4().hex[:8]}.tmp"
-        tmp.mkdir(parents=True)
-        try:
+        with atomic_path(path) as tmp:
+            tmp.mkdir()
             array = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float32, shape=(total, dim))
             encode_records(dataset, records, encoder, spec, array, device=device, batch=batch, progress=progress)
             array.flush()
@@ -176,18 +180,11 @@ class FeatureCache:
                 "dim": dim,
             }
             (tmp / "index.json").write_text(json.dumps(meta))
-            try:
-                os.replace(tmp, path)
-            except OSError:
-                if not (path / "index.json").is_file():  # another process won the race: use its entry
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return cls.load(path)
 
 
 @torch.no_grad()
-def _feature_dim(encoder: nn.Module, spec: InputSpec, device: torch.device) -> int:
+def feature_dim(encoder: nn.Module, spec: InputSpec, device: torch.device) -> int:
     was_training = encoder.training
     encoder.eval()
     h, w = spec.input_size

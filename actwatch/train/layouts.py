@@ -13,9 +13,12 @@
   columns ``video_name,label``.
 
 Example:
-    >>> items = discover_videos(Path("clips"))          # doctest: +SKIP
-    >>> items[0].label, items[0].group, items[0].split  # doctest: +SKIP
-    ('fighting', 'suspicious-actions', None)
+    >>> import tempfile
+    >>> from actwatch.train.synthetic import write_motion_source
+    >>> src = write_motion_source(Path(tempfile.mkdtemp()), "a", videos_per_class=1, n_frames=4, group="motion")
+    >>> items = discover_videos(src)
+    >>> items[0].label, items[0].group, items[0].split
+    ('moving_left', 'motion', None)
 """
 
 from __future__ import annotations

@@ -8,26 +8,36 @@
     report.md                Markdown evaluation report of the best checkpoint on the test split
     checkpoints/best.pt      actwatch checkpoint (load_checkpoint / actwatch export) of the best epoch
     checkpoints/last.pt      ... of the last finished epoch
-    checkpoints/last.state.pt  optimizer, scheduler, scaler, epoch, history: what --resume needs
+    checkpoints/last.state.pt  the RunState: optimizer, scheduler, scaler, epoch, history (--resume)
     plots/                   loss.png, accuracy.png, confusion_matrix.png (test), confusion_val.png
     tensorboard/             SummaryWriter logs
 
 Example:
-    >>> run_dir, last, state = resolve_resume(Path("experiments/demo_20250101-120000"))   # doctest: +SKIP
+    >>> import tempfile
+    >>> run_dir = new_run_dir(Path(tempfile.mkdtemp()), "demo")
+    >>> save_state(run_dir / "checkpoints" / STATE, RunState(epoch=2, best_metric=0.9, best_epoch=2))
+    >>> load_state(run_dir / "checkpoints" / STATE).best_epoch
+    2
+    >>> resolve_resume(run_dir)
+    Traceback (most recent call last):
+    ...
+    actwatch.errors.StateError: cannot resume from ...: last.pt is missing (did the first epoch finish?)
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from actwatch.errors import ConfigError, StateError
+from actwatch.fileio import atomic_path, atomic_write_json, atomic_write_text
 from actwatch.train.config import TrainConfig, load_train_config
-from actwatch.train.dataset import atomic_write_json
 from actwatch.train.metrics import ClassificationMetrics, markdown_report, plot_confusion, plot_curves
 
 BEST = "best.pt"
@@ -79,21 +89,65 @@ def write_run_files(run_dir: Path, config: TrainConfig, info: dict[str, Any]) ->
     atomic_write_json(run_dir / "run.json", info)
 
 
-def save_state(path: Path, state: dict[str, Any]) -> None:
-    """Training state (plain types and tensors only: reloadable with ``weights_only=True``)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+@dataclass(frozen=True)
+class RunState:
+    """Where a run stands after ``epoch`` finished epochs: everything ``--resume`` restores.
+
+    ``best_metric`` is signed so that higher is better (a monitored loss is stored negated).
+    ``optimizer``/``scheduler``/``scaler`` are the state dicts of those objects (None before the first
+    epoch). Saved as one object with :func:`save_state`, read back with :func:`load_state`.
+
+    Example:
+        >>> RunState().epoch, RunState().best_metric
+        (0, -inf)
+    """
+
+    epoch: int = 0
+    best_metric: float = -math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: tuple[dict[str, Any], ...] = ()
+    optimizer: dict[str, Any] | None = field(default=None, repr=False)
+    scheduler: dict[str, Any] | None = field(default=None, repr=False)
+    scaler: dict[str, Any] | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types and tensors only, so that ``torch.load(weights_only=True)`` reads it back."""
+        state = asdict(self)
+        state["history"] = json.loads(json.dumps(list(self.history)))
+        return state
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> RunState:
+        return cls(
+            epoch=int(state["epoch"]),
+            best_metric=float(state["best_metric"]),
+            best_epoch=int(state["best_epoch"]),
+            bad_epochs=int(state["bad_epochs"]),
+            history=tuple(state["history"]),
+            optimizer=state.get("optimizer"),
+            scheduler=state.get("scheduler"),
+            scaler=state.get("scaler") or None,
+        )
 
 
-def load_state(path: Path) -> dict[str, Any]:
+def save_state(path: Path, state: RunState) -> None:
+    """Write ``state`` atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(state.to_dict(), tmp)
+
+
+def load_state(path: Path) -> RunState:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged file fails in many ways inside torch
         raise StateError(f"training state {path} cannot be read ({type(exc).__name__}: {exc})") from exc
     if not isinstance(state, dict) or "epoch" not in state:
         raise StateError(f"{path} is not an actwatch training-state file")
-    return state
+    try:
+        return RunState.from_dict(state)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StateError(f"training state {path} is incomplete ({type(exc).__name__}: {exc})") from exc
 
 
 def write_results(
@@ -124,4 +178,4 @@ def write_results(
         details=details,
         images=["plots/confusion_matrix.png", "plots/loss.png", "plots/accuracy.png"],
     )
-    (run_dir / "report.md").write_text(report)
+    atomic_write_text(run_dir / "report.md", report)

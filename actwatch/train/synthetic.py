@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from actwatch.train.dataset import DatasetIndex, DatasetWriter, VideoMarker
+from actwatch.train.extract import whole_frame_sequence
 
 MOTION_CLASSES = ("moving_left", "moving_right")
 
@@ -70,10 +71,10 @@ def write_motion_dataset(
         for label, direction in zip(MOTION_CLASSES, (-1, 1), strict=True):
             video_id = f"{label}_{i:04d}"
             clip = motion_clip(rng, direction, n_frames=n_frames, size=size)
-            path = writer.write_sequence(video_id, 0, clip)
-            seq = {"seq_id": f"{video_id}/t0", "path": path, "frames": n_frames, "track_id": 0}
+            seq = whole_frame_sequence(clip, np.arange(n_frames) / fps, (size, size))
+            stored = writer.write_sequence(video_id, seq)
             writer.write_marker(
-                VideoMarker(video_id, f"synthetic:{video_id}", label, None, None, "ok", "", n_frames, 1, [seq])
+                VideoMarker(video_id, f"synthetic:{video_id}", label, None, None, "ok", "", n_frames, 1, (stored,))
             )
     return writer.finalize(val_ratio=val_ratio, test_ratio=test_ratio, seed=seed)
 

@@ -1,21 +1,21 @@
 """Training windows: ``seq_len`` frames cut from longer sequences, as features or as pixels.
 
-Training takes a random offset, evaluation the centred window; shorter sequences are looped or padded
-with their last frame. Randomness is drawn from ``(seed, epoch, index)``, so an epoch is the same
-whatever the number of DataLoader workers, and a resumed run continues exactly.
+Training takes a random offset, evaluation the centred window
+(:func:`actwatch.model.windows.window_indices`); shorter sequences are looped or padded with their last
+frame. Randomness is drawn from ``(seed, epoch, index)``, so an epoch is the same whatever the number
+of DataLoader workers, and a resumed run continues exactly.
 
 Example:
-    >>> window_indices(20, 8, offset="center").tolist()
-    [6, 7, 8, 9, 10, 11, 12, 13]
-    >>> window_indices(3, 5, offset="center", short_policy="loop").tolist()
-    [0, 1, 2, 0, 1]
-    >>> window_indices(3, 5, offset="center", short_policy="pad").tolist()
-    [0, 1, 2, 2, 2]
+    >>> feats = [np.zeros((20, 4), np.float32), np.ones((3, 4), np.float32)]
+    >>> ds = FeatureWindows(feats, [0, 1], 8, train=True, windows_per_sequence=2)
+    >>> len(ds), tuple(ds[3][0].shape), ds[3][1]
+    (4, (8, 4), 1)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import cv2
@@ -25,29 +25,9 @@ from torch.utils.data import Dataset
 
 from actwatch.model.config import InputSpec
 from actwatch.model.preprocess import preprocess_crops
+from actwatch.model.windows import window_indices
 from actwatch.train.config import AugmentConfig
 from actwatch.train.dataset import DatasetIndex, SequenceRecord
-
-
-def window_indices(
-    n: int,
-    seq_len: int,
-    *,
-    offset: Literal["random", "center"],
-    short_policy: Literal["loop", "pad"] = "loop",
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
-    """Frame indices of one window of a sequence of ``n`` frames."""
-    if n < 1:
-        raise ValueError("a sequence needs at least one frame")
-    steps = np.arange(seq_len)
-    if n < seq_len:
-        return steps % n if short_policy == "loop" else np.minimum(steps, n - 1)
-    if offset == "random":
-        start = int((rng or np.random.default_rng()).integers(0, n - seq_len + 1))
-    else:
-        start = (n - seq_len) // 2
-    return start + steps
 
 
 def augment_window(window: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
@@ -85,29 +65,27 @@ def augment_window(window: np.ndarray, cfg: AugmentConfig, rng: np.random.Genera
     return np.ascontiguousarray(out)
 
 
-class _WindowSampler:
-    """Shared logic of the two datasets: which window of which sequence, for an item and epoch."""
+@dataclass(frozen=True)
+class WindowSampling:
+    """How a dataset picks its windows: training (random offsets, ``windows_per_sequence`` per
+    sequence and epoch) or evaluation (one centred window), short sequences, the shuffled control."""
 
-    def __init__(
-        self,
-        lengths: Sequence[int],
-        labels: Sequence[int],
-        seq_len: int,
-        *,
-        train: bool,
-        short_policy: Literal["loop", "pad"],
-        shuffle_frames: bool,
-        windows_per_sequence: int,
-        seed: int,
-    ) -> None:
+    train: bool
+    short_policy: Literal["loop", "pad"] = "loop"
+    shuffle_frames: bool = False
+    windows_per_sequence: int = 1
+    seed: int = 0
+
+
+class _Windows(Dataset[tuple[torch.Tensor, int]]):
+    """What the two datasets share: which window of which sequence, for an item and epoch."""
+
+    def __init__(self, lengths: Sequence[int], labels: Sequence[int], seq_len: int, sampling: WindowSampling) -> None:
         self.lengths = list(lengths)
         self.labels = list(labels)
         self.seq_len = seq_len
-        self.train = train
-        self.short_policy = short_policy
-        self.shuffle_frames = shuffle_frames
-        self.windows_per_sequence = windows_per_sequence if train else 1
-        self.seed = seed
+        self.sampling = sampling
+        self.windows_per_sequence = sampling.windows_per_sequence if sampling.train else 1
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -118,22 +96,27 @@ class _WindowSampler:
         return len(self.lengths) * self.windows_per_sequence
 
     def pick(self, item: int) -> tuple[int, np.ndarray, np.random.Generator]:
+        """The sequence of ``item``, its window's frame indices and the item's random generator."""
+        s = self.sampling
         seq = item % len(self.lengths)
         # Evaluation randomness (the shuffled control) is the same in every epoch.
-        rng = np.random.default_rng((abs(self.seed), self.epoch + 1 if self.train else 0, item))
-        idx = window_indices(
-            self.lengths[seq],
-            self.seq_len,
-            offset="random" if self.train else "center",
-            short_policy=self.short_policy,
-            rng=rng,
-        )
-        if self.shuffle_frames:
+        rng = np.random.default_rng((abs(s.seed), self.epoch + 1 if s.train else 0, item))
+        offset: Literal["random", "center"] = "random" if s.train else "center"
+        idx = window_indices(self.lengths[seq], self.seq_len, offset=offset, short_policy=s.short_policy, rng=rng)
+        if s.shuffle_frames:
             idx = rng.permutation(idx)
         return seq, idx, rng
 
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
+        seq, idx, rng = self.pick(item)
+        return self.window(seq, idx, rng), self.labels[seq]
 
-class FeatureWindows(Dataset[tuple[torch.Tensor, int]]):
+    def window(self, seq: int, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """The model input of frames ``idx`` of sequence ``seq``."""
+        raise NotImplementedError
+
+
+class FeatureWindows(_Windows):
     """Windows of cached encoder features: items are ``((seq_len, D) float32, label)``.
 
     Example:
@@ -156,36 +139,22 @@ class FeatureWindows(Dataset[tuple[torch.Tensor, int]]):
         seed: int = 0,
     ) -> None:
         self.features = list(features)
-        self.sampler = _WindowSampler(
-            [len(f) for f in self.features],
-            labels,
-            seq_len,
-            train=train,
-            short_policy=short_policy,
-            shuffle_frames=shuffle_frames,
-            windows_per_sequence=windows_per_sequence,
-            seed=seed,
-        )
+        sampling = WindowSampling(train, short_policy, shuffle_frames, windows_per_sequence, seed)
+        super().__init__([len(f) for f in self.features], labels, seq_len, sampling)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
-        seq, idx, _ = self.sampler.pick(item)
-        window = np.asarray(self.features[seq][idx], np.float32)
-        return torch.from_numpy(window), self.sampler.labels[seq]
+    def window(self, seq: int, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.features[seq][idx], np.float32))
 
 
-class PixelWindows(Dataset[tuple[torch.Tensor, int]]):
+class PixelWindows(_Windows):
     """Windows of crops read from the dataset, augmented, preprocessed: ``((T, 3, H, W), label)``.
 
     Example:
-        >>> ds = load_dataset(Path("data/ds"))                                          # doctest: +SKIP
-        >>> PixelWindows(ds, ds.split("val"), InputSpec(seq_len=8), train=False)[0][0].shape  # doctest: +SKIP
-        torch.Size([8, 3, 112, 112])
+        >>> import tempfile, pathlib
+        >>> from actwatch.train.synthetic import write_motion_dataset
+        >>> ds = write_motion_dataset(pathlib.Path(tempfile.mkdtemp()), videos_per_class=2, n_frames=10, size=32)
+        >>> PixelWindows(ds, ds.sequences, InputSpec(seq_len=8, input_size=32), train=False)[0][0].shape
+        torch.Size([8, 3, 32, 32])
     """
 
     def __init__(
@@ -205,25 +174,11 @@ class PixelWindows(Dataset[tuple[torch.Tensor, int]]):
         self.records = list(records)
         self.spec = spec
         self.augment = augment if train and augment is not None and augment.enabled else None
-        self.sampler = _WindowSampler(
-            [r.frames for r in self.records],
-            [dataset.label_index(r.label) for r in self.records],
-            spec.seq_len,
-            train=train,
-            short_policy=short_policy,
-            shuffle_frames=shuffle_frames,
-            windows_per_sequence=windows_per_sequence,
-            seed=seed,
-        )
+        sampling = WindowSampling(train, short_policy, shuffle_frames, windows_per_sequence, seed)
+        labels = [dataset.label_index(r.label) for r in self.records]
+        super().__init__([r.frames for r in self.records], labels, spec.seq_len, sampling)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
-        seq, idx, rng = self.sampler.pick(item)
+    def window(self, seq: int, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         rec = self.records[seq]
         path = self.dataset.root / rec.path
         if path.suffix == ".npy":
@@ -235,4 +190,4 @@ class PixelWindows(Dataset[tuple[torch.Tensor, int]]):
         window = np.ascontiguousarray(frames[idx])
         if self.augment is not None:
             window = augment_window(window, self.augment, rng)
-        return torch.from_numpy(preprocess_crops(window, self.spec)), self.sampler.labels[seq]
+        return torch.from_numpy(preprocess_crops(window, self.spec))

@@ -12,6 +12,7 @@ from actwatch.model.config import (
     InputSpec,
     ModelConfig,
 )
+from actwatch.model.networks import recognizer_class
 
 
 def test_defaults_match_the_product() -> None:
@@ -19,8 +20,9 @@ def test_defaults_match_the_product() -> None:
     assert (spec.seq_len, spec.input_size, spec.fps, spec.mean) == (30, (112, 112), 10.0, IMAGENET_MEAN)
     assert spec.window_seconds == 3.0
     cfg = ModelConfig()
-    assert (cfg.arch, cfg.temporal, cfg.supports_feature_cache) == ("mobilenet_v2_lstm", "lstm", True)
-    assert ModelConfig(arch="r3d_18").supports_feature_cache is False
+    cached = recognizer_class(cfg.arch).supports_feature_cache
+    assert (cfg.arch, cfg.temporal, cached) == ("mobilenet_v2_lstm", "lstm", True)
+    assert recognizer_class(ModelConfig(arch="r3d_18").arch).supports_feature_cache is False
 
 
 def test_every_field_is_described() -> None:

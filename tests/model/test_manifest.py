@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from actwatch.errors import ManifestError
-from actwatch.model.manifest import MANIFEST_FILE, load_manifest, sha256_file
+from actwatch.fileio import sha256_file
+from actwatch.model.manifest import MANIFEST_FILE, load_manifest
 
 
 @pytest.fixture

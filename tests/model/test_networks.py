@@ -87,12 +87,12 @@ def test_random_backbone_needs_batchnorm_calibration_to_respond() -> None:
     model = build_model(ModelConfig(**TINY), 2).eval()
     frames = torch.randn(2, 4, 3, 64, 64)
     with torch.no_grad():
-        before = model.encoder(frames.flatten(0, 1))
+        before = model.frame_encoder()(frames.flatten(0, 1))
     assert before.abs().max() < 1e-4  # identity BatchNorm statistics: the features vanish
     calibrate_batchnorm(model, frames)
     assert not model.training
     with torch.no_grad():
-        after = model.encoder(frames.flatten(0, 1))
+        after = model.frame_encoder()(frames.flatten(0, 1))
     assert after.std(dim=0).mean() > 1e-2  # now they differ from frame to frame
 
 
@@ -117,7 +117,7 @@ def test_pretrained_weights_come_from_the_torch_hub_cache(tmp_path: Path, monkey
     with warnings.catch_warnings():
         warnings.simplefilter("error", PretrainedWeightsWarning)
         model = build_model(ModelConfig(hidden_size=16, fc_size=8, pretrained=True), 2)
-    assert model.backbone_source == str(cached)
+    assert model.backbone_source == str(cached) and isinstance(model, ActionRecognizer)
     for key, value in reference.features.state_dict().items():
         torch.testing.assert_close(model.encoder.features.state_dict()[key], value)
 
@@ -130,7 +130,7 @@ def test_local_backbone_weights(tmp_path: Path) -> None:
     torch.save(reference.features.state_dict(), features_only)
     for path in (whole, features_only):
         model = build_model(ModelConfig(backbone_weights=path, **TINY), 2)
-        assert model.backbone_source == str(path)
+        assert model.backbone_source == str(path) and isinstance(model, ActionRecognizer)
         torch.testing.assert_close(model.encoder.features[0][0].weight, reference.features[0][0].weight, msg=str(path))
 
 
@@ -147,3 +147,32 @@ def test_bad_backbone_weights_raise_config_error(tmp_path: Path) -> None:
     garbage.write_bytes(b"not a torch file")
     with pytest.raises(ConfigError, match="cannot be read"):
         build_model(ModelConfig(backbone_weights=garbage, **TINY), 2)
+
+
+def test_frozen_split_model_trains_only_its_head() -> None:
+    model = build_model(ModelConfig(**TINY), 3)
+    assert isinstance(model, ActionRecognizer)
+    assert model.trainable_module() is model and not model.takes_features  # finetune: everything learns
+    model.freeze_backbone()
+    assert model.trainable_module() is model.feature_head() and model.takes_features
+    assert {id(p) for p in model.trainable_parameters()} == {id(p) for p in model.head.parameters()}
+    model.train()
+    assert model.head.training and not model.encoder.training  # frozen BatchNorm statistics stay
+    frames = torch.randn(2, 3, 3, 32, 32)
+    with torch.no_grad():
+        model.eval()
+        features = model.encode_frames(frames)
+        torch.testing.assert_close(model.classify_features(features), model(frames))
+    assert features.shape == (2, 3, FEATURE_DIM)
+
+
+def test_frozen_r3d18_is_a_linear_probe() -> None:
+    model = build_model(ModelConfig(arch="r3d_18", pretrained=False), 2)
+    assert isinstance(model, R3D18Recognizer)
+    model.freeze_backbone()
+    assert model.trainable_module() is model and not model.takes_features
+    assert {id(p) for p in model.trainable_parameters()} == {id(p) for p in model.net.fc.parameters()}
+    model.train()
+    assert model.net.fc.training and not model.net.layer1.training
+    with pytest.raises(TypeError, match="no per-frame encoder"):
+        model.frame_encoder()

@@ -9,7 +9,7 @@ import pytest
 
 from actwatch.model.runtime import ActionRuntime
 from actwatch.tracker.offline import TrackSequence
-from actwatch.tracker.track_predict import format_table, predict_sequence, window_indices
+from actwatch.tracker.track_predict import format_table, plan_windows, predict_sequence
 from tests.conftest import TEST_CLASSES
 
 
@@ -19,6 +19,7 @@ class CountingRuntime:
     def __init__(self, runtime: ActionRuntime) -> None:
         self.runtime = runtime
         self.classes = runtime.classes
+        self.spec = runtime.spec
         self.supports_feature_cache = runtime.supports_feature_cache
         self.encoded = 0
 
@@ -52,16 +53,22 @@ def _sequence(n: int, hw: tuple[int, ...], seed: int = 0) -> TrackSequence:
     )
 
 
+def _windows(n: int, seq_len: int, stride: int, min_samples: int) -> tuple[np.ndarray, bool]:
+    plan = plan_windows(n, seq_len, stride, min_samples)
+    assert plan is not None
+    return plan.indices, plan.padded
+
+
 def test_window_indices() -> None:
-    idx, padded = window_indices(8, 8, 4, 4)  # type: ignore[misc]
+    idx, padded = _windows(8, 8, 4, 4)
     assert idx.tolist() == [list(range(8))] and not padded
-    idx, _ = window_indices(13, 8, 4, 4)  # type: ignore[misc]
+    idx, _ = _windows(13, 8, 4, 4)
     assert idx[:, 0].tolist() == [0, 4, 5]  # the last window always ends at the newest sample
-    idx, padded = window_indices(5, 8, 4, 4)  # type: ignore[misc]
+    idx, padded = _windows(5, 8, 4, 4)
     assert idx.tolist() == [[0, 0, 0, 0, 1, 2, 3, 4]] and padded
-    assert window_indices(3, 8, 4, 4) is None
+    assert plan_windows(3, 8, 4, 4) is None
     with pytest.raises(ValueError):
-        window_indices(3, 8, 0, 1)
+        plan_windows(3, 8, 0, 1)
 
 
 def test_predict_full_track(runtime: ActionRuntime) -> None:
@@ -75,7 +82,7 @@ def test_predict_full_track(runtime: ActionRuntime) -> None:
     assert set(pred.probabilities) == set(TEST_CLASSES)
     assert sum(pred.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
     # The average of the windows' probabilities, computed independently through the whole-model graph.
-    idx, _ = window_indices(20, spec.seq_len, 4, 4)  # type: ignore[misc]
+    idx, _ = _windows(20, spec.seq_len, 4, 4)
     expected = runtime.classify_crops(seq.crops[idx]).mean(axis=0)
     got = np.array([pred.probabilities[c] for c in runtime.classes])
     np.testing.assert_allclose(got, expected, atol=1e-4)

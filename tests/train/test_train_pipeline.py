@@ -13,10 +13,11 @@ from actwatch.export.onnx_export import export_checkpoint
 from actwatch.model.checkpoint import load_checkpoint
 from actwatch.model.config import ModelConfig
 from actwatch.model.runtime import ActionRuntime
+from actwatch.model.windows import window_indices
+from actwatch.train.config import TrainConfig
 from actwatch.train.dataset import DatasetIndex
 from actwatch.train.evaluate import evaluate_checkpoint
 from actwatch.train.trainer import TrainResult, train
-from actwatch.train.windows import window_indices
 from tests.support.net import free_port
 
 from .conftest import small_config
@@ -100,7 +101,7 @@ def test_pixel_modes_train_on_cpu(mode: str, model: ModelConfig, small_dataset: 
     assert np.isfinite(result.history[0]["train_loss"])
 
 
-def load_checkpoint_state(cfg, dataset: DatasetIndex) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+def load_checkpoint_state(cfg: TrainConfig, dataset: DatasetIndex) -> dict[str, np.ndarray]:
     """The initial weights a run with ``cfg`` starts from (same seed, same init as the trainer)."""
     import torch
 

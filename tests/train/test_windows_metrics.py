@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from actwatch.model.windows import window_indices
 from actwatch.train.config import AugmentConfig, TrainConfig, load_train_config
 from actwatch.train.metrics import classification_metrics
 from actwatch.train.trainer import class_weights
-from actwatch.train.windows import FeatureWindows, augment_window, window_indices
+from actwatch.train.windows import FeatureWindows, augment_window
 
 
 def test_window_offsets_and_short_policies() -> None:
@@ -20,6 +21,14 @@ def test_window_offsets_and_short_policies() -> None:
     assert window_indices(21, 8, offset="center").tolist() == list(range(6, 14))
     assert window_indices(3, 7, offset="random", short_policy="loop").tolist() == [0, 1, 2, 0, 1, 2, 0]
     assert window_indices(3, 7, offset="random", short_policy="pad").tolist() == [0, 1, 2, 2, 2, 2, 2]
+
+
+def test_window_indices_serve_prediction_too() -> None:
+    # actwatch predict: integer offsets along a track, short tracks padded at the front.
+    assert window_indices(10, 4, offset=6).tolist() == [6, 7, 8, 9]
+    assert window_indices(3, 5, short_policy="pad_front").tolist() == [0, 0, 0, 1, 2]
+    with pytest.raises(ValueError, match="outside"):
+        window_indices(10, 4, offset=7)
 
 
 def test_feature_windows_deterministic_per_epoch_and_shuffle() -> None:
@@ -33,8 +42,8 @@ def test_feature_windows_deterministic_per_epoch_and_shuffle() -> None:
     for w in first:
         assert np.all(np.diff(w) == 1)  # consecutive frames, in order
     shuffled = FeatureWindows(feats, [1], 8, train=False, shuffle_frames=True)
-    w = shuffled[0][0][:, 0].numpy()
-    assert sorted(w.tolist()) == list(range(11, 19)) and not np.all(np.diff(w) == 1)
+    shuffled_window = shuffled[0][0][:, 0].numpy()
+    assert sorted(shuffled_window.tolist()) == list(range(11, 19)) and not np.all(np.diff(shuffled_window) == 1)
 
 
 def test_augmentation_is_identical_across_frames() -> None:

@@ -368,15 +368,13 @@ def _run(cmd: list[str], cwd: Path) -> str:
 
 
 def _verify_video(path: Path) -> None:
-    import cv2
+    from actwatch.capture.video_file import read_video
+    from actwatch.errors import SourceError
 
-    cap = cv2.VideoCapture(str(path))
     try:
-        ok, frame = cap.read() if cap.isOpened() else (False, None)
-    finally:
-        cap.release()
-    if not ok or frame is None:
-        raise ActwatchError(f"{path} is not a readable video (OpenCV decoded no frame)")
+        next(iter(read_video(path, max_frames=1)))
+    except (SourceError, StopIteration):
+        raise ActwatchError(f"{path} is not a readable video (OpenCV decoded no frame)") from None
 
 
 # ---------------------------------------------------------------------------------------------- manifest

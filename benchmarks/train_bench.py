@@ -19,7 +19,6 @@ import time
 import warnings
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -72,17 +71,11 @@ def bench_training(work: Path, args: argparse.Namespace) -> None:
 
 def bench_extraction(work: Path, args: argparse.Namespace) -> None:
     from actwatch.assets import ensure_detector, ensure_sample_video
+    from actwatch.capture.video_file import read_video
     from actwatch.tracker.detector import DetectorSettings, PersonDetector
 
     video = ensure_sample_video(fetch=False)
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while len(frames) < args.extract_frames:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
+    frames = [frame.image for frame in read_video(video, max_frames=args.extract_frames)]
     write_video(work / "src" / "walking" / "vtest.avi", np.stack(frames), fps=10.0)
     detector_settings = DetectorSettings(person_class_ids=None, conf=0.25, imgsz=args.imgsz, device=args.device)
     detector = PersonDetector(ensure_detector(fetch=False), detector_settings)

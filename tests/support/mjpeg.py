@@ -19,23 +19,18 @@ from types import TracebackType
 import cv2
 import numpy as np
 
+from actwatch.capture.video_file import read_video
+
 BOUNDARY = "actwatchframe"
 
 
 def load_jpegs(video: Path | str, size: tuple[int, int], max_frames: int) -> list[bytes]:
     """Up to ``max_frames`` frames of ``video`` resized to ``size`` (w, h), JPEG-encoded."""
-    capture = cv2.VideoCapture(str(video))
     jpegs: list[bytes] = []
-    try:
-        while len(jpegs) < max_frames:
-            ok, image = capture.read()
-            if not ok:
-                break
-            ok, buf = cv2.imencode(".jpg", cv2.resize(image, size), [cv2.IMWRITE_JPEG_QUALITY, 80])
-            if ok:
-                jpegs.append(np.asarray(buf).tobytes())
-    finally:
-        capture.release()
+    for frame in read_video(video, max_frames=max_frames):
+        ok, buf = cv2.imencode(".jpg", cv2.resize(frame.image, size), [cv2.IMWRITE_JPEG_QUALITY, 80])
+        if ok:
+            jpegs.append(np.asarray(buf).tobytes())
     if not jpegs:
         raise RuntimeError(f"no frames could be read from {video}")
     return jpegs

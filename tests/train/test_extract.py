@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
+from actwatch.capture.video_file import read_video
 from actwatch.train.dataset import load_dataset
 from actwatch.train.extract import DatasetExtractor, ExtractionSummary, ExtractSettings
 from actwatch.train.synthetic import MOTION_CLASSES, motion_clip, write_motion_source, write_video
@@ -95,9 +95,7 @@ def test_layout_c_csv_and_missing_file(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_person_extraction_on_vtest(vtest_path: Path, detector_weights: Path, tmp_path: Path) -> None:
     # The first 40 frames (4 s) of vtest.avi, copied into a class folder.
-    cap = cv2.VideoCapture(str(vtest_path))
-    frames = [cap.read()[1] for _ in range(40)]
-    cap.release()
+    frames = [frame.image for frame in read_video(vtest_path, max_frames=40)]
     write_video(tmp_path / "src" / "walking" / "vtest40.avi", np.stack(frames), fps=10.0)
     settings = ExtractSettings(
         detector=detector_weights, imgsz=320, conf=0.1, input_size=(64, 64), fps=5.0, min_frames=8, max_persons=3

@@ -58,7 +58,7 @@ tracker:
   track_high_thresh: 0.25
   track_low_thresh: 0.1
   new_track_thresh: 0.25
-  track_buffer: 30
+  lost_track_s: 1.0
   match_thresh: 0.8
   fuse_score: true
 model:
@@ -117,7 +117,7 @@ def test_full_yaml_loads(tmp_path: Path) -> None:
     assert cfg.cameras[0].zone == [(0, 300), (640, 300), (640, 480), (0, 480)]
     assert cfg.cameras[1].name == "lobby" and not cfg.cameras[1].enabled
     assert cfg.detector.person_class_ids == [0, 1] and cfg.detector.half
-    assert cfg.tracker.track_buffer == 30
+    assert cfg.tracker.lost_track_s == 1.0
     assert cfg.capture.ffmpeg_options == {"analyzeduration": "500000"}
     assert [r.label for r in cfg.alerts.rules] == ["fighting", "falling"]
     assert cfg.log_level == "INFO"
@@ -168,7 +168,7 @@ def test_unknown_key_is_named_with_a_suggestion(tmp_path: Path) -> None:
         ("storage:\n  database_url: mysql://x/y\n", "storage.database_url", "sqlite"),
         ("log_level: verbose\n", "log_level", "DEBUG"),
         ("capture:\n  backoff_initial_s: 5\n  backoff_max_s: 1\n", "capture", "backoff_max_s"),
-        ("tracker:\n  track_buffer: 0\n", "tracker.track_buffer", "greater than or equal to 1"),
+        ("tracker:\n  lost_track_s: 0\n", "tracker.lost_track_s", "greater than 0"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str, fragment: str) -> None:

@@ -271,7 +271,7 @@ class StreamPipeline:
         """Each camera's own ByteTrack; the one place where the end of a track is reported."""
         out = []
         for item, dets in zip(batch, detections, strict=True):
-            tracked = item.tracker.update(dets, item.frame.image)
+            tracked = item.tracker.update(dets, item.frame.timestamp)
             report_ended(self._track_listeners, item.camera_id, item.tracker.removed_track_ids)
             out.append(_Tracked(item, tracked))
         return out

@@ -1,48 +1,59 @@
-"""One ByteTrack tracker per camera, with track ids that belong to that camera alone.
+"""ByteTrack for one camera, with track ids that belong to that camera alone, timed in stream seconds.
 
-Ultralytics' ``BYTETracker`` does the association. Two of its habits do not suit a multi-camera service,
-so :class:`CameraTracker` wraps it:
+The association is ByteTrack's (Zhang et al., "ByteTrack: Multi-Object Tracking by Associating Every
+Detection Box", ECCV 2022; the authors' reference code is MIT): confident detections are matched to the
+predicted boxes of tracked and lost tracks first; the low-confidence ones then rescue tracks that would
+otherwise be lost (a partly occluded person); remaining confident ones confirm tentative tracks or start
+new ones. Written here on numpy, :mod:`actwatch.tracker.kalman` and ``lap`` (the assignment solver),
+so serving needs neither torch nor Ultralytics.
 
-* **Id counters.** Older Ultralytics releases count track ids in a class attribute
-  (``BaseTrack._count``) that every tracker shares and that each new tracker resets to 0; newer ones
-  keep a per-tracker counter but restart it at 1 on ``reset()``. The ids we publish therefore never come
-  from Ultralytics: each ``CameraTracker`` numbers its tracks itself (1, 2, 3, … per camera, never
-  reused, not even after :meth:`CameraTracker.reset`) by tagging Ultralytics' track objects.
-  Ultralytics' internal ids must still be unique *within* one tracker (it de-duplicates tracks by id),
-  so around every call into it we swap this tracker's own value of ``BaseTrack._count`` in and out under
-  :data:`_BASETRACK_COUNT_LOCK`. That lock is the one module-level object in actwatch: it guards a
-  third-party global, so it has to be as global as the thing it guards.
+What the service needs beyond the paper:
+
+* **Ids per camera.** Each :class:`CameraTracker` numbers its confirmed tracks 1, 2, 3, … and never
+  reuses a number, not even after :meth:`CameraTracker.reset`. No state is shared between instances.
+* **Stream time.** :meth:`CameraTracker.update` takes the frame's stream timestamp. A lost track is kept
+  for :attr:`TrackerSettings.lost_track_s` seconds of that clock, whatever the camera's frame rate, and
+  the motion model advances by the time that really passed (a dropped frame is a longer step).
 * **Ended tracks.** :attr:`CameraTracker.removed_track_ids` lists the ids whose tracks ended in the last
-  update, so per-track buffers can be freed.
+  update, each once, so per-track buffers can be freed.
 """
 
 from __future__ import annotations
 
 import itertools
-import threading
+import math
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import lap
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
+from actwatch.settings import ConfigError, StrictModel, validate_settings
 from actwatch.tracker.detections import Detections
-from actwatch.tracker.ultralytics_env import configure_ultralytics
+from actwatch.tracker.kalman import BoxKalman, xyah_to_xyxy, xyxy_to_xyah
 
-# Guards ultralytics.trackers.basetrack.BaseTrack._count, a class attribute shared by every tracker in
-# the process (see the module docstring). Documented exception to "no module-level singletons".
-_BASETRACK_COUNT_LOCK = threading.Lock()
-_ID_ATTR = "_actwatch_track_id"
+# Fixed association gates of ByteTrack (maximum 1 - IoU): the second, low-confidence stage and the
+# confirmation of tentative tracks. The first stage's gate is the `match_thresh` setting.
+_LOW_SCORE_MATCH_THRESH = 0.5
+_TENTATIVE_MATCH_THRESH = 0.7
+# A tracked and a lost track overlapping this much (1 - IoU below it) are the same person: keep the older.
+_DUPLICATE_THRESH = 0.15
 
 
-class TrackerSettings(BaseModel):
-    """ByteTrack parameters; the defaults are Ultralytics' ``bytetrack.yaml``.
+class TrackerSettings(StrictModel):
+    """ByteTrack parameters; the thresholds are Ultralytics' ``bytetrack.yaml`` defaults.
 
-    Example:
-        >>> TrackerSettings(track_buffer=60).match_thresh
+    Example (a configuration written for the former frame-counted setting says how to migrate):
+        >>> TrackerSettings(lost_track_s=2.0).match_thresh
         0.8
+        >>> try:
+        ...     validate_settings(TrackerSettings, {"track_buffer": 60}, "actwatch.yaml")
+        ... except ConfigError as exc:
+        ...     print(exc)
+        invalid configuration (actwatch.yaml):
+          track_buffer: replaced by lost_track_s (seconds of stream time, not frames at 30 fps); use lost_track_s: 2
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -56,149 +67,253 @@ class TrackerSettings(BaseModel):
     new_track_thresh: float = Field(
         0.25, ge=0.0, le=1.0, description="An unmatched detection starts a new track only if this confident."
     )
-    track_buffer: int = Field(
-        30, ge=1, description="Frames (at 30 fps, scaled to the camera's rate) a lost track is kept."
+    lost_track_s: float = Field(
+        1.0,
+        gt=0.0,
+        description="Seconds of stream time a lost track is kept for re-identification before it ends, "
+        "whatever the camera's frame rate (ByteTrack's 30 frames at 30 fps).",
     )
     match_thresh: float = Field(
         0.8, ge=0.0, le=1.0, description="Maximum association cost (1 - IoU, optionally score-fused)."
     )
     fuse_score: bool = Field(True, description="Fuse detection confidence into the IoU cost when matching.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _track_buffer_was_replaced(cls, data: Any) -> Any:
+        # A config written for the Ultralytics tracker says how to migrate instead of "extra inputs".
+        if isinstance(data, dict) and "track_buffer" in data:
+            value = data["track_buffer"]
+            hint = f"; use lost_track_s: {value / 30:g}" if isinstance(value, int | float) else ""
+            raise ValueError(
+                f"track_buffer: replaced by lost_track_s (seconds of stream time, not frames at 30 fps){hint}"
+            )
+        return data
 
-@dataclass(frozen=True, slots=True)
-class _BoxesAdapter:
-    """What ``BYTETracker.update`` reads from a results object: ``xyxy``, ``xywh``, ``conf``, ``cls``."""
 
-    xyxy: np.ndarray
-    conf: np.ndarray
-    cls: np.ndarray
+@dataclass(slots=True, eq=False)
+class _Track:
+    """One track's mutable state inside a :class:`CameraTracker` (never leaves it)."""
+
+    mean: np.ndarray  # (8,) Kalman state
+    cov: np.ndarray  # (8, 8)
+    score: float
+    first_seen: float  # stream seconds
+    last_seen: float
+    confirmed: bool = False
+    lost: bool = False
+    public_id: int | None = None  # given when first published
+    row: int = -1  # the detection row matched in the current update, -1 if none
 
     @property
-    def xywh(self) -> np.ndarray:
-        out = np.empty_like(self.xyxy)
-        out[:, 0] = (self.xyxy[:, 0] + self.xyxy[:, 2]) / 2
-        out[:, 1] = (self.xyxy[:, 1] + self.xyxy[:, 3]) / 2
-        out[:, 2] = self.xyxy[:, 2] - self.xyxy[:, 0]
-        out[:, 3] = self.xyxy[:, 3] - self.xyxy[:, 1]
-        return out
+    def xyxy(self) -> np.ndarray:
+        return xyah_to_xyxy(self.mean[None, :4])[0]
 
-    def __len__(self) -> int:
-        return len(self.conf)
 
-    def __getitem__(self, index: Any) -> _BoxesAdapter:
-        return _BoxesAdapter(self.xyxy[index], self.conf[index], self.cls[index])
+def _iou_cost(tracks: list[_Track], boxes: np.ndarray) -> np.ndarray:
+    """``1 - IoU`` of every track's predicted box with every detection box, ``(len(tracks), len(boxes))``."""
+    if not tracks or not len(boxes):
+        return np.ones((len(tracks), len(boxes)))
+    a = np.stack([t.xyxy for t in tracks])[:, None, :]
+    b = np.asarray(boxes, np.float64)[None, :, :]
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return 1.0 - inter / np.maximum(area_a + area_b - inter, 1e-9)
 
-    @classmethod
-    def from_detections(cls, det: Detections) -> _BoxesAdapter:
-        return cls(
-            det.xyxy.astype(np.float32, copy=False),
-            det.confidence.astype(np.float32, copy=False),
-            det.class_id.astype(np.float32),
-        )
+
+def _assign(cost: np.ndarray, limit: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+    """Minimum-cost matching with every pair costing at most ``limit``: matches, unmatched rows, columns."""
+    rows, cols = cost.shape
+    if rows == 0 or cols == 0:
+        return [], list(range(rows)), list(range(cols))
+    _, row_to_col, col_to_row = lap.lapjv(cost, extend_cost=True, cost_limit=limit)
+    matches = [(r, int(c)) for r, c in enumerate(row_to_col) if c >= 0]
+    return matches, [r for r in range(rows) if row_to_col[r] < 0], [c for c in range(cols) if col_to_row[c] < 0]
 
 
 class CameraTracker:
     """ByteTrack for one camera; published track ids start at 1 and are never reused.
 
     ``update`` returns the detections that belong to a confirmed track, with ``track_id`` set. Boxes are
-    the detector's measured boxes (not the Kalman estimate), so crops follow what was actually seen.
+    the detector's measured boxes (not the Kalman estimate), so crops follow what was actually seen. A
+    track is confirmed by its second detection (on a tracker's very first frame, by its first: ByteTrack's
+    rule, so a scene already full of people is tracked at once).
 
-    Example (two persons seen, then nobody for longer than the lost-track buffer):
-        >>> image = np.zeros((120, 160, 3), np.uint8)
+    Example (two persons seen at 10 fps, then nobody for longer than ``lost_track_s``, 1 s by default):
         >>> two = Detections(np.array([[10, 10, 40, 80], [100, 20, 130, 90]], np.float32),
         ...                  np.array([0.9, 0.8], np.float32), np.zeros(2, np.int64), np.full(2, -1))
         >>> tracker = CameraTracker("cam1", frame_rate=10)
-        >>> tracked = tracker.update(two, image)
+        >>> tracked = tracker.update(two, timestamp=0.0)
         >>> tracked.track_id.tolist(), tracker.removed_track_ids
         ([1, 2], ())
-        >>> for _ in range(12):
-        ...     tracked = tracker.update(Detections.empty(), image)
-        >>> tracked.track_id.tolist(), tracker.removed_track_ids
-        ([], (1, 2))
+        >>> for i in range(1, 12):
+        ...     tracked = tracker.update(Detections.empty(), timestamp=i / 10)
+        ...     if tracker.removed_track_ids: break
+        >>> tracked.track_id.tolist(), tracker.removed_track_ids, i / 10
+        ([], (1, 2), 1.1)
     """
 
     def __init__(self, camera_id: str, frame_rate: float = 30.0, settings: TrackerSettings | None = None) -> None:
+        if not frame_rate > 0:
+            raise ValueError(f"frame_rate must be > 0, got {frame_rate}")
         self.camera_id = camera_id
         self.frame_rate = float(frame_rate)
         self.settings = settings or TrackerSettings()
-        configure_ultralytics()
-        from ultralytics.trackers.basetrack import BaseTrack  # lazy: environment configured first
-
-        self._base_track: Any = BaseTrack
+        self._kalman = BoxKalman()
         self._public_ids: Iterator[int] = itertools.count(1)
-        self._internal_count = 0  # this tracker's value of BaseTrack._count (old Ultralytics releases)
-        self._live_ids: set[int] = set()
+        self._tracks: list[_Track] = []
+        self._now: float | None = None  # stream time of the last update, made monotonic
+        self._clock_offset = 0.0  # added to timestamps after the stream clock went backwards
         self.removed_track_ids: tuple[int, ...] = ()
         self.frames_seen = 0
-        self._tracker = self._new_bytetracker()
 
-    def _new_bytetracker(self) -> Any:
-        from ultralytics.trackers.byte_tracker import BYTETracker
-        from ultralytics.utils import IterableSimpleNamespace
+    # ------------------------------------------------------------------------------- public API
+    def update(self, detections: Detections, timestamp: float | None = None) -> Detections:
+        """Associate this frame's ``detections``; return the tracked ones with ``track_id`` set.
 
-        # track_buffer is given in frames at 30 fps (ByteTrack's convention); scaling it by the camera's
-        # frame rate keeps a lost track alive for the same time whatever the camera delivers.
-        params = self.settings.model_dump()
-        params["track_buffer"] = max(1, round(self.settings.track_buffer * self.frame_rate / 30.0))
-        args = IterableSimpleNamespace(tracker_type="bytetrack", **params)
-        with self._own_counter():
-            return BYTETracker(args)
-
-    @contextmanager
-    def _own_counter(self) -> Iterator[None]:
-        """Swap this tracker's id counter into ``BaseTrack._count`` for the duration of the block."""
-        with _BASETRACK_COUNT_LOCK:
-            saved = self._base_track._count
-            self._base_track._count = self._internal_count
-            try:
-                yield
-            finally:
-                self._internal_count = self._base_track._count
-                self._base_track._count = saved
-
-    def update(self, detections: Detections, image: np.ndarray | None = None) -> Detections:
-        """Associate this frame's ``detections``; return the tracked ones with ``track_id`` set."""
-        with self._own_counter():
-            self._tracker.update(_BoxesAdapter.from_detections(detections), image)
+        ``timestamp`` is the frame's stream time in seconds (``Frame.timestamp``); ``None`` means one
+        nominal frame interval (``1 / frame_rate``) after the previous update.
+        """
+        live_before = self.live_track_ids
+        first_frame = self._now is None
+        now, steps = self._advance_clock(timestamp)
         self.frames_seen += 1
-        rows: list[int] = []
-        ids: list[int] = []
-        for strack in self._tracker.tracked_stracks:
-            if not strack.is_activated:
-                continue  # a tentative track: not yet confirmed by a second detection
-            rows.append(int(strack.idx))
-            ids.append(self._public_id(strack))
-        live = {
-            getattr(t, _ID_ATTR)
-            for t in (*self._tracker.tracked_stracks, *self._tracker.lost_stracks)
-            if hasattr(t, _ID_ATTR)
-        }
-        self.removed_track_ids = tuple(sorted(self._live_ids - live))
-        self._live_ids = live
-        if not rows:
-            return Detections.empty()
-        idx = np.asarray(rows, np.int64)
-        return Detections(
-            detections.xyxy[idx],
-            detections.confidence[idx],
-            detections.class_id[idx],
-            np.asarray(ids, np.int64),
-        )
+        for track in self._tracks:
+            track.row = -1
+        self._predict(steps)
+        self._associate(detections, now, first_frame)
 
-    def _public_id(self, strack: Any) -> int:
-        tid = getattr(strack, _ID_ATTR, None)
-        if tid is None:
-            tid = next(self._public_ids)
-            setattr(strack, _ID_ATTR, tid)
-        return int(tid)
+        out = sorted((t for t in self._tracks if t.confirmed and not t.lost and t.row >= 0), key=lambda t: t.row)
+        for track in out:  # numbered when first published, in detection order: no gaps in the ids
+            if track.public_id is None:
+                track.public_id = next(self._public_ids)
+        self.removed_track_ids = tuple(sorted(live_before - self.live_track_ids))
+        if not out:
+            return Detections.empty()
+        rows = np.asarray([t.row for t in out], np.int64)
+        return Detections(
+            detections.xyxy[rows],
+            detections.confidence[rows],
+            detections.class_id[rows],
+            np.asarray([t.public_id for t in out], np.int64),
+        )
 
     @property
     def live_track_ids(self) -> frozenset[int]:
         """Ids of tracks that are tracked or lost-but-recoverable after the last update."""
-        return frozenset(self._live_ids)
+        return frozenset(t.public_id for t in self._tracks if t.public_id is not None)
 
     def reset(self) -> None:
         """Forget all tracks (e.g. after a camera reconnects); ids keep counting up, never reused."""
-        self.removed_track_ids = tuple(sorted(self._live_ids))
-        self._live_ids = set()
-        self._tracker = self._new_bytetracker()
+        self.removed_track_ids = tuple(sorted(self.live_track_ids))
+        self._tracks = []
+        self._now = None
+        self._clock_offset = 0.0
+
+    # ------------------------------------------------------------------------------- internals
+    def _advance_clock(self, timestamp: float | None) -> tuple[float, float]:
+        """This update's stream time (never going backwards) and the frame steps since the last one."""
+        nominal = 1.0 / self.frame_rate
+        if self._now is None:
+            self._now = 0.0 if timestamp is None or not math.isfinite(timestamp) else float(timestamp)
+            return self._now, 1.0
+        if timestamp is None or not math.isfinite(timestamp):
+            now = self._now + nominal
+        else:
+            now = float(timestamp) + self._clock_offset
+            if now <= self._now:
+                # The stream's clock restarted or repeated (reconnect, duplicate timestamp): count one
+                # nominal frame and measure later timestamps from here.
+                self._clock_offset += self._now + nominal - now
+                now = self._now + nominal
+        steps = (now - self._now) * self.frame_rate
+        self._now = now
+        return now, steps
+
+    def _predict(self, steps: float) -> None:
+        # Tentative tracks are matched where they were first seen (they live one frame unless confirmed).
+        tracks = [t for t in self._tracks if t.confirmed]
+        if not tracks:
+            return
+        mean = np.stack([t.mean for t in tracks])
+        cov = np.stack([t.cov for t in tracks])
+        lost = np.asarray([t.lost for t in tracks])
+        mean[lost, 7] = 0.0  # a lost box keeps its size: no height velocity while unseen
+        mean, cov = self._kalman.predict(mean, cov, np.full(len(mean), steps))
+        for track, m, c in zip(tracks, mean, cov, strict=True):
+            track.mean, track.cov = m, c
+
+    def _correct(self, pairs: list[tuple[_Track, int]], detections: Detections, now: float) -> None:
+        """Kalman-correct each matched track with its detection; the track is (again) tracked."""
+        if not pairs:
+            return
+        tracks = [t for t, _ in pairs]
+        rows = np.asarray([r for _, r in pairs], np.int64)
+        mean, cov = self._kalman.update(
+            np.stack([t.mean for t in tracks]), np.stack([t.cov for t in tracks]), xyxy_to_xyah(detections.xyxy[rows])
+        )
+        for track, row, m, c in zip(tracks, rows.tolist(), mean, cov, strict=True):
+            track.mean, track.cov, track.row = m, c, row
+            track.score = float(detections.confidence[row])
+            track.last_seen, track.lost, track.confirmed = now, False, True
+
+    def _associate(self, detections: Detections, now: float, first_frame: bool) -> None:
+        s = self.settings
+        scores = detections.confidence.astype(np.float64)
+        high = np.flatnonzero(scores >= s.track_high_thresh)
+        low = np.flatnonzero((scores > s.track_low_thresh) & (scores < s.track_high_thresh))
+        boxes = detections.xyxy
+
+        # 1. Confident detections against confirmed tracks, tracked or lost.
+        pool = [t for t in self._tracks if t.confirmed]
+        cost = _iou_cost(pool, boxes[high])
+        if s.fuse_score and cost.size:
+            cost = 1.0 - (1.0 - cost) * scores[high][None, :]
+        matches, unmatched_pool, unmatched_high = _assign(cost, s.match_thresh)
+        self._correct([(pool[i], int(high[j])) for i, j in matches], detections, now)
+
+        # 2. Low-confidence detections keep tracks that were tracked until now (occlusion, blur).
+        still = [pool[i] for i in unmatched_pool if not pool[i].lost]
+        matches, unmatched_still, _ = _assign(_iou_cost(still, boxes[low]), _LOW_SCORE_MATCH_THRESH)
+        self._correct([(still[i], int(low[j])) for i, j in matches], detections, now)
+        for i in unmatched_still:
+            still[i].lost = True
+
+        # 3. Remaining confident detections confirm tentative tracks; unconfirmed leftovers are dropped.
+        left = high[unmatched_high]
+        tentative = [t for t in self._tracks if not t.confirmed]
+        cost = _iou_cost(tentative, boxes[left])
+        if s.fuse_score and cost.size:
+            cost = 1.0 - (1.0 - cost) * scores[left][None, :]
+        matches, unmatched_tentative, unmatched_left = _assign(cost, _TENTATIVE_MATCH_THRESH)
+        self._correct([(tentative[i], int(left[j])) for i, j in matches], detections, now)
+        dropped = {id(tentative[i]) for i in unmatched_tentative}
+
+        # 4. New tracks; 5. lost tracks past their lifetime end; 6. duplicates of a lost track end.
+        expired = {id(t) for t in self._tracks if t.lost and now - t.last_seen > s.lost_track_s}
+        self._tracks = [t for t in self._tracks if id(t) not in dropped and id(t) not in expired]
+        new_rows = [int(left[j]) for j in unmatched_left if scores[left[j]] >= s.new_track_thresh]
+        if new_rows:
+            rows = np.asarray(new_rows, np.int64)
+            mean, cov = self._kalman.initiate(xyxy_to_xyah(boxes[rows]))
+            for row, m, c in zip(new_rows, mean, cov, strict=True):
+                self._tracks.append(
+                    _Track(m, c, float(scores[row]), first_seen=now, last_seen=now, confirmed=first_frame, row=row)
+                )
+        self._drop_duplicates(now)
+
+    def _drop_duplicates(self, now: float) -> None:
+        """A lost track re-found as a new one: of two that overlap almost fully, keep the longer-lived."""
+        tracked = [t for t in self._tracks if not t.lost]
+        lost = [t for t in self._tracks if t.lost]
+        if not tracked or not lost:
+            return
+        cost = _iou_cost(tracked, np.stack([t.xyxy for t in lost]))
+        gone: set[int] = set()
+        for i, j in zip(*np.nonzero(cost < _DUPLICATE_THRESH), strict=True):
+            a, b = tracked[i], lost[j]
+            gone.add(id(b) if now - a.first_seen > now - b.first_seen else id(a))
+        self._tracks = [t for t in self._tracks if id(t) not in gone]

@@ -185,7 +185,7 @@ class VideoTrackExtractor:
             self.stats.frames += 1
             dets = self._filter(dets)
             self.stats.detections += len(dets)
-            tracked = tracker.update(dets, frame.image)
+            tracked = tracker.update(dets, frame.timestamp)
             due_rows: list[int] = []
             for row, tid in enumerate(tracked.track_id.tolist()):
                 acc = active.get(tid)

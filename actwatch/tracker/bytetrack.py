@@ -30,7 +30,7 @@ import lap
 import numpy as np
 from pydantic import ConfigDict, Field, model_validator
 
-from actwatch.settings import ConfigError, StrictModel, validate_settings
+from actwatch.settings import StrictModel
 from actwatch.tracker.detections import Detections
 from actwatch.tracker.kalman import BoxKalman, xyah_to_xyxy, xyxy_to_xyah
 
@@ -48,6 +48,7 @@ class TrackerSettings(StrictModel):
     Example (a configuration written for the former frame-counted setting says how to migrate):
         >>> TrackerSettings(lost_track_s=2.0).match_thresh
         0.8
+        >>> from actwatch.settings import ConfigError, validate_settings
         >>> try:
         ...     validate_settings(TrackerSettings, {"track_buffer": 60}, "actwatch.yaml")
         ... except ConfigError as exc:

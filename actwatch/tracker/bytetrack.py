@@ -98,7 +98,6 @@ class _Track:
 
     mean: np.ndarray  # (8,) Kalman state
     cov: np.ndarray  # (8, 8)
-    score: float
     first_seen: float  # stream seconds
     last_seen: float
     confirmed: bool = False
@@ -258,7 +257,6 @@ class CameraTracker:
         )
         for track, row, m, c in zip(tracks, rows.tolist(), mean, cov, strict=True):
             track.mean, track.cov, track.row = m, c, row
-            track.score = float(detections.confidence[row])
             track.last_seen, track.lost, track.confirmed = now, False, True
 
     def _associate(self, detections: Detections, now: float, first_frame: bool) -> None:
@@ -301,9 +299,7 @@ class CameraTracker:
             rows = np.asarray(new_rows, np.int64)
             mean, cov = self._kalman.initiate(xyxy_to_xyah(boxes[rows]))
             for row, m, c in zip(new_rows, mean, cov, strict=True):
-                self._tracks.append(
-                    _Track(m, c, float(scores[row]), first_seen=now, last_seen=now, confirmed=first_frame, row=row)
-                )
+                self._tracks.append(_Track(m, c, first_seen=now, last_seen=now, confirmed=first_frame, row=row))
         self._drop_duplicates(now)
 
     def _drop_duplicates(self, now: float) -> None:

@@ -7,9 +7,11 @@ would otherwise ``pip install`` missing packages at run time), ``YOLO_VERBOSE`` 
 ``check_requirements`` return at once, so no version probing or install attempt happens at all; a
 genuinely missing package then fails with a plain ``ImportError`` instead of a silent install.
 
-Every actwatch module that needs Ultralytics imports it lazily, right after calling
-:func:`configure_ultralytics`. If something imported Ultralytics earlier (a notebook, a test plugin),
-the module-level copies of those switches are patched as well, so the guarantees still hold.
+Only the ``train`` extra's work needs Ultralytics (fetching or exporting a ``.pt`` detector, training);
+serving never imports it (the tracker is :mod:`actwatch.tracker.bytetrack`, on numpy). Every actwatch
+module that needs Ultralytics imports it lazily, right after calling :func:`configure_ultralytics`. If
+something imported Ultralytics earlier (a notebook, a test plugin), the module-level copies of those
+switches are patched as well, so the guarantees still hold.
 
 Example:
     >>> from actwatch.tracker.ultralytics_env import configure_ultralytics
@@ -25,7 +27,8 @@ import os
 import sys
 from pathlib import Path
 
-from actwatch.paths import ultralytics_config_dir
+from actwatch.errors import ActwatchError
+from actwatch.paths import CACHE_DIR_ENV, ultralytics_config_dir
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +45,17 @@ def configure_ultralytics(config_dir: Path | None = None) -> Path:
     """Set the environment Ultralytics reads at import; return the settings folder used.
 
     ``config_dir`` defaults to ``<actwatch cache>/ultralytics``. ``YOLO_VERBOSE`` is set to ``false``
-    unless the user set it. Safe to call many times.
+    unless the user set it. Safe to call many times. An unwritable folder is an
+    :class:`~actwatch.errors.ActwatchError` that says what to set.
     """
     config_dir = Path(config_dir).expanduser() if config_dir is not None else ultralytics_config_dir()
-    config_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        config_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a cache inside a root-owned image folder, run as an unprivileged user
+        raise ActwatchError(
+            f"cannot create Ultralytics' settings folder {config_dir}: {exc.strerror or exc}; "
+            f"set {CACHE_DIR_ENV} to a writable folder"
+        ) from exc
 
     os.environ.update(FORCED_ENV)
     os.environ.setdefault("YOLO_VERBOSE", "false")

@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 CHECK = textwrap.dedent(
     """
     import json, os, subprocess, sys
@@ -78,3 +80,14 @@ def test_configured_after_an_early_import_still_blocks_installs(tmp_path: Path) 
     r = _run("import-late", tmp_path)
     assert r["checks_online"] is False and r["autoinstall"] is False and r["events_enabled"] is False
     assert r["requirements_ok"] is True and r["subprocess_calls"] == 0
+
+
+def test_an_unwritable_settings_folder_is_a_user_error(tmp_path: Path) -> None:
+    """Run as an unprivileged user under a root-owned folder: a message that says what to set, no traceback."""
+    from actwatch.errors import ActwatchError
+    from actwatch.tracker.ultralytics_env import configure_ultralytics
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where a folder should be")  # fails for root too, unlike a chmod
+    with pytest.raises(ActwatchError, match=r"cannot create Ultralytics' settings folder .*ACTWATCH_CACHE_DIR"):
+        configure_ultralytics(blocker / "ultralytics")

@@ -60,7 +60,12 @@ def _check_zone(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 Coordinate = Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)]
 Point = tuple[Coordinate, Coordinate]
-Zone = Annotated[list[Point], AfterValidator(_check_zone)]
+Zone = Annotated[
+    list[Point],
+    AfterValidator(_check_zone),
+    # Checked by _check_zone (with its own messages); stated in the JSON schema too, for API clients.
+    Field(json_schema_extra={"minItems": 3, "maxItems": MAX_ZONE_POINTS}),
+]
 """A polygon of ``[x, y]`` points in frame pixels (>= 3 points, non-zero area)."""
 CameraId = Annotated[str, Field(pattern=CAMERA_ID_PATTERN)]
 SourceUrl = Annotated[str, Field(max_length=2048), AfterValidator(validate_source_url)]

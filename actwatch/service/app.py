@@ -31,13 +31,17 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import SecretStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import actwatch
@@ -194,6 +198,24 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=422)
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's answer, except that 405's ``Allow`` lists every method the schema documents for the path
+    (Starlette names only those of the first route that matched it, e.g. just GET for ``/cameras``)."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        paths: dict[str, dict[str, Any]] = request.app.openapi()["paths"]
+        allowed = sorted(
+            {
+                method.upper()
+                for template, operations in paths.items()
+                if compile_path(template)[0].match(request.url.path)
+                for method in operations
+            }
+        )
+        exc = StarletteHTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": ", ".join(allowed)})
+    return await http_exception_handler(request, exc)
+
+
 def _default_controller(config: AppConfig, sink: EventSink, metrics: ServiceMetrics) -> CameraController:
     # heavy (torch, onnxruntime): imported only when serving
     from actwatch.service.pipeline import StreamPipeline
@@ -281,8 +303,9 @@ def create_app(
     )
     app.state.services = services
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for module in (health, cameras, events, ws):
-        app.include_router(module.router())
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    for api in (health.router(), cameras.router(), events.router(config.server.max_page_size), ws.router()):
+        app.include_router(api)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:

@@ -30,10 +30,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import sys
 from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from actwatch.config import ServerConfig
 
@@ -75,7 +78,13 @@ def listen_socket(settings: ServerConfig, *, port: int | None = None) -> socket.
 
 
 def serve(app: Any, settings: ServerConfig, *, log_level: str = "info", sock: socket.socket | None = None) -> None:
-    """Serve ``app`` until interrupted, on ``sock`` (default: a new :func:`listen_socket`)."""
+    """Serve ``app`` until interrupted, on ``sock`` (default: a new :func:`listen_socket`).
+
+    Exits with status 3 when the server did not start (as ``uvicorn.run`` does: e.g. start-up failed).
+    """
     listener = sock if sock is not None else listen_socket(settings)
-    with listener:
-        uvicorn.Server(uvicorn_config(app, settings, log_level=log_level)).run(sockets=[listener])
+    server = uvicorn.Server(uvicorn_config(app, settings, log_level=log_level))
+    with listener, contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[listener])
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)

@@ -15,9 +15,8 @@ log = logging.getLogger(__name__)
 
 
 def _run_server(config: Any, *, announce: bool) -> None:
-    import uvicorn
-
     from actwatch.service.app import create_app
+    from actwatch.service.server import serve
 
     logging.getLogger().setLevel(config.log_level)
     app = create_app(config)
@@ -29,9 +28,7 @@ def _run_server(config: Any, *, announce: bool) -> None:
         typer.echo(f"actwatch: WebSocket  ws://{config.server.host}:{config.server.port}/ws/events?token={token}")
     else:
         typer.echo(f"actwatch: serving on {base} (dashboard at {base}/, API docs at {base}/docs)")
-    uvicorn.run(
-        app, host=config.server.host, port=config.server.port, log_level=config.log_level.lower(), ws_max_size=65536
-    )
+    serve(app, config.server, log_level=config.log_level)
 
 
 def _given(**options: Any) -> dict[str, Any]:

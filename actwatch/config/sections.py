@@ -60,7 +60,12 @@ def _check_zone(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 Coordinate = Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)]
 Point = tuple[Coordinate, Coordinate]
-Zone = Annotated[list[Point], AfterValidator(_check_zone)]
+Zone = Annotated[
+    list[Point],
+    AfterValidator(_check_zone),
+    # Checked by _check_zone (with its own messages); stated in the JSON schema too, for API clients.
+    Field(json_schema_extra={"minItems": 3, "maxItems": MAX_ZONE_POINTS}),
+]
 """A polygon of ``[x, y]`` points in frame pixels (>= 3 points, non-zero area)."""
 CameraId = Annotated[str, Field(pattern=CAMERA_ID_PATTERN)]
 SourceUrl = Annotated[str, Field(max_length=2048), AfterValidator(validate_source_url)]
@@ -90,6 +95,43 @@ class ServerConfig(StrictModel):
     )
     max_cameras: int = Field(64, ge=1, le=4096, description="Most cameras the service accepts.")
     max_page_size: int = Field(500, ge=1, le=10_000, description="Largest 'limit' accepted by GET /events.")
+    # The WebSocket slow-client contract (README, "WebSocket"): see actwatch/service/server.py.
+    ws_ping_interval_s: float = Field(
+        20.0,
+        gt=0,
+        le=3600,
+        description="Seconds between WebSocket keepalive pings. A late pong never closes a connection (a slow "
+        "reader's pong waits behind the messages queued for it); the pings keep data flowing, so a vanished "
+        "peer is found within dead_peer_timeout_s.",
+    )
+    dead_peer_timeout_s: float = Field(
+        120.0,
+        ge=1,
+        le=3600,
+        description="A connection whose peer acknowledges nothing (it vanished) or keeps its receive window shut "
+        "(it reads nothing at all) for this many seconds is closed (TCP_USER_TIMEOUT).",
+    )
+    send_buffer_bytes: int = Field(
+        262_144,
+        ge=4096,
+        le=64 << 20,
+        description="Kernel send buffer of each connection (SO_SNDBUF). It bounds how much a slow WebSocket "
+        "client has in flight before its own queue (ws_queue_size) drops the oldest messages.",
+    )
+    auth_failures_per_minute: int = Field(
+        30,
+        ge=1,
+        le=100_000,
+        description="Wrong or missing tokens accepted per client address per minute (HTTP and WebSocket); "
+        "more get 429 with Retry-After (WebSocket: close code 1008) until the budget refills.",
+    )
+    max_pending_websockets: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        description="WebSocket connections allowed to wait for their first 'auth' message at once; more are "
+        "closed with code 1013 (try again later).",
+    )
 
     @field_validator("token")
     @classmethod

@@ -25,17 +25,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import SecretStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import actwatch
@@ -50,6 +56,7 @@ from actwatch.service.registry import CameraRegistry
 from actwatch.service.routers import cameras, events, health, ws
 from actwatch.service.sink import EventSink
 from actwatch.service.store import EventStore
+from actwatch.service.throttle import AuthThrottle, ConnectionSlots, client_address
 
 log = logging.getLogger(__name__)
 
@@ -87,28 +94,41 @@ async def _send_json(send: Send, status: int, body: bytes, headers: list[tuple[b
     await send({"type": "http.response.body", "body": body})
 
 
+async def _too_many_attempts(send: Send, retry_after: float) -> None:
+    seconds = max(1, math.ceil(retry_after))
+    body = json.dumps({"detail": f"too many failed authentication attempts; retry in {seconds} s"}).encode()
+    await _send_json(send, 429, body, [(b"retry-after", str(seconds).encode())])
+
+
 class BearerAuthMiddleware:
-    """401 for HTTP requests without the token, *before* any body is read or validated.
+    """401 for HTTP requests without the token, *before* any body is read or validated; 429 for a client
+    that has used up its failed attempts (:class:`~actwatch.service.throttle.AuthThrottle`).
 
     The routers also depend on :func:`~actwatch.service.deps.require_token` (it documents the scheme in
     OpenAPI); this middleware makes the rule hold for every route, present and future. WebSockets
     authenticate in their handler, which must close with code 1008 rather than answer 401.
     """
 
-    def __init__(self, app: ASGIApp, token: SecretStr) -> None:
+    def __init__(self, app: ASGIApp, token: SecretStr, throttle: AuthThrottle) -> None:
         self.app = app
         self.token = token
+        self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
+        client = client_address(scope)
+        if (wait := self.throttle.retry_after(client)) is not None:
+            await _too_many_attempts(send, wait)
+            return
         header = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"authorization"), None)
         given = bearer_from_header(header)
         if token_matches(self.token.get_secret_value(), given):
             await self.app(scope, receive, send)
             return
+        self.throttle.failed(client)
         body = b'{"detail":"missing or invalid bearer token"}' if given else b'{"detail":"bearer token required"}'
         await _send_json(send, 401, body, [(b"www-authenticate", b"Bearer")])
 
@@ -176,6 +196,24 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         for e in errors
     ]
     return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's answer, except that 405's ``Allow`` lists every method the schema documents for the path
+    (Starlette names only those of the first route that matched it, e.g. just GET for ``/cameras``)."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        paths: dict[str, dict[str, Any]] = request.app.openapi()["paths"]
+        allowed = sorted(
+            {
+                method.upper()
+                for template, operations in paths.items()
+                if compile_path(template)[0].match(request.url.path)
+                for method in operations
+            }
+        )
+        exc = StarletteHTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": ", ".join(allowed)})
+    return await http_exception_handler(request, exc)
 
 
 def _default_controller(config: AppConfig, sink: EventSink, metrics: ServiceMetrics) -> CameraController:
@@ -252,6 +290,8 @@ def create_app(
         sink=sink,
         cameras=CameraService(CameraRegistry(config.cameras, config.server.max_cameras), controller, metrics),
         controller=controller,
+        auth_throttle=AuthThrottle(config.server.auth_failures_per_minute),
+        pending_websockets=ConnectionSlots(config.server.max_pending_websockets),
     )
 
     app = FastAPI(
@@ -263,8 +303,9 @@ def create_app(
     )
     app.state.services = services
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for module in (health, cameras, events, ws):
-        app.include_router(module.router())
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    for api in (health.router(), cameras.router(), events.router(config.server.max_page_size), ws.router()):
+        app.include_router(api)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:
@@ -276,7 +317,7 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Outermost last: limits and headers -> CORS (answers preflights) -> auth -> routes.
-    app.add_middleware(BearerAuthMiddleware, token=services.token)
+    app.add_middleware(BearerAuthMiddleware, token=services.token, throttle=services.auth_throttle)
     if config.server.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -186,6 +186,11 @@ class Broadcaster:
     def client_count(self) -> int:
         return len(self._clients)
 
+    @property
+    def dropped_total(self) -> int:
+        """Messages dropped so far for the clients connected now."""
+        return sum(client.dropped_total for client in list(self._clients))
+
     def connect(self, subscription: Subscription | None = None) -> Client:
         """A new client queue (call on the event loop)."""
         client = Client(self.queue_size, subscription or Subscription(), self._metrics)

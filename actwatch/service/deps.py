@@ -30,6 +30,7 @@ from actwatch.service.controller import CameraController
 from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.sink import EventSink
 from actwatch.service.store import EventStore
+from actwatch.service.throttle import AuthThrottle, ConnectionSlots
 
 
 @dataclass(slots=True)
@@ -44,6 +45,8 @@ class ServiceState:
     sink: EventSink
     cameras: CameraService
     controller: CameraController
+    auth_throttle: AuthThrottle
+    pending_websockets: ConnectionSlots
     started: bool = False
 
 

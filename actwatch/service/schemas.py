@@ -12,9 +12,10 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from actwatch.config import CameraConfig, CameraId, SourceUrl, Zone, mask_url
 from actwatch.service.controller import CameraStatusLike
@@ -41,11 +42,30 @@ class CameraCreate(_Input):
 
 
 class CameraUpdate(_Input):
-    """Body of ``PATCH /cameras/{id}``: only the fields given change; ``"zone": null`` removes the zone."""
+    """Body of ``PATCH /cameras/{id}``: only the fields given change; ``"zone": null`` removes the zone.
 
-    name: str | None = Field(None, min_length=1, max_length=200, description="New display name.")
+    ``name`` and ``enabled`` may be left out but not null (the schema says so: ``None`` is only the
+    "not given" default, hidden from it).
+
+    Example:
+        >>> CameraUpdate.model_validate({"enabled": False}).model_dump(exclude_unset=True)
+        {'enabled': False}
+    """
+
+    name: str | SkipJsonSchema[None] = Field(None, min_length=1, max_length=200, description="New display name.")
     zone: Zone | None = Field(None, description="New alert zone (pixels), or null to alert anywhere.")
-    enabled: bool | None = Field(None, description="Start (true) or stop (false) reading the camera.")
+    enabled: bool | SkipJsonSchema[None] = Field(None, description="Start (true) or stop (false) reading the camera.")
+
+    @field_validator("name", "enabled", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may be left out, but not null")
+        return value
+
+
+ZonePoint = Annotated[list[float], Field(min_length=2, max_length=2)]
+"""``[x, y]`` in pixels (a list, not a tuple: a tuple's ``prefixItems`` schema trips OpenAPI tools)."""
 
 
 class CameraPublic(BaseModel):
@@ -57,7 +77,7 @@ class CameraPublic(BaseModel):
     enabled: bool = Field(description="Whether the camera is being read.")
     loop: bool = Field(description="Video files restart when they end.")
     realtime: bool = Field(description="Video files play at their own frame rate.")
-    zone: list[tuple[float, float]] | None = Field(description="Alert zone in pixels, if any.")
+    zone: list[ZonePoint] | None = Field(description="Alert zone in pixels, if any.")
     state: str = Field(
         description="Reader state (connecting, streaming, reconnecting, failed, ended, stopped), 'disabled', "
         "'pending' when the pipeline has not reported it yet, or 'failed' when it could not be started."
@@ -149,6 +169,39 @@ class EventPage(BaseModel):
     total: int = Field(description="Events matching the filters in all.")
     limit: int = Field(description="Page size asked for.")
     offset: int = Field(description="Events skipped before this page.")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer except 422 (whose ``detail`` is a list of problems)."""
+
+    detail: str = Field(description="What went wrong.")
+
+
+_ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "The body could not be read as JSON text (e.g. it is not UTF-8).",
+    401: "Missing or invalid bearer token.",
+    404: "No such resource.",
+    409: "Conflict with the current state (duplicate id, camera limit reached).",
+    413: "Request body larger than server.max_request_body_bytes.",
+    429: "Too many failed authentication attempts from this address; see Retry-After.",
+}
+
+
+def error_responses(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for error ``codes`` (``descriptions``: ``_404="..."`` overrides a text).
+
+    Example:
+        >>> sorted(error_responses(401, 404, _404="No such event."))
+        [401, 404]
+    """
+    return {
+        code: {"model": ErrorBody, "description": descriptions.get(f"_{code}", _ERROR_DESCRIPTIONS[code])}
+        for code in codes
+    }
+
+
+PROTECTED = (401, 429)
+"""What every route behind the token may answer."""
 
 
 class Health(BaseModel):

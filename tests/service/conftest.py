@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from actwatch.config import AppConfig, CameraConfig, mask_url
 from actwatch.service.app import create_app
 from actwatch.service.deps import ServiceState
-from tests.support.net import free_port
+from actwatch.service.server import listen_socket, uvicorn_config
 
 TOKEN = "test-token-0123456789abcdef"
 CAMERA_PASSWORD = "hunter2secret"
@@ -83,7 +83,8 @@ class FakeController:
 def make_config(tmp_path: Path, **overrides: Any) -> AppConfig:
     data: dict[str, Any] = {
         "data_dir": tmp_path / "data",
-        "server": {"token": TOKEN},
+        # Many tests send wrong tokens on purpose; the throttle has its own tests with a small budget.
+        "server": {"token": TOKEN, "auth_failures_per_minute": 10_000},
         "cameras": [
             {"id": "cam1", "name": "Front door", "url": f"rtsp://admin:{CAMERA_PASSWORD}@10.0.0.5:554/live"},
             {"id": "cam2", "url": "rtsp://10.0.0.6/live", "enabled": False},
@@ -125,14 +126,18 @@ def services_of(app: FastAPI) -> ServiceState:
 
 
 class LiveServer:
-    """The app on a real uvicorn server on 127.0.0.1, in a thread."""
+    """The app on a real uvicorn server on 127.0.0.1, in a thread, with the settings ``actwatch serve`` uses
+    (:mod:`actwatch.service.server`) for the app's own ``server:`` section."""
 
     def __init__(self, app: FastAPI) -> None:
-        self.port = free_port()
+        settings = services_of(app).config.server
+        self.listener = listen_socket(settings, port=0)  # bound here: no race for a free port
+        self.port = self.listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn-test", daemon=True)
+        self.server = uvicorn.Server(uvicorn_config(app, settings, log_level="warning"))
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.listener]}, name="uvicorn-test", daemon=True
+        )
 
     def __enter__(self) -> LiveServer:
         self.thread.start()
@@ -146,6 +151,7 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(15)
+        self.listener.close()
 
 
 @pytest.fixture

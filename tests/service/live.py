@@ -17,8 +17,11 @@ import httpx
 import uvicorn
 from websockets.sync.client import ClientConnection, connect
 
-from actwatch.config import AppConfig
+from actwatch.config import AppConfig, ServerConfig
 from actwatch.service.app import create_app
+from actwatch.service.events import FrameOverlay, TrackOverlay
+from actwatch.service.messages import TracksMessage, encode
+from actwatch.service.server import listen_socket, uvicorn_config
 
 T = TypeVar("T")
 
@@ -36,34 +39,16 @@ def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.25,
 
 
 class LiveService:
-    """The app of ``config`` served by uvicorn on 127.0.0.1 in a background thread.
+    """The app of ``config`` served by uvicorn on 127.0.0.1 in a background thread, with exactly the server
+    settings of ``actwatch serve`` (:mod:`actwatch.service.server`: pings, buffers, timeouts)."""
 
-    The listening socket gets a small send buffer (accepted connections inherit it, and a fixed size
-    turns off the kernel's autotuning): otherwise a client that stops reading can park megabytes in
-    loopback socket buffers before the server notices it is slow.
-    """
-
-    def __init__(self, config: AppConfig, send_buffer: int = 16384) -> None:
+    def __init__(self, config: AppConfig) -> None:
         self.config = config
         self.port = config.server.port
         self.app = create_app(config, announce_token=lambda _message: None)
         self.token = self.app.state.services.token.get_secret_value()
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                self.app,
-                host="127.0.0.1",
-                port=self.port,
-                log_level="warning",
-                ws="websockets",
-                ws_max_size=65536,
-                # No keep-alive pings: the slow-client test keeps a client unread for a minute on purpose.
-                ws_ping_interval=None,
-            )
-        )
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
-        self.listener.bind(("127.0.0.1", self.port))
+        self.server = uvicorn.Server(uvicorn_config(self.app, config.server, log_level="warning"))
+        self.listener = listen_socket(config.server)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.listener]}, name="uvicorn-test", daemon=True
         )
@@ -102,7 +87,8 @@ class LiveService:
 
     @contextmanager
     def websocket(self, subscribe: dict[str, Any] | None = None) -> Iterator[ClientConnection]:
-        with connect(f"ws://127.0.0.1:{self.port}/ws/events?token={self.token}", open_timeout=30) as ws:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        with connect(f"ws://127.0.0.1:{self.port}/ws/events", additional_headers=headers, open_timeout=30) as ws:
             hello = json.loads(ws.recv(timeout=30))
             assert hello["type"] == "hello", hello
             if subscribe is not None:
@@ -110,64 +96,135 @@ class LiveService:
             yield ws
 
     def raw_websocket(self, subscribe: dict[str, Any]) -> RawWebSocket:
-        return RawWebSocket(self.port, self.token, subscribe)
+        raw = RawWebSocket(self.port, self.token)
+        raw.subscribe(subscribe)
+        return raw
+
+
+OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 
 
 class RawWebSocket:
     """A minimal WebSocket client on a plain socket with a tiny receive buffer: a *really* slow client.
 
-    Client libraries read the socket in a background thread and queue what arrives, so a test client
-    that "does not read" still drains the server. This one reads only when :meth:`recv_json` is called.
+    Client libraries read the socket in a background thread and queue what arrives (and answer pings), so
+    a test client that "does not read" still drains the server. This one reads only when asked to, and
+    never answers a ping: it counts them (:attr:`pings`).
     """
 
-    def __init__(self, port: int, token: str, subscribe: dict[str, Any], receive_buffer: int = 2048) -> None:
+    def __init__(self, port: int, token: str | None, receive_buffer: int = 2048) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)  # before connect: the window
         self.sock.settimeout(30)
         self.sock.connect(("127.0.0.1", port))
+        self.pings = 0
+        self.close_code: int | None = None
         key = base64.b64encode(os.urandom(16)).decode()
+        authorization = f"Authorization: Bearer {token}\r\n" if token else ""
         self.sock.sendall(
-            f"GET /ws/events?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"GET /ws/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n{authorization}"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
         )
         head = b""
         while b"\r\n\r\n" not in head:
             head += self._exact(1)
         assert b" 101 " in head.split(b"\r\n", 1)[0], head
+
+    def subscribe(self, subscribe: dict[str, Any]) -> None:
+        """Read the ``hello``, send a subscription and wait until the server confirms it is in force."""
+        hello = self.recv_json()
+        assert hello["type"] == "hello", hello
         self.send_json({"type": "subscribe", **subscribe})
+        while (reply := self.recv_json())["type"] != "subscribed":  # events may come first
+            assert reply["type"] != "error", reply
 
     def _exact(self, n: int) -> bytes:
         data = b""
         while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
+            chunk = self.sock.recv(min(n - len(data), 1 << 16))
             if not chunk:
                 raise ConnectionError("the server closed the connection")
             data += chunk
         return data
 
-    def send_json(self, message: dict[str, Any]) -> None:
-        payload = json.dumps(message).encode()
-        assert len(payload) < 126
+    def send_frame(self, opcode: int, payload: bytes) -> None:
+        """One masked frame (client frames must be masked)."""
+        n = len(payload)
+        if n < 126:
+            head = bytes([0x80 | opcode, 0x80 | n])
+        elif n < 1 << 16:
+            head = bytes([0x80 | opcode, 0x80 | 126]) + struct.pack(">H", n)
+        else:
+            head = bytes([0x80 | opcode, 0x80 | 127]) + struct.pack(">Q", n)
         mask = os.urandom(4)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+        key = (mask * (n // 4 + 1))[:n]
+        masked = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big") if n else b""
+        self.sock.sendall(head + mask + masked)
+
+    def send_text(self, text: str) -> None:
+        self.send_frame(OP_TEXT, text.encode())
+
+    def send_json(self, message: Any) -> None:
+        self.send_text(json.dumps(message))
+
+    def recv_frame(self) -> tuple[int, bytes]:
+        """The next frame's opcode and payload (server frames are unmasked)."""
+        first, second = self._exact(2)
+        length = second & 0x7F
+        if length == 126:
+            length = struct.unpack(">H", self._exact(2))[0]
+        elif length == 127:
+            length = struct.unpack(">Q", self._exact(8))[0]
+        return first & 0x0F, self._exact(length)
 
     def recv_json(self) -> dict[str, Any]:
-        """The next text message (server frames are unmasked; control frames are skipped)."""
+        """The next text message; pings are counted, a close frame raises ``ConnectionError``."""
         while True:
-            first, second = self._exact(2)
-            length = second & 0x7F
-            if length == 126:
-                length = struct.unpack(">H", self._exact(2))[0]
-            elif length == 127:
-                length = struct.unpack(">Q", self._exact(8))[0]
-            payload = self._exact(length)
-            if first & 0x0F == 0x1:
+            opcode, payload = self.recv_frame()
+            if opcode == OP_TEXT:
                 data: dict[str, Any] = json.loads(payload)
                 return data
+            if opcode == OP_PING:
+                self.pings += 1
+            elif opcode == OP_CLOSE:
+                self.close_code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else None
+                raise ConnectionError(f"the server closed the connection with code {self.close_code}")
 
     def close(self) -> None:
         self.sock.close()
+
+
+# --------------------------------------------------------------------------- a known stream of messages
+PROBE_CAMERA = "probe"  # no pipeline camera has this id: only the test publishes for it
+
+
+def probe_message(index: int, boxes: int = 40) -> TracksMessage:
+    """Track boxes "of frame ``index``" for :data:`PROBE_CAMERA` (about 90 bytes of JSON per box)."""
+    tracks = tuple(TrackOverlay(i + 1, (float(i), 2.0, 30.0, 60.0), 0.5) for i in range(boxes))
+    return TracksMessage(FrameOverlay(PROBE_CAMERA, float(index), tracks))
+
+
+def messages_to_overflow(settings: ServerConfig, receive_buffer: int) -> int:
+    """More messages than everything between the broadcaster and a client that reads nothing can hold:
+    its queue, the sender's one in hand, the protocol's write buffer (64 KiB high-water mark plus one
+    frame) and both kernel buffers (Linux doubles what SO_SNDBUF/SO_RCVBUF ask for). Publishing this
+    many to a client that does not read *must* drop some: no timing or buffer luck involved."""
+    message_bytes = len(encode(probe_message(0)))
+    in_flight_bytes = 2 * settings.send_buffer_bytes + (1 << 16) + 2 * max(receive_buffer, 2304) + message_bytes
+    return 2 * (settings.ws_queue_size + 1 + in_flight_bytes // message_bytes + 1)
+
+
+def read_probe_stream(raw: RawWebSocket, last_index: int) -> tuple[list[int], list[int]]:
+    """Read ``raw`` until probe message ``last_index``: the indices received and the dropped counts."""
+    received: list[int] = []
+    dropped: list[int] = []
+    while not received or received[-1] != last_index:
+        message = raw.recv_json()
+        if message["type"] == "dropped":
+            dropped.append(message["count"])
+        elif message["type"] == "tracks" and message["camera_id"] == PROBE_CAMERA:
+            received.append(int(message["frame_time"]))
+    return received, dropped
 
 
 def collect(

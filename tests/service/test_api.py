@@ -366,3 +366,43 @@ def test_fake_controller_satisfies_the_protocol() -> None:
     from actwatch.service.controller import CameraController
 
     assert isinstance(FakeController(), CameraController)
+
+
+# ------------------------------------------------------------------------------- schema = behaviour
+def test_method_not_allowed_lists_every_method_of_the_path(client: TestClient) -> None:
+    for method, path, allowed in [
+        ("OPTIONS", "/cameras", "GET, POST"),
+        ("PUT", "/cameras/cam1", "DELETE, GET, PATCH"),
+        ("POST", "/events", "GET"),
+        ("DELETE", "/healthz", "GET"),
+    ]:
+        r = client.request(method, path, headers=auth())
+        assert r.status_code == 405 and r.headers["allow"] == allowed, (method, path, r.headers.get("allow"))
+
+
+def test_error_bodies_have_the_documented_shapes(client: TestClient, controller: FakeController) -> None:
+    controller.fail_add = SourceError("cannot open the source")
+    r = client.post("/cameras", json={"id": "x", "url": "rtsp://h/x"}, headers=auth())
+    assert r.status_code == 422
+    assert r.json() == {"detail": [{"type": "value_error", "loc": ["body"], "msg": "cannot open the source"}]}
+    r = client.patch("/cameras/cam1", json={"enabled": None}, headers=auth())
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "enabled"]
+    r = client.get("/events", params={"limit": 501}, headers=auth())  # server.max_page_size, in the schema too
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "limit"]
+    not_utf8 = b'{"name": "\xff"}'
+    r = client.patch("/cameras/cam1", content=not_utf8, headers={**auth(), "Content-Type": "application/json"})
+    assert r.status_code == 400 and isinstance(r.json()["detail"], str)
+
+
+def test_schema_states_the_limits_and_answers(app: FastAPI) -> None:
+    schema = app.openapi()
+    limit = next(p for p in schema["paths"]["/events"]["get"]["parameters"] if p["name"] == "limit")
+    assert limit["schema"]["maximum"] == 500
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if path not in PUBLIC:
+                assert {"401", "429"} <= set(operation["responses"]), (method, path)
+    update = schema["components"]["schemas"]["CameraUpdate"]["properties"]
+    assert update["name"]["type"] == "string" and update["enabled"]["type"] == "boolean"  # not nullable
+    zone = schema["components"]["schemas"]["CameraCreate"]["properties"]["zone"]["anyOf"][0]
+    assert (zone["minItems"], zone["maxItems"]) == (3, 256)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
 
-from actwatch.config import CAMERA_ID_PATTERN
+from actwatch.config import CAMERA_ID_PATTERN, mask_url
 from actwatch.service.cameras import (
     CameraConflictError,
     CameraNotFoundError,
@@ -22,7 +22,7 @@ from actwatch.service.cameras import (
     CameraView,
 )
 from actwatch.service.deps import Cameras, require_token
-from actwatch.service.schemas import CameraCreate, CameraPublic, CameraUpdate
+from actwatch.service.schemas import PROTECTED, CameraCreate, CameraPublic, CameraUpdate, error_responses
 
 CameraIdPath = Annotated[str, Path(pattern=CAMERA_ID_PATTERN, description="Camera id.")]
 
@@ -35,11 +35,18 @@ _STATUS_CODES: dict[type[CameraServiceError], int] = {
 
 @contextlib.contextmanager
 def _as_http() -> Iterator[None]:
-    """The camera service's errors as HTTP answers (anything unexpected: 500, already logged)."""
+    """The camera service's errors as HTTP answers (anything unexpected: 500, already logged).
+
+    A refused camera is 422 in the same shape as a body that failed validation (the schema documents one
+    shape per status code).
+    """
     try:
         yield
     except CameraServiceError as exc:
         code = _STATUS_CODES.get(type(exc), status.HTTP_500_INTERNAL_SERVER_ERROR)
+        if code == status.HTTP_422_UNPROCESSABLE_CONTENT:
+            problem = {"type": "value_error", "loc": ["body"], "msg": mask_url(str(exc))}
+            raise HTTPException(code, detail=[problem]) from None
         raise HTTPException(code, detail=str(exc)) from None
 
 
@@ -48,10 +55,15 @@ def _public(view: CameraView) -> CameraPublic:
 
 
 def router() -> APIRouter:
-    api = APIRouter(prefix="/cameras", tags=["cameras"], dependencies=[Depends(require_token)])
-    responses_401: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or invalid bearer token."}}
+    api = APIRouter(
+        prefix="/cameras",
+        tags=["cameras"],
+        dependencies=[Depends(require_token)],
+        responses=error_responses(*PROTECTED),
+    )
+    not_found = error_responses(404, _404="No such camera.")
 
-    @api.get("", summary="All cameras with their status", responses=responses_401)
+    @api.get("", summary="All cameras with their status")
     def list_cameras(cameras: Cameras) -> list[CameraPublic]:
         return [_public(view) for view in cameras.list()]
 
@@ -59,7 +71,7 @@ def router() -> APIRouter:
         "",
         status_code=status.HTTP_201_CREATED,
         summary="Add a camera (starts reading it if enabled)",
-        responses={**responses_401, 409: {"description": "Duplicate id or camera limit reached."}},
+        responses=error_responses(400, 409, 413),
     )
     def create_camera(body: CameraCreate, cameras: Cameras, response: Response) -> CameraPublic:
         with _as_http():
@@ -67,7 +79,7 @@ def router() -> APIRouter:
         response.headers["Location"] = f"/cameras/{view.config.id}"
         return _public(view)
 
-    @api.get("/{camera_id}", summary="One camera", responses={**responses_401, 404: {}})
+    @api.get("/{camera_id}", summary="One camera", responses=not_found)
     def get_camera(camera_id: CameraIdPath, cameras: Cameras) -> CameraPublic:
         with _as_http():
             return _public(cameras.get(camera_id))
@@ -75,7 +87,7 @@ def router() -> APIRouter:
     @api.patch(
         "/{camera_id}",
         summary="Rename, change the zone, enable or disable",
-        responses={**responses_401, 404: {}},
+        responses={**not_found, **error_responses(400, 413)},
     )
     def update_camera(camera_id: CameraIdPath, body: CameraUpdate, cameras: Cameras) -> CameraPublic:
         with _as_http():
@@ -85,7 +97,7 @@ def router() -> APIRouter:
         "/{camera_id}",
         status_code=status.HTTP_204_NO_CONTENT,
         summary="Stop and remove a camera (its stored events stay)",
-        responses={**responses_401, 404: {}},
+        responses=not_found,
     )
     def delete_camera(camera_id: CameraIdPath, cameras: Cameras) -> None:
         with _as_http():

@@ -9,24 +9,24 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path as FilePath
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from fastapi.responses import FileResponse
 
 from actwatch.config import CAMERA_ID_PATTERN
-from actwatch.service.deps import Config, Store, require_token
-from actwatch.service.schemas import EventPage, EventPublic
+from actwatch.service.deps import Store, require_token
+from actwatch.service.schemas import PROTECTED, EventPage, EventPublic, error_responses
 from actwatch.service.store import EVENT_ID_PATTERN, EventFilter, EventRecord
 
 EventIdPath = Annotated[str, Path(pattern=EVENT_ID_PATTERN, description="Event id.")]
 HARD_PAGE_CAP = 10_000  # server.max_page_size (<= this) is the configurable limit
 
 
-def _unix(value: datetime | None) -> float | None:
+def _unix(value: float | datetime | None) -> float | None:
     """Unix seconds of ``value``; a time without zone is UTC."""
-    if value is None:
-        return None
+    if value is None or isinstance(value, float):
+        return value
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
@@ -43,29 +43,33 @@ def _media(path: FilePath | None, media_type: str, missing: str) -> FileResponse
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=86400"})
 
 
-def router() -> APIRouter:
-    api = APIRouter(prefix="/events", tags=["events"], dependencies=[Depends(require_token)])
-    not_found: dict[int | str, dict[str, Any]] = {404: {"description": "No such event (or it has no such file)."}}
+def router(max_page_size: int = HARD_PAGE_CAP) -> APIRouter:
+    """The routes, with ``limit`` documented (and checked) up to ``max_page_size`` (server.max_page_size)."""
+    api = APIRouter(
+        prefix="/events",
+        tags=["events"],
+        dependencies=[Depends(require_token)],
+        responses=error_responses(*PROTECTED),
+    )
+    not_found = error_responses(404, _404="No such event (or it has no such file).")
 
     @api.get("", summary="Stored events, newest first")
     def list_events(
         store: Store,
-        config: Config,
         camera: Annotated[str | None, Query(pattern=CAMERA_ID_PATTERN, description="Only this camera.")] = None,
         label: Annotated[str | None, Query(min_length=1, max_length=128, description="Only this class.")] = None,
+        # Unix seconds first: a number is never read as a date.
         since: Annotated[
-            datetime | None,
+            float | datetime | None,
             Query(description="Frame time >= this (ISO 8601 or Unix seconds; UTC if no zone)."),
         ] = None,
-        until: Annotated[datetime | None, Query(description="Frame time < this (ISO 8601 or Unix seconds).")] = None,
-        limit: Annotated[int, Query(ge=1, le=HARD_PAGE_CAP, description="Page size (<= server.max_page_size).")] = 50,
+        until: Annotated[
+            float | datetime | None, Query(description="Frame time < this (ISO 8601 or Unix seconds).")
+        ] = None,
+        # A default, not an Annotated type: annotations are strings here and cannot see max_page_size.
+        limit: int = Query(50, ge=1, le=max_page_size, description="Page size (at most server.max_page_size)."),
         offset: Annotated[int, Query(ge=0, le=10**9, description="Events to skip.")] = 0,
     ) -> EventPage:
-        if limit > config.server.max_page_size:
-            raise HTTPException(
-                422,
-                detail=f"limit must be <= {config.server.max_page_size} (server.max_page_size)",
-            )
         records, total = store.query_records(
             EventFilter(
                 camera_id=camera, label=label, since=_unix(since), until=_unix(until), limit=limit, offset=offset

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Response, status
 from fastapi.responses import JSONResponse
 
 from actwatch.service.deps import Services, require_token
-from actwatch.service.schemas import Health
+from actwatch.service.schemas import PROTECTED, Health, error_responses
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def router() -> APIRouter:
         summary="Prometheus metrics",
         dependencies=[Depends(require_token)],
         response_class=Response,
-        responses={200: {"content": {"text/plain": {}}}},
+        responses={200: {"content": {"text/plain": {}}}, **error_responses(*PROTECTED)},
     )
     def metrics(services: Services) -> Response:
         m = services.metrics

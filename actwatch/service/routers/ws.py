@@ -4,13 +4,18 @@ Authentication, in this order: ``?token=`` in the URL, an ``Authorization: Beare
 neither came with the handshake — a first message ``{"type": "auth", "token": "..."}`` within
 ``AUTH_TIMEOUT_S`` (browsers cannot set headers, and a token in the URL ends up in access logs, so the
 dashboard uses the first message). The connection is accepted first and then closed with code 1008
-(policy violation) if the token is missing or wrong, so every client sees the same close code.
+(policy violation) if the token is missing or wrong, so every client sees the same close code. Wrong
+tokens count against the client address's budget (``server.auth_failures_per_minute``; an exhausted one is
+closed with 1008 at once), and at most ``server.max_pending_websockets`` connections may wait for their
+``auth`` message at a time (more are closed with 1013, try again later).
 
 Server → client: ``hello`` (after auth), ``event``, ``tracks`` (only with ``"tracks": true``),
 ``dropped`` (``count`` messages were dropped because the client read too slowly), ``subscribed``,
 ``pong``, ``error``. Client → server: ``subscribe`` (``cameras``/``labels``: lists or null for all,
-``tracks``: bool) and ``ping``. A malformed or unknown message is answered with ``error``; the
-connection stays open.
+``tracks``: bool) and ``ping``. A message of any other shape (not JSON, nested too deep, a number of more
+digits than Python converts, not an object, an unknown type, binary, longer than ``MAX_MESSAGE_CHARS``) is
+answered with ``error`` and the connection stays open; a frame over
+:data:`~actwatch.service.server.WS_MAX_FRAME_BYTES` is closed by the protocol with 1009.
 
 Example:
     >>> [r.path for r in router().routes]
@@ -40,6 +45,7 @@ from actwatch.service.messages import (
     Subscription,
 )
 from actwatch.service.schemas import AuthMessage, PingMessage, SubscribeMessage
+from actwatch.service.throttle import client_address
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +55,52 @@ _MESSAGES: dict[str, type[BaseModel]] = {"subscribe": SubscribeMessage, "ping": 
 
 
 async def _authenticate(websocket: WebSocket, services: ServiceState) -> bool:
-    expected = services.token.get_secret_value()
+    """Whether the client sent the right token; if not, the connection is closed (1008, or 1013 when too
+    many connections are already waiting for their ``auth`` message)."""
+    client = client_address(websocket.scope)
+    throttle = services.auth_throttle
+    if throttle.retry_after(client) is not None:
+        await _close(websocket, status.WS_1008_POLICY_VIOLATION, "too many failed authentication attempts")
+        return False
     given = websocket.query_params.get("token") or bearer_from_header(websocket.headers.get("authorization"))
     if given is None:
+        pending = services.pending_websockets
+        if not pending.acquire():
+            await _close(websocket, status.WS_1013_TRY_AGAIN_LATER, "too many connections waiting to authenticate")
+            return False
         try:
-            first = await asyncio.wait_for(websocket.receive_text(), timeout=AUTH_TIMEOUT_S)
-            given = AuthMessage.model_validate_json(first[:MAX_MESSAGE_CHARS]).token
-        except (TimeoutError, ValidationError, KeyError, RuntimeError):
-            given = None
+            given = await _first_message_token(websocket)
         except WebSocketDisconnect:
             return False
-    if token_matches(expected, given):
+        finally:
+            pending.release()
+    if token_matches(services.token.get_secret_value(), given):
         return True
-    with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-        await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="missing or invalid token")
+    throttle.failed(client)
+    await _close(websocket, status.WS_1008_POLICY_VIOLATION, "missing or invalid token")
     return False
+
+
+async def _first_message_token(websocket: WebSocket) -> str | None:
+    """The token of a first message ``{"type": "auth", "token": ...}``; ``None`` for anything else."""
+    try:
+        message = await asyncio.wait_for(websocket.receive(), timeout=AUTH_TIMEOUT_S)
+    except TimeoutError:
+        return None
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", status.WS_1000_NORMAL_CLOSURE))
+    text = message.get("text")
+    if text is None or len(text) > MAX_MESSAGE_CHARS:
+        return None
+    try:
+        return AuthMessage.model_validate_json(text).token
+    except ValidationError:  # pydantic's JSON parser bounds depth and number size itself
+        return None
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+        await websocket.close(code=code, reason=reason)
 
 
 def _handle(text: str, client: Client) -> ReplyMessage:
@@ -74,6 +111,10 @@ def _handle(text: str, client: Client) -> ReplyMessage:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         return ErrorMessage(f"malformed JSON: {exc.msg} at position {exc.pos}")
+    except RecursionError:
+        return ErrorMessage("malformed JSON: nested too deeply")
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        return ErrorMessage(f"malformed JSON: {exc}")
     kind = data.get("type") if isinstance(data, dict) else None
     schema = _MESSAGES.get(kind) if isinstance(kind, str) else None
     if schema is None:

@@ -101,15 +101,18 @@ def register(app: typer.Typer) -> None:
         alert_label = label or classes[0]
         if alert_label not in classes:
             raise ActwatchError(f"--label {alert_label!r} is not a class of the model ({', '.join(classes)})")
+        sample = ensure_sample_video(cache)
         cfg = AppConfig.model_validate(
             {
                 "data_dir": str(data),
                 "server": _given(host=host, port=port),
+                # The sample's folder only: files elsewhere stay closed to API clients, as in `serve`.
+                "sources": {"file_dirs": [str(sample.resolve().parent)]},
                 "cameras": [
                     {
                         "id": "vtest",
                         "name": "OpenCV vtest.avi",
-                        "url": str(ensure_sample_video(cache)),
+                        "url": str(sample),
                         "loop": True,
                         "realtime": True,
                     }

@@ -31,7 +31,8 @@ def _write(path: Path, text: str) -> Path:
 def test_validate_config_accepts_a_good_file_and_masks_credentials(tmp_path: Path, vtest_path: Path) -> None:
     cfg = _write(
         tmp_path / "ok.yaml",
-        f"data_dir: {tmp_path}\ncameras:\n  - id: door\n    url: rtsp://admin:hunter2@10.1.2.3/live\n"
+        f"data_dir: {tmp_path}\nsources: {{file_dirs: [{vtest_path.parent}]}}\n"
+        f"cameras:\n  - id: door\n    url: rtsp://admin:hunter2@10.1.2.3/live\n"
         f"  - id: clip\n    url: {vtest_path}\n",
     )
     result = _run("validate-config", str(cfg), "--show")

@@ -51,6 +51,7 @@ class AppConfig(BaseSettings):
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         case_sensitive=False,
+        hide_input_in_errors=True,  # a ValidationError's text must not repeat camera URLs or the token
     )
 
     server: ServerConfig = Field(default_factory=ServerConfig, description="HTTP/WebSocket server.")

@@ -139,18 +139,21 @@ class SourcePolicy(StrictModel):
         if not self.allow_hosts and not self.deny_hosts:
             return
         host = (urlsplit(spec.url).hostname or "").rstrip(".")
-        rules = [*self.allow_hosts, *self.deny_hosts]
-        addresses = self._addresses(host, spec) if any(_network(r) is not None for r in rules) else []
-
-        denied = _name_listed(self.deny_hosts, host) or any(
-            _address_listed(self.deny_hosts, address) for address in addresses
-        )
-        allowed = (
-            not self.allow_hosts
-            or _name_listed(self.allow_hosts, host)
-            or (bool(addresses) and all(_address_listed(self.allow_hosts, address) for address in addresses))
-        )
-        if denied or not allowed:
+        named = self.allow_hosts and _name_listed(self.allow_hosts, host)
+        # Resolve only when an address rule decides: a deny network always, an allow network unless
+        # the name itself is allowed. A name that does not resolve then fails closed.
+        needs_addresses = _has_network(self.deny_hosts) or (not named and _has_network(self.allow_hosts))
+        if _name_listed(self.deny_hosts, host):
+            allowed = False
+        else:
+            addresses = self._addresses(host, spec) if needs_addresses else []
+            denied = any(_address_listed(self.deny_hosts, address) for address in addresses)
+            allowed = not denied and (
+                not self.allow_hosts
+                or named
+                or (bool(addresses) and all(_address_listed(self.allow_hosts, address) for address in addresses))
+            )
+        if not allowed:
             raise SourceError(
                 f"host {host!r} is not allowed by the camera URL policy (sources.allow_hosts / sources.deny_hosts)"
             )
@@ -173,3 +176,7 @@ def _name_listed(rules: list[str], host: str) -> bool:
 
 def _address_listed(rules: list[str], address: IpAddress) -> bool:
     return any(network is not None and address in network for network in map(_network, rules))
+
+
+def _has_network(rules: list[str]) -> bool:
+    return any(_network(rule) is not None for rule in rules)

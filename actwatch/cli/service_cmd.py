@@ -14,23 +14,47 @@ from actwatch.errors import ActwatchError
 log = logging.getLogger(__name__)
 
 
+def start_up_lines(host: str, port: int, token: str | None) -> list[str]:
+    """What ``serve`` (``token=None``) and ``demo`` print at start-up.
+
+    The token appears only in the dashboard URL's fragment: browsers never send a fragment, so no
+    server or proxy logs it (a ``?token=`` URL would land in access logs).
+
+    Example:
+        >>> for line in start_up_lines("127.0.0.1", 8000, "T0KEN"): print(line)
+        actwatch: dashboard  http://127.0.0.1:8000/#token=T0KEN
+        actwatch: API        http://127.0.0.1:8000/docs   (send 'Authorization: Bearer <token>')
+        actwatch: WebSocket  ws://127.0.0.1:8000/ws/events   (first message {"type": "auth", "token": "<token>"})
+    """
+    base = f"http://{host}:{port}"
+    if token is None:
+        return [f"actwatch: serving on {base} (dashboard at {base}/, API docs at {base}/docs)"]
+    return [
+        f"actwatch: dashboard  {base}/#token={token}",
+        f"actwatch: API        {base}/docs   (send 'Authorization: Bearer <token>')",
+        f'actwatch: WebSocket  ws://{host}:{port}/ws/events   (first message {{"type": "auth", "token": "<token>"}})',
+    ]
+
+
 def _run_server(config: Any, *, announce: bool) -> None:
     import uvicorn
 
     from actwatch.service.app import create_app
+    from actwatch.service.server_logs import redact_root_handlers, uvicorn_log_config
 
     logging.getLogger().setLevel(config.log_level)
+    redact_root_handlers()
     app = create_app(config)
     token = app.state.services.token.get_secret_value()
-    base = f"http://{config.server.host}:{config.server.port}"
-    if announce:
-        typer.echo(f"actwatch: dashboard  {base}/#token={token}")
-        typer.echo(f"actwatch: API        {base}/docs   (send 'Authorization: Bearer {token}')")
-        typer.echo(f"actwatch: WebSocket  ws://{config.server.host}:{config.server.port}/ws/events?token={token}")
-    else:
-        typer.echo(f"actwatch: serving on {base} (dashboard at {base}/, API docs at {base}/docs)")
+    for line in start_up_lines(config.server.host, config.server.port, token if announce else None):
+        typer.echo(line)
     uvicorn.run(
-        app, host=config.server.host, port=config.server.port, log_level=config.log_level.lower(), ws_max_size=65536
+        app,
+        host=config.server.host,
+        port=config.server.port,
+        log_level=config.log_level.lower(),
+        log_config=uvicorn_log_config(),
+        ws_max_size=65536,
     )
 
 

@@ -87,3 +87,13 @@ def test_serve_with_a_corrupt_model_is_a_clear_start_up_error(tmp_path: Path, de
 def test_serve_with_a_corrupt_detector_is_a_clear_start_up_error(tmp_path: Path, exported_model_dir: Path) -> None:
     weights = _write(tmp_path / "broken.pt", "this is not a YOLO checkpoint")
     assert "broken.pt" in _serve_start_up_error(tmp_path, 18998, weights, exported_model_dir)
+
+
+def test_demo_prints_the_token_in_a_url_fragment_only() -> None:
+    from actwatch.cli.service_cmd import start_up_lines
+
+    lines = start_up_lines("127.0.0.1", 8000, "T0KEN-0123456789")
+    assert any(line.endswith("/#token=T0KEN-0123456789") for line in lines)
+    assert all("?token=" not in line for line in lines)
+    assert sum("T0KEN-0123456789" in line for line in lines) == 1  # the dashboard URL's fragment only
+    assert all("T0KEN" not in line for line in start_up_lines("127.0.0.1", 8000, None))

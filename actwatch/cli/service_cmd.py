@@ -4,14 +4,42 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from actwatch.errors import ActwatchError
+from actwatch.errors import ActwatchError, ConfigError
 
 log = logging.getLogger(__name__)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """:class:`ConfigError` unless this process can listen on ``host:port`` now (binds and closes).
+
+    Example:
+        >>> import socket
+        >>> with socket.create_server(("127.0.0.1", 0)) as taken:
+        ...     check_port_free("127.0.0.1", taken.getsockname()[1])
+        Traceback (most recent call last):
+        ...
+        actwatch.errors.ConfigError: cannot listen on 127.0.0.1:...
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise ConfigError(f"server.host {host!r} is not an address of this machine ({exc.strerror or exc})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); another program may use the port: "
+                "stop it, or choose another port with --port or server.port"
+            ) from None
 
 
 def start_up_lines(host: str, port: int, token: str | None) -> list[str]:
@@ -44,6 +72,7 @@ def _run_server(config: Any, *, announce: bool) -> None:
 
     logging.getLogger().setLevel(config.log_level)
     redact_root_handlers()
+    check_port_free(config.server.host, config.server.port)  # before the models load (minutes on a CPU)
     app = create_app(config)
     token = app.state.services.token.get_secret_value()
     for line in start_up_lines(config.server.host, config.server.port, token if announce else None):

@@ -26,19 +26,17 @@ def check_port_free(host: str, port: int) -> None:
         ...
         actwatch.errors.ConfigError: cannot listen on 127.0.0.1:...
     """
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except OSError as exc:
-        raise ConfigError(f"server.host {host!r} is not an address of this machine ({exc.strerror or exc})") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    # The same socket uvicorn opens (uvicorn.Config.bind_socket): IPv6 when the host has a ':'.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(address)
+            probe.bind((host, port))
         except OSError as exc:
             raise ConfigError(
-                f"cannot listen on {host}:{port} ({exc.strerror or exc}); another program may use the port: "
-                "stop it, or choose another port with --port or server.port"
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); another program may use the port, or "
+                "the address is not one of this machine: stop it, or choose another --port / server.port "
+                "(--host / server.host)"
             ) from None
 
 

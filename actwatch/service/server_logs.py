@@ -41,6 +41,9 @@ class SecretRedactingFilter(logging.Filter):
             record.args = tuple(_redact(arg) for arg in record.args)
         elif isinstance(record.args, dict):
             record.args = {key: _redact(arg) for key, arg in record.args.items()}
+        if record.exc_info and not record.exc_text:
+            # Formatters reuse exc_text: a traceback's exception message may quote a camera URL.
+            record.exc_text = mask_credentials(logging.Formatter().formatException(record.exc_info))
         return True
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import uvicorn
 from websockets.sync.client import connect
 
 from actwatch.service.app import create_app
-from actwatch.service.server_logs import uvicorn_log_config
+from actwatch.service.server_logs import SecretRedactingFilter, uvicorn_log_config
 from tests.service.conftest import TOKEN, FakeController, make_config
 from tests.service.live import wait_for
 from tests.support.net import free_port
@@ -44,3 +46,13 @@ def test_the_token_in_a_query_is_redacted_from_uvicorn_logs(tmp_path: Path, caps
     assert "/ws/events?token=***" in text  # the handshake was logged, redacted
     assert "/healthz?token=***" in text and "password=***" in text  # so were the requests
     assert TOKEN not in text and CAMERA_PASSWORD_IN_QUERY not in text
+
+
+def test_a_traceback_in_the_log_is_masked_too() -> None:
+    try:
+        raise RuntimeError("could not open rtsp://admin:Tr4ceb4ck pw@10.0.0.5/live")
+    except RuntimeError:
+        record = logging.LogRecord("uvicorn.error", logging.ERROR, "", 0, "failed", (), sys.exc_info())
+    assert SecretRedactingFilter().filter(record)
+    text = logging.Formatter().format(record)
+    assert "Tr4ceb4ck" not in text and "admin:***@10.0.0.5/live" in text

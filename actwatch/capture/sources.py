@@ -232,8 +232,13 @@ class SourceSpec:
         try:
             parts = urlsplit(text)
             _ = parts.port  # raises ValueError on a non-numeric or out-of-range port
-        except ValueError as exc:
-            raise SourceError(f"malformed {kind} URL {masked!r} ({exc}); accepted: {ACCEPTED_FORMS}") from None
+        except ValueError:
+            # Not urlsplit's message: it quotes the raw host part, which may hold part of the password.
+            raise SourceError(
+                f"malformed {kind} URL {masked!r}: its host and port cannot be parsed (the port must be a number "
+                "from 0 to 65535; a '/', '?', '#', '[' or ']' in a user name or password must be percent-encoded, "
+                f"e.g. %2F); accepted: {ACCEPTED_FORMS}"
+            ) from None
         if not parts.hostname:
             raise SourceError(f"{kind} URL {masked!r} has no host; accepted: {ACCEPTED_FORMS}")
         return cls(kind=kind, url=text, masked=masked, is_live=True)

@@ -49,9 +49,12 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class StrictModel(BaseModel):
-    """Base of every settings model: unknown keys are errors, values are validated on assignment too."""
+    """Base of every settings model: unknown keys are errors, values are validated on assignment too.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    A ``ValidationError``'s text never repeats the input (camera URLs and tokens are secrets).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -24,6 +24,8 @@ server:
   max_cameras: 16
   max_page_size: 200
 data_dir: {data_dir}
+sources:
+  file_dirs: [{video_dir}]
 cameras:
   - id: front-door
     name: Front door
@@ -100,7 +102,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def full_yaml(tmp_path: Path) -> str:
     video = tmp_path / "demo.avi"
     video.write_bytes(b"not really a video, but the file exists")
-    return FULL_YAML.format(data_dir=tmp_path / "data", video=video)
+    return FULL_YAML.format(data_dir=tmp_path / "data", video=video, video_dir=tmp_path)
 
 
 def error_of(tmp_path: Path, text: str) -> str:

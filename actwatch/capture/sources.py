@@ -45,8 +45,11 @@ _SCHEME_KIND: dict[str, SourceKind] = {
 
 # A URL scheme as it can appear anywhere in free text (an FFmpeg message, a traceback).
 _SCHEME_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
-# Where a URL embedded in text ends: whitespace or the quotes/brackets messages wrap URLs in.
-_URL_END = re.compile(r"[\s\"'<>]")
+# Where a lone userinfo (a token, no ':') ends in free text: tokens hold no whitespace or quotes.
+_TOKEN_END = re.compile(r"[\s\"'<>/?#]")
+# Control characters (C0, DEL, C1): never part of a usable URL, and they end a URL in free text (a
+# password can hold a space or a quote, but not a line break).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Query/fragment parameters whose values are secrets (camera vendors and token-based streams).
 _SECRET_PARAM = re.compile(
     r"(?i)([?&;#](?:password|passwd|pwd|pass|token|access_token|auth|authorization|key|api_key|apikey"
@@ -56,57 +59,106 @@ _WEBCAM_PREFIX = re.compile(r"(?i)^webcam:(\d+)$")
 _WEBCAM_DEVICE = re.compile(r"^/dev/video(\d+)$")
 
 
-def _mask_userinfo(rest: str) -> str:
-    """Mask the ``user:password@`` part of ``rest`` (a URL without its ``scheme://``).
+def split_userinfo(rest: str) -> tuple[str, str | None, str] | None:
+    """``(user, password, after)`` of ``rest`` (a URL without its ``scheme://``), or ``None`` when it
+    has no userinfo; ``after`` starts at the ``@`` that ends the userinfo.
 
-    An unencoded ``@`` or ``/`` inside a password is common in hand-typed camera URLs, so the
-    userinfo runs to the *last* ``@`` of the authority; when a ``:`` comes before the first ``/`` the
-    URL may be ``user:pa/ss@host`` and the userinfo runs to the last ``@`` of the whole URL. This can
-    mask more than needed (``host:554/a@b``) but never shows a password.
+    Hand-typed camera URLs often hold unencoded ``@ / : # ? % "`` or spaces in the password, so the
+    rule is the one that never cuts a password short: when a ``:`` comes before an ``@``, the
+    userinfo is ``user:password`` and runs to the **last** ``@``; without a ``:`` it is a lone user
+    (often an access token, shown as a whole secret) when an ``@`` ends the authority. This can
+    treat more than the userinfo as secret (``host:554/a@b``) but never less.
+
+    Example:
+        >>> split_userinfo("admin:p@ss w/rd@10.0.0.5/live")
+        ('admin', 'p@ss w/rd', '@10.0.0.5/live')
+        >>> split_userinfo("TOKEN@host/x"), split_userinfo("host/a@b")
+        (('TOKEN', None, '@host/x'), None)
     """
-    if "@" not in rest:
+    at = rest.rfind("@")
+    if at < 0:
+        return None
+    colon = rest.find(":")
+    if 0 <= colon < at:
+        return rest[:colon], rest[colon + 1 : at], rest[at:]
+    token_end = _TOKEN_END.search(rest)
+    at = rest.rfind("@", 0, token_end.start() if token_end else len(rest))
+    if at < 0:
+        return None  # an '@' in the path, the query or the text after the URL: no credentials
+    return rest[:at], None, rest[at:]
+
+
+def _mask_userinfo(rest: str) -> str:
+    """``rest`` (a URL without its ``scheme://``) with the password (or lone token) replaced by ``***``."""
+    parts = split_userinfo(rest)
+    if parts is None:
         return rest
-    authority_end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    first_at = rest.find("@")
-    if first_at < authority_end:
-        at = rest.rfind("@", 0, authority_end)
-    elif ":" in rest[:authority_end]:
-        at = rest.rfind("@")
-    else:
-        return rest  # an '@' in the path or query only: no credentials
-    userinfo = rest[:at]
-    if ":" in userinfo:
-        user = userinfo.split(":", 1)[0]
-        masked = f"{user}:{MASK}"
-    else:
-        # A lone userinfo is often an access token (``https://TOKEN@host``): hide it all.
-        masked = MASK
-    return masked + rest[at:]
+    user, password, after = parts
+    return (f"{user}:{MASK}" if password is not None else MASK) + after
+
+
+def _url_regions(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of the text after each ``scheme://`` in ``text`` that may hold its userinfo.
+
+    A region ends at a control character (a line break), at the end of the text, or where the next
+    URL starts; a ``scheme://`` inside a password (``pw a://b@host``) does not start a new URL while
+    the current one has a ``:`` but no ``@`` yet, so the password is not cut in two.
+    """
+    regions: list[tuple[int, int]] = []
+    matches = list(_SCHEME_IN_TEXT.finditer(text))
+    i = 0
+    while i < len(matches):
+        start = matches[i].end()
+        control = _CONTROL.search(text, start)
+        limit = control.start() if control else len(text)
+        end = limit
+        j = i + 1
+        while j < len(matches) and matches[j].start() < limit:
+            before = text[start : matches[j].start()]
+            if "@" in before or ":" not in before:
+                end = matches[j].start()
+                break
+            j += 1
+        regions.append((start, end))
+        while j < len(matches) and matches[j].start() < end:
+            j += 1
+        i = j
+    return regions
 
 
 def mask_credentials(text: str) -> str:
     """Replace every URL password (and secret query parameter) inside ``text`` with ``***``.
 
-    Works on whole URLs and on arbitrary text that contains URLs, such as FFmpeg error messages.
+    Works on whole URLs and on arbitrary text that contains URLs, such as FFmpeg error messages; a
+    password may hold any character but a control character (see :func:`split_userinfo`).
 
     Example:
         >>> mask_credentials("open rtsp://admin:hunter2@cam:554/live failed (rtsp://x@y/z)")
         'open rtsp://admin:***@cam:554/live failed (rtsp://***@y/z)'
+        >>> mask_credentials('rtsp://admin:my "pass" <1>@cam/live')
+        'rtsp://admin:***@cam/live'
     """
     if not text:
         return text
     out: list[str] = []
     pos = 0
-    for match in _SCHEME_IN_TEXT.finditer(text):
-        if match.start() < pos:  # inside a URL already handled
-            continue
-        end_match = _URL_END.search(text, match.end())
-        end = end_match.start() if end_match else len(text)
-        out.append(text[pos : match.end()])
-        out.append(_mask_userinfo(text[match.end() : end]))
+    for start, end in _url_regions(text):
+        out.append(text[pos:start])
+        out.append(_mask_userinfo(text[start:end]))
         pos = end
     out.append(text[pos:])
     return _SECRET_PARAM.sub(lambda m: m.group(1) + MASK, "".join(out))
+
+
+def control_character(text: str) -> str | None:
+    """The first control character (C0, DEL or C1) in ``text`` as ``U+XXXX``, else ``None``.
+
+    Example:
+        >>> control_character("rtsp://h/x\\r\\nX-Injected: yes"), control_character("rtsp://h/x")
+        ('U+000D', None)
+    """
+    found = _CONTROL.search(text)
+    return f"U+{ord(found.group(0)):04X}" if found else None
 
 
 @dataclass(frozen=True, repr=False)
@@ -130,13 +182,27 @@ class SourceSpec:
     is_live: bool
 
     @classmethod
-    def parse(cls, url: str) -> SourceSpec:
-        """Validate ``url`` and classify it; raises :class:`SourceError` if it is not a usable source."""
+    def parse(cls, url: str, *, locate_files: bool = True) -> SourceSpec:
+        """Validate ``url`` and classify it; raises :class:`SourceError` if it is not a usable source.
+
+        Surrounding whitespace is ignored; a control character anywhere else (CR/LF would add
+        headers to an RTSP or HTTP request) is refused. ``locate_files=False`` checks the form only:
+        a file path is neither resolved nor looked up (the
+        :class:`~actwatch.capture.source_policy.SourcePolicy` does that, so that a missing file and a
+        forbidden one read the same).
+
+        Example:
+            >>> SourceSpec.parse("/no/such/clip.mp4", locate_files=False).url
+            '/no/such/clip.mp4'
+        """
         if not isinstance(url, str):
             raise SourceError(f"source must be a string, got {type(url).__name__}; accepted: {ACCEPTED_FORMS}")
         text = url.strip()
         if not text:
             raise SourceError(f"source is empty; accepted: {ACCEPTED_FORMS}")
+        if (control := control_character(text)) is not None:
+            # The URL is not quoted: a line break ends a URL in free text, so masking could miss a password.
+            raise SourceError(f"source contains the control character {control}; a URL cannot hold control characters")
         if text.isdigit():
             return cls._webcam(text)
         if m := _WEBCAM_PREFIX.match(text):
@@ -146,7 +212,7 @@ class SourceSpec:
         if "://" in text:
             scheme = text.split("://", 1)[0].lower()
             if scheme == "file":
-                return cls._file(unquote(urlsplit(text).path), text)
+                return cls._file(unquote(urlsplit(text).path), text, locate_files)
             kind = _SCHEME_KIND.get(scheme)
             if kind is None:
                 raise SourceError(
@@ -154,7 +220,7 @@ class SourceSpec:
                     f"accepted: {ACCEPTED_FORMS}"
                 )
             return cls._network(kind, text)
-        return cls._file(text, text)
+        return cls._file(text, text, locate_files)
 
     @classmethod
     def _webcam(cls, device: str) -> SourceSpec:
@@ -166,14 +232,23 @@ class SourceSpec:
         try:
             parts = urlsplit(text)
             _ = parts.port  # raises ValueError on a non-numeric or out-of-range port
-        except ValueError as exc:
-            raise SourceError(f"malformed {kind} URL {masked!r} ({exc}); accepted: {ACCEPTED_FORMS}") from None
+        except ValueError:
+            # Not urlsplit's message: it quotes the raw host part, which may hold part of the password.
+            raise SourceError(
+                f"malformed {kind} URL {masked!r}: its host and port cannot be parsed (the port must be a number "
+                "from 0 to 65535; a '/', '?', '#', '[' or ']' in a user name or password must be percent-encoded, "
+                f"e.g. %2F); accepted: {ACCEPTED_FORMS}"
+            ) from None
         if not parts.hostname:
             raise SourceError(f"{kind} URL {masked!r} has no host; accepted: {ACCEPTED_FORMS}")
         return cls(kind=kind, url=text, masked=masked, is_live=True)
 
     @classmethod
-    def _file(cls, path_text: str, given: str) -> SourceSpec:
+    def _file(cls, path_text: str, given: str, locate: bool) -> SourceSpec:
+        if not locate:
+            if not path_text:
+                raise SourceError(f"source {mask_credentials(given)!r} names no file; accepted: {ACCEPTED_FORMS}")
+            return cls(kind="file", url=path_text, masked=path_text, is_live=False)
         path = Path(path_text).expanduser()
         if not path_text or not path.exists():
             raise SourceError(
@@ -194,16 +269,18 @@ class SourceSpec:
             >>> SourceSpec.parse("rtsp://u:hunter2@h/x").redact("auth failed for hunter2")
             'auth failed for ***'
         """
-        text = mask_credentials(text)
+        # The exact secrets first: masking alone may guess a password's end wrong in free text.
         for secret in self._secrets():
             text = text.replace(secret, MASK)
-        return text
+        return mask_credentials(text)
 
     def _secrets(self) -> list[str]:
         if self.kind not in ("rtsp", "http"):
             return []
-        parts = urlsplit(self.url)
-        found = [parts.password or ""]
+        userinfo = split_userinfo(self.url.split("://", 1)[1])
+        found = [userinfo[1] or "" if userinfo else ""]
+        if userinfo is not None and userinfo[1] is None:
+            found.append(userinfo[0])  # a lone userinfo is a token
         found += [m.group(0).split("=", 1)[1] for m in _SECRET_PARAM.finditer(self.url)]
         # Short values would garble every message they occur in and protect nothing.
         out = {v for s in found for v in (s, unquote(s)) if len(v) >= 3}

@@ -14,21 +14,45 @@ from actwatch.errors import ActwatchError
 log = logging.getLogger(__name__)
 
 
+def start_up_lines(host: str, port: int, token: str | None) -> list[str]:
+    """What ``serve`` (``token=None``) and ``demo`` print at start-up.
+
+    The token appears only in the dashboard URL's fragment: browsers never send a fragment, so no
+    server or proxy logs it (a ``?token=`` URL would land in access logs).
+
+    Example:
+        >>> for line in start_up_lines("127.0.0.1", 8000, "T0KEN"): print(line)
+        actwatch: dashboard  http://127.0.0.1:8000/#token=T0KEN
+        actwatch: API        http://127.0.0.1:8000/docs   (send 'Authorization: Bearer <token>')
+        actwatch: WebSocket  ws://127.0.0.1:8000/ws/events   (first message {"type": "auth", "token": "<token>"})
+    """
+    base = f"http://{host}:{port}"
+    if token is None:
+        return [f"actwatch: serving on {base} (dashboard at {base}/, API docs at {base}/docs)"]
+    return [
+        f"actwatch: dashboard  {base}/#token={token}",
+        f"actwatch: API        {base}/docs   (send 'Authorization: Bearer <token>')",
+        f'actwatch: WebSocket  ws://{host}:{port}/ws/events   (first message {{"type": "auth", "token": "<token>"}})',
+    ]
+
+
 def _run_server(config: Any, *, announce: bool) -> None:
     from actwatch.service.app import create_app
-    from actwatch.service.server import serve
+    from actwatch.service.server import listen_socket, serve
+    from actwatch.service.server_logs import redact_root_handlers
 
     logging.getLogger().setLevel(config.log_level)
-    app = create_app(config)
+    redact_root_handlers()
+    listener = listen_socket(config.server)  # before the models load (minutes on a CPU): a taken port fails now
+    try:
+        app = create_app(config)
+    except BaseException:
+        listener.close()
+        raise
     token = app.state.services.token.get_secret_value()
-    base = f"http://{config.server.host}:{config.server.port}"
-    if announce:
-        typer.echo(f"actwatch: dashboard  {base}/#token={token}")
-        typer.echo(f"actwatch: API        {base}/docs   (send 'Authorization: Bearer {token}')")
-        typer.echo(f"actwatch: WebSocket  ws://{config.server.host}:{config.server.port}/ws/events?token={token}")
-    else:
-        typer.echo(f"actwatch: serving on {base} (dashboard at {base}/, API docs at {base}/docs)")
-    serve(app, config.server, log_level=config.log_level)
+    for line in start_up_lines(config.server.host, config.server.port, token if announce else None):
+        typer.echo(line)
+    serve(app, config.server, log_level=config.log_level, sock=listener)
 
 
 def _given(**options: Any) -> dict[str, Any]:
@@ -98,15 +122,18 @@ def register(app: typer.Typer) -> None:
         alert_label = label or classes[0]
         if alert_label not in classes:
             raise ActwatchError(f"--label {alert_label!r} is not a class of the model ({', '.join(classes)})")
+        sample = ensure_sample_video(cache)
         cfg = AppConfig.model_validate(
             {
                 "data_dir": str(data),
                 "server": _given(host=host, port=port),
+                # The sample's folder only: files elsewhere stay closed to API clients, as in `serve`.
+                "sources": {"file_dirs": [str(sample.resolve().parent)]},
                 "cameras": [
                     {
                         "id": "vtest",
                         "name": "OpenCV vtest.avi",
-                        "url": str(ensure_sample_video(cache)),
+                        "url": str(sample),
                         "loop": True,
                         "realtime": True,
                     }

@@ -25,6 +25,7 @@ Example:
 """
 
 from actwatch.capture.settings import CaptureSettings
+from actwatch.capture.source_policy import SourcePolicy
 from actwatch.config.app import ENV_PREFIX, AppConfig, LogLevel
 from actwatch.config.loading import load_config, unknown_env_variables
 from actwatch.config.sections import (
@@ -68,6 +69,7 @@ __all__ = [
     "PipelineConfig",
     "Point",
     "ServerConfig",
+    "SourcePolicy",
     "SourceUrl",
     "StorageConfig",
     "StrictModel",

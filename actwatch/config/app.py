@@ -17,7 +17,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from actwatch.capture.settings import CaptureSettings
-from actwatch.capture.sources import MASK
+from actwatch.capture.source_policy import SourcePolicy
+from actwatch.capture.sources import MASK, mask_credentials
 from actwatch.config.sections import (
     AlertsConfig,
     CameraConfig,
@@ -27,6 +28,7 @@ from actwatch.config.sections import (
     StorageConfig,
     mask_url,
 )
+from actwatch.errors import SourceError
 from actwatch.tracker.bytetrack import TrackerSettings
 from actwatch.tracker.detector import DetectorSettings
 
@@ -49,6 +51,7 @@ class AppConfig(BaseSettings):
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         case_sensitive=False,
+        hide_input_in_errors=True,  # a ValidationError's text must not repeat camera URLs or the token
     )
 
     server: ServerConfig = Field(default_factory=ServerConfig, description="HTTP/WebSocket server.")
@@ -56,6 +59,11 @@ class AppConfig(BaseSettings):
         Path("data/service"), description="Folder of the events database, snapshots and the API token."
     )
     cameras: list[CameraConfig] = Field(default_factory=list, description="Cameras read at start-up.")
+    sources: SourcePolicy = Field(
+        default_factory=SourcePolicy,
+        description="Camera URL policy: the folders of video files, and the hosts and webcams cameras may use "
+        "(actwatch.capture.source_policy).",
+    )
     capture: CaptureSettings = Field(
         default_factory=CaptureSettings, description="Camera reader settings (actwatch.capture.settings)."
     )
@@ -83,6 +91,11 @@ class AppConfig(BaseSettings):
             if camera.id in seen:
                 raise ValueError(f"cameras: duplicate camera id '{camera.id}'")
             seen.add(camera.id)
+        for index, camera in enumerate(self.cameras):
+            try:
+                self.sources.admit(camera.url)
+            except SourceError as exc:
+                raise ValueError(f"cameras.{index}.url: {mask_credentials(str(exc))}") from None
         if len(self.cameras) > self.server.max_cameras:
             raise ValueError(f"cameras: {len(self.cameras)} cameras exceed server.max_cameras")
         return self

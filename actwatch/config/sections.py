@@ -36,9 +36,14 @@ def mask_url(text: str) -> str:
 
 
 def validate_source_url(url: str) -> str:
-    """Check ``url`` with ``SourceSpec.parse``; the ``ValueError`` message never shows credentials."""
+    """Check the form of ``url`` with ``SourceSpec.parse``; the ``ValueError`` message never shows credentials.
+
+    Files are not looked up here: whether a source may be opened is the
+    :class:`~actwatch.capture.source_policy.SourcePolicy`'s decision (``AppConfig.sources``), taken where a
+    camera enters the service, so a missing file and a forbidden one get the same answer.
+    """
     try:
-        SourceSpec.parse(url)
+        SourceSpec.parse(url, locate_files=False)
     except SourceError as exc:
         raise ValueError(mask_credentials(str(exc))) from None
     return url.strip()

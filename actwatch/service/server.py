@@ -19,6 +19,8 @@ The WebSocket slow-client contract (README, "WebSocket") comes from these settin
 
 Example:
     >>> from actwatch.config import ServerConfig
+from actwatch.errors import ConfigError
+from actwatch.service.server_logs import uvicorn_log_config
     >>> settings = ServerConfig(ws_ping_interval_s=5)
     >>> config = uvicorn_config(object(), settings)
     >>> config.ws, config.ws_ping_interval, config.ws_ping_timeout, config.ws_max_size
@@ -39,6 +41,8 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
 from actwatch.config import ServerConfig
+from actwatch.errors import ConfigError
+from actwatch.service.server_logs import uvicorn_log_config
 
 # Frames up to this size reach the handler, which answers anything over its own limit
 # (routers/ws.py MAX_MESSAGE_CHARS) with an error; larger ones are closed with 1009 by the protocol.
@@ -57,17 +61,35 @@ def uvicorn_config(app: Any, settings: ServerConfig, *, log_level: str = "info")
         ws_max_size=WS_MAX_FRAME_BYTES,
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=None,
+        log_config=uvicorn_log_config(),  # no token or URL password in the access log
     )
 
 
 def listen_socket(settings: ServerConfig, *, port: int | None = None) -> socket.socket:
     """A listening TCP socket on ``settings.host`` (``port`` overrides ``settings.port``; 0: any free one).
 
-    Raises ``OSError`` when the address cannot be bound (e.g. the port is in use).
+    ``serve`` opens it before the models load (minutes on a CPU), so a port in use is found at once.
+    Raises :class:`~actwatch.errors.ConfigError` when the address cannot be bound.
+
+    Example:
+        >>> from actwatch.config import ServerConfig
+        >>> with listen_socket(ServerConfig(), port=0) as taken:
+        ...     listen_socket(ServerConfig(port=taken.getsockname()[1]))
+        Traceback (most recent call last):
+        ...
+        actwatch.errors.ConfigError: cannot listen on 127.0.0.1:...
     """
     host = settings.host
+    port = settings.port if port is None else port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, settings.port if port is None else port), family=family, backlog=2048)
+    try:
+        sock = socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); another program may use the port, or "
+            "the address is not one of this machine: stop it, or choose another --port / server.port "
+            "(--host / server.host)"
+        ) from None
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(settings.dead_peer_timeout_s * 1000))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.send_buffer_bytes)

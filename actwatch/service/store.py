@@ -37,6 +37,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
 from actwatch.config import mask_url
+from actwatch.errors import StateError
 from actwatch.service.events import Event
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def _make_engine(database_url: str) -> Engine:
         return sa.create_engine(url, pool_pre_ping=True)
     in_memory = url.database in (None, "", ":memory:")
     if not in_memory and url.database is not None:
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _private_database_files(Path(url.database).expanduser())
     engine = sa.create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
@@ -100,6 +101,16 @@ def _make_engine(database_url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def _private_database_files(path: Path) -> None:
+    """Create the SQLite file mode 0600 (SQLite gives its -wal and -shm files the database's mode) and
+    take group/other access away from existing ones: events are as private as their snapshots."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # a folder named events.db: IsADirectoryError
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists() and os.stat(file).st_mode & 0o077:
+            os.chmod(file, 0o600)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -216,14 +227,27 @@ class EventStore:
         if retention_days <= 0:
             raise ValueError("retention_days must be > 0")
         self._media_dir = Path(media_dir)
-        self._media_dir.mkdir(parents=True, exist_ok=True)
         self.retention_days = retention_days
         self.keep_crops = keep_crops
         self._clock = clock
-        self._engine = _make_engine(database_url)
         self._metadata = sa.MetaData()
         self._events = _events_table(self._metadata)
-        self._metadata.create_all(self._engine)
+        shown = mask_url(database_url)
+        try:
+            self._media_dir.mkdir(parents=True, exist_ok=True)
+            self._engine = _make_engine(database_url)
+            self._metadata.create_all(self._engine)
+        except OSError as exc:  # a folder named events.db, a file named media, no write access
+            raise StateError(
+                f"cannot open the event store ({shown}, media in {self._media_dir}): {exc.strerror or exc}; "
+                "check that they are a file and a folder the service may write"
+            ) from None
+        except sa.exc.SQLAlchemyError as exc:  # a corrupt or foreign file, an unreachable server
+            reason = mask_url(str(getattr(exc, "orig", None) or exc).splitlines()[0])
+            raise StateError(
+                f"cannot open the event database {shown}: {reason}; if it is a SQLite file that is corrupt or "
+                "not a database, move it away to start with an empty one"
+            ) from None
         # SQLite allows one writer; serialising writes in-process avoids busy retries between our threads.
         self._write_lock = threading.Lock()
         log.info("event store: %s, media in %s", mask_url(database_url), self._media_dir)

@@ -31,7 +31,8 @@ def _write(path: Path, text: str) -> Path:
 def test_validate_config_accepts_a_good_file_and_masks_credentials(tmp_path: Path, vtest_path: Path) -> None:
     cfg = _write(
         tmp_path / "ok.yaml",
-        f"data_dir: {tmp_path}\ncameras:\n  - id: door\n    url: rtsp://admin:hunter2@10.1.2.3/live\n"
+        f"data_dir: {tmp_path}\nsources: {{file_dirs: [{vtest_path.parent}]}}\n"
+        f"cameras:\n  - id: door\n    url: rtsp://admin:hunter2@10.1.2.3/live\n"
         f"  - id: clip\n    url: {vtest_path}\n",
     )
     result = _run("validate-config", str(cfg), "--show")
@@ -86,3 +87,82 @@ def test_serve_with_a_corrupt_model_is_a_clear_start_up_error(tmp_path: Path, de
 def test_serve_with_a_corrupt_detector_is_a_clear_start_up_error(tmp_path: Path, exported_model_dir: Path) -> None:
     weights = _write(tmp_path / "broken.pt", "this is not a YOLO checkpoint")
     assert "broken.pt" in _serve_start_up_error(tmp_path, 18998, weights, exported_model_dir)
+
+
+def test_demo_prints_the_token_in_a_url_fragment_only() -> None:
+    from actwatch.cli.service_cmd import start_up_lines
+
+    lines = start_up_lines("127.0.0.1", 8000, "T0KEN-0123456789")
+    assert any(line.endswith("/#token=T0KEN-0123456789") for line in lines)
+    assert all("?token=" not in line for line in lines)
+    assert sum("T0KEN-0123456789" in line for line in lines) == 1  # the dashboard URL's fragment only
+    assert all("T0KEN" not in line for line in start_up_lines("127.0.0.1", 8000, None))
+
+
+def _serve_fails_before_the_models_load(tmp_path: Path, data_dir: Path | str, port: int, *, token: bool) -> str:
+    """``actwatch serve`` with a detector and a model that do not exist: a failure about anything else
+    proves it was found first. It must be one ``error:`` line, exit 2, no traceback. Returns stderr."""
+    server = f"{{port: {port}, token: {'t' * 32}}}" if token else f"{{port: {port}}}"
+    cfg = _write(
+        tmp_path / "serve.yaml",
+        f"data_dir: {data_dir}\nserver: {server}\n"
+        f"detector: {{weights: {tmp_path / 'absent.pt'}}}\nmodel: {{dir: {tmp_path / 'absent-model'}}}\n",
+    )
+    result = _run("serve", "--config", str(cfg), timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error:") or "\nerror:" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "absent" not in result.stderr, result.stderr
+    return result.stderr
+
+
+def _free_port() -> int:
+    from tests.support.net import free_port
+
+    return free_port()
+
+
+def test_serve_on_a_port_in_use_fails_before_the_models_load(tmp_path: Path) -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        stderr = _serve_fails_before_the_models_load(tmp_path, tmp_path / "data", port, token=True)
+    assert f"cannot listen on 127.0.0.1:{port}" in stderr
+
+
+def test_serve_with_data_dir_being_a_file(tmp_path: Path) -> None:
+    data = _write(tmp_path / "data", "a file")
+    assert "is not a folder" in _serve_fails_before_the_models_load(tmp_path, data, _free_port(), token=False)
+
+
+def test_serve_with_a_data_dir_it_cannot_write(tmp_path: Path) -> None:
+    if os.geteuid() == 0:  # root writes anywhere chmod allows nothing: /proc refuses new files to everyone
+        data: Path = Path("/proc/self")
+    else:
+        data = tmp_path / "read-only"
+        data.mkdir(mode=0o500)
+    assert "cannot write in data_dir" in _serve_fails_before_the_models_load(tmp_path, data, _free_port(), token=False)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"), [(b"\xff\xfe\x00\x01binary\x80", "not text"), (b"short\n", "too short")]
+)
+def test_serve_with_an_unusable_token_file(tmp_path: Path, content: bytes, expected: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "token").write_bytes(content)
+    os.chmod(data / "token", 0o600)
+    stderr = _serve_fails_before_the_models_load(tmp_path, data, _free_port(), token=False)
+    assert expected in stderr and "token" in stderr
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "directory"])
+def test_serve_with_an_unusable_events_database(tmp_path: Path, kind: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    if kind == "corrupt":
+        (data / "events.db").write_bytes(b"this is not a SQLite database" * 100)
+    else:
+        (data / "events.db").mkdir()
+    stderr = _serve_fails_before_the_models_load(tmp_path, data, _free_port(), token=True)
+    assert "events.db" in stderr and ("not a database" in stderr or "a file and a folder" in stderr)

@@ -45,6 +45,7 @@ def _config(data_dir: Path, rtsp_url: str, vtest: Path, detector: Path, model_di
                 {"id": "door", "name": "Front door", "url": rtsp_url},
                 {"id": "hall", "url": str(vtest), "loop": True, "realtime": True},
             ],
+            "sources": {"file_dirs": [str(vtest.parent)]},
             "capture": {
                 "stall_timeout_s": 2.0,
                 "backoff_initial_s": 0.2,

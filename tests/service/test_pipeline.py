@@ -89,6 +89,7 @@ def _pipeline(
     config = AppConfig.model_validate(
         {
             "cameras": [{"id": cam, "url": str(vtest)} for cam in cameras],
+            "sources": {"file_dirs": [str(vtest.parent)]},
             "detector": {"weights": str(detector_weights), "person_class_ids": [0, 1], "conf": 0.1, "imgsz": 320},
             "model": {"dir": str(model_dir)},
             "pipeline": {"stride": stride},

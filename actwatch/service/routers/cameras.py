@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
+from fastapi.exceptions import RequestValidationError
 
-from actwatch.config import CAMERA_ID_PATTERN, mask_url
+from actwatch.config import CAMERA_ID_PATTERN, SourcePolicy, mask_url
+from actwatch.errors import SourceError
 from actwatch.service.cameras import (
     CameraConflictError,
     CameraNotFoundError,
@@ -21,7 +23,7 @@ from actwatch.service.cameras import (
     CameraServiceError,
     CameraView,
 )
-from actwatch.service.deps import Cameras, require_token
+from actwatch.service.deps import Cameras, Config, require_token
 from actwatch.service.schemas import PROTECTED, CameraCreate, CameraPublic, CameraUpdate, error_responses
 
 CameraIdPath = Annotated[str, Path(pattern=CAMERA_ID_PATTERN, description="Camera id.")]
@@ -50,6 +52,16 @@ def _as_http() -> Iterator[None]:
         raise HTTPException(code, detail=str(exc)) from None
 
 
+def _admit(policy: SourcePolicy, url: str) -> None:
+    """422 (shaped like any validation error of the body) unless the camera URL policy allows ``url``."""
+    try:
+        policy.admit(url)
+    except SourceError as exc:
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("body", "url"), "msg": f"Value error, {mask_url(str(exc))}"}]
+        ) from None
+
+
 def _public(view: CameraView) -> CameraPublic:
     return CameraPublic.build(view.config, view.status, view.start_error)
 
@@ -73,7 +85,8 @@ def router() -> APIRouter:
         summary="Add a camera (starts reading it if enabled)",
         responses=error_responses(400, 409, 413),
     )
-    def create_camera(body: CameraCreate, cameras: Cameras, response: Response) -> CameraPublic:
+    def create_camera(body: CameraCreate, cameras: Cameras, config: Config, response: Response) -> CameraPublic:
+        _admit(config.sources, body.url)
         with _as_http():
             view = cameras.create(body.to_config())
         response.headers["Location"] = f"/cameras/{view.config.id}"

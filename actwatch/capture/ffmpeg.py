@@ -238,7 +238,10 @@ class FfmpegCapture:
         useful = [
             line for line in lines if not line.startswith(("Input #", "Output #", "Stream", "Metadata", "Duration"))
         ]
-        return f": {self.source.redact(useful[-1])}" if useful else ""
+        if not useful:
+            return ""
+        # FFmpeg prefixes errors with the URL, which the message already names (masked).
+        return f": {self.source.redact(useful[-1].removeprefix(f'{self.source.url}: '))}"
 
 
 def start_ffmpeg(source: SourceSpec, settings: CaptureSettings) -> FfmpegCapture:

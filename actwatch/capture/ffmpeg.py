@@ -183,7 +183,7 @@ class FfmpegCapture:
             if self._out in ready:
                 count = os.readv(self._out, [view[got:]])
                 if count == 0:
-                    self.interrupt()  # reap below in release(); the process is gone or going
+                    self._final_words()
                     raise FfmpegError(f"stream ended or lost: {self.source.masked}{self._reason()}")
                 got += count
         self._frames += 1
@@ -215,6 +215,14 @@ class FfmpegCapture:
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
+
+    def _final_words(self) -> None:
+        """After end-of-file: let FFmpeg exit (a moment at most) and read the rest of its messages."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=1.0)
+        self.interrupt()
+        while select.select([self._err], [], [], 0)[0] and self._drain_stderr():
+            pass
 
     def _drain_stderr(self) -> bool:
         """Read what FFmpeg printed (keeping a bounded tail); False at end-of-file."""

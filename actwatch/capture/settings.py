@@ -3,7 +3,8 @@
 The service configuration composes it as it is (``AppConfig.capture``); per-camera choices (``loop``,
 ``realtime``) are fields of the camera and are given to each :class:`~actwatch.capture.reader.CameraReader`
 as arguments. It lives in a module of its own so the reader and the OpenCV opener both depend on it
-rather than on each other.
+rather than on each other. Network cameras map these settings onto FFmpeg arguments
+(:func:`~actwatch.capture.ffmpeg.ffmpeg_command`).
 
 Example:
     >>> settings = CaptureSettings(stall_timeout_s=2, backoff_jitter=0)
@@ -32,7 +33,12 @@ class CaptureSettings(StrictModel):
         le=3600,
         description="Reconnect when a live stream delivers no frame for this long (seconds).",
     )
-    open_timeout_s: float = Field(10.0, gt=0, le=600, description="Seconds allowed to open a network source.")
+    open_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="Seconds allowed to open a network source: until its first frame has arrived.",
+    )
     backoff_initial_s: float = Field(0.5, gt=0, le=600, description="Delay before the first reconnect attempt.")
     backoff_max_s: float = Field(30.0, gt=0, le=3600, description="Upper bound of the reconnect delay.")
     backoff_factor: float = Field(
@@ -57,7 +63,8 @@ class CaptureSettings(StrictModel):
     )
     ffmpeg_options: dict[str, str] = Field(
         default_factory=dict,
-        description="Extra FFmpeg demuxer options for network sources, e.g. {'analyzeduration': '500000'}.",
+        description="Extra FFmpeg input options for network sources (-key value before -i), "
+        "e.g. {'analyzeduration': '500000'}.",
     )
 
     @model_validator(mode="after")

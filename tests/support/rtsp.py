@@ -13,7 +13,8 @@ Commands run (ports vary; the server runs as ``perl -e LAUNCHER <rtp_start_port>
     ffmpeg -nostdin -loglevel warning -re -stream_loop -1 -i vtest.avi -an -vf scale=384:288 \\
         -c:v libx264 -preset ultrafast -tune zerolatency -g 10 -f rtsp rtsp://127.0.0.1:18555/cam1
 
-and a viewer reads ``rtsp://127.0.0.1:18554/cam1`` with ``OPENCV_FFMPEG_CAPTURE_OPTIONS=rtsp_transport;udp``.
+and a viewer reads ``rtsp://127.0.0.1:18554/cam1`` with ``rtsp_transport: udp`` (``ffmpeg -rtsp_transport udp``).
+:class:`SilentServer` is the other kind of camera the tests need: one that accepts and never answers.
 
 Example:
     >>> with RtspServer() as server:  # doctest: +SKIP

@@ -7,8 +7,8 @@ FFmpeg demuxer options such as ``rtsp_transport`` can only be given to OpenCV th
 ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` environment variable, which is process-wide and read when a capture
 is opened. :class:`FfmpegOptionsEnv` sets it right before each open and keeps readers that need a
 *different* value from opening at the same time. (OpenCV's FFmpeg backend still opens one source at a
-time per process, whatever the options: why network cameras do not use it.) The one module-level instance mirrors the one
-process-wide variable it guards.
+time per process, whatever the options: why network cameras do not use it.) The one module-level
+instance mirrors the one process-wide variable it guards.
 
 Example:
     >>> rtsp = SourceSpec.parse("rtsp://127.0.0.1:8554/cam1")

@@ -17,11 +17,14 @@ Example:
 from __future__ import annotations
 
 import random
+import re
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from actwatch.settings import StrictModel
+
+_FFMPEG_OPTION = re.compile(r"[a-z][a-z0-9_]*")
 
 
 class CaptureSettings(StrictModel):
@@ -66,6 +69,17 @@ class CaptureSettings(StrictModel):
         description="Extra FFmpeg input options for network sources (-key value before -i), "
         "e.g. {'analyzeduration': '500000'}.",
     )
+
+    @field_validator("ffmpeg_options")
+    @classmethod
+    def _input_options_only(cls, options: dict[str, str]) -> dict[str, str]:
+        # Each pair becomes `-key value` on FFmpeg's command line before `-i`: a name only, no second input.
+        for key, value in options.items():
+            if not _FFMPEG_OPTION.fullmatch(key) or key == "i":
+                raise ValueError(f"ffmpeg_options: {key!r} is not an FFmpeg input option name (e.g. 'analyzeduration')")
+            if "\x00" in value:
+                raise ValueError(f"ffmpeg_options: the value of {key!r} contains a NUL character")
+        return options
 
     @model_validator(mode="after")
     def _backoff_order(self) -> CaptureSettings:

@@ -197,6 +197,9 @@ def test_backoff_delay_jitter_and_cap() -> None:
         {"backoff_jitter": 1.5},
         {"max_attempts": 0},
         {"rtsp_transport": "http"},
+        {"ffmpeg_options": {"i": "/etc/passwd"}},
+        {"ffmpeg_options": {"-y": ""}},
+        {"ffmpeg_options": {"analyzeduration": "1\x00"}},
         {"unknown_option": True},
     ],
 )

@@ -30,7 +30,7 @@ Example:
     >>> args[-7:]
     ['-fps_mode', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'bgr24', 'pipe:1']
     >>> header = "Output #0, rawvideo, to 'pipe:1':\\n  Stream #0:0: Video: rawvideo (BGR[24] / 0x18524742), "
-    >>> parse_output_header(header + "bgr24(pc), 384x288, q=2-31, 10 fps, 10 tbn")
+    >>> parse_output_header(header + "bgr24(pc), 384x288, q=2-31, 10 fps, 10 tbn\\n")
     StreamFormat(width=384, height=288, fps=10.0)
 """
 
@@ -101,11 +101,13 @@ def ffmpeg_command(source: SourceSpec, settings: CaptureSettings, binary: str = 
 
 
 def parse_output_header(text: str) -> StreamFormat | None:
-    """The frame format from FFmpeg's ``Output #0`` header in ``text``; ``None`` until it is complete."""
+    """The frame format from FFmpeg's ``Output #0`` header in ``text``; ``None`` until its stream line is
+    complete (ends with a newline)."""
     start = text.find("Output #0")
     if start < 0:
         return None
-    for line in text[start:].splitlines():
+    complete = text[start : text.rfind("\n") + 1]  # a line still being written may lack its fps
+    for line in complete.splitlines():
         if "Stream #0:0" in line and "Video:" in line:
             size = _OUTPUT_SIZE.search(line)
             if size is None:

@@ -288,11 +288,11 @@ def test_start_twice_is_an_error_and_stop_is_idempotent(make_reader: Callable[..
     assert reader.status().state is CameraState.STOPPED
 
 
-class StillSceneCapture:
+class StillSceneCapture(FakeCapture):
     """A perfectly still scene: identical pixels every frame, but the stream position advances."""
 
     def __init__(self) -> None:
-        self.reads = 0
+        super().__init__(None)
 
     def read(self) -> tuple[bool, np.ndarray | None]:
         self.reads += 1
@@ -301,9 +301,6 @@ class StillSceneCapture:
 
     def get(self, prop_id: int) -> float:
         return self.reads * 40.0 if prop_id == 0 else 25.0
-
-    def release(self) -> None:
-        return
 
 
 def test_a_still_scene_with_advancing_positions_is_fresh(make_reader: Callable[..., CameraReader]) -> None:

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 from actwatch.capture.reader import CameraReader, CameraState
 from actwatch.capture.settings import CaptureSettings
@@ -60,15 +59,26 @@ class FaultRow:
     passed: bool
 
 
-def reader_processes() -> list[psutil.Process]:
-    """This process's child processes that decode a camera (FFmpeg writing raw frames to a pipe)."""
+def reader_processes() -> list[int]:
+    """The ids of this process's children that decode a camera (FFmpeg writing raw frames to a pipe),
+    and of any child that exited and was never reaped.
+
+    Read from ``/proc`` (the tests run on Linux): ``ppid`` is field 4 of ``/proc/PID/stat``, after the
+    command name in parentheses.
+    """
     found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if "pipe:1" in child.cmdline():
-                found.append(child)
-        except psutil.Error:  # exited meanwhile
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
             continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # exited meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == me and (b"pipe:1" in cmdline or fields[0] == "Z"):  # an unreaped child counts
+            found.append(int(entry.name))
     return found
 
 

@@ -73,7 +73,7 @@ def test_silent_source_fails_within_the_open_timeout_and_is_reaped() -> None:
         assert silent.accepted == 1  # it really connected and waited
     assert str(info.value).startswith("could not open rtsp source rtsp://admin:***@127.0.0.1:")
     assert "no video within 1.0s" in str(info.value) and SECRET not in str(info.value)
-    assert capture.pid not in [p.pid for p in reader_processes()]
+    assert capture.pid not in reader_processes()
 
 
 def test_interrupt_ends_a_blocked_read_from_another_thread() -> None:

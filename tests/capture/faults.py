@@ -121,7 +121,8 @@ def streaming_again(reader: CameraReader, frames_before: int) -> bool:
 def bad_cameras_beside_a_healthy_one(
     server: RtspServer, video: Path, *, cycles: int = 3, opener: Opener = None
 ) -> list[FaultRow]:
-    """4 silent cameras and 1 refused beside a healthy one whose publisher is cut and resumed."""
+    """4 silent cameras (2 RTSP, 2 HTTP) and 1 refused beside a healthy one whose publisher is cut and
+    resumed ``cycles`` times."""
     rows: list[FaultRow] = []
     census = Census()
     baseline_threads = threading.active_count()
@@ -132,8 +133,9 @@ def bad_cameras_beside_a_healthy_one(
         baseline_threads += SILENT_CAMERAS  # the listeners' accept threads are the test's, not the readers'
         make = stack.enter_context(started_readers(opener))
         healthy = make("healthy", server.url(publisher.path, user="admin", password="pw"), SETTINGS)
-        for i, listener in enumerate(silent):
-            make(f"silent{i}", listener.url(user="admin", password="pw"), SETTINGS)
+        for i, listener in enumerate(silent):  # RTSP and HTTP(S) MJPEG cameras alike
+            scheme = "rtsp" if i % 2 == 0 else "http"
+            make(f"silent{i}", listener.url(scheme, user="admin", password="pw"), SETTINGS)
         make("refused", f"rtsp://admin:pw@127.0.0.1:{free_tcp_port()}/stream", SETTINGS)
         cameras = SILENT_CAMERAS + 2
 

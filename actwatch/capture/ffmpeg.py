@@ -57,7 +57,7 @@ STDERR_TAIL_CHARS = 2000  # what is kept of FFmpeg's messages for error text
 _CAP_PROP_POS_MSEC = 0  # cv2's property ids, literal so this module needs no cv2
 _CAP_PROP_FPS = 5
 _OUTPUT_SIZE = re.compile(r", (\d{1,5})x(\d{1,5})[ ,\[]")
-_OUTPUT_FPS = re.compile(r", ([0-9.]+) (?:fps|tbr)\b")
+_OUTPUT_FPS = re.compile(r", ([0-9]+(?:\.[0-9]+)?) (?:fps|tbr)\b")
 
 
 class FfmpegError(RuntimeError):

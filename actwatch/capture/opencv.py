@@ -1,11 +1,14 @@
-"""Opening sources with OpenCV's FFmpeg backend (the default opener of :class:`CameraReader`).
+"""Opening sources with OpenCV (webcams and files; network cameras use :mod:`actwatch.capture.ffmpeg`).
+
+``open_capture`` can open every kind of source, so ``scripts/faults.sh --opener opencv`` can compare
+the network path with OpenCV's FFmpeg backend.
 
 FFmpeg demuxer options such as ``rtsp_transport`` can only be given to OpenCV through the
 ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` environment variable, which is process-wide and read when a capture
 is opened. :class:`FfmpegOptionsEnv` sets it right before each open and keeps readers that need a
-*different* value from opening at the same time; readers that need the same value open concurrently,
-so one slow camera does not hold up the others. The one module-level instance mirrors the one
-process-wide variable it guards.
+*different* value from opening at the same time. (OpenCV's FFmpeg backend still opens one source at a
+time per process, whatever the options: why network cameras do not use it.) The one module-level
+instance mirrors the one process-wide variable it guards.
 
 Example:
     >>> rtsp = SourceSpec.parse("rtsp://127.0.0.1:8554/cam1")

@@ -1,19 +1,25 @@
 """One camera reader per source: a thread that keeps the newest decoded frame ready for the tracker.
 
-:class:`CameraReader` opens a :class:`~actwatch.capture.sources.SourceSpec` with OpenCV (FFmpeg),
-reads frames and puts them on ``reader.frames``, a :class:`~actwatch.capture.handoff.DropOldestQueue`
-of at most 1–2 frames, so the compute stage always gets the newest frame and a slow consumer never
-makes the camera wait (drops are counted).
+:class:`CameraReader` opens a :class:`~actwatch.capture.sources.SourceSpec` with
+:func:`~actwatch.capture.openers.open_source` (an FFmpeg process per network camera, OpenCV for
+webcams and files), reads frames and puts them on ``reader.frames``, a
+:class:`~actwatch.capture.handoff.DropOldestQueue` of at most 1–2 frames, so the compute stage
+always gets the newest frame and a slow consumer never makes the camera wait (drops are counted).
 
 Failure handling, all inside the reader (nothing is raised out of its threads):
 
-* **Stall watchdog** — ``cv2.VideoCapture.read()`` can block. The blocking open/read runs in a
-  per-connection *session* thread; the reader's supervisor thread watches it and, when no frame came
-  for ``stall_timeout_s`` (or the open takes too long), abandons the session and reconnects. The session
-  releases its own capture when its blocked call returns: ``release()`` from another thread while
-  ``read()`` runs is a use-after-free in OpenCV's FFmpeg backend, so it is never done. FFmpeg's own
-  open/read timeouts (``CAP_PROP_OPEN_TIMEOUT_MSEC``/``CAP_PROP_READ_TIMEOUT_MSEC``) make the blocked
-  call return soon after, so an abandoned session does not linger.
+* **Stall watchdog on fresh frames** — the blocking open/read runs in a per-connection *session*
+  thread; the reader's supervisor thread watches it and, when no *fresh* frame came for
+  ``stall_timeout_s`` (or the first frame takes longer than ``open_timeout_s + stall_timeout_s``),
+  ends the session and reconnects. A frame is fresh when its stream position advanced or its pixels
+  changed: a capture that keeps returning its last frame during an outage (OpenCV does, every few
+  seconds) does not keep a camera ``streaming``; repeated frames are not delivered either.
+* **Bounded threads** — a supervisor and one session thread per camera. An
+  :class:`~actwatch.capture.openers.Interruptible` capture (the FFmpeg process of a network camera) is
+  interrupted (killed) when its session ends, and the next session starts only once the old one has
+  returned. Other captures (OpenCV webcams, test fakes) release themselves when their blocked call
+  returns: ``release()`` from another thread while ``read()`` runs is a use-after-free in OpenCV's
+  FFmpeg backend, so it is never done; such a session is abandoned and releases its capture itself.
 * **Reconnect** — exponential backoff with jitter; state ``reconnecting`` with a masked ``last_error``;
   the backoff resets once a connection has delivered frames. ``max_attempts`` consecutive failures
   end in ``failed``.
@@ -58,7 +64,7 @@ import numpy as np
 
 from actwatch.capture.frame import Frame
 from actwatch.capture.handoff import DropOldestQueue
-from actwatch.capture.opencv import open_capture
+from actwatch.capture.openers import Interruptible, Opener, open_source
 from actwatch.capture.settings import CaptureSettings
 from actwatch.capture.sources import SourceSpec
 from actwatch.capture.video_file import Capture, capture_frames, nominal_fps
@@ -66,6 +72,8 @@ from actwatch.capture.video_file import Capture, capture_frames, nominal_fps
 logger = logging.getLogger(__name__)
 
 FPS_WINDOW_S = 5.0  # the "recent" in CameraStatus.fps
+SESSION_EXIT_S = 5.0  # how long an interrupted session may take to return (a killed process: at once)
+_CAP_PROP_POS_MSEC = 0  # cv2.CAP_PROP_POS_MSEC, literal so fakes need no cv2
 
 
 class CameraState(StrEnum):
@@ -102,8 +110,7 @@ class CameraStatus:
     last_frame_wall_time: float | None
 
 
-Opener = Callable[[SourceSpec, CaptureSettings], Capture]
-"""Opens a source or raises; the default is :func:`actwatch.capture.opencv.open_capture`."""
+__all__ = ["TERMINAL_STATES", "CameraReader", "CameraState", "CameraStatus", "Opener"]
 
 
 class _Session:
@@ -117,6 +124,7 @@ class _Session:
         self.opened_at: float | None = None
         self.last_frame_at: float | None = None
         self.frames = 0
+        self.repeated = 0  # frames the capture returned again (not fresh): not delivered
         self.error: str | None = None
         self.ended = False
 
@@ -149,7 +157,7 @@ class CameraReader:
         self.loop = loop
         self.realtime = realtime
         self.frames: DropOldestQueue[Frame] = DropOldestQueue(maxsize=self.settings.queue_size)
-        self._opener: Opener = opener or open_capture
+        self._opener: Opener = opener or open_source
         self._clock = clock
         self._rng = rng or random.Random()
         self._t0 = clock()
@@ -179,13 +187,14 @@ class CameraReader:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop reading, put ``END`` and set state ``stopped`` (``ended``/``failed`` are kept).
 
-        Returns within about ``timeout`` seconds even if a read is blocked in OpenCV: that read's
-        session thread is abandoned (daemon) and releases its capture when the call returns.
+        Returns within about ``timeout`` seconds even if a read is blocked: an FFmpeg process is killed;
+        a read blocked in OpenCV is abandoned (its daemon thread releases the capture when it returns).
         """
         self._stop.set()
         with self._lock:
-            if self._session is not None:
-                self._session.cancel.set()
+            session = self._session
+        if session is not None:
+            self._cancel(session)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         self._finish(CameraState.STOPPED)
@@ -245,6 +254,7 @@ class CameraReader:
                     daemon=True,
                 ).start()
                 watchdog_error = self._watch(session)
+                self._end_session(session)
                 if self._stop.is_set():
                     return
                 if session.ended:
@@ -285,22 +295,43 @@ class CameraReader:
                 self._cancel(session)
                 return None
             now = self._clock()
+            # Openers enforce open_timeout_s themselves; these limits catch those that do not.
+            limit = settings.open_timeout_s + settings.stall_timeout_s
             if session.opened_at is None:
-                # FFmpeg enforces open_timeout_s itself; this catches backends that ignore it.
-                limit = settings.open_timeout_s + settings.stall_timeout_s
                 if now - session.started_at > limit:
                     self._cancel(session)
                     return f"timed out opening {self.source.masked} after {limit:.1f}s"
+            elif session.last_frame_at is None and session.repeated == 0:
+                if now - session.started_at > limit:  # opened, but the first frame never came
+                    self._cancel(session)
+                    return f"timed out opening {self.source.masked}: no frame after {limit:.1f}s"
             else:
                 last = session.last_frame_at if session.last_frame_at is not None else session.opened_at
                 if now - last > settings.stall_timeout_s:
                     self._cancel(session)
-                    return f"stalled: no frame from {self.source.masked} for {settings.stall_timeout_s:.1f}s"
+                    repeated = f" ({session.repeated} repeated frames ignored)" if session.repeated else ""
+                    return f"stalled: no frame from {self.source.masked} for {settings.stall_timeout_s:.1f}s{repeated}"
         return None
 
     def _cancel(self, session: _Session) -> None:
+        """Tell ``session`` to end; an interruptible capture's blocked read returns at once."""
         with self._lock:
             session.cancel.set()
+        capture = session.capture
+        if isinstance(capture, Interruptible):
+            capture.interrupt()
+
+    def _end_session(self, session: _Session) -> None:
+        """Make sure ``session`` ends before another starts, so a camera never has two at once.
+
+        An interrupted FFmpeg process returns its read at once; a session blocked in a call that
+        cannot be interrupted (OpenCV) is abandoned and releases its own capture when the call returns.
+        """
+        self._cancel(session)
+        if session.done.is_set() or not isinstance(session.capture, Interruptible):
+            return
+        if not session.done.wait(SESSION_EXIT_S):
+            logger.error("camera %s: capture session did not end after being interrupted", self.camera_id)
 
     def _finish(self, state: CameraState) -> None:
         """Enter a terminal state and put ``END`` — exactly once, after the last frame."""
@@ -308,10 +339,13 @@ class CameraReader:
             if self._finished:
                 return
             self._finished = True
-            if self._session is not None:
-                self._session.cancel.set()
+            session = self._session
+            if session is not None:
+                session.cancel.set()
             self._state = state
             self.frames.close()
+        if session is not None:
+            self._cancel(session)
         log = logger.warning if state is CameraState.FAILED else logger.info
         log("camera %s (%s): %s", self.camera_id, self.source.masked, state.value)
 
@@ -320,8 +354,10 @@ class CameraReader:
         try:
             session.capture = self._opener(self.source, self.settings)
             session.opened_at = self._clock()
-            self._frame_rate = nominal_fps(session.capture)
+            if self._stop.is_set():
+                return
             if self.source.kind == "file":
+                self._frame_rate = nominal_fps(session.capture)
                 self._read_file(session)
             else:
                 self._read_live(session, session.capture)
@@ -335,11 +371,24 @@ class CameraReader:
             session.done.set()
 
     def _read_live(self, session: _Session, capture: Capture) -> None:
+        """Emit fresh frames: the stream position advanced or the pixels changed (see the module doc)."""
+        last_pos = -math.inf
+        last_image: np.ndarray | None = None
         while not session.cancel.is_set():
             ok, image = capture.read()
             if not ok or image is None:
                 session.error = f"read failed on {self.source.masked} (stream ended, timed out or lost)"
                 return
+            pos = float(capture.get(_CAP_PROP_POS_MSEC))
+            advanced = math.isfinite(pos) and pos > last_pos
+            if advanced:
+                last_pos = pos
+            if not advanced and last_image is not None and np.array_equal(image, last_image):
+                session.repeated += 1  # a stale frame: not delivered, and not a sign of life
+                continue
+            last_image = image
+            if self._frame_rate is None:
+                self._frame_rate = nominal_fps(capture)
             self._emit(session, image, self._clock() - self._t0)
 
     def _read_file(self, session: _Session) -> None:

@@ -3,7 +3,8 @@
 The service configuration composes it as it is (``AppConfig.capture``); per-camera choices (``loop``,
 ``realtime``) are fields of the camera and are given to each :class:`~actwatch.capture.reader.CameraReader`
 as arguments. It lives in a module of its own so the reader and the OpenCV opener both depend on it
-rather than on each other.
+rather than on each other. Network cameras map these settings onto FFmpeg arguments
+(:func:`~actwatch.capture.ffmpeg.ffmpeg_command`).
 
 Example:
     >>> settings = CaptureSettings(stall_timeout_s=2, backoff_jitter=0)
@@ -16,11 +17,14 @@ Example:
 from __future__ import annotations
 
 import random
+import re
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from actwatch.settings import StrictModel
+
+_FFMPEG_OPTION = re.compile(r"[a-z][a-z0-9_]*")
 
 
 class CaptureSettings(StrictModel):
@@ -32,7 +36,12 @@ class CaptureSettings(StrictModel):
         le=3600,
         description="Reconnect when a live stream delivers no frame for this long (seconds).",
     )
-    open_timeout_s: float = Field(10.0, gt=0, le=600, description="Seconds allowed to open a network source.")
+    open_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="Seconds allowed to open a network source: until its first frame has arrived.",
+    )
     backoff_initial_s: float = Field(0.5, gt=0, le=600, description="Delay before the first reconnect attempt.")
     backoff_max_s: float = Field(30.0, gt=0, le=3600, description="Upper bound of the reconnect delay.")
     backoff_factor: float = Field(
@@ -57,8 +66,20 @@ class CaptureSettings(StrictModel):
     )
     ffmpeg_options: dict[str, str] = Field(
         default_factory=dict,
-        description="Extra FFmpeg demuxer options for network sources, e.g. {'analyzeduration': '500000'}.",
+        description="Extra FFmpeg input options for network sources (-key value before -i), "
+        "e.g. {'analyzeduration': '500000'}.",
     )
+
+    @field_validator("ffmpeg_options")
+    @classmethod
+    def _input_options_only(cls, options: dict[str, str]) -> dict[str, str]:
+        # Each pair becomes `-key value` on FFmpeg's command line before `-i`: a name only, no second input.
+        for key, value in options.items():
+            if not _FFMPEG_OPTION.fullmatch(key) or key == "i":
+                raise ValueError(f"ffmpeg_options: {key!r} is not an FFmpeg input option name (e.g. 'analyzeduration')")
+            if "\x00" in value:
+                raise ValueError(f"ffmpeg_options: the value of {key!r} contains a NUL character")
+        return options
 
     @model_validator(mode="after")
     def _backoff_order(self) -> CaptureSettings:

@@ -197,6 +197,9 @@ def test_backoff_delay_jitter_and_cap() -> None:
         {"backoff_jitter": 1.5},
         {"max_attempts": 0},
         {"rtsp_transport": "http"},
+        {"ffmpeg_options": {"i": "/etc/passwd"}},
+        {"ffmpeg_options": {"-y": ""}},
+        {"ffmpeg_options": {"analyzeduration": "1\x00"}},
         {"unknown_option": True},
     ],
 )
@@ -283,3 +286,28 @@ def test_start_twice_is_an_error_and_stop_is_idempotent(make_reader: Callable[..
     items = reader.frames.drain()
     assert items.count(END) == 1 and items[-1] is END
     assert reader.status().state is CameraState.STOPPED
+
+
+class StillSceneCapture(FakeCapture):
+    """A perfectly still scene: identical pixels every frame, but the stream position advances."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        self.reads += 1
+        time.sleep(0.02)
+        return True, np.zeros((8, 8, 3), np.uint8)
+
+    def get(self, prop_id: int) -> float:
+        return self.reads * 40.0 if prop_id == 0 else 25.0
+
+
+def test_a_still_scene_with_advancing_positions_is_fresh(make_reader: Callable[..., CameraReader]) -> None:
+    # Identical pixels alone are not a stall: an H.264 camera on a still scene decodes identical frames.
+    settings = CaptureSettings(**FAST)
+    reader = make_reader("still", URL, settings, opener=ScriptedOpener(StillSceneCapture()))
+    # Frames (0.02 s apart at the fastest) keep coming for at least 4 stall timeouts; the watchdog never fires.
+    assert wait_until(lambda: reader.status().frames_read >= 4 * settings.stall_timeout_s / 0.02, timeout_s=30)
+    status = reader.status()
+    assert status.state is CameraState.STREAMING and status.reconnects == 0 and status.last_error is None

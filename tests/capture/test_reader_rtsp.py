@@ -74,6 +74,7 @@ def test_reader_streams_from_the_rtsp_server(
     assert status.state is CameraState.STREAMING and status.reconnects == 0 and status.last_error is None
     assert status.url == f"rtsp://admin:***@127.0.0.1:{rtsp_server.client_port}/{publisher.path}"
     assert status.fps > 0 and status.last_frame_wall_time is not None
+    assert reader.frame_rate == 10.0  # the stream's own rate, from FFmpeg's header
     later = [f for f in reader.frames.drain() if isinstance(f, Frame)]
     assert later and all(f.timestamp >= first.timestamp and f.index > first.index for f in later)
     assert_no_secret([reader], caplog)

@@ -13,7 +13,8 @@ Commands run (ports vary; the server runs as ``perl -e LAUNCHER <rtp_start_port>
     ffmpeg -nostdin -loglevel warning -re -stream_loop -1 -i vtest.avi -an -vf scale=384:288 \\
         -c:v libx264 -preset ultrafast -tune zerolatency -g 10 -f rtsp rtsp://127.0.0.1:18555/cam1
 
-and a viewer reads ``rtsp://127.0.0.1:18554/cam1`` with ``OPENCV_FFMPEG_CAPTURE_OPTIONS=rtsp_transport;udp``.
+and a viewer reads ``rtsp://127.0.0.1:18554/cam1`` with ``rtsp_transport: udp`` (``ffmpeg -rtsp_transport udp``).
+:class:`SilentServer` is the other kind of camera the tests need: one that accepts and never answers.
 
 Example:
     >>> with RtspServer() as server:  # doctest: +SKIP
@@ -34,6 +35,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -355,7 +357,80 @@ class RtspPublisher:
         self.stop()
         return self.start()
 
+    def pause(self) -> None:
+        """SIGSTOP the publisher: the path stays mounted but no packet flows (a frozen encoder)."""
+        if self._proc is not None:
+            os.killpg(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a paused publisher."""
+        if self._proc is not None:
+            os.killpg(self._proc.pid, signal.SIGCONT)
+
     def __enter__(self) -> RtspPublisher:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class SilentServer:
+    """A TCP server on loopback that accepts connections and never sends a byte (a hung camera).
+
+    Connections are held open until :meth:`stop`; ``accepted`` counts them, so a test can wait until a
+    reader has really connected rather than sleep.
+
+    Example:
+        >>> with SilentServer() as silent:
+        ...     with socket.create_connection((HOST, silent.port)) as c:
+        ...         c.settimeout(0.2)
+        ...         try:
+        ...             c.recv(1)
+        ...         except TimeoutError:
+        ...             print("silent")
+        silent
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server((HOST, 0), backlog=64)
+        self.port = int(self._listener.getsockname()[1])
+        self._held: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, name=f"silent-{self.port}", daemon=True)
+
+    @property
+    def accepted(self) -> int:
+        with self._lock:
+            return len(self._held)
+
+    def url(self, scheme: str = "rtsp", *, user: str | None = None, password: str | None = None) -> str:
+        auth = f"{quote(user, safe='')}:{quote(password or '', safe='')}@" if user is not None else ""
+        return f"{scheme}://{auth}{HOST}:{self.port}/stream"
+
+    def start(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._thread.join(5)
+        with self._lock:
+            for conn in self._held:
+                conn.close()
+            self._held.clear()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:  # closed by stop()
+                return
+            with self._lock:
+                self._held.append(conn)
+
+    def __enter__(self) -> SilentServer:
         return self.start()
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:

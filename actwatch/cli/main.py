@@ -16,6 +16,7 @@ import typer
 
 from actwatch.cli import assets_cmd, bench_cmd, model_cmd, predict_cmd, service_cmd, train_cmd
 from actwatch.errors import ActwatchError
+from actwatch.ort_builds import check_one_onnxruntime_build
 
 app = typer.Typer(
     name="actwatch",
@@ -24,6 +25,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+SERVING_COMMANDS = frozenset({"serve", "demo", "bench", "predict"})
+"""Commands that run ONNX Runtime sessions: they refuse to start with two ONNX Runtime builds installed."""
+
+
+@app.callback()
+def _before_command(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand in SERVING_COMMANDS:
+        check_one_onnxruntime_build()
+
 
 for _module in (assets_cmd, model_cmd, predict_cmd, train_cmd, service_cmd, bench_cmd):
     _module.register(app)

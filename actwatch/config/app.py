@@ -129,7 +129,7 @@ class AppConfig(BaseSettings):
         data["cameras"] = [camera.public_dict() for camera in self.cameras]
         if self.storage.database_url:
             data["storage"]["database_url"] = mask_url(self.storage.database_url)
-        return redact_tree(data, self._secrets)  # type: ignore[no-any-return]
+        return redact_tree(data, self._secrets)
 
     def remember_secrets(self, secrets: frozenset[str]) -> None:
         """Record values that came from ``${VAR}`` or ``*_FILE`` so that :meth:`public_dict` masks them."""

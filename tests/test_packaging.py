@@ -90,6 +90,20 @@ def test_base_install_has_no_training_stack(base_venv: Path) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_training_commands_name_the_extra_they_need(base_venv: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(base_venv / "bin" / "actwatch"), "init-model", "--classes", "a,b", "--out", str(tmp_path / "m.pt")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error: this command needs torch, which comes with the train extra")
+    assert "pip install 'actwatch[train]'" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.fixture
 def served(
     base_venv: Path,

@@ -167,3 +167,31 @@ def test_loading_logs_no_secret(
     with caplog.at_level(logging.DEBUG):
         load_config(_camera_yaml(tmp_path))
     assert caplog.records and PASSWORD not in caplog.text
+
+
+def test_log_lines_never_show_secrets_once_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As ``actwatch serve`` runs it: a camera whose start fails with its URL in the error is logged with
+    the secret masked, also where URL masking does not look (a path segment)."""
+    from actwatch.config.secrets import redact_secrets_in_logs
+    from actwatch.errors import SourceError
+    from actwatch.service.app import create_app
+    from tests.service.conftest import TOKEN, FakeController
+
+    monkeypatch.setenv("CAM_KEY", "path-secret-key-42")
+    path = _write(
+        tmp_path / "c.yaml",
+        f"data_dir: {tmp_path / 'data'}\nserver: {{token: {TOKEN}}}\n"
+        "cameras:\n  - id: door\n    url: 'rtsp://10.0.0.5/${CAM_KEY}/stream'\n",
+    )
+    cfg = load_config(path)
+    controller = FakeController(fail_add=SourceError(f"cannot open {cfg.cameras[0].url}: timed out"))
+    undo = redact_secrets_in_logs(cfg.secret_values)
+    try:
+        with caplog.at_level(logging.INFO):
+            create_app(cfg, controller).state.services.cameras.start_configured()
+    finally:
+        undo()
+    assert "could not start camera door" in caplog.text
+    assert "path-secret-key-42" not in caplog.text and "rtsp://10.0.0.5/***/stream" in caplog.text

@@ -17,9 +17,11 @@ log = logging.getLogger(__name__)
 def _run_server(config: Any, *, announce: bool) -> None:
     import uvicorn
 
+    from actwatch.config.secrets import redact_secrets_in_logs
     from actwatch.service.app import create_app
 
     logging.getLogger().setLevel(config.log_level)
+    redact_secrets_in_logs(config.secret_values)  # values from ${VAR} / *_FILE never reach a log line
     app = create_app(config)
     token = app.state.services.token.get_secret_value()
     base = f"http://{config.server.host}:{config.server.port}"

@@ -131,6 +131,11 @@ class AppConfig(BaseSettings):
             data["storage"]["database_url"] = mask_url(self.storage.database_url)
         return redact_tree(data, self._secrets)
 
+    @property
+    def secret_values(self) -> frozenset[str]:
+        """Values that came from ``${VAR}`` or ``*_FILE`` (see :mod:`actwatch.config.secrets`)."""
+        return self._secrets
+
     def remember_secrets(self, secrets: frozenset[str]) -> None:
         """Record values that came from ``${VAR}`` or ``*_FILE`` so that :meth:`public_dict` masks them."""
         self._secrets = self._secrets | secrets

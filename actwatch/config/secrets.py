@@ -31,8 +31,9 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,3 +198,41 @@ def redact_tree(node: Any, secrets: Iterable[str]) -> Any:
     if isinstance(node, list):
         return [redact_tree(v, values) for v in node]
     return node
+
+
+def redact_secrets_in_logs(secrets: Iterable[str]) -> Callable[[], None]:
+    """Mask ``secrets`` in every log record this process creates from now on; returns the undo.
+
+    Installed by ``actwatch serve``/``demo`` once the configuration is loaded: a log line that quotes a
+    camera's error or URL (ours, a library's, uvicorn's) never shows a value that came from ``${VAR}``
+    or a ``*_FILE`` secret. A record is rewritten only when its message holds one.
+
+    Example:
+        >>> undo = redact_secrets_in_logs({"hunter2-pw"})
+        >>> logging.getLogger("demo").makeRecord("demo", 20, "f", 1, "bad %s", ("hunter2-pw",), None).getMessage()
+        'bad ***'
+        >>> undo()
+    """
+    values = frozenset(secrets)
+    previous = logging.getLogRecordFactory()
+    if not values:
+        return lambda: None
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: logging reports it itself later
+            return record
+        masked = redact(message, values)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return record
+
+    logging.setLogRecordFactory(factory)
+
+    def undo() -> None:
+        if logging.getLogRecordFactory() is factory:
+            logging.setLogRecordFactory(previous)
+
+    return undo

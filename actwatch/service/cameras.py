@@ -19,7 +19,7 @@ Controller errors a user caused (:class:`~actwatch.errors.ActwatchError`) become
 
 Example:
     >>> from actwatch.service.metrics import ServiceMetrics
-    >>> from actwatch.service.registry import CAMERA_FILE_NAME, CameraFile, CameraRegistry, initial_cameras
+    >>> from actwatch.service.registry import CameraRegistry
     >>> class Running:
     ...     def __init__(self): self.ids = []
     ...     def add_camera(self, cfg): self.ids.append(cfg.id)
@@ -193,8 +193,8 @@ class CameraService:
             if camera.enabled:
                 self._control("remove", camera_id, self.controller.remove_camera, camera_id)
             registry.remove(camera_id)
+            self.metrics.remove_camera(camera_id)
             self._save(f"camera {camera_id} was removed")
-        self.metrics.remove_camera(camera_id)
 
     # ------------------------------------------------------------------------------------- helpers
     def _save(self, done: str) -> None:

@@ -55,3 +55,7 @@ class FeatureCacheUnsupportedError(ActwatchError):
 
 class ExportError(ActwatchError):
     """An export could not be written or did not reproduce the PyTorch outputs."""
+
+
+class InstallError(ActwatchError):
+    """The installed packages cannot work together (e.g. two ONNX Runtime builds in one environment)."""

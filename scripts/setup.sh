@@ -7,7 +7,11 @@
 #   1. Debian packages the tests and the RTSP demo use (ffmpeg, rtsp-server-perl, chromium and its
 #      driver, postgresql), when running as root with apt-get; otherwise it says what to install.
 #   2. A virtual environment in .venv with torch 2.14.1 / torchvision 0.29.1 (pinned: on the project's
-#      build machines these install from local disk) and actwatch itself (editable, with dev tools).
+#      build machines these install from local disk) and actwatch itself, editable, with the `dev`
+#      extra (tests and lint tools; it includes `train`: torch, Ultralytics ... which the demo's model
+#      export and the test suite need). A server needs none of that: `pip install .` serves.
+#      Exactly one ONNX Runtime build stays installed (a venv made before the base dependency became
+#      onnxruntime-gpu on Linux x86_64 still has the CPU build `onnxruntime`: it is removed).
 #   3. `actwatch assets`: the person detector and the sample clip, into ~/.cache/actwatch
 #      (or $ACTWATCH_CACHE_DIR). Nothing is downloaded at run time after this.
 set -euo pipefail
@@ -50,6 +54,26 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c 'import
     echo "setup: installing actwatch and its dependencies"
     "${PIP[@]}" install -e ".[dev]"
     echo "$want" > "$stamp"
+fi
+
+# Every ONNX Runtime build writes the same `onnxruntime` package folder: uninstall every build but the
+# one pyproject.toml wants here, then reinstall that one so its files are whole again.
+extra_ort=$(.venv/bin/python -c '
+from actwatch.ort_builds import installed_onnxruntime_builds, platform_onnxruntime_build
+print(" ".join(b.name for b in installed_onnxruntime_builds() if b.name != platform_onnxruntime_build()))')
+if [ -n "$extra_ort" ]; then
+    keep_ort=$(.venv/bin/python -c '
+from importlib import metadata
+from actwatch.ort_builds import platform_onnxruntime_build
+name = platform_onnxruntime_build()
+try:
+    print(f"{name}=={metadata.version(name)}")
+except metadata.PackageNotFoundError:
+    print(name)')
+    echo "setup: removing other ONNX Runtime builds ($extra_ort); keeping $keep_ort"
+    # shellcheck disable=SC2086  # a list of package names
+    "${PIP[@]}" uninstall -y $extra_ort
+    "${PIP[@]}" install --force-reinstall --no-deps "$keep_ort"
 fi
 
 .venv/bin/actwatch assets

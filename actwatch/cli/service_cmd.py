@@ -37,12 +37,14 @@ def start_up_lines(host: str, port: int, token: str | None) -> list[str]:
 
 
 def _run_server(config: Any, *, announce: bool) -> None:
+    from actwatch.config.secrets import redact_secrets_in_logs
     from actwatch.service.app import create_app
     from actwatch.service.server import listen_socket, serve
     from actwatch.service.server_logs import redact_root_handlers
 
     logging.getLogger().setLevel(config.log_level)
     redact_root_handlers()
+    redact_secrets_in_logs(config.secret_values)  # values from ${VAR} / *_FILE never reach a log line
     listener = listen_socket(config.server)  # before the models load (minutes on a CPU): a taken port fails now
     try:
         app = create_app(config)

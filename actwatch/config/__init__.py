@@ -1,11 +1,12 @@
 """The service's configuration: one strict pydantic model tree, from YAML plus ``ACTWATCH_…`` variables.
 
-Three modules: :mod:`~actwatch.config.sections` (the service's own sections: server, cameras, model,
+Four modules: :mod:`~actwatch.config.sections` (the service's own sections: server, cameras, model,
 pipeline, alerts, storage), :mod:`~actwatch.config.app` (:class:`AppConfig`, which composes those and
 the stages' own settings models: ``capture:`` is :class:`~actwatch.capture.settings.CaptureSettings`,
 ``detector:`` is :class:`~actwatch.tracker.detector.DetectorSettings`, ``tracker:`` is
-:class:`~actwatch.tracker.bytetrack.TrackerSettings`) and :mod:`~actwatch.config.loading`
-(:func:`load_config`).
+:class:`~actwatch.tracker.bytetrack.TrackerSettings`), :mod:`~actwatch.config.loading`
+(:func:`load_config`) and :mod:`~actwatch.config.secrets` (``${VAR}`` in the YAML and ``*_FILE``
+variables: where camera credentials, the token and the database URL come from, masked when shown).
 
 :func:`load_config` reads a YAML file (optional) and the environment; environment variables override
 the file. Variables use the ``ACTWATCH_`` prefix and ``__`` between nested keys, e.g.

@@ -13,12 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from actwatch.capture.settings import CaptureSettings
 from actwatch.capture.source_policy import SourcePolicy
 from actwatch.capture.sources import MASK, mask_credentials
+from actwatch.config.secrets import FileAwareEnvSource, redact_tree
 from actwatch.config.sections import (
     AlertsConfig,
     CameraConfig,
@@ -78,6 +79,8 @@ class AppConfig(BaseSettings):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert rules.")
     storage: StorageConfig = Field(default_factory=StorageConfig, description="Event storage.")
     log_level: LogLevel = Field("INFO", description="Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
+    # Values that came from ${VAR} or *_FILE (actwatch.config.secrets): masked wherever shown.
+    _secrets: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -110,8 +113,9 @@ class AppConfig(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The YAML file arrives as init kwargs; the environment must win over it, so it comes first.
-        # No .env file and no secrets dir: one file (the YAML) plus the environment, nothing implicit.
-        return env_settings, init_settings
+        # No .env file and no secrets dir: one file (the YAML) plus the environment, nothing implicit;
+        # ACTWATCH_…_FILE variables are read from their files (Docker secrets).
+        return FileAwareEnvSource(settings_cls), init_settings
 
     @property
     def database_url(self) -> str:
@@ -131,10 +135,20 @@ class AppConfig(BaseSettings):
         return self.data_dir / "token"
 
     def public_dict(self) -> dict[str, Any]:
-        """The configuration for display: token hidden, credentials in camera and database URLs masked."""
+        """The configuration for display: token hidden, credentials in camera and database URLs masked,
+        and every value that came from ``${VAR}`` or a ``*_FILE`` secret masked wherever it appears."""
         data = self.model_dump(mode="json")
         data["server"]["token"] = MASK if self.server.token is not None else None
         data["cameras"] = [camera.public_dict() for camera in self.cameras]
         if self.storage.database_url:
             data["storage"]["database_url"] = mask_url(self.storage.database_url)
-        return data
+        return redact_tree(data, self._secrets)
+
+    @property
+    def secret_values(self) -> frozenset[str]:
+        """Values that came from ``${VAR}`` or ``*_FILE`` (see :mod:`actwatch.config.secrets`)."""
+        return self._secrets
+
+    def remember_secrets(self, secrets: frozenset[str]) -> None:
+        """Record values that came from ``${VAR}`` or ``*_FILE`` so that :meth:`public_dict` masks them."""
+        self._secrets = self._secrets | secrets

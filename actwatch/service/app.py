@@ -54,7 +54,6 @@ from actwatch.service.cameras import CameraService
 from actwatch.service.controller import CameraController
 from actwatch.service.deps import ServiceState
 from actwatch.service.metrics import ServiceMetrics
-from actwatch.service.registry import CameraRegistry
 from actwatch.service.routers import cameras, events, health, ws
 from actwatch.service.sink import EventSink
 from actwatch.service.store import EventStore
@@ -312,7 +311,7 @@ def create_app(
         broadcaster=broadcaster,
         metrics=metrics,
         sink=sink,
-        cameras=CameraService(CameraRegistry(config.cameras, config.server.max_cameras), controller, metrics),
+        cameras=CameraService.from_config(config, controller, metrics),
         controller=controller,
         auth_throttle=AuthThrottle(config.server.auth_failures_per_minute),
         pending_websockets=ConnectionSlots(config.server.max_pending_websockets),

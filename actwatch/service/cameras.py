@@ -10,6 +10,10 @@ The API's routers and the app's start-up call :class:`CameraService`; it keeps t
   or zone of a running camera is applied without reconnecting;
 - delete: a running camera is stopped, then forgotten, and its metrics with it.
 
+Every change is saved to ``<data_dir>/cameras.yaml`` (:class:`~actwatch.service.registry.CameraFile`)
+before the call returns, so the cameras survive a restart; :meth:`CameraService.from_config` starts from
+that file when it exists (see :mod:`actwatch.service.registry` for the precedence).
+
 Controller errors a user caused (:class:`~actwatch.errors.ActwatchError`) become
 :class:`CameraRejectedError`; anything else is logged and becomes :class:`CameraControlError`.
 
@@ -39,11 +43,11 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from actwatch.config import CameraConfig, mask_url
+from actwatch.config import AppConfig, CameraConfig, mask_url
 from actwatch.errors import ActwatchError
 from actwatch.service.controller import CameraStatusLike
 from actwatch.service.metrics import ServiceMetrics
-from actwatch.service.registry import CameraRegistry
+from actwatch.service.registry import CAMERA_FILE_NAME, CameraFile, CameraRegistry, initial_cameras
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +93,28 @@ class CameraView:
 class CameraService:
     """Configured and running cameras kept in step; methods are called from the API's worker threads."""
 
-    def __init__(self, registry: CameraRegistry, controller: Cameras, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self,
+        registry: CameraRegistry,
+        controller: Cameras,
+        metrics: ServiceMetrics,
+        saved: CameraFile | None = None,
+    ) -> None:
         self.registry = registry
         self.controller = controller
         self.metrics = metrics
+        self.saved = saved  # None: changes last until the process ends (tests, embedded use)
+
+    @classmethod
+    def from_config(cls, config: AppConfig, controller: Cameras, metrics: ServiceMetrics) -> CameraService:
+        """The service's cameras: ``<data_dir>/cameras.yaml`` when the API saved one, else ``config.cameras``.
+
+        Raises:
+            ConfigError: the saved file is invalid (its path and the bad key are named).
+        """
+        saved = CameraFile(config.data_dir / CAMERA_FILE_NAME)
+        cameras = initial_cameras(config.cameras, saved, config.server.max_cameras, config.sources)
+        return cls(CameraRegistry(cameras, config.server.max_cameras), controller, metrics, saved)
 
     def __len__(self) -> int:
         return len(self.registry)
@@ -134,6 +156,7 @@ class CameraService:
             if camera.enabled:
                 self._control("add", camera.id, self.controller.add_camera, camera)
             registry.add(camera)
+            self._save(f"camera {camera.id} was added")
         return self._view(camera, self._statuses(), with_error=False)
 
     def update(self, camera_id: str, changes: Mapping[str, Any]) -> CameraView:
@@ -157,6 +180,7 @@ class CameraService:
             elif new.enabled and (new.name != old.name or new.zone != old.zone):
                 self._control("update", camera_id, self.controller.update_camera, new)
             registry.replace(new)
+            self._save(f"camera {camera_id} was changed")
         return self._view(new, self._statuses(), with_error=False)
 
     def delete(self, camera_id: str) -> None:
@@ -169,9 +193,23 @@ class CameraService:
             if camera.enabled:
                 self._control("remove", camera_id, self.controller.remove_camera, camera_id)
             registry.remove(camera_id)
-        self.metrics.remove_camera(camera_id)
+            self.metrics.remove_camera(camera_id)
+            self._save(f"camera {camera_id} was removed")
 
     # ------------------------------------------------------------------------------------- helpers
+    def _save(self, done: str) -> None:
+        """Write the registry's cameras to the saved file (called under the registry's lock)."""
+        if self.saved is None:
+            return
+        try:
+            self.saved.save(self.registry.list())
+        except OSError as exc:
+            log.error("%s but %s could not be written: %s", done, self.saved.path, exc)
+            raise CameraControlError(
+                f"{done} but could not be saved to {self.saved.path} ({exc.strerror or exc}); "
+                "the change is lost when the service restarts"
+            ) from None
+
     def _statuses(self) -> dict[str, CameraStatusLike]:
         try:
             return {s.camera_id: s for s in self.controller.statuses()}

@@ -153,6 +153,11 @@ class EventPage(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok", "ready", "starting"] = Field(description="Liveness or readiness.")
+    providers: dict[str, list[str]] | None = Field(
+        None,
+        description="Readiness only: the ONNX Runtime providers each network (detector, model) actually "
+        "runs on, best first; a CPU fallback on a GPU machine shows here.",
+    )
 
 
 # ------------------------------------------------------------------------------------- WebSocket input

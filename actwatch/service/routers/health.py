@@ -37,7 +37,8 @@ def router() -> APIRouter:
             log.exception("controller.ready() failed")
             ready = False
         code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
-        return JSONResponse(Health(status="ready" if ready else "starting").model_dump(), status_code=code)
+        body = Health(status="ready" if ready else "starting", providers=services.metrics.active_providers() or None)
+        return JSONResponse(body.model_dump(), status_code=code)
 
     @api.get(
         "/metrics",

@@ -89,7 +89,7 @@ def _pipeline(
     config = AppConfig.model_validate(
         {
             "cameras": [{"id": cam, "url": str(vtest)} for cam in cameras],
-            "detector": {"weights": str(detector_weights), "person_class_ids": [0, 1], "conf": 0.1, "imgsz": 320},
+            "detector": {"weights": str(detector_weights), "person_class_ids": [0, 1], "conf": 0.1},
             "model": {"dir": str(model_dir)},
             "pipeline": {"stride": stride},
             "alerts": {

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from actwatch.capture.frame import Frame
 from actwatch.assets import shipped_onnx_path, torch_weights_path
+from actwatch.capture.frame import Frame
 from actwatch.errors import ActwatchError, AssetMissingError, ConfigError
 from actwatch.onnx_providers import CPU
 from actwatch.tracker.detections import Detections

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -83,7 +84,8 @@ def test_parity_with_the_ultralytics_torch_model(
     from ultralytics import YOLO
 
     images = [f.image for f in vtest_frames[:6]]
-    reference = YOLO(str(torch_weights_path(assets_dir)), task="detect").predict(
+    model: Any = YOLO(str(torch_weights_path(assets_dir)), task="detect")
+    reference = model.predict(
         images, imgsz=640, rect=False, conf=LOW_CONF, iou=0.7, classes=[0, 1], agnostic_nms=True, device="cpu",
         verbose=False, save=False,
     )  # fmt: skip

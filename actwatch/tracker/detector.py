@@ -133,7 +133,7 @@ def decode_yolov8(
         >>> raw[:4] = [[50, 52, 200], [50, 50, 200], [20, 20, 20], [40, 40, 40]]  # cx, cy, w, h
         >>> raw[4:] = [[0.9, 0.8, 0.1], [0.1, 0.2, 0.6]]
         >>> xyxy, score, cls = decode_yolov8(raw, [0, 1], conf=0.25, iou=0.7, max_det=10)
-        >>> xyxy.tolist(), score.round(2).tolist(), cls.tolist()
+        >>> xyxy.tolist(), [round(float(s), 2) for s in score], cls.tolist()
         ([[40.0, 30.0, 60.0, 70.0], [190.0, 180.0, 210.0, 220.0]], [0.9, 0.6], [0, 1])
     """
     scores = output[4:][list(classes)]  # (K, anchors)

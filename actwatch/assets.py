@@ -45,13 +45,7 @@ from typing import Literal
 from actwatch.errors import ActwatchError, AssetMissingError
 from actwatch.fileio import atomic_path, atomic_write_text, sha256_file
 from actwatch.paths import SAMPLE_VIDEO_ENV, default_cache_dir, ultralytics_config_dir
-from actwatch.tracker.detector_model import (
-    DetectorManifest,
-    describe_graph,
-    make_batch_dynamic,
-    read_manifest,
-    write_manifest,
-)
+from actwatch.tracker.detector_model import derive_serving_detector, describe_graph, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -237,35 +231,6 @@ def _fetch_detector(cache_dir: Path, detector: str) -> None:
         _record(cache_dir, target.name, target, f"derived from {shipped.name} (batch made dynamic)", HFD_LICENCE)
     else:
         _fetch_yolov8n(cache_dir)
-
-
-def derive_serving_detector(source: Path, target: Path, description: str) -> DetectorManifest:
-    """Write the batch-dynamic serving graph of ``source`` to ``target`` with its manifest beside it.
-
-    The derived graph is kept only when a batch of 3 images gives what 3 single runs give.
-    """
-    make_batch_dynamic(source, target)
-    try:
-        _check_batch_parity(target)
-        manifest = describe_graph(target, description)
-    except Exception:
-        target.unlink(missing_ok=True)
-        raise
-    write_manifest(target, manifest)
-    return manifest
-
-
-def _check_batch_parity(graph: Path) -> None:
-    import numpy as np
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
-    spec = session.get_inputs()[0]
-    images = np.random.default_rng(0).random((3, *spec.shape[1:]), dtype=np.float32)
-    batched = session.run(None, {spec.name: images})[0]
-    singles = np.concatenate([session.run(None, {spec.name: images[i : i + 1]})[0] for i in range(3)])
-    if batched.shape != singles.shape or not np.allclose(batched, singles, rtol=1e-3, atol=1e-3):
-        raise ActwatchError(f"{graph}: a batch of 3 differs from 3 single runs; the graph edit does not fit it")
 
 
 def _pip_download(requirement: str, dest: Path) -> Path:

@@ -234,6 +234,21 @@ def session_providers(selected: Sequence[str], tensorrt: TensorRTOptions) -> lis
     return out
 
 
+def _preload_cuda_libraries() -> None:
+    """Load the CUDA and cuDNN libraries of the ``nvidia-*`` wheels (``onnxruntime-gpu[cuda,cudnn]``).
+
+    They live in site-packages, off the loader's path; without torch imported first (serving has no
+    torch) ONNX Runtime finds them only when they are loaded beforehand. Loading twice is harmless.
+    """
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime >= 1.21
+    if preload is None:
+        return
+    try:
+        preload(directory="")  # "": the nvidia site packages first, then the default loader paths
+    except Exception as exc:  # a missing or broken library: the session below reports the fallback
+        log.debug("onnxruntime.preload_dlls failed: %s", exc)
+
+
 def create_session(
     path: Path,
     selected: Sequence[str],
@@ -249,6 +264,8 @@ def create_session(
     cannot load even on the CPU raises onnxruntime's own exception for the caller to explain.
     """
     wanted = session_providers(selected, tensorrt or TensorRTOptions())
+    if any(provider_name(p) in (CUDA, TENSORRT) for p in wanted):
+        _preload_cuda_libraries()
     try:
         session = ort.InferenceSession(str(path), options, providers=wanted)
     except Exception as exc:  # onnxruntime raises its own types, for the graph and for providers alike

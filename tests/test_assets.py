@@ -11,7 +11,6 @@ import pytest
 from actwatch import assets
 from actwatch.assets import (
     default_cache_dir,
-    derive_serving_detector,
     detector_path,
     detector_person_classes,
     ensure_detector,
@@ -23,7 +22,7 @@ from actwatch.assets import (
 )
 from actwatch.errors import ActwatchError, AssetMissingError
 from actwatch.fileio import sha256_file
-from actwatch.tracker.detector_model import make_batch_dynamic, read_manifest
+from actwatch.tracker.detector_model import derive_serving_detector, make_batch_dynamic, read_manifest
 from tests.tracker.videos import write_video
 
 

@@ -21,6 +21,7 @@ import ast
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 from pydantic import Field
 
 from actwatch.errors import ActwatchError
@@ -187,3 +188,31 @@ def describe_graph(graph: Path, source: str, *, person_class_ids: list[int] | No
         source=source,
         dynamic_batch=not isinstance(shape[0], int),
     )
+
+
+def derive_serving_detector(source: Path, target: Path, description: str) -> DetectorManifest:
+    """Write the batch-dynamic serving graph of ``source`` to ``target`` with its manifest beside it.
+
+    The derived graph is kept only when a batch of 3 images gives what 3 single runs give.
+    """
+    make_batch_dynamic(source, target)
+    try:
+        _check_batch_parity(target)
+        manifest = describe_graph(target, description)
+    except Exception:
+        target.unlink(missing_ok=True)
+        raise
+    write_manifest(target, manifest)
+    return manifest
+
+
+def _check_batch_parity(graph: Path) -> None:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    spec = session.get_inputs()[0]
+    images = np.random.default_rng(0).random((3, *spec.shape[1:]), dtype=np.float32)
+    batched = session.run(None, {spec.name: images})[0]
+    singles = np.concatenate([session.run(None, {spec.name: images[i : i + 1]})[0] for i in range(3)])
+    if batched.shape != singles.shape or not np.allclose(batched, singles, rtol=1e-3, atol=1e-3):
+        raise ActwatchError(f"{graph}: a batch of 3 differs from 3 single runs; the graph edit does not fit it")

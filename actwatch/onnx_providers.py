@@ -90,10 +90,12 @@ def canonical_provider(name: str) -> tuple[str, int | None]:
     """The full provider name of ``name`` and the device it names (``cuda:1`` -> CUDA, device 1).
 
     Example:
-        >>> canonical_provider("cuda:1"), canonical_provider("TensorrtExecutionProvider")
-        (('CUDAExecutionProvider', 1), ('TensorrtExecutionProvider', None))
+        >>> canonical_provider("cuda:1"), canonical_provider("0"), canonical_provider("TensorrtExecutionProvider")
+        (('CUDAExecutionProvider', 1), ('CUDAExecutionProvider', 0), ('TensorrtExecutionProvider', None))
     """
     text = name.strip()
+    if text.isdigit():  # torch-style "0": CUDA device 0
+        return CUDA, int(text)
     base, _, index = text.partition(":")
     key = base.lower().removesuffix("executionprovider")
     provider = _ALIASES.get(key, base if base.endswith("ExecutionProvider") else text)
@@ -188,7 +190,7 @@ def select_providers(requested: Requested = None, available: Sequence[str] | Non
 
     Example:
         >>> select_providers(["tensorrt", "cuda:1"], available=[CPU, CUDA])
-        ['cuda:1', 'CPUExecutionProvider']
+        ['CUDAExecutionProvider:1', 'CPUExecutionProvider']
     """
     if available is None:
         availability = probe_availability()
@@ -208,7 +210,7 @@ def select_providers(requested: Requested = None, available: Sequence[str] | Non
             continue
         if provider in usable:
             seen.add(provider)
-            chosen.append(provider if device is None else f"{name.strip().partition(':')[0]}:{device}")
+            chosen.append(provider if device is None else f"{provider}:{device}")
         else:
             why = reasons.get(provider) or f"available: {', '.join(usable) or 'none'}"
             log.warning(

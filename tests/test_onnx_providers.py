@@ -51,7 +51,8 @@ def test_probe_of_this_machine_never_offers_what_cannot_run() -> None:
 
 def test_explicit_choices_keep_their_order_and_device(caplog: pytest.LogCaptureFixture) -> None:
     assert canonical_provider("gpu") == (CUDA, None) and canonical_provider("trt:0") == (TENSORRT, 0)
-    assert select_providers(["cuda:1", "tensorrt"], available=[CPU, CUDA, TENSORRT]) == ["cuda:1", TENSORRT, CPU]
+    assert select_providers(["cuda:1", "tensorrt"], available=[CPU, CUDA, TENSORRT]) == [f"{CUDA}:1", TENSORRT, CPU]
+    assert select_providers("0", available=[CPU, CUDA]) == [f"{CUDA}:0", CPU]
     assert select_providers("cpu", available=GPU_BUILD) == [CPU]
     with caplog.at_level(logging.WARNING, logger="actwatch.onnx_providers"):
         assert select_providers(["openvino"], available=[CPU]) == [CPU]

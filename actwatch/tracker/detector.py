@@ -219,8 +219,13 @@ class PersonDetector:
                 f"cannot tell which classes of {weights.name} are persons (its classes: {self.class_names}); "
                 "set detector.person_class_ids (e.g. --person-classes 0)"
             )
-        num_classes = self._session.get_outputs()[0].shape[1]
-        known = set(self.class_names) or set(range(num_classes - 4 if isinstance(num_classes, int) else 0))
+        rows = self._session.get_outputs()[0].shape[1]  # 4 box values + one score per class
+        if isinstance(rows, int) and self.class_names and rows != 4 + len(self.class_names):
+            raise ActwatchError(
+                f"{weights.name} is not a raw YOLOv8 detection graph: its output has {rows} rows per anchor, "
+                f"expected 4 + {len(self.class_names)} classes; export it without NMS (`yolo export ... nms=False`)"
+            )
+        known = set(self.class_names) or set(range(rows - 4 if isinstance(rows, int) else 0))
         unknown = [c for c in self.person_class_ids if known and c not in known]
         if unknown:
             raise ActwatchError(

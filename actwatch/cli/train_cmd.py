@@ -40,7 +40,7 @@ def extract(
         typer.Option("--layout", help="a: class folders; b: split/class/video frames; c: videos + CSVs; auto."),
     ] = None,
     detector: Annotated[
-        Path | None, typer.Option("--detector", help="YOLOv8 weights (default: the cached human-fall detector).")
+        Path | None, typer.Option("--detector", help="YOLOv8 ONNX graph (default: the cached human-fall detector).")
     ] = None,
     person_classes: Annotated[
         str | None, typer.Option("--person-classes", help="Detector classes that are persons, e.g. 0,1.")

@@ -3,7 +3,8 @@
 :class:`ActionRuntime` loads ``manifest.json`` (validated, graphs checked by sha256) and offers the three
 calls the service needs: ``encode`` crops once into features (cached per track), ``classify`` windows of
 cached features with the temporal head, and ``classify_crops`` whole windows of crops with ``model.onnx``
-(the naive path, and the only one for R3D-18). Providers are picked by :func:`select_providers`.
+(the naive path, and the only one for R3D-18). Providers follow the one policy of
+:mod:`actwatch.onnx_providers` (TensorRT, CUDA, OpenVINO, CPU: those that can really run here).
 
 Example (a tiny untrained model exported to a temporary folder):
     >>> import tempfile
@@ -42,14 +43,9 @@ from actwatch.errors import FeatureCacheUnsupportedError, ManifestError
 from actwatch.model.config import InputSpec
 from actwatch.model.manifest import Manifest, load_manifest
 from actwatch.model.preprocess import preprocess_crops, preprocess_windows
+from actwatch.onnx_providers import Requested, TensorRTOptions, create_session, select_providers
 
 logger = logging.getLogger(__name__)
-
-TENSORRT = "TensorrtExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
-PROVIDER_ORDER = (TENSORRT, CUDA, CPU)
-_ALIASES = {"tensorrt": TENSORRT, "trt": TENSORRT, "cuda": CUDA, "gpu": CUDA, "cpu": CPU}
 
 
 class RecognitionRuntime(Protocol):
@@ -68,47 +64,16 @@ class RecognitionRuntime(Protocol):
     def classify_crops(self, windows: np.ndarray) -> np.ndarray: ...
 
 
-def _canonical(name: str) -> str:
-    return _ALIASES.get(name.strip().lower().removesuffix("executionprovider"), name.strip())
-
-
-def select_providers(requested: Sequence[str] | None = None, available: Sequence[str] | None = None) -> list[str]:
-    """ONNX Runtime providers to use, always ending with CPU.
-
-    Without ``requested``: TensorRT, CUDA, CPU, in that order, among ``available`` (default: what the
-    installed onnxruntime offers). With ``requested`` (full names or ``tensorrt``/``cuda``/``cpu``): those
-    that are available, in the requested order; each unavailable one is skipped with a logged warning.
-
-    Example:
-        >>> select_providers(available=["CUDAExecutionProvider", "CPUExecutionProvider"])
-        ['CUDAExecutionProvider', 'CPUExecutionProvider']
-        >>> select_providers(["tensorrt"], available=["CPUExecutionProvider"])
-        ['CPUExecutionProvider']
-    """
-    offered = list(ort.get_available_providers()) if available is None else list(available)
-    if requested is None:
-        return [p for p in PROVIDER_ORDER if p in offered and p != CPU] + [CPU]
-    chosen: list[str] = []
-    for name in requested:
-        provider = _canonical(name)
-        if provider == CPU or provider in chosen:
-            continue
-        if provider in offered:
-            chosen.append(provider)
-        else:
-            logger.warning(
-                "ONNX Runtime provider %s is not available here (available: %s); falling back to %s",
-                provider,
-                ", ".join(offered) or "none",
-                ", ".join([*chosen, CPU]),
-            )
-    return [*chosen, CPU]
-
-
 def make_session(
-    path: Path, providers: Sequence[str], *, fp16: bool = False, intra_op_threads: int | None = None
+    path: Path,
+    providers: Sequence[str],
+    *,
+    fp16: bool = False,
+    intra_op_threads: int | None = None,
+    tensorrt: TensorRTOptions | None = None,
 ) -> ort.InferenceSession:
-    """An inference session for one graph; errors become ManifestError (the graph file is at fault)."""
+    """An inference session for one graph on ``providers`` (from :func:`select_providers`); errors
+    become ManifestError (the graph file is at fault)."""
     options = ort.SessionOptions()
     # ORT 1.31's full (layout) optimisation level crashes on some float16 graphs (the transformer head)
     # on CPU; the extended level applies every fusion and is safe for them.
@@ -119,7 +84,7 @@ def make_session(
     if intra_op_threads:
         options.intra_op_num_threads = intra_op_threads
     try:
-        return ort.InferenceSession(str(path), options, providers=list(providers))
+        return create_session(path, providers, options, tensorrt=tensorrt, component=f"action model {path.name}")
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
         raise ManifestError(
             f"ONNX Runtime cannot load {path} ({exc}); re-run `actwatch export` for this folder"
@@ -145,10 +110,11 @@ class ActionRuntime:
     def __init__(
         self,
         model_dir: str | Path,
-        providers: Sequence[str] | None = None,
+        providers: Requested = None,
         intra_op_threads: int | None = None,
         *,
         max_batch: int = 256,
+        tensorrt: TensorRTOptions | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
@@ -160,6 +126,7 @@ class ActionRuntime:
         self.supports_feature_cache: bool = self.manifest.split
         self.max_batch = max_batch
         self._providers = select_providers(providers)
+        self._tensorrt = tensorrt
         self._threads = intra_op_threads
         self._lock = threading.Lock()
         self._sessions: dict[str, ort.InferenceSession] = {}
@@ -168,6 +135,7 @@ class ActionRuntime:
             self._sessions[role] = self._make(role)
         first = next(iter(self._sessions.values()))
         self.providers: list[str] = list(first.get_providers())
+        logger.info("action model %s runs on ONNX Runtime providers %s", self.model_dir, ", ".join(self.providers))
 
     def __repr__(self) -> str:
         return (
@@ -181,7 +149,9 @@ class ActionRuntime:
 
     def _make(self, role: str) -> ort.InferenceSession:
         path = self.model_dir / self.manifest.graphs[role].file
-        return make_session(path, self._providers, fp16=self.manifest.fp16, intra_op_threads=self._threads)
+        return make_session(
+            path, self._providers, fp16=self.manifest.fp16, intra_op_threads=self._threads, tensorrt=self._tensorrt
+        )
 
     def _session(self, role: str) -> ort.InferenceSession:
         session = self._sessions.get(role)

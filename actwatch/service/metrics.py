@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -99,6 +100,13 @@ class ServiceMetrics:
         self.ws_dropped = Counter(
             "actwatch_ws_dropped_messages", "Messages dropped for slow WebSocket clients.", registry=r
         )
+        self.onnx_provider_active = Gauge(
+            "actwatch_onnx_provider_active",
+            "1 for each ONNX Runtime provider a network actually runs on (a CPU fallback shows here).",
+            ["component", "provider"],
+            registry=r,
+        )
+        self._providers: dict[str, tuple[str, ...]] = {}
         self._totals: dict[str, _CameraTotals] = {}
         self._lock = threading.Lock()
         for stage in STAGES:  # export every stage from the start, so dashboards see zeros, not gaps
@@ -159,6 +167,28 @@ class ServiceMetrics:
         _remove(self.active_tracks, camera_id)
         for stage in ("read", "processed"):
             _remove(self.fps, camera_id, stage)
+
+    def set_active_providers(self, component: str, providers: Sequence[str]) -> None:
+        """Record the ONNX Runtime providers ``component`` (``detector``, ``model``) runs on.
+
+        Example:
+            >>> m = ServiceMetrics()
+            >>> m.set_active_providers("detector", ["CPUExecutionProvider"])
+            >>> m.active_providers(), m.registry.get_sample_value(
+            ...     "actwatch_onnx_provider_active", {"component": "detector", "provider": "CPUExecutionProvider"})
+            ({'detector': ['CPUExecutionProvider']}, 1.0)
+        """
+        with self._lock:
+            for old in self._providers.get(component, ()):
+                _remove(self.onnx_provider_active, component, old)
+            self._providers[component] = tuple(providers)
+        for provider in providers:
+            self.onnx_provider_active.labels(component=component, provider=provider).set(1)
+
+    def active_providers(self) -> dict[str, list[str]]:
+        """The providers each network runs on, best first (shown by ``/readyz``)."""
+        with self._lock:
+            return {component: list(providers) for component, providers in self._providers.items()}
 
     # --------------------------------------------------------------------------------------- websocket
     def ws_client_connected(self) -> None:

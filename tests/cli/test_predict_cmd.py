@@ -17,7 +17,7 @@ from tests.conftest import TEST_CLASSES
 from tests.tracker.videos import write_video
 
 runner = CliRunner()
-FAST = ["--imgsz", "320", "--conf", "0.1"]
+FAST = ["--conf", "0.1"]
 
 
 def test_vtest_tracks_get_probabilities_json(

@@ -129,9 +129,11 @@ def test_random_bytes_and_text(tmp_path: Path) -> None:
         load_checkpoint(fake_zip)
 
 
-def test_yolo_weights_are_not_a_checkpoint(detector_weights: Path) -> None:
+def test_yolo_weights_are_not_a_checkpoint(assets_dir: Path) -> None:
+    from actwatch.assets import torch_weights_path
+
     with pytest.raises(CheckpointError, match=r"not an actwatch checkpoint.*YOLO"):
-        load_checkpoint(detector_weights)
+        load_checkpoint(torch_weights_path(assets_dir))
 
 
 def test_foreign_torch_files(tmp_path: Path, checkpoint_path: Path) -> None:

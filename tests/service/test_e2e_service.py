@@ -52,7 +52,7 @@ def _config(data_dir: Path, rtsp_url: str, vtest: Path, detector: Path, model_di
                 "backoff_max_s": 1.0,
                 "rtsp_transport": "udp",
             },
-            "detector": {"weights": str(detector), "person_class_ids": [0, 1], "imgsz": 320},
+            "detector": {"weights": str(detector), "person_class_ids": [0, 1]},
             "model": {"dir": str(model_dir)},
             "pipeline": {"stride": 2},
             "alerts": {

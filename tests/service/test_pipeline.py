@@ -90,7 +90,7 @@ def _pipeline(
         {
             "cameras": [{"id": cam, "url": str(vtest)} for cam in cameras],
             "sources": {"file_dirs": [str(vtest.parent)]},
-            "detector": {"weights": str(detector_weights), "person_class_ids": [0, 1], "conf": 0.1, "imgsz": 320},
+            "detector": {"weights": str(detector_weights), "person_class_ids": [0, 1], "conf": 0.1},
             "model": {"dir": str(model_dir)},
             "pipeline": {"stride": stride},
             "alerts": {

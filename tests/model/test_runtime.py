@@ -125,3 +125,15 @@ def test_large_batches_are_chunked(exported_model_dir: Path, runtime: ActionRunt
 def test_runtime_rejects_a_damaged_folder(exported_model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="not found"):
         ActionRuntime(tmp_path / "missing")
+
+
+def test_padded_batches_give_the_same_results(exported_model_dir: Path, runtime: ActionRuntime) -> None:
+    # On a GPU provider each call's batch is padded to a power of two (few input shapes to prepare);
+    # the padding rows never reach the caller and the real rows are unchanged.
+    padded = ActionRuntime(exported_model_dir, pad_batches=True, max_batch=8)
+    assert runtime.pad_batches is False and padded.pad_batches is True  # CPU here: off by default
+    crops = np.random.default_rng(0).integers(0, 255, (11, 40, 30, 3), dtype=np.uint8)  # chunks of 8 and 3
+    features = padded.encode(crops)
+    np.testing.assert_allclose(features, runtime.encode(crops), rtol=1e-5, atol=1e-5)
+    windows = np.random.default_rng(1).standard_normal((3, runtime.spec.seq_len, features.shape[1]), np.float32)
+    np.testing.assert_allclose(padded.classify(windows), runtime.classify(windows), rtol=1e-5, atol=1e-6)

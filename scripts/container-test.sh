@@ -63,8 +63,10 @@ trap cleanup EXIT
 # ---- 1. the Debian base, once ----
 if ! buildah inspect --type image "$BASE_IMAGE" >/dev/null 2>&1; then
     [ "$BASE_IMAGE" = localhost/debian:bookworm ] || die "base image" "$BASE_IMAGE not found"
-    command -v debootstrap >/dev/null && command -v podman >/dev/null \
-        || { echo "container-test: error: making the base needs debootstrap and podman (apt-get install debootstrap podman)" >&2; exit 2; }
+    if ! command -v debootstrap >/dev/null || ! command -v podman >/dev/null; then
+        echo "container-test: error: making the base needs debootstrap and podman (apt-get install debootstrap podman)" >&2
+        exit 2
+    fi
     echo "container-test: making $BASE_IMAGE with debootstrap (once)"
     debootstrap --variant=minbase bookworm "$work/rootfs" >/dev/null
     tar -C "$work/rootfs" -c . | podman import - "$BASE_IMAGE" >/dev/null

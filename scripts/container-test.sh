@@ -18,7 +18,10 @@
 #   BASE_IMAGE                   base image (default localhost/debian:bookworm, made with debootstrap if missing)
 #   CONTAINER_TEST_TIMEOUT_S     how long to wait for the first event (default 300)
 #   CONTAINER_TEST_PIP_CONSTRAINT  a pip constraints file lent to the build (e.g. to pin a local wheel)
-#   CONTAINER_TEST_FIND_LINKS    a folder of wheels lent to the build as pip's find-links
+#   CONTAINER_TEST_PIP_OPTIONS   lines added to the [global] section of the pip configuration lent to the
+#                                build, e.g. "find-links = /opt/wheels"
+#   CONTAINER_TEST_LEND_DIRS     folders (space-separated) lent read-only to the build at the same path,
+#                                e.g. the local wheel folders those options name
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,6 +62,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM  # so that cleanup runs when interrupted
 
 # ---- 1. the Debian base, once ----
 if ! buildah inspect --type image "$BASE_IMAGE" >/dev/null 2>&1; then
@@ -85,10 +89,10 @@ if [ -n "${CONTAINER_TEST_PIP_CONSTRAINT:-}" ]; then
     cp "$CONTAINER_TEST_PIP_CONSTRAINT" "$lend/constraints.txt"
     printf 'constraint = /run/actwatch-build/constraints.txt\n' >>"$lend/pip.conf"
 fi
-if [ -n "${CONTAINER_TEST_FIND_LINKS:-}" ]; then
-    mounts+=(-v "$CONTAINER_TEST_FIND_LINKS:/run/actwatch-wheels:ro")
-    printf 'find-links = /run/actwatch-wheels\n' >>"$lend/pip.conf"
-fi
+[ -z "${CONTAINER_TEST_PIP_OPTIONS:-}" ] || printf '%s\n' "$CONTAINER_TEST_PIP_OPTIONS" >>"$lend/pip.conf"
+for dir in ${CONTAINER_TEST_LEND_DIRS:-}; do
+    mounts+=(-v "$dir:$dir:ro")
+done
 echo "container-test: building $IMAGE from $BASE_IMAGE (buildah, cached layers reused)"
 build_start=$(date +%s)
 # --format docker: the OCI format has no HEALTHCHECK.
@@ -136,7 +140,7 @@ container=$(buildah from "$IMAGE")
 in_container() { buildah run --isolation chroot --network host "$container" -- "$@"; }
 uid=$(in_container id -u)
 if [ "$uid" != 0 ]; then check "runs as" OK "uid $uid"; else check "runs as" FAIL "uid 0"; fi
-if in_container python3 -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is not None)'; then
+if in_container python3 -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is not None)' 2>/dev/null; then
     check "torch in the image" OK "absent"
 else
     check "torch in the image" FAIL "present (the serving image must not need it)"
@@ -181,7 +185,9 @@ port, token, timeout_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
 
 
 async def first_event() -> dict:
-    async with websockets.connect(f"ws://127.0.0.1:{port}/ws/events?token={token}") as ws:
+    # First-message authentication (as the dashboard does): a token in the URL would reach the access log.
+    async with websockets.connect(f"ws://127.0.0.1:{port}/ws/events") as ws:
+        await ws.send(json.dumps({"type": "auth", "token": token}))
         while True:
             message = json.loads(await ws.recv())
             if message.get("type") == "event":

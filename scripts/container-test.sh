@@ -167,6 +167,7 @@ while [ $(($(date +%s) - start)) -lt "$TIMEOUT_S" ]; do
 done
 if [ -z "$healthy" ]; then
     tail -n 40 "$work/serve.log"
+    kill -0 "$server_pid" 2>/dev/null || die "/healthz" "the server exited after $(($(date +%s) - start)) s (its log above)"
     die "/healthz" "no 200 within ${TIMEOUT_S}s (server log above)"
 fi
 check "/healthz" OK "200 after $(($(date +%s) - start)) s"

@@ -87,6 +87,8 @@ def test_dockerfile_runs_non_root_with_a_healthcheck_and_the_compose_paths() -> 
     assert '"--config", "/config/actwatch.yaml"' in text
     assert re.search(r"^ARG BASE_IMAGE=", text, re.MULTILINE) and re.search(r"^ARG ACCEL=gpu$", text, re.MULTILINE)
     assert "RUN actwatch assets" in text
+    # ONNX Runtime's CUDA provider has no rpath to the CUDA libraries pip installs: the GPU image registers them.
+    assert "site-packages/nvidia/*/lib' >/etc/ld.so.conf.d/" in text and "&& ldconfig" in text
     assert "torch" not in re.sub(r"#.*", "", text)  # the serving image installs no torch of its own
 
 

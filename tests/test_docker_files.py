@@ -36,9 +36,11 @@ def test_example_config_validates_with_the_container_paths(tmp_path: Path) -> No
     data = parse_yaml((DOCKER / "actwatch.yaml").read_text(encoding="utf-8"), "docker/actwatch.yaml")
     # The camera file exists only inside the image; everything else validates as shipped.
     assert data["cameras"][0]["url"] == "/opt/actwatch/assets/samples/vtest.avi"
+    assert data["sources"]["file_dirs"] == ["/opt/actwatch/assets/samples"]  # the policy admits the clip
     clip = tmp_path / "vtest.avi"
     clip.write_bytes(b"\0")
     data["cameras"][0]["url"] = str(clip)
+    data["sources"]["file_dirs"] = [str(tmp_path)]
     config = validate_settings(AppConfig, data, "docker/actwatch.yaml")
     assert config.data_dir == Path("/data")
     assert config.model.dir == Path("/model")

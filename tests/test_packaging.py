@@ -118,6 +118,7 @@ def served(
     config = {
         "data_dir": str(tmp_path / "data"),
         "server": {"port": port, "token": TOKEN},
+        "sources": {"file_dirs": [str(vtest_path.parent)]},
         "cameras": [{"id": "clip", "url": str(vtest_path), "loop": True, "realtime": True}],
         "detector": {"weights": str(detector_weights)},
         "model": {"dir": str(exported_model_dir)},

@@ -109,11 +109,20 @@ def _events(messages: list[dict[str, Any]], camera: str | None = None) -> list[d
     return [m["event"] for m in messages if m["type"] == "event" and camera in (None, m["event"]["camera_id"])]
 
 
+def _track_ids(messages: list[dict[str, Any]], camera: str) -> set[int]:
+    return {t["track_id"] for m in messages if m["type"] == "tracks" and m["camera_id"] == camera for t in m["tracks"]}
+
+
 def test_websocket_delivers_events_of_tracked_persons_from_both_cameras(service: LiveService) -> None:
     with service.websocket({"tracks": True}) as ws:
+        # Restart both cameras once this client listens: each gets a new tracker, whose first track is id 1,
+        # so the client sees every camera's ids from the start however late it subscribed.
+        for camera in ("door", "hall"):
+            for enabled in (False, True):
+                service.http.patch(f"/cameras/{camera}", json={"enabled": enabled}).raise_for_status()
         messages = collect(
             ws,
-            lambda ms: bool(_events(ms, "door")) and bool(_events(ms, "hall")),
+            lambda ms: all(_events(ms, c) and 1 in _track_ids(ms, c) for c in ("door", "hall")),
             timeout=180,
         )
     events = _events(messages)
@@ -131,10 +140,7 @@ def test_websocket_delivers_events_of_tracked_persons_from_both_cameras(service:
     assert service.http.get(f"/events/{first['id']}").json()["id"] == first["id"]
     # Each camera has its own ByteTrack id sequence: both start at 1 (a shared class-level counter would
     # hand out one sequence split between the cameras, or reset one camera's ids when the other starts).
-    ids: dict[str, set[int]] = {"door": set(), "hall": set()}
-    for m in messages:
-        if m["type"] == "tracks":
-            ids[m["camera_id"]].update(t["track_id"] for t in m["tracks"])
+    ids = {camera: _track_ids(messages, camera) for camera in ("door", "hall")}
     assert 1 in ids["door"] and 1 in ids["hall"], ids
     # The RTSP password never leaks: not in events, track messages, or the camera list.
     assert PASSWORD not in str(messages)

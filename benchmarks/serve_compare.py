@@ -85,16 +85,22 @@ def _sample(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def _config(work: Path, port: int, token: str, video: Path, model_dir: Path, cameras: int, realtime: bool) -> Path:
-    config = {
+def _config(
+    tree: Path, work: Path, port: int, token: str, video: Path, model_dir: Path, cameras: int, realtime: bool
+) -> Path:
+    config: dict[str, object] = {
         "data_dir": str(work / "data"),
         "server": {"host": "127.0.0.1", "port": port, "token": token},
         "cameras": [{"id": f"cam{i}", "url": str(video), "loop": True, "realtime": realtime} for i in range(cameras)],
         # Both classes of the default detector are persons; said explicitly so that every revision
         # detects the same persons whatever its default.
         "detector": {"person_class_ids": [0, 1]},
-        "model": {"dir": str(model_dir)},
+        # The CPU provider, named: a revision before the provider policy would try a GPU provider that
+        # the installed onnxruntime build lists but this machine cannot run.
+        "model": {"dir": str(model_dir), "providers": ["CPUExecutionProvider"]},
     }
+    if (tree / "actwatch" / "capture" / "source_policy.py").exists():  # revisions with the URL policy
+        config["sources"] = {"file_dirs": [str(video.parent)]}
     path = work / "actwatch.yaml"
     path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     return path
@@ -176,7 +182,7 @@ def main() -> None:
                 run_dir = work / name
                 run_dir.mkdir()
                 port = _free_port()
-                config = _config(run_dir, port, token, video, model_dir, args.cameras, args.realtime)
+                config = _config(tree, run_dir, port, token, video, model_dir, args.cameras, args.realtime)
                 print(f"{name}: actwatch serve from {tree} ...", file=sys.stderr, flush=True)
                 results[name] = measure(tree, config, port, token, args.seconds)
     mode = "realtime" if args.realtime else "flat out"

@@ -125,9 +125,9 @@ mkdir -p "$work/config" "$work/data"
 chown 10001:10001 "$work/data"  # the image's service user
 cat >"$work/config/actwatch.yaml" <<EOF
 server: {token: "$token", port: $port}
+sources: {file_dirs: [/opt/actwatch/assets/samples]}   # the camera URL policy admits the image's clip
 cameras:
   - {id: vtest, name: OpenCV vtest.avi, url: /opt/actwatch/assets/samples/vtest.avi, loop: true, realtime: true}
-detector: {imgsz: 320}
 model: {dir: /model}
 alerts:
   rules:   # fires for any tracked person (the model is untrained): the event path is what is tested

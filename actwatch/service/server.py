@@ -19,8 +19,6 @@ The WebSocket slow-client contract (README, "WebSocket") comes from these settin
 
 Example:
     >>> from actwatch.config import ServerConfig
-from actwatch.errors import ConfigError
-from actwatch.service.server_logs import uvicorn_log_config
     >>> settings = ServerConfig(ws_ping_interval_s=5)
     >>> config = uvicorn_config(object(), settings)
     >>> config.ws, config.ws_ping_interval, config.ws_ping_timeout, config.ws_max_size

@@ -63,6 +63,8 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         keys: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults`: merged keys may be overridden; the base class merges them
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, typing.Hashable) and key in keys:
                 raise yaml.constructor.ConstructorError(

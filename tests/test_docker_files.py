@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from actwatch.config import AppConfig
 from actwatch.settings import parse_yaml, validate_settings
@@ -23,7 +22,7 @@ DOCKER = ROOT / "docker"
 
 def _compose() -> dict[str, Any]:
     # Compose's own YAML (merge keys included), not an actwatch settings file: the plain safe loader.
-    compose = yaml.safe_load((DOCKER / "docker-compose.yml").read_text(encoding="utf-8"))
+    compose = parse_yaml((DOCKER / "docker-compose.yml").read_text(encoding="utf-8"), "docker-compose.yml")
     assert isinstance(compose, dict)
     return compose
 

@@ -117,9 +117,10 @@ def _fmt(value: float | None, spec: str = ".0f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def _rss_mb() -> float:
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of process ``pid`` (default: this one) in MiB, from ``/proc``; 0.0 where unreadable."""
     try:
-        with open("/proc/self/status", encoding="ascii") as f:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
             for line in f:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024.0
@@ -251,7 +252,7 @@ def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
                     ours_measured += report.encode_s + report.classify_s
             now = time.perf_counter()
             if now >= next_sample:
-                rss.append((now - start, _rss_mb()))
+                rss.append((now - start, rss_mb()))
                 next_sample = now + cfg.memory_sample_s
             if progress and steps % 50 == 0:
                 print(
@@ -261,7 +262,7 @@ def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
             if cfg.duration_s is not None and now - start >= cfg.duration_s:
                 break
         wall = time.perf_counter() - start
-        rss.append((wall, _rss_mb()))
+        rss.append((wall, rss_mb()))
         pipeline.stop()
         store.close()
 

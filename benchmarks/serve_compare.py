@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import secrets
 import signal
 import socket
@@ -36,6 +35,8 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from compare_revisions import REPO, base_worktree
+
+from actwatch.bench import rss_mb
 
 FIGURES = [
     ("startup_s", "start-up to ready, s", ".1f"),
@@ -51,12 +52,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _rss_mb(pid: int) -> float:
-    text = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"^VmRSS:\s+(\d+) kB", text, re.MULTILINE)
-    return int(match.group(1)) / 1024 if match else float("nan")
 
 
 def _get(url: str, token: str | None = None) -> tuple[int, str]:
@@ -122,13 +117,13 @@ def measure(tree: Path, config: Path, port: int, token: str, seconds: float) -> 
                 sys.exit(f"error: serve in {tree} not ready after {READY_TIMEOUT_S:.0f} s; see {log.name}")
             time.sleep(0.2)
         startup = time.perf_counter() - started
-        rss_start = _rss_mb(proc.pid)
+        rss_start = rss_mb(proc.pid)
         _, before = _get(f"{base}/metrics", token)
         t0 = time.perf_counter()
         time.sleep(seconds)
         _, after = _get(f"{base}/metrics", token)
         window = time.perf_counter() - t0
-        rss_end = _rss_mb(proc.pid)
+        rss_end = rss_mb(proc.pid)
         _, ready_body = _get(f"{base}/readyz")
     finally:
         proc.send_signal(signal.SIGTERM)

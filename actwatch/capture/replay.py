@@ -47,9 +47,10 @@ class ReplayReader:
         self._max_frames = max_frames
         self._loop = loop
         self._capture = open_video(self.source.url)
-        self._interval = 1.0 / nominal_fps(self._capture)
+        fps = nominal_fps(self._capture)  # the file's own rate, or the module's default
+        self.frame_rate: float | None = fps
+        self._interval = 1.0 / fps
         self._pass: Iterator[Frame] = capture_frames(self._capture, camera_id)
-        self.frame_rate: float | None = 1.0 / self._interval  # the file's own fps (or the default)
         self._index = 0
         self._last_ts = 0.0
         self._state = CameraState.STREAMING

@@ -18,11 +18,9 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +36,7 @@ from sqlalchemy.pool import StaticPool
 
 from actwatch.config import mask_url
 from actwatch.errors import StateError
+from actwatch.fileio import atomic_write_bytes
 from actwatch.service.events import Event
 
 log = logging.getLogger(__name__)
@@ -111,21 +110,6 @@ def _private_database_files(path: Path) -> None:
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if file.exists() and os.stat(file).st_mode & 0o077:
             os.chmod(file, 0o600)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def encode_crops_strip(crops: np.ndarray) -> bytes:
@@ -278,10 +262,10 @@ class EventStore:
                 raise ValueError(f"event {event.id} is already stored")
             try:
                 if snapshot_rel is not None and snapshot_jpeg:
-                    _write_atomic(self._media_dir / snapshot_rel, snapshot_jpeg)
+                    atomic_write_bytes(self._media_dir / snapshot_rel, snapshot_jpeg, mode=0o600)
                     written.append(self._media_dir / snapshot_rel)
                 if crops_rel is not None and crops_png is not None:
-                    _write_atomic(self._media_dir / crops_rel, crops_png)
+                    atomic_write_bytes(self._media_dir / crops_rel, crops_png, mode=0o600)
                     written.append(self._media_dir / crops_rel)
                 created_at = self._clock()
                 with self._engine.begin() as conn:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.net import free_port
+
 ACTWATCH = [sys.executable, "-m", "actwatch"]
 
 
@@ -115,12 +117,6 @@ def _serve_fails_before_the_models_load(tmp_path: Path, data_dir: Path | str, po
     return result.stderr
 
 
-def _free_port() -> int:
-    from tests.support.net import free_port
-
-    return free_port()
-
-
 def test_serve_on_a_port_in_use_fails_before_the_models_load(tmp_path: Path) -> None:
     import socket
 
@@ -132,7 +128,7 @@ def test_serve_on_a_port_in_use_fails_before_the_models_load(tmp_path: Path) -> 
 
 def test_serve_with_data_dir_being_a_file(tmp_path: Path) -> None:
     data = _write(tmp_path / "data", "a file")
-    assert "is not a folder" in _serve_fails_before_the_models_load(tmp_path, data, _free_port(), token=False)
+    assert "is not a folder" in _serve_fails_before_the_models_load(tmp_path, data, free_port(), token=False)
 
 
 def test_serve_with_a_data_dir_it_cannot_write(tmp_path: Path) -> None:
@@ -141,7 +137,7 @@ def test_serve_with_a_data_dir_it_cannot_write(tmp_path: Path) -> None:
     else:
         data = tmp_path / "read-only"
         data.mkdir(mode=0o500)
-    assert "cannot write in data_dir" in _serve_fails_before_the_models_load(tmp_path, data, _free_port(), token=False)
+    assert "cannot write in data_dir" in _serve_fails_before_the_models_load(tmp_path, data, free_port(), token=False)
 
 
 @pytest.mark.parametrize(
@@ -152,7 +148,7 @@ def test_serve_with_an_unusable_token_file(tmp_path: Path, content: bytes, expec
     data.mkdir()
     (data / "token").write_bytes(content)
     os.chmod(data / "token", 0o600)
-    stderr = _serve_fails_before_the_models_load(tmp_path, data, _free_port(), token=False)
+    stderr = _serve_fails_before_the_models_load(tmp_path, data, free_port(), token=False)
     assert expected in stderr and "token" in stderr
 
 
@@ -164,5 +160,5 @@ def test_serve_with_an_unusable_events_database(tmp_path: Path, kind: str) -> No
         (data / "events.db").write_bytes(b"this is not a SQLite database" * 100)
     else:
         (data / "events.db").mkdir()
-    stderr = _serve_fails_before_the_models_load(tmp_path, data, _free_port(), token=True)
+    stderr = _serve_fails_before_the_models_load(tmp_path, data, free_port(), token=True)
     assert "events.db" in stderr and ("not a database" in stderr or "a file and a folder" in stderr)

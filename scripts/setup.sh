@@ -4,7 +4,7 @@
 #   bash scripts/setup.sh            # system packages (when root), .venv, the package, the assets
 #
 # What it does, in order:
-#   1. Debian packages the tests and the RTSP demo use (ffmpeg, rtsp-server-perl, chromium and its
+#   1. Debian packages the tests and the RTSP demo use (ffmpeg, rtsp-server-perl, mosquitto, chromium and its
 #      driver, postgresql), when running as root with apt-get; otherwise it says what to install.
 #   2. A virtual environment in .venv with torch 2.14.1 / torchvision 0.29.1 (pinned: on the project's
 #      build machines these install from local disk) and actwatch itself, editable, with the `dev`
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-SYSTEM_PACKAGES=(ffmpeg rtsp-server-perl chromium chromium-driver postgresql)
+SYSTEM_PACKAGES=(ffmpeg rtsp-server-perl chromium chromium-driver postgresql mosquitto mosquitto-clients)
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do

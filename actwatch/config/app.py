@@ -29,6 +29,7 @@ from actwatch.config.sections import (
     StorageConfig,
     mask_url,
 )
+from actwatch.delivery.settings import MqttSettings, OutboxSettings, WebhookSettings
 from actwatch.errors import SourceError
 from actwatch.tracker.bytetrack import TrackerSettings
 from actwatch.tracker.detector import DetectorSettings
@@ -78,6 +79,15 @@ class AppConfig(BaseSettings):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Compute loop.")
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert rules.")
     storage: StorageConfig = Field(default_factory=StorageConfig, description="Event storage.")
+    mqtt: MqttSettings | None = Field(
+        None, description="MQTT broker the events go to (actwatch.delivery.settings); null: no MQTT."
+    )
+    webhooks: WebhookSettings = Field(
+        default_factory=WebhookSettings, description="HTTP targets the events are POSTed to (signed)."
+    )
+    outbox: OutboxSettings = Field(
+        default_factory=OutboxSettings, description="Durable queue of events waiting for MQTT and webhooks."
+    )
     log_level: LogLevel = Field("INFO", description="Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
     # Values that came from ${VAR} or *_FILE (actwatch.config.secrets): masked wherever shown.
     _secrets: frozenset[str] = PrivateAttr(default_factory=frozenset)
@@ -142,6 +152,8 @@ class AppConfig(BaseSettings):
         data["cameras"] = [camera.public_dict() for camera in self.cameras]
         if self.storage.database_url:
             data["storage"]["database_url"] = mask_url(self.storage.database_url)
+        for hook in data["webhooks"]["targets"]:
+            hook["url"] = mask_url(hook["url"])
         return redact_tree(data, self._secrets)
 
     @property

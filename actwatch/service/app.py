@@ -261,6 +261,8 @@ def _lifespan(services: ServiceState) -> Callable[[FastAPI], contextlib.Abstract
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.broadcaster.bind(asyncio.get_running_loop())
         controller = services.controller
+        if services.delivery is not None:  # first: a backlog from before a restart starts going out now
+            await asyncio.to_thread(services.delivery.start)
         await asyncio.to_thread(services.cameras.start_configured)
         await asyncio.to_thread(controller.start)
         services.started = True
@@ -277,6 +279,8 @@ def _lifespan(services: ServiceState) -> Callable[[FastAPI], contextlib.Abstract
             try:
                 await asyncio.to_thread(controller.stop)
             finally:
+                if services.delivery is not None:
+                    await asyncio.to_thread(services.delivery.stop)
                 services.store.close()
 
     return lifespan
@@ -302,7 +306,12 @@ def create_app(
         keep_crops=config.storage.keep_crops,
     )
     broadcaster = Broadcaster(config.server.ws_queue_size, metrics=metrics)
-    sink = EventSink(store, broadcaster, metrics)
+    delivery = None
+    if config.mqtt is not None or config.webhooks.targets:
+        from actwatch.delivery.service import DeliveryService  # paho: imported only when configured
+
+        delivery = DeliveryService.from_config(config, store, metrics)
+    sink = EventSink(store, broadcaster, metrics, outbox=delivery)
     controller = controller if controller is not None else _default_controller(config, sink, metrics)
     services = ServiceState(
         config=config,
@@ -315,6 +324,7 @@ def create_app(
         controller=controller,
         auth_throttle=AuthThrottle(config.server.auth_failures_per_minute),
         pending_websockets=ConnectionSlots(config.server.max_pending_websockets),
+        delivery=delivery,
     )
 
     app = FastAPI(

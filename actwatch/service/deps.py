@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -32,6 +32,9 @@ from actwatch.service.sink import EventSink
 from actwatch.service.store import EventStore
 from actwatch.service.throttle import AuthThrottle, ConnectionSlots
 
+if TYPE_CHECKING:
+    from actwatch.delivery.service import DeliveryService
+
 
 @dataclass(slots=True)
 class ServiceState:
@@ -47,6 +50,7 @@ class ServiceState:
     controller: CameraController
     auth_throttle: AuthThrottle
     pending_websockets: ConnectionSlots
+    delivery: DeliveryService | None = None  # MQTT and webhooks, when configured
     started: bool = False
 
 

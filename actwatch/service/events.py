@@ -24,7 +24,8 @@ class Event:
     """An alert: camera ``camera_id``'s track ``track_id`` is doing ``label`` with probability ``score``.
 
     Times are Unix seconds: ``start_time`` is when the first agreeing window was seen, ``frame_time`` the
-    frame that confirmed the alert. ``bbox`` is x1 y1 x2 y2 in frame pixels. How the API shows it (with
+    frame that confirmed the alert. ``bbox`` is x1 y1 x2 y2 in frame pixels. ``box`` names the box (MQTT
+    ``box_id``) an event came from in a fleet hub's store. How the API shows it (with
     its URLs) is :class:`~actwatch.service.schemas.EventPublic`.
     """
 
@@ -36,6 +37,7 @@ class Event:
     frame_time: float
     bbox: tuple[float, float, float, float]
     id: str = field(default_factory=new_event_id)
+    box: str | None = None  # the box that saw it, in a fleet hub's store; None on the box itself
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -106,6 +106,36 @@ class ServiceMetrics:
             ["component", "provider"],
             registry=r,
         )
+        self.delivered = Counter(
+            "actwatch_delivered",
+            "Events a delivery target acknowledged (MQTT PUBACK, HTTP 2xx).",
+            ["target"],
+            registry=r,
+        )
+        self.delivery_failures = Counter(
+            "actwatch_delivery_failures",
+            "Failed delivery attempts per target (each is retried).",
+            ["target"],
+            registry=r,
+        )
+        self.outbox_pending = Gauge(
+            "actwatch_outbox_pending", "Events waiting in the outbox per target.", ["target"], registry=r
+        )
+        self.outbox_oldest_age = Gauge(
+            "actwatch_outbox_oldest_pending_age_seconds",
+            "Age of the oldest event waiting for a target (0 when none waits).",
+            ["target"],
+            registry=r,
+        )
+        self.outbox_bound = Gauge(
+            "actwatch_outbox_bound", "Most events the outbox keeps per target (outbox.max_pending).", registry=r
+        )
+        self.outbox_dropped = Counter(
+            "actwatch_outbox_dropped",
+            "Events dropped from a full outbox (oldest first), per target.",
+            ["target"],
+            registry=r,
+        )
         self._providers: dict[str, tuple[str, ...]] = {}
         self._totals: dict[str, _CameraTotals] = {}
         self._lock = threading.Lock()
@@ -189,6 +219,30 @@ class ServiceMetrics:
         """The providers each network runs on, best first (shown by ``/readyz``)."""
         with self._lock:
             return {component: list(providers) for component, providers in self._providers.items()}
+
+    # ---------------------------------------------------------------------------------------- delivery
+    def count_delivered(self, target: str) -> None:
+        self.delivered.labels(target=target).inc()
+
+    def count_delivery_failure(self, target: str) -> None:
+        self.delivery_failures.labels(target=target).inc()
+
+    def count_outbox_dropped(self, target: str, events: int) -> None:
+        if events > 0:
+            self.outbox_dropped.labels(target=target).inc(events)
+
+    def set_outbox(self, target: str, *, pending: int, oldest_age_s: float, bound: int) -> None:
+        """The outbox figures of ``target`` (refreshed from the database when ``/metrics`` is read).
+
+        Example:
+            >>> m = ServiceMetrics()
+            >>> m.set_outbox("mqtt", pending=3, oldest_age_s=12.5, bound=1000)
+            >>> m.registry.get_sample_value("actwatch_outbox_pending", {"target": "mqtt"})
+            3.0
+        """
+        self.outbox_pending.labels(target=target).set(pending)
+        self.outbox_oldest_age.labels(target=target).set(max(0.0, oldest_age_s))
+        self.outbox_bound.set(bound)
 
     # --------------------------------------------------------------------------------------- websocket
     def ws_client_connected(self) -> None:

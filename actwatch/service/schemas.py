@@ -145,6 +145,7 @@ class EventPublic(BaseModel):
     bbox: list[float] = Field(description="Person box x1, y1, x2, y2 in frame pixels.")
     snapshot_url: str | None = Field(description="JPEG of the frame with the box drawn, if stored.")
     crops_url: str | None = Field(description="PNG strip of the crops the model saw, if stored.")
+    box: str | None = Field(None, description="The box (MQTT box_id) that saw it, in a fleet hub; null on a box.")
 
     @classmethod
     def build(cls, event: Event, *, snapshot: bool, crops: bool) -> EventPublic:
@@ -159,6 +160,7 @@ class EventPublic(BaseModel):
             bbox=list(event.bbox),
             snapshot_url=snapshot_url(event.id) if snapshot else None,
             crops_url=crops_url(event.id) if crops else None,
+            box=event.box,
         )
 
 
@@ -208,6 +210,14 @@ class Health(BaseModel):
     status: Literal["ok", "ready", "starting"] = Field(description="Liveness or readiness.")
 
 
+class DeliveryState(BaseModel):
+    """One delivery target (``mqtt``, ``webhook:<name>``) in ``/readyz``."""
+
+    state: Literal["ok", "failing"] = Field(description="failing: the last attempt or the connection failed.")
+    last_error: str | None = Field(None, description="Why (a refused MQTT login says so); never a secret.")
+    pending: int = Field(description="Events waiting in the outbox for this target.")
+
+
 class Readiness(Health):
     """``/readyz``: readiness, and what the networks run on once they are loaded."""
 
@@ -215,6 +225,9 @@ class Readiness(Health):
         None,
         description="The ONNX Runtime providers each network (detector, model) actually runs on, best first; "
         "a CPU fallback on a GPU machine shows here. Absent until the networks are loaded.",
+    )
+    delivery: dict[str, DeliveryState] | None = Field(
+        None, description="MQTT and webhook targets, when configured: their state and backlog."
     )
 
 

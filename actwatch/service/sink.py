@@ -19,21 +19,32 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
+
+import sqlalchemy as sa
 
 from actwatch.service.broadcast import Broadcaster
 from actwatch.service.events import AlertRecord, FrameOverlay
 from actwatch.service.messages import EventMessage, TracksMessage
 from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.schemas import EventPublic
-from actwatch.service.store import EventStore, render_snapshot
+from actwatch.service.store import EventRecord, EventStore, render_snapshot
 
 log = logging.getLogger(__name__)
+
+
+class Outbox(Protocol):
+    """Where stored events are queued for delivery (:class:`~actwatch.delivery.service.DeliveryService`)."""
+
+    def enqueue(self, conn: sa.Connection, record: EventRecord) -> None: ...
+    def notify(self) -> None: ...
 
 
 class EventSink:
     """Called from the pipeline thread; every method returns quickly and never raises for I/O trouble.
 
-    :meth:`emit_event` stores first (snapshot JPEG, crops, row), then counts and broadcasts. If storing
+    :meth:`emit_event` stores first (snapshot JPEG, crops, row, and the ``outbox`` entries for MQTT and
+    webhooks in the row's transaction), then counts and broadcasts. If storing
     fails the error is logged and counted (``failures``, ``actwatch_event_store_failures_total``) and the
     event is still broadcast, with ``snapshot_url``/``crops_url`` null: an alert is never lost silently.
 
@@ -54,9 +65,11 @@ class EventSink:
         broadcaster: Broadcaster,
         metrics: ServiceMetrics,
         *,
+        outbox: Outbox | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
+        self._outbox = outbox
         self._broadcaster = broadcaster
         self._metrics = metrics
         self._clock = clock
@@ -69,7 +82,10 @@ class EventSink:
         try:
             frame = alert.frame_bgr
             jpeg = render_snapshot(frame, event.bbox, event.label, event.score) if frame is not None else None
-            record = self._store.add(event, jpeg, alert.crops)
+            enqueue = self._outbox.enqueue if self._outbox is not None else None
+            record = self._store.add(event, jpeg, alert.crops, in_transaction=enqueue)
+            if self._outbox is not None:
+                self._outbox.notify()
             stored_snapshot = record.snapshot_path is not None
             stored_crops = record.crops_path is not None
         except Exception:

@@ -18,12 +18,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,9 +72,21 @@ def _events_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("snapshot_path", sa.String(255), nullable=True),  # relative to media_dir
         sa.Column("crops_path", sa.String(255), nullable=True),
         sa.Column("created_at", sa.Double, nullable=False),
+        sa.Column("box", sa.String(64), nullable=True),  # the box an event came from (fleet hub); issue 12
         sa.Index("ix_events_camera_time", "camera_id", "frame_time"),
         sa.Index("ix_events_label_time", "label", "frame_time"),
     )
+
+
+def _add_missing_columns(engine: Engine, table: sa.Table) -> None:
+    """Columns added since a database was created (``box``), added to it: ``create_all`` only creates
+    missing tables. Every such column is nullable, so old rows stay valid."""
+    present = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
+    with engine.begin() as conn:
+        for column in table.columns:
+            if column.name not in present:
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
 
 
 def _make_engine(database_url: str) -> Engine:
@@ -175,6 +188,7 @@ class EventFilter:
 
     camera_id: str | None = None
     label: str | None = None
+    box: str | None = None
     since: float | None = None
     until: float | None = None
     limit: int = 50
@@ -221,6 +235,7 @@ class EventStore:
             self._media_dir.mkdir(parents=True, exist_ok=True)
             self._engine = _make_engine(database_url)
             self._metadata.create_all(self._engine)
+            _add_missing_columns(self._engine, self._events)
         except OSError as exc:  # a folder named events.db, a file named media, no write access
             raise StateError(
                 f"cannot open the event store ({shown}, media in {self._media_dir}): {exc.strerror or exc}; "
@@ -240,14 +255,34 @@ class EventStore:
     def media_dir(self) -> Path:
         return self._media_dir
 
+    @property
+    def engine(self) -> Engine:
+        """The database engine: tables beside the events (the delivery outbox) live in the same database."""
+        return self._engine
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """A write transaction under the store's write lock (SQLite has one writer: we queue in-process)."""
+        with self._write_lock, self._engine.begin() as conn:
+            yield conn
+
     def close(self) -> None:
         self._engine.dispose()
 
     # ------------------------------------------------------------------------------------------ writing
-    def add(self, event: Event, snapshot_jpeg: bytes | None, crops: np.ndarray | None = None) -> EventRecord:
+    def add(
+        self,
+        event: Event,
+        snapshot_jpeg: bytes | None,
+        crops: np.ndarray | None = None,
+        *,
+        in_transaction: Callable[[sa.Connection, EventRecord], None] | None = None,
+    ) -> EventRecord:
         """Store ``event`` with its snapshot (JPEG bytes) and crops ``(T, H, W, 3)`` uint8 BGR.
 
         Files first (atomically), then the row; if the row cannot be written the files are removed.
+        ``in_transaction(conn, record)`` runs in the row's transaction (the delivery outbox enqueues there:
+        an event is stored and queued for delivery together, or neither).
         Raises ``ValueError`` for an unsafe id or an id that is already stored.
         """
         if not _EVENT_ID.match(event.id):
@@ -268,6 +303,12 @@ class EventStore:
                     atomic_write_bytes(self._media_dir / crops_rel, crops_png, mode=0o600)
                     written.append(self._media_dir / crops_rel)
                 created_at = self._clock()
+                record = EventRecord(
+                    event,
+                    self._media_dir / snapshot_rel if snapshot_rel else None,
+                    self._media_dir / crops_rel if crops_rel else None,
+                    created_at,
+                )
                 with self._engine.begin() as conn:
                     conn.execute(
                         self._events.insert().values(
@@ -282,18 +323,50 @@ class EventStore:
                             snapshot_path=snapshot_rel,
                             crops_path=crops_rel,
                             created_at=created_at,
+                            box=event.box,
                         )
                     )
+                    if in_transaction is not None:
+                        in_transaction(conn, record)
             except BaseException:
                 for path in written:
                     path.unlink(missing_ok=True)
                 raise
-        return EventRecord(
-            event,
-            self._media_dir / snapshot_rel if snapshot_rel else None,
-            self._media_dir / crops_rel if crops_rel else None,
-            created_at,
-        )
+        return record
+
+    def add_if_new(self, event: Event, snapshot_jpeg: bytes | None) -> EventRecord | None:
+        """:meth:`add`, or ``None`` when ``event.id`` is already stored (by us or, on a shared database,
+        by another process): how a fleet hub ingests idempotently. A snapshot that arrived before its
+        event (see :meth:`attach_snapshot`) is kept."""
+        if snapshot_jpeg is None and self._snapshot_file(event.id).is_file():
+            snapshot_jpeg = self._snapshot_file(event.id).read_bytes()
+        try:
+            return self.add(event, snapshot_jpeg)
+        except ValueError:
+            if self._row(event.id) is not None:
+                return None
+            raise
+        except sa.exc.IntegrityError:  # another writer stored it between our check and our insert
+            return None
+
+    def _snapshot_file(self, event_id: str) -> Path:
+        return self._media_dir / f"{event_id[:2]}/{event_id}.jpg"
+
+    def attach_snapshot(self, event_id: str, snapshot_jpeg: bytes) -> bool:
+        """Store the snapshot of ``event_id`` (a hub receives it apart from the event); ``True`` when the
+        event is stored and now points at it. Before its event arrives the file waits for
+        :meth:`add_if_new`."""
+        if not _EVENT_ID.match(event_id) or not snapshot_jpeg:
+            return False
+        path = self._snapshot_file(event_id)
+        with self._write_lock:
+            atomic_write_bytes(path, snapshot_jpeg, mode=0o600)
+            with self._engine.begin() as conn:
+                t = self._events
+                updated = conn.execute(
+                    t.update().where(t.c.id == event_id).values(snapshot_path=f"{event_id[:2]}/{event_id}.jpg")
+                ).rowcount
+        return bool(updated)
 
     def purge(self, now: float | None = None) -> int:
         """Delete events older than ``retention_days`` before ``now`` (default: the clock) and their files."""
@@ -338,6 +411,7 @@ class EventStore:
             frame_time=float(row.frame_time),
             bbox=(float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3])),
             id=row.id,
+            box=row.box,
         )
         return EventRecord(
             event,
@@ -366,6 +440,8 @@ class EventStore:
             conditions.append(t.c.camera_id == where.camera_id)
         if where.label is not None:
             conditions.append(t.c.label == where.label)
+        if where.box is not None:
+            conditions.append(t.c.box == where.box)
         if where.since is not None:
             conditions.append(t.c.frame_time >= where.since)
         if where.until is not None:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from fastapi.responses import FileResponse
 
 from actwatch.config import CAMERA_ID_PATTERN
+from actwatch.delivery.settings import BOX_ID_PATTERN
 from actwatch.service.deps import Store, require_token
 from actwatch.service.schemas import PROTECTED, EventPage, EventPublic, error_responses
 from actwatch.service.store import EVENT_ID_PATTERN, EventFilter, EventRecord
@@ -58,6 +59,9 @@ def router(max_page_size: int = HARD_PAGE_CAP) -> APIRouter:
         store: Store,
         camera: Annotated[str | None, Query(pattern=CAMERA_ID_PATTERN, description="Only this camera.")] = None,
         label: Annotated[str | None, Query(min_length=1, max_length=128, description="Only this class.")] = None,
+        box: Annotated[
+            str | None, Query(pattern=BOX_ID_PATTERN, description="Only this box (a fleet hub's events).")
+        ] = None,
         # Unix seconds first: a number is never read as a date.
         since: Annotated[
             float | datetime | None,
@@ -72,7 +76,13 @@ def router(max_page_size: int = HARD_PAGE_CAP) -> APIRouter:
     ) -> EventPage:
         records, total = store.query_records(
             EventFilter(
-                camera_id=camera, label=label, since=_unix(since), until=_unix(until), limit=limit, offset=offset
+                camera_id=camera,
+                label=label,
+                box=box,
+                since=_unix(since),
+                until=_unix(until),
+                limit=limit,
+                offset=offset,
             )
         )
         return EventPage(items=[_public(r) for r in records], total=total, limit=limit, offset=offset)

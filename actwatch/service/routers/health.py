@@ -8,12 +8,13 @@ Example:
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 from fastapi import APIRouter, Depends, Response, status
 from fastapi.responses import JSONResponse
 
 from actwatch.service.deps import Services, require_token
-from actwatch.service.schemas import PROTECTED, Health, Readiness, error_responses
+from actwatch.service.schemas import PROTECTED, DeliveryState, Health, Readiness, error_responses
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,14 @@ def router() -> APIRouter:
             log.exception("controller.ready() failed")
             ready = False
         code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
-        body = Readiness(status="ready" if ready else "starting", providers=services.metrics.active_providers() or None)
+        delivery = None
+        if services.delivery is not None:
+            delivery = {name: DeliveryState(**asdict(s)) for name, s in services.delivery.statuses().items()}
+        body = Readiness(
+            status="ready" if ready else "starting",
+            providers=services.metrics.active_providers() or None,
+            delivery=delivery,
+        )
         return JSONResponse(body.model_dump(exclude_none=True), status_code=code)
 
     @api.get(
@@ -60,6 +68,11 @@ def router() -> APIRouter:
                 )
         except Exception:  # metrics must render even when the pipeline misbehaves
             log.exception("could not read camera statuses for /metrics")
+        if services.delivery is not None:
+            try:
+                services.delivery.refresh_metrics()
+            except Exception:
+                log.exception("could not read the outbox for /metrics")
         return Response(m.render(), media_type=m.content_type)
 
     return api

@@ -130,6 +130,7 @@ class MqttTarget:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_connect_fail = self._on_connect_fail
         self._connected = threading.Event()
+        self._stopping = False
         self._error: str | None = "connecting to the MQTT broker"
         self._lock = threading.Lock()
         self._announced: set[tuple[str, str]] = set()
@@ -142,6 +143,7 @@ class MqttTarget:
         self._client.loop_start()
 
     def stop(self) -> None:
+        self._stopping = True
         with self._lock:
             timers = [timer for _, timer in self._states.values()]
             self._states.clear()
@@ -183,7 +185,7 @@ class MqttTarget:
         self._connected.clear()
         if self._error is None:
             self._error = f"lost the connection to the MQTT broker {self._shown}: {reason}"
-        if was:
+        if was and not self._stopping:
             log.warning("%s (reconnecting)", self._error)
 
     def _on_connect_fail(self, _c: paho.Client, _u: Any) -> None:

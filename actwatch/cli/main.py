@@ -14,7 +14,7 @@ import sys
 
 import typer
 
-from actwatch.cli import assets_cmd, bench_cmd, model_cmd, predict_cmd, service_cmd, train_cmd
+from actwatch.cli import assets_cmd, bench_cmd, hub_cmd, model_cmd, predict_cmd, service_cmd, train_cmd
 from actwatch.errors import ActwatchError
 from actwatch.ort_builds import check_one_onnxruntime_build
 
@@ -59,7 +59,7 @@ def _before_command(ctx: typer.Context) -> None:
         check_one_onnxruntime_build()
 
 
-for _module in (assets_cmd, model_cmd, predict_cmd, train_cmd, service_cmd, bench_cmd):
+for _module in (assets_cmd, model_cmd, predict_cmd, train_cmd, service_cmd, hub_cmd, bench_cmd):
     _module.register(app)
 
 

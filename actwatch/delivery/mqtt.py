@@ -61,10 +61,15 @@ mqtt.password
     return f"the MQTT broker {endpoint} refused the connection: {text}{hint}"
 
 
-def make_client(settings: MqttBrokerSettings, client_id: str, *, clean_start: bool = True) -> paho.Client:
-    """A paho client (MQTT 5) with the settings' credentials and TLS; not connected yet."""
+def make_client(settings: MqttBrokerSettings, client_id: str, *, manual_ack: bool = False) -> paho.Client:
+    """A paho client (MQTT 5) with the settings' credentials and TLS; not connected yet. ``manual_ack``:
+    received QoS 1 messages are acknowledged by the caller (the hub, once the event is stored)."""
     client = paho.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, reconnect_on_failure=True
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=paho.MQTTv5,
+        reconnect_on_failure=True,
+        manual_ack=manual_ack,
     )
     if settings.username is not None:
         password = settings.password.get_secret_value() if settings.password is not None else None

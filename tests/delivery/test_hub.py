@@ -95,3 +95,18 @@ def test_hub_config_file_with_secret_variables(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(ConfigError) as info:
         load_hub_config(path)
     assert "mqtt.url" in str(info.value) and "workerz" in str(info.value)
+
+
+def test_hub_command_user_mistakes_exit_2_without_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bad = tmp_path / "hub.yaml"
+    bad.write_text("mqtt: {url: 'mqtt://broker.lan', password: '${NOT_SET_ANYWHERE}'}\n")
+    for args in (["--config", str(tmp_path / "missing.yaml")], ["--config", str(bad)]):
+        result = subprocess.run(
+            [sys.executable, "-m", "actwatch", "hub", *args], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert "mqtt.password: ${NOT_SET_ANYWHERE} is not set" in result.stderr

@@ -89,13 +89,15 @@ class Outbox:
         self._table = _outbox_table(sa.MetaData())
         self._table.create(store.engine, checkfirst=True)
 
-    def enqueue(self, conn: sa.Connection, targets: Sequence[str], event_id: str, payload: dict[str, Any]) -> int:
-        """Add ``payload`` for each of ``targets`` in the caller's transaction ``conn``; returns how many
-        old items were dropped to keep each target under ``max_pending``."""
+    def enqueue(
+        self, conn: sa.Connection, targets: Sequence[str], event_id: str, payload: dict[str, Any]
+    ) -> dict[str, int]:
+        """Add ``payload`` for each of ``targets`` in the caller's transaction ``conn``; returns, per target,
+        how many old items were dropped to keep it under ``max_pending`` (targets with none are left out)."""
         t = self._table
         now = self._clock()
         text = json.dumps(payload, separators=(",", ":"))
-        dropped = 0
+        dropped: dict[str, int] = {}
         for target in targets:
             conn.execute(t.insert().values(target=target, event_id=event_id, payload=text, created_at=now))
             count = int(conn.execute(sa.select(sa.func.count()).where(t.c.target == target)).scalar_one())
@@ -103,7 +105,7 @@ class Outbox:
             if excess > 0:
                 oldest = sa.select(t.c.seq).where(t.c.target == target).order_by(t.c.seq).limit(excess)
                 conn.execute(t.delete().where(t.c.seq.in_(oldest.scalar_subquery())))
-                dropped += excess
+                dropped[target] = excess
                 log.warning(
                     "outbox of %s is over its bound (%d): dropped the %d oldest", target, count - excess, excess
                 )

@@ -116,10 +116,8 @@ class DeliveryService:
         payload = event_payload(
             event, box=self.box, stored_at=record.created_at, snapshot=record.snapshot_path is not None
         )
-        dropped = self._outbox.enqueue(conn, targets, event.id, payload)
-        if dropped:
-            for target in targets:
-                self._metrics.count_outbox_dropped(target, dropped // len(targets))
+        for target, dropped in self._outbox.enqueue(conn, targets, event.id, payload).items():
+            self._metrics.count_outbox_dropped(target, dropped)
 
     def notify(self) -> None:
         """Wake the workers: the transaction that enqueued has committed."""

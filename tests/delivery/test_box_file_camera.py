@@ -39,7 +39,7 @@ def test_a_box_with_a_file_camera_delivers_to_mqtt_and_a_webhook(
                 "rules": [
                     {"label": "walking", "threshold": 0.01, "n": 1, "m": 1, "cooldown_s": 0, "min_track_age_s": 0}
                 ]
-            },  # fmt: skip
+            },
             "mqtt": {"url": broker.url, "box_id": "lobby-box"},
             "webhooks": {"targets": [{"name": "ops", "url": webhook.url, "secret": "s3cret-hook"}]},
         }

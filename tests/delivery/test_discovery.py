@@ -44,7 +44,9 @@ def test_discovery_payloads_match_the_schema(tmp_path: Path, broker: MosquittoBr
         emit(app, 1, label="fall")
         # Subscribed after the box announced itself: what Home Assistant sees when it starts later.
         with MqttRecorder(broker.port, ["homeassistant/#", "actwatch/shop-1/door/fall"]) as rec:
-            rec.wait_for(lambda r: len(r.on("homeassistant/#")) == 2 and r.on("actwatch/#"), 30, "retained config")
+            rec.wait_for(
+                lambda r: len(r.on("homeassistant/#")) == 2 and bool(r.on("actwatch/#")), 30, "retained config"
+            )
             configs = {m.topic: m for m in rec.on("homeassistant/#")}
             state = rec.on("actwatch/shop-1/door/fall")[-1]
     assert set(configs) == {

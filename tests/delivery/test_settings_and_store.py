@@ -15,7 +15,7 @@ from actwatch.delivery.outbox import Outbox
 from actwatch.delivery.settings import OutboxSettings
 from actwatch.errors import ConfigError
 from actwatch.service.events import Event
-from actwatch.service.store import EventFilter, EventStore
+from actwatch.service.store import EventFilter, EventRecord, EventStore
 
 
 def test_mqtt_and_webhook_secrets_come_from_variables_and_are_masked(
@@ -71,7 +71,11 @@ def test_outbox_keeps_order_and_its_bound(tmp_path: Path) -> None:
     outbox = Outbox(store, OutboxSettings(max_pending=5))
     for index in range(8):
         event = Event("door", index, "fall", 0.9, 1.0, 2.0 + index, (0.0, 0.0, 1.0, 1.0), id=f"o{index}")
-        store.add(event, None, in_transaction=lambda conn, rec: outbox.enqueue(conn, ["mqtt"], rec.event.id, {}))
+
+        def enqueue(conn: sa.Connection, record: EventRecord) -> None:
+            outbox.enqueue(conn, ["mqtt"], record.event.id, {})
+
+        store.add(event, None, in_transaction=enqueue)
     assert [item.event_id for item in outbox.pending("mqtt")] == ["o3", "o4", "o5", "o6", "o7"]
     assert store.count() == 8  # the events themselves are all kept
     store.close()

@@ -158,7 +158,7 @@ class MqttRecorder:
         self._persistent = client_id is not None
         if username is not None:
             self.client.username_pw_set(username, password)
-        self.client.reconnect_delay_set(0.2, 1)
+        self.client.reconnect_delay_set(1, 2)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *_a: self._subscribed.set()
@@ -170,7 +170,7 @@ class MqttRecorder:
     def _on_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
         props = getattr(message.properties, "UserProperty", None) or []
         with self._lock:
-            self.messages.append(Received(message.topic, message.payload, bool(message.retain), dict(props)))
+            self.messages.append(Received(message.topic, bytes(message.payload), bool(message.retain), dict(props)))
 
     def start(self) -> MqttRecorder:
         properties = None

@@ -114,6 +114,7 @@ class HubIngest:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         self._prefix = config.mqtt.topic_prefix + "/"
         endpoint = config.mqtt.endpoint()
         self._shown = f"{'mqtts' if endpoint.tls else 'mqtt'}://{endpoint.host}:{endpoint.port}"
@@ -147,8 +148,15 @@ class HubIngest:
             return
         self.error = None
         client.subscribe([(topic, 1) for topic in self._config.subscriptions()])
-        self.connected.set()
         log.info("hub: connected to %s, subscribed to %s", self._shown, ", ".join(self._config.subscriptions()))
+
+    def _on_subscribe(self, _c: paho.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
+        refused = [str(r) for r in reasons if getattr(r, "is_failure", False)]
+        if refused:
+            self.error = f"the MQTT broker {self._shown} refused the subscriptions: {', '.join(refused)}"
+            log.error("hub: %s", self.error)
+            return
+        self.connected.set()  # ready only once the broker confirmed the subscriptions (SUBACK)
 
     def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self.connected.clear()

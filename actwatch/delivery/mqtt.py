@@ -10,7 +10,7 @@ Topics (``<prefix>`` is ``mqtt.topic_prefix``, default ``actwatch``; ``<box>`` i
 - ``<prefix>/<box>/available``: ``online``, and ``offline`` as the last will (and on a clean stop).
 - ``<discovery_prefix>/binary_sensor/actwatch_<box>/<camera>_<label>/config``: Home Assistant discovery.
 
-An outbox item is acknowledged once the broker sent PUBACK for its event and its snapshot.
+An outbox item is acknowledged once the broker sent PUBACK for its event, its snapshot and the state.
 """
 
 from __future__ import annotations
@@ -232,12 +232,12 @@ class MqttTarget:
             jpeg = shrink_jpeg(snapshot.read_bytes(), s.snapshot_max_side)
             topic = s.box_topic(camera_id, label, "snapshot")
             waits.append(self._client.publish(topic, jpeg, qos=1, retain=True, properties=properties))
-        self._state_on(camera_id, label, item.event_id)
+        waits.append(self._state_on(camera_id, label, item.event_id))
         for info in waits:
             if not self._wait(info, s.publish_timeout_s):
                 raise DeliveryError(f"no PUBACK from the MQTT broker {self._shown} within {s.publish_timeout_s:g} s")
 
-    def _state_on(self, camera_id: str, label: str, event_id: str) -> None:
+    def _state_on(self, camera_id: str, label: str, event_id: str) -> paho.MQTTMessageInfo:
         key = (camera_id, label)
         timer = threading.Timer(self.settings.state_hold_s, self._state_off, args=(key,))
         timer.daemon = True
@@ -247,8 +247,9 @@ class MqttTarget:
                 old.cancel()
             self._states[key] = (count + 1, timer)
             count += 1
-        self._publish_state(key, state_payload(True, count, event_id))
+        info = self._publish_state(key, state_payload(True, count, event_id))
         timer.start()
+        return info
 
     def _state_off(self, key: tuple[str, str]) -> None:
         with self._lock:
@@ -256,5 +257,5 @@ class MqttTarget:
                 return
         self._publish_state(key, state_payload(False, 0, None))
 
-    def _publish_state(self, key: tuple[str, str], payload: dict[str, Any]) -> None:
-        self._client.publish(self.settings.box_topic(*key), json.dumps(payload), qos=1, retain=True)
+    def _publish_state(self, key: tuple[str, str], payload: dict[str, Any]) -> paho.MQTTMessageInfo:
+        return self._client.publish(self.settings.box_topic(*key), json.dumps(payload), qos=1, retain=True)

@@ -210,6 +210,9 @@ class DeliveryWorker:
                     return
                 try:
                     self.target.deliver(item)
+                    # Counted once the target acknowledged it (a failed delete below only means a resend).
+                    self._delivered += 1
+                    self._counters.count_delivered(self.target.name)
                     self._outbox.ack(item)
                 except Exception as exc:
                     failed = True
@@ -219,8 +222,6 @@ class DeliveryWorker:
                         log.warning("delivery to %s failed (will retry): %s", self.target.name, exc)
                     self._last_error = str(exc) or type(exc).__name__
                     break
-                self._delivered += 1
-                self._counters.count_delivered(self.target.name)
                 self._last_error = None
             if failed:
                 self._stop.wait(delay)

@@ -14,6 +14,7 @@ from actwatch.service.app import create_app
 from actwatch.service.controller import IdleController
 from tests.delivery.conftest import box_config, emit
 from tests.support.mosquitto import MosquittoBroker, MqttRecorder
+from tests.support.polling import wait_until
 
 # https://www.home-assistant.io/integrations/binary_sensor.mqtt/ (configuration variables)
 BINARY_SENSOR_KEYS = {
@@ -40,8 +41,10 @@ def _render(template: str, payload: bytes) -> str:
 def test_discovery_payloads_match_the_schema(tmp_path: Path, broker: MosquittoBroker) -> None:
     config = box_config(tmp_path / "box", "shop-1", broker.url)
     app = create_app(config, IdleController())
-    with TestClient(app):
+    with TestClient(app) as client:
         emit(app, 1, label="fall")
+        # Delivered (PUBACKs for the event, its snapshot and its state) before anyone subscribes.
+        assert wait_until(lambda: client.get("/readyz").json()["delivery"]["mqtt"]["pending"] == 0, 30)
         # Subscribed after the box announced itself: what Home Assistant sees when it starts later.
         with MqttRecorder(broker.port, ["homeassistant/#", "actwatch/shop-1/door/fall"]) as rec:
             rec.wait_for(

@@ -37,6 +37,7 @@ def test_events_states_snapshots_availability_and_discovery(tmp_path: Path, brok
             ids = emit(app, 3)
             rec.wait_for(lambda r: len(r.on("actwatch/shop-1/events")) == 3, 30, "3 events")
             rec.wait_for(lambda r: len(r.on("actwatch/shop-1/door/fighting/snapshot")) == 3, 30, "3 snapshots")
+            rec.wait_for(lambda r: len(r.on("actwatch/shop-1/door/fighting")) == 3, 30, "3 states")
             assert wait_until(lambda: _pending(client) == 0, 30)
             events = [json.loads(m.payload) for m in rec.on("actwatch/shop-1/events")]
             assert [e["id"] for e in events] == ids
@@ -64,6 +65,7 @@ def test_broker_outage_every_stored_event_arrives_in_order(tmp_path: Path, broke
         with TestClient(app) as client:
             before = emit(app, 20, start=0)
             recorder.wait_for(lambda r: len(r.on("actwatch/#")) >= 20, 60, "the events before the outage")
+            assert wait_until(lambda: _pending(client) == 0, 60)  # acknowledged, not only received
             broker.stop()
             during = emit(app, 30, start=20)  # stored while the broker is down: they wait in the outbox
             assert wait_until(lambda: client.get("/readyz").json()["delivery"]["mqtt"]["state"] == "failing", 30)

@@ -110,3 +110,36 @@ def test_hub_command_user_mistakes_exit_2_without_a_traceback(tmp_path: Path) ->
         assert result.returncode == 2, result.stderr
         assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
     assert "mqtt.password: ${NOT_SET_ANYWHERE} is not set" in result.stderr
+
+
+def test_boxes_and_two_hub_processes_on_postgresql(tmp_path: Path, broker: MosquittoBroker) -> None:
+    """A large fleet's set-up: the box's events and outbox in PostgreSQL, two hub apps (as two processes
+    would) with one share group writing one PostgreSQL database; each event is stored once."""
+    from tests.support.postgres import PostgresServer
+
+    with PostgresServer() as pg:
+        hub_db = pg.create_database("hub")
+        box = create_app(
+            box_config(tmp_path / "a", "box-a", broker.url, storage={"database_url": pg.create_database("box")}),
+            IdleController(),
+        )
+        hubs = [
+            create_hub_app(
+                _hub_config(
+                    tmp_path / f"hub{i}", broker, share_group="hubs", storage={"database_url": hub_db}, mqtt={
+                        "url": broker.url, "client_id": f"hub-process-{i}"}
+                )
+            )
+            for i in range(2)
+        ]  # fmt: skip
+        with TestClient(hubs[0]) as hub0, TestClient(hubs[1]) as hub1, TestClient(box) as box_client:
+            for hub in (hub0, hub1):
+                assert wait_until(lambda h=hub: h.get("/readyz").status_code == 200, 30)  # type: ignore[misc]
+            ids = emit(box, 40, prefix="pg")
+            assert wait_until(lambda: _total(hub0) == 40, 60), _total(hub0)
+            assert box_client.get("/readyz").json()["delivery"]["mqtt"]["state"] == "ok"
+            assert (
+                sorted(e["id"] for e in hub1.get("/events", params={"limit": 100}, headers=AUTH).json()["items"]) == ids
+            )
+            split = [sum(w.ingested for w in app.state.services.controller.workers) for app in hubs]
+        assert sum(split) == 40 and all(n > 0 for n in split), split  # the broker split the feed

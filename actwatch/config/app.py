@@ -30,6 +30,7 @@ from actwatch.config.sections import (
     mask_url,
 )
 from actwatch.errors import SourceError
+from actwatch.service.media_settings import MediaSettings
 from actwatch.tracker.bytetrack import TrackerSettings
 from actwatch.tracker.detector import DetectorSettings
 
@@ -78,6 +79,10 @@ class AppConfig(BaseSettings):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Compute loop.")
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert rules.")
     storage: StorageConfig = Field(default_factory=StorageConfig, description="Event storage.")
+    media: MediaSettings = Field(
+        default_factory=MediaSettings,
+        description="Live frames, MJPEG, signed media URLs and event clips (actwatch.service.media_settings).",
+    )
     log_level: LogLevel = Field("INFO", description="Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
     # Values that came from ${VAR} or *_FILE (actwatch.config.secrets): masked wherever shown.
     _secrets: frozenset[str] = PrivateAttr(default_factory=frozenset)

@@ -35,7 +35,7 @@ def image(value: int = 0, w: int = 64, h: int = 48) -> np.ndarray:
 def recorder(tmp_path: Path, **settings: float) -> tuple[ClipRecorder, RecordingWriter]:
     writer = RecordingWriter()
     store = ClipStore(tmp_path / "clips", retention_days=1)
-    return ClipRecorder(store, ClipSettings(**settings), writer=writer), writer  # type: ignore[arg-type]
+    return ClipRecorder(store, ClipSettings(**settings), writer=writer), writer
 
 
 def test_a_clip_has_its_pre_roll_from_the_ring_and_its_post_roll_at_the_clip_rate(tmp_path: Path) -> None:

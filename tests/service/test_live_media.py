@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -144,10 +145,10 @@ def test_an_open_mjpeg_stream_does_not_hold_up_shutdown(app: object) -> None:
     stream_cm.__exit__(None, None, None)
 
 
-def read_parts(chunks: object) -> object:
+def read_parts(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """The JPEG bodies of a multipart/x-mixed-replace stream, one at a time."""
     buffer = b""
-    for chunk in chunks:  # type: ignore[attr-defined]
+    for chunk in chunks:
         buffer += chunk
         while True:
             head_end = buffer.find(b"\r\n\r\n")

@@ -29,8 +29,9 @@ from collections.abc import Callable, Mapping
 from urllib.parse import quote
 
 _ID = r"[A-Za-z0-9_-]{1,64}"
-SIGNABLE = re.compile(rf"^/cameras/{_ID}/(latest\.jpg|stream\.mjpeg)$|^/events/{_ID}/(snapshot|crops|clip)$")
+SIGNABLE_PATTERN = rf"^(/cameras/{_ID}/(latest\.jpg|stream\.mjpeg)|/events/{_ID}/(snapshot|crops|clip))$"
 """The paths a signed URL may open: live frames and an event's evidence."""
+SIGNABLE = re.compile(SIGNABLE_PATTERN)
 
 
 class MediaSigner:

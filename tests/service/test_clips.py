@@ -21,10 +21,12 @@ class RecordingWriter:
 
     def __init__(self) -> None:
         self.clips: dict[str, list[float]] = {}
+        self.fps: dict[str, float] = {}
         self.done = threading.Event()
 
     def __call__(self, path: Path, frames: Sequence[ClipFrame], fps: float) -> None:
         self.clips[path.stem] = [f.time for f in frames]
+        self.fps[path.stem] = fps
         self.done.set()
 
 
@@ -53,6 +55,19 @@ def test_a_clip_has_its_pre_roll_from_the_ring_and_its_post_roll_at_the_clip_rat
     gaps = np.diff(times)
     assert gaps.min() >= 0.25 - 1e-9  # at most fps frames a second
     assert len(times) == 9  # 1 s before (4 + the confirming one) and 1 s after (4)
+    assert writer.fps["ev1"] == 4.0
+
+
+def test_a_camera_processed_slower_than_the_clip_rate_still_plays_in_real_time(tmp_path: Path) -> None:
+    rec, writer = recorder(tmp_path, pre_roll_s=2.0, post_roll_s=2.0, fps=8)
+    for i in range(5):  # 2 frames a second
+        rec.add_frame("door", 10.0 + i / 2, image())
+    rec.start("ev", "door", 12.0)
+    for i in range(5, 10):
+        rec.add_frame("door", 10.0 + i / 2, image())
+    rec.close()
+    assert writer.clips["ev"] == [10.0, 10.5, 11.0, 11.5, 12.0, 12.5, 13.0, 13.5, 14.0]
+    assert writer.fps["ev"] == 2.0  # 9 frames over 4 s, not 9 frames at 8 fps
 
 
 def test_clips_collected_at_once_are_bounded(tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from actwatch.service.events import AlertRecord, Event
+from actwatch.service.events import AlertRecord, Event, FrameOverlay, TrackOverlay
 from tests.support.browser import chromium, image_loaded, page_problems
 
-from .conftest import CAMERA_PASSWORD, TOKEN, LiveServer, frame, services_of
+from .conftest import CAMERA_PASSWORD, TOKEN, FakeController, LiveServer, frame, services_of
 
 WAIT_S = 20  # upper bound for the page to catch up; the test passes as soon as it does
 
@@ -68,3 +68,40 @@ def test_dashboard_shows_cameras_and_live_events(app: FastAPI, browser: WebDrive
         wait.until(lambda d: d.find_element(By.ID, "auth").is_displayed())
         wait.until(lambda d: "not accepted" in d.find_element(By.ID, "auth-error").text)
         assert not browser.find_element(By.ID, "content").is_displayed()
+
+
+def test_live_tile_shows_frames_boxes_and_the_camera_state(
+    app: FastAPI, controller: FakeController, browser: WebDriver
+) -> None:
+    sink = services_of(app).sink
+    wait = WebDriverWait(browser, WAIT_S)
+    tile = '.tile[data-camera-id="cam1"]'
+    box = TrackOverlay(4, (20.0, 20.0, 80.0, 110.0), 0.9, "falling", 0.77)
+
+    def frame_processed() -> None:  # what the pipeline does for each processed frame
+        sink.emit_tracks(FrameOverlay("cam1", time.time(), (box,)), frame())
+
+    with LiveServer(app) as server:
+        browser.get(f"{server.url}/#token={TOKEN}")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, tile + " .state"))
+        assert browser.find_element(By.CSS_SELECTOR, tile + " .state").text == "streaming"
+        assert not browser.find_elements(By.CSS_SELECTOR, '.tile[data-camera-id="cam2"]')  # disabled: no tile
+        # each poll hands the sink one more frame, until the page has subscribed, loaded it and drawn the box
+        wait.until(lambda d: frame_processed() or image_loaded(d, tile + " img.live-frame"))
+        wait.until(
+            lambda d: (
+                frame_processed()
+                or d.find_element(By.CSS_SELECTOR, tile + " canvas").get_attribute("data-labels") == "#4 falling"
+            )
+        )
+        src = browser.find_element(By.CSS_SELECTOR, tile + " img.live-frame").get_attribute("src") or ""
+        assert "/cameras/cam1/latest.jpg?expires=" in src and TOKEN not in src
+
+        controller.states["cam1"] = (
+            "reconnecting",
+            f"connection refused by rtsp://admin:{CAMERA_PASSWORD}@10.0.0.5/live",
+        )
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, tile + " .state").text == "reconnecting")
+        error = browser.find_element(By.CSS_SELECTOR, tile + " .tile-error").text
+        assert error.startswith("last error: connection refused") and CAMERA_PASSWORD not in browser.page_source
+        assert page_problems(browser) == []

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -133,6 +134,8 @@ def test_alert_opens_with_snapshot_and_clip_and_is_acknowledged(
 ) -> None:
     open_view(browser, "live")
     wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#live-events li[data-event-id]"))
+    wait(browser).until(lambda d: image_loaded(d, "#live-events li[data-event-id] img"))
+    browser.save_screenshot(str(shots / "live.png"))  # tiles, boxes and the alert feed
     item = browser.find_element(By.CSS_SELECTOR, "#live-events li[data-event-id]")
     event_id = item.get_attribute("data-event-id")
     item.find_element(By.CSS_SELECTOR, "button.link-button").click()
@@ -141,9 +144,10 @@ def test_alert_opens_with_snapshot_and_clip_and_is_acknowledged(
     wait(browser).until(lambda d: image_loaded(d, "#detail-snapshot"))
     wait(browser).until(lambda d: image_loaded(d, "#detail-crops"))
     # the clip is written after its post-roll; the page looks again until it is there and plays it
+    # (1 s before and 1 s after the event: at least a second long, whatever rate the camera was processed at)
     wait(browser).until(
         lambda d: d.execute_script(
-            "const v = document.getElementById('detail-clip'); return v.readyState >= 2 && v.duration > 0;"
+            "const v = document.getElementById('detail-clip'); return v.readyState >= 2 && v.duration >= 1;"
         )
     )
     assert (browser.find_element(By.ID, "detail-clip").get_attribute("src") or "").startswith("http")
@@ -191,6 +195,11 @@ def test_zone_drawn_on_the_live_frame_is_stored(service: LiveService, browser: W
     # four corners around the middle of the frame (offsets from the element's centre)
     for dx, dy in ((-0.3, -0.3), (0.3, -0.3), (0.3, 0.3), (-0.3, 0.3)):
         ActionChains(browser).move_to_element_with_offset(canvas, int(dx * width), int(dy * height)).click().perform()
+    wait(browser).until(lambda d: d.find_element(By.ID, "zone-canvas").get_attribute("data-points") == "4")
+    # the keyboard draws too: Enter adds a corner at the cross, Backspace takes the last one away
+    canvas.send_keys(Keys.ARROW_LEFT, Keys.ENTER)
+    wait(browser).until(lambda d: d.find_element(By.ID, "zone-canvas").get_attribute("data-points") == "5")
+    canvas.send_keys(Keys.BACKSPACE)
     wait(browser).until(lambda d: d.find_element(By.ID, "zone-canvas").get_attribute("data-points") == "4")
     browser.find_element(By.ID, "zone-save").click()
     wait(browser).until(lambda d: "Zone saved" in d.find_element(By.ID, "zone-status").text)

@@ -78,8 +78,9 @@ def test_live_tile_shows_frames_boxes_and_the_camera_state(
     tile = '.tile[data-camera-id="cam1"]'
     box = TrackOverlay(4, (20.0, 20.0, 80.0, 110.0), 0.9, "falling", 0.77)
 
-    def frame_processed() -> None:  # what the pipeline does for each processed frame
+    def frame_processed() -> bool:  # what the pipeline does for each processed frame; False: keep polling
         sink.emit_tracks(FrameOverlay("cam1", time.time(), (box,)), frame())
+        return False
 
     with LiveServer(app) as server:
         browser.get(f"{server.url}/#token={TOKEN}")

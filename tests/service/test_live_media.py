@@ -63,6 +63,10 @@ def test_latest_jpg_is_the_newest_processed_frame_encoded_on_request(client: Tes
     assert np.abs(drawn[y1 + 20 : y2 - 10, x1 + 10 : x2 - 10].astype(int) - 230).max() < 30  # inside untouched
 
     small = decode(client.get("/cameras/cam1/latest.jpg?width=80&overlay=1", headers=auth()).content)
+    sink.emit_tracks(overlay(camera="cam2", t=3.0), dark)
+    assert client.get("/cameras/cam2/latest.jpg", headers=auth()).status_code == 200
+    assert client.patch("/cameras/cam2", json={"enabled": False}, headers=auth()).status_code == 200
+    assert client.get("/cameras/cam2/latest.jpg", headers=auth()).status_code == 404  # no stale frame
     assert small.shape == (60, 80, 3)
     assert decode(client.get("/cameras/cam1/latest.jpg?width=999", headers=auth()).content).shape[1] == 160
     assert client.get("/cameras/cam1/latest.jpg?width=2", headers=auth()).status_code == 422

@@ -31,6 +31,7 @@ from actwatch.config.sections import (
 )
 from actwatch.delivery.settings import MqttSettings, OutboxSettings, WebhookSettings
 from actwatch.errors import SourceError
+from actwatch.service.media_settings import MediaSettings
 from actwatch.tracker.bytetrack import TrackerSettings
 from actwatch.tracker.detector import DetectorSettings
 
@@ -87,6 +88,10 @@ class AppConfig(BaseSettings):
     )
     outbox: OutboxSettings = Field(
         default_factory=OutboxSettings, description="Durable queue of events waiting for MQTT and webhooks."
+    )
+    media: MediaSettings = Field(
+        default_factory=MediaSettings,
+        description="Live frames, MJPEG, signed media URLs and event clips (actwatch.service.media_settings).",
     )
     log_level: LogLevel = Field("INFO", description="Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
     # Values that came from ${VAR} or *_FILE (actwatch.config.secrets): masked wherever shown.

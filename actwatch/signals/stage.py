@@ -43,7 +43,8 @@ Rule = AlertRule | AlertRuleConfig
 def split_rules(
     rules: Iterable[Rule], model_classes: Sequence[str], signal_labels: Sequence[str]
 ) -> tuple[list[Rule], list[Rule]]:
-    """``rules`` as (model rules, signal rules), by label.
+    """``rules`` as (model rules, signal rules), by label. A label that is neither a model class nor a
+    signal, or both, is a :class:`~actwatch.errors.ConfigError` naming the rule (``alerts.rules.N.label``).
 
     Example:
         >>> rules = [AlertRule("fighting"), AlertRule("running")]
@@ -52,16 +53,22 @@ def split_rules(
     """
     model_rules: list[Rule] = []
     signal_rules: list[Rule] = []
-    for rule in rules:
+    for i, rule in enumerate(rules):
+        where = f"alerts.rules.{i}.label"
         if rule.label in signal_labels:
             if rule.label in model_classes:
                 raise ConfigError(
-                    f"alert rule label '{rule.label}' names both a class of the action model and a behaviour "
-                    f"signal; give the signal another label (e.g. signals.<name>.label: signal_{rule.label})"
+                    f"{where}: '{rule.label}' names both a class of the action model and a behaviour signal; "
+                    f"give the signal another label (e.g. signals.<name>.label: signal_{rule.label})"
                 )
             signal_rules.append(rule)
-        else:
+        elif rule.label in model_classes:
             model_rules.append(rule)
+        else:
+            raise ConfigError(
+                f"{where}: unknown label '{rule.label}'; the model's classes are {', '.join(model_classes)} and "
+                f"the behaviour signals are {', '.join(signal_labels)}"
+            )
     return model_rules, signal_rules
 
 

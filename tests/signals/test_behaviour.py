@@ -121,10 +121,12 @@ def test_rules_are_split_by_label_and_a_clash_is_a_config_error() -> None:
         {"alerts": {"rules": [{"label": "fighting"}, {"label": "fallen"}, {"label": "dwell"}]}}
     )
     labels = SignalsSettings().labels()
-    model, signal = split_rules(config.alerts.rules, ["walking", "fighting"], labels)
+    with pytest.raises(ConfigError, match=r"alerts\.rules\.2\.label: unknown label 'dwell'.* signals are fallen"):
+        split_rules(config.alerts.rules, ["walking", "fighting"], labels)
+    model, signal = split_rules(config.alerts.rules, ["walking", "fighting", "dwell"], labels)
     assert [r.label for r in model] == ["fighting", "dwell"] and [r.label for r in signal] == ["fallen"]
-    with pytest.raises(ConfigError, match=r"'fallen' names both .* signals\.<name>\.label"):
-        split_rules(config.alerts.rules, ["fallen", "fighting"], labels)
+    with pytest.raises(ConfigError, match=r"alerts\.rules\.1\.label: 'fallen' names both .* signals\.<name>\.label"):
+        split_rules(config.alerts.rules, ["fallen", "fighting", "dwell"], labels)
     renamed = AppConfig.model_validate({"signals": {"fallen": {"label": "lying"}}}).signals
     assert renamed.labels() == ("lying", "loitering", "running")
     with pytest.raises(ValueError, match="signal labels must differ"):

@@ -79,3 +79,11 @@ def test_the_demo_shows_loitering_and_running_within_the_first_minute(
     assert all(r.frame_bgr is not None and r.frame_bgr.shape == (576, 768, 3) for r in signal_events)
     # The untrained head's events are there too, and their label says what they are.
     assert all(r.event.label.startswith(UNTRAINED_PREFIX) for r in sink.events if r not in signal_events)
+
+
+def test_the_demo_model_is_reused_while_it_is_current(demo_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from actwatch.cli.service_cmd import demo_model_dir
+
+    # demo_model is <data_dir>/demo-model/onnx, made from the current classes and the ImageNet backbone.
+    assert demo_model_dir(demo_model.parent.parent) == demo_model
+    assert "creating the demo model" not in capsys.readouterr().out

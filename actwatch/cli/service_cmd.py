@@ -131,12 +131,16 @@ def register(app: typer.Typer) -> None:
         from actwatch.assets import default_cache_dir, ensure_backbone_weights, ensure_detector, ensure_sample_video
         from actwatch.demo import demo_app_config
         from actwatch.demo_model import UNTRAINED_PREFIX
+        from actwatch.errors import AssetMissingError
         from actwatch.model.manifest import load_manifest
 
         cache = default_cache_dir()
         data = data_dir or cache / "demo"
         if model is None:
-            ensure_backbone_weights(cache)  # the demo model starts from ImageNet features
+            try:
+                ensure_backbone_weights(cache)  # the demo model starts from ImageNet features
+            except AssetMissingError as exc:  # offline: the demo still runs, its backbone random (warned)
+                typer.echo(f"warning: {exc}", err=True)
         model_dir = model or demo_model_dir(data)
         classes = load_manifest(model_dir).classes
         alert_label = label or classes[0]

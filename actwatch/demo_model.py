@@ -1,11 +1,12 @@
 """The untrained model that ``actwatch demo`` and ``actwatch bench`` run when no trained one is given.
 
-Its labels are noise (no weights are trained, and ImageNet weights cannot be downloaded offline); it
-exists so the whole path runs end to end, and so the benchmark times real ONNX graphs of the real shape.
+Its backbone has ImageNet features (``actwatch assets``) but its action head is untrained, so its labels
+are noise, and they say so: every class is named ``untrained-…``, in events, the store and the dashboard.
+It exists so the whole path runs end to end, and so the benchmark times real ONNX graphs of the real shape.
 
 Example:
     >>> DEMO_CLASSES[:2]
-    ('walking', 'standing')
+    ('untrained-walking', 'untrained-standing')
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from actwatch.model.config import InputSpec
 
-DEMO_CLASSES = ("walking", "standing", "sitting", "fighting", "falling")
+UNTRAINED_PREFIX = "untrained-"
+DEMO_CLASSES = tuple(f"{UNTRAINED_PREFIX}{name}" for name in ("walking", "standing", "sitting", "fighting", "falling"))
 
 
 def export_untrained_model(out_dir: Path, input_spec: InputSpec | None = None) -> Path:

@@ -63,19 +63,33 @@ def _given(**options: Any) -> dict[str, Any]:
 
 
 def demo_model_dir(data_dir: Path) -> Path:
-    """An untrained MobileNetV2-LSTM exported under ``data_dir`` (made once, reused while valid)."""
-    from actwatch.demo_model import export_untrained_model
+    """The untrained demo model exported under ``data_dir``: made once, reused while it is valid, has the
+    current :data:`~actwatch.demo_model.DEMO_CLASSES` and started from the backbone available now."""
+    from actwatch.demo_model import DEMO_CLASSES, export_untrained_model
     from actwatch.errors import ManifestError
     from actwatch.model.manifest import load_manifest
 
     out = data_dir / "demo-model"
     try:
-        load_manifest(out / "onnx")
-        return out / "onnx"
+        manifest = load_manifest(out / "onnx")
+        random_backbone = manifest.checkpoint.get("metadata", {}).get("backbone") == "random"
+        if manifest.classes == list(DEMO_CLASSES) and not (random_backbone and _imagenet_weights_cached()):
+            return out / "onnx"
     except ManifestError:
         pass
-    typer.echo("actwatch: creating the demo model (an UNTRAINED MobileNetV2-LSTM; its labels are noise)")
+    typer.echo("actwatch: creating the demo model (ImageNet backbone, UNTRAINED action head: its labels are noise)")
     return export_untrained_model(out)
+
+
+def _imagenet_weights_cached() -> bool:
+    from actwatch.assets import ensure_backbone_weights
+    from actwatch.errors import AssetMissingError
+
+    try:
+        ensure_backbone_weights(fetch=False)
+    except AssetMissingError:
+        return False
+    return True
 
 
 def register(app: typer.Typer) -> None:
@@ -112,40 +126,38 @@ def register(app: typer.Typer) -> None:
         ] = None,
         label: Annotated[str | None, typer.Option(help="Class that alerts (default: the model's first).")] = None,
     ) -> None:
-        """Run the service on OpenCV's vtest.avi (looping, real time) with the offline detector."""
-        from actwatch.assets import default_cache_dir, ensure_detector, ensure_sample_video
-        from actwatch.config import AppConfig
-        from actwatch.demo_model import low_bar_rule, offline_detector_section
+        """Run the service on OpenCV's vtest.avi (looping, real time) with the offline detector: loitering,
+        running and fallen alerts from behaviour signals, and the (untrained) action model's labels."""
+        from actwatch.assets import default_cache_dir, ensure_backbone_weights, ensure_detector, ensure_sample_video
+        from actwatch.demo import demo_app_config
+        from actwatch.demo_model import UNTRAINED_PREFIX
+        from actwatch.errors import AssetMissingError
         from actwatch.model.manifest import load_manifest
 
         cache = default_cache_dir()
         data = data_dir or cache / "demo"
+        if model is None:
+            try:
+                ensure_backbone_weights(cache)  # the demo model starts from ImageNet features
+            except AssetMissingError as exc:  # offline: the demo still runs, its backbone random (warned)
+                typer.echo(f"warning: {exc}", err=True)
         model_dir = model or demo_model_dir(data)
         classes = load_manifest(model_dir).classes
         alert_label = label or classes[0]
         if alert_label not in classes:
             raise ActwatchError(f"--label {alert_label!r} is not a class of the model ({', '.join(classes)})")
-        sample = ensure_sample_video(cache)
-        cfg = AppConfig.model_validate(
-            {
-                "data_dir": str(data),
-                "server": _given(host=host, port=port),
-                # The sample's folder only: files elsewhere stay closed to API clients, as in `serve`.
-                "sources": {"file_dirs": [str(sample.resolve().parent)]},
-                "cameras": [
-                    {
-                        "id": "vtest",
-                        "name": "OpenCV vtest.avi",
-                        "url": str(sample),
-                        "loop": True,
-                        "realtime": True,
-                    }
-                ],
-                "detector": offline_detector_section(ensure_detector(cache), imgsz),
-                "model": {"dir": str(model_dir)},
-                "alerts": {"rules": [low_bar_rule(alert_label, cooldown_s=60, min_track_age_s=2)]},
-            }
+        cfg = demo_app_config(
+            data_dir=data,
+            sample=ensure_sample_video(cache),
+            detector=ensure_detector(cache),
+            model_dir=model_dir,
+            model_label=alert_label,
+            server=_given(host=host, port=port),
+            imgsz=imgsz,
         )
+        typer.echo("actwatch: demo alerts: loitering (in the zone), running and fallen (behaviour signals)")
+        if all(name.startswith(UNTRAINED_PREFIX) for name in classes):
+            typer.echo(f"actwatch: the action model is UNTRAINED: its '{UNTRAINED_PREFIX}…' labels are noise")
         _run_server(cfg, announce=True)
 
     @app.command("validate-config")

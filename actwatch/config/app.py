@@ -32,6 +32,7 @@ from actwatch.config.sections import (
 from actwatch.delivery.settings import MqttSettings, OutboxSettings, WebhookSettings
 from actwatch.errors import SourceError
 from actwatch.service.media_settings import MediaSettings
+from actwatch.signals.settings import SignalsSettings
 from actwatch.tracker.bytetrack import TrackerSettings
 from actwatch.tracker.detector import DetectorSettings
 
@@ -78,7 +79,13 @@ class AppConfig(BaseSettings):
     )
     model: ModelSection = Field(default_factory=ModelSection, description="Exported action model.")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Compute loop.")
-    alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert rules.")
+    alerts: AlertsConfig = Field(
+        default_factory=AlertsConfig, description="Alert rules, for the model's classes and the behaviour signals."
+    )
+    signals: SignalsSettings = Field(
+        default_factory=SignalsSettings,
+        description="Behaviour signals that need no training: fallen, loitering, running (actwatch.signals).",
+    )
     storage: StorageConfig = Field(default_factory=StorageConfig, description="Event storage.")
     mqtt: MqttSettings | None = Field(
         None, description="MQTT broker the events go to (actwatch.delivery.settings); null: no MQTT."

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from actwatch.assets import ensure_backbone_weights
@@ -30,7 +31,7 @@ class _Sink:
     def emit_event(self, alert: AlertRecord) -> None:
         self.events.append(alert)
 
-    def emit_tracks(self, overlay: FrameOverlay) -> None:
+    def emit_tracks(self, overlay: FrameOverlay, image: np.ndarray | None = None) -> None:
         pass
 
 

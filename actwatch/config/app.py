@@ -25,6 +25,7 @@ from actwatch.config.sections import (
     CameraConfig,
     ModelSection,
     PipelineConfig,
+    PredictionsConfig,
     ServerConfig,
     StorageConfig,
     mask_url,
@@ -78,6 +79,9 @@ class AppConfig(BaseSettings):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Compute loop.")
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert rules.")
     storage: StorageConfig = Field(default_factory=StorageConfig, description="Event storage.")
+    predictions: PredictionsConfig = Field(
+        default_factory=PredictionsConfig, description="Upload-a-video jobs (POST /predictions)."
+    )
     log_level: LogLevel = Field("INFO", description="Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
     # Values that came from ${VAR} or *_FILE (actwatch.config.secrets): masked wherever shown.
     _secrets: frozenset[str] = PrivateAttr(default_factory=frozenset)

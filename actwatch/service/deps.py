@@ -28,6 +28,8 @@ from actwatch.service.broadcast import Broadcaster
 from actwatch.service.cameras import CameraService
 from actwatch.service.controller import CameraController
 from actwatch.service.metrics import ServiceMetrics
+from actwatch.service.prediction_schemas import ModelInfo
+from actwatch.service.predictions import PredictionService
 from actwatch.service.sink import EventSink
 from actwatch.service.store import EventStore
 from actwatch.service.throttle import AuthThrottle, ConnectionSlots
@@ -47,6 +49,8 @@ class ServiceState:
     controller: CameraController
     auth_throttle: AuthThrottle
     pending_websockets: ConnectionSlots
+    predictions: PredictionService
+    model: ModelInfo | None = None  # None where no pipeline runs (a test app with a fake controller)
     started: bool = False
 
 
@@ -80,11 +84,16 @@ def get_config(services: Services) -> AppConfig:
     return services.config
 
 
+def get_predictions(services: Services) -> PredictionService:
+    return services.predictions
+
+
 Store = Annotated[EventStore, Depends(get_store)]
 Cameras = Annotated[CameraService, Depends(get_cameras)]
 Controller = Annotated[CameraController, Depends(get_controller)]
 Metrics = Annotated[ServiceMetrics, Depends(get_metrics)]
 Config = Annotated[AppConfig, Depends(get_config)]
+Predictions = Annotated[PredictionService, Depends(get_predictions)]
 
 # Stateless security scheme object (it also documents the bearer scheme in OpenAPI).
 _bearer = HTTPBearer(auto_error=False, description="The service token (see <data_dir>/token).")

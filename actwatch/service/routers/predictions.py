@@ -14,6 +14,7 @@ from pathlib import Path as FilePath
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, UploadFile, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 
 from actwatch.service.deps import Predictions, require_token
@@ -45,15 +46,14 @@ def router() -> APIRouter:
         "",
         status_code=status.HTTP_202_ACCEPTED,
         summary="Upload a video (multipart field 'file'); it runs as a background job",
+        description="422 when the file is not a readable video or is longer than predictions.max_duration_s.",
         responses=error_responses(
             *PROTECTED,
             413,
             415,
-            422,
             503,
             _413="Over predictions.max_upload_mb.",
             _415="Not an accepted video type.",
-            _422="Not a readable video, or over predictions.max_duration_s.",
             _429="Too many failed authentication attempts, or predictions.max_jobs jobs queued or running.",
             _503="This service runs no compute pipeline.",
         ),
@@ -64,6 +64,11 @@ def router() -> APIRouter:
         try:
             job = await asyncio.to_thread(predictions.create, file.file, file.filename or "")
         except PredictionRefused as refused:
+            if refused.status_code == status.HTTP_422_UNPROCESSABLE_CONTENT:
+                # a 422 like every other: a list of problems (here: the file is not a usable video)
+                raise RequestValidationError(
+                    [{"type": "video", "loc": ("body", "file"), "msg": refused.message}]
+                ) from None
             raise HTTPException(refused.status_code, detail=refused.message) from None
         finally:
             await file.close()

@@ -31,6 +31,7 @@ from actwatch.config.sections import (
     mask_url,
 )
 from actwatch.errors import SourceError
+from actwatch.service.media_settings import MediaSettings
 from actwatch.tracker.bytetrack import TrackerSettings
 from actwatch.tracker.detector import DetectorSettings
 
@@ -81,6 +82,10 @@ class AppConfig(BaseSettings):
     storage: StorageConfig = Field(default_factory=StorageConfig, description="Event storage.")
     predictions: PredictionsConfig = Field(
         default_factory=PredictionsConfig, description="Upload-a-video jobs (POST /predictions)."
+    )
+    media: MediaSettings = Field(
+        default_factory=MediaSettings,
+        description="Live frames, MJPEG, signed media URLs and event clips (actwatch.service.media_settings).",
     )
     log_level: LogLevel = Field("INFO", description="Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
     # Values that came from ${VAR} or *_FILE (actwatch.config.secrets): masked wherever shown.

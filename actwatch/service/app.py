@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exception_handlers import http_exception_handler
@@ -54,12 +55,15 @@ from actwatch.service.api_docs import router as api_docs_router
 from actwatch.service.auth import bearer_from_header, resolve_token, token_matches
 from actwatch.service.broadcast import Broadcaster
 from actwatch.service.cameras import CameraService
+from actwatch.service.clips import ClipRecorder, ClipStore
 from actwatch.service.controller import CameraController
-from actwatch.service.deps import ServiceState
+from actwatch.service.deps import SIGNED_MEDIA_SCOPE_KEY, ServiceState
+from actwatch.service.live_frames import LiveFrames
 from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.prediction_schemas import ModelInfo
 from actwatch.service.predictions import JobRunner, PredictionService, upload_too_large_message
-from actwatch.service.routers import cameras, events, health, predictions, system, ws
+from actwatch.service.routers import cameras, events, health, live, predictions, system, ws
+from actwatch.service.signed_urls import MediaSigner
 from actwatch.service.sink import EventSink
 from actwatch.service.store import EventStore
 from actwatch.service.throttle import AuthThrottle, ConnectionSlots, client_address
@@ -108,17 +112,20 @@ async def _too_many_attempts(send: Send, retry_after: float) -> None:
 
 class BearerAuthMiddleware:
     """401 for HTTP requests without the token, *before* any body is read or validated; 429 for a client
-    that has used up its failed attempts (:class:`~actwatch.service.throttle.AuthThrottle`).
+    that has used up its failed attempts (:class:`~actwatch.service.throttle.AuthThrottle`). A GET of a
+    media path with a valid signature (:class:`~actwatch.service.signed_urls.MediaSigner`: ``<img>`` and
+    ``<video>`` tags cannot send the token) passes without it.
 
     The routers also depend on :func:`~actwatch.service.deps.require_token` (it documents the scheme in
     OpenAPI); this middleware makes the rule hold for every route, present and future. WebSockets
     authenticate in their handler, which must close with code 1008 rather than answer 401.
     """
 
-    def __init__(self, app: ASGIApp, token: SecretStr, throttle: AuthThrottle) -> None:
+    def __init__(self, app: ASGIApp, token: SecretStr, throttle: AuthThrottle, signer: MediaSigner) -> None:
         self.app = app
         self.token = token
         self.throttle = throttle
+        self.signer = signer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -134,9 +141,19 @@ class BearerAuthMiddleware:
         if token_matches(self.token.get_secret_value(), given):
             await self.app(scope, receive, send)
             return
+        if self._signed(scope):
+            await self.app({**scope, SIGNED_MEDIA_SCOPE_KEY: True}, receive, send)
+            return
         self.throttle.failed(client)
         body = b'{"detail":"missing or invalid bearer token"}' if given else b'{"detail":"bearer token required"}'
         await _send_json(send, 401, body, [(b"www-authenticate", b"Bearer")])
+
+    def _signed(self, scope: Scope) -> bool:
+        """Whether this is a GET (or HEAD) of a media path carrying a valid, unexpired signature."""
+        if scope.get("method") not in ("GET", "HEAD") or b"signature=" not in scope.get("query_string", b""):
+            return False
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+        return self.signer.verify(scope.get("path", ""), query)
 
 
 class _BodyTooLarge(HTTPException):
@@ -301,12 +318,13 @@ def _upload_parts(config: AppConfig, controller: CameraController) -> tuple[JobR
     return stages_runner(live, config.pipeline), model
 
 
-async def _purge_loop(store: EventStore, interval_s: float) -> None:
+async def _purge_loop(store: EventStore, clips: ClipStore, interval_s: float) -> None:
     while True:
         try:
             await asyncio.to_thread(store.purge, time.time())
+            await asyncio.to_thread(clips.purge, time.time())
         except Exception:
-            log.exception("purging old events failed")
+            log.exception("purging old events or clips failed")
         await asyncio.sleep(interval_s)
 
 
@@ -319,7 +337,9 @@ def _lifespan(services: ServiceState) -> Callable[[FastAPI], contextlib.Abstract
         await asyncio.to_thread(controller.start)
         await asyncio.to_thread(services.predictions.start)
         services.started = True
-        purge = asyncio.create_task(_purge_loop(services.store, services.config.storage.purge_interval_s))
+        purge = asyncio.create_task(
+            _purge_loop(services.store, services.clips.store, services.config.storage.purge_interval_s)
+        )
         log.info("actwatch service ready: %d cameras", len(services.cameras))
         try:
             yield
@@ -333,6 +353,7 @@ def _lifespan(services: ServiceState) -> Callable[[FastAPI], contextlib.Abstract
                 await asyncio.to_thread(services.predictions.stop)
                 await asyncio.to_thread(controller.stop)
             finally:
+                await asyncio.to_thread(services.clips.close)  # the clips still collecting are written
                 services.store.close()
 
     return lifespan
@@ -358,7 +379,10 @@ def create_app(
         keep_crops=config.storage.keep_crops,
     )
     broadcaster = Broadcaster(config.server.ws_queue_size, metrics=metrics)
-    sink = EventSink(store, broadcaster, metrics)
+    media = config.media
+    live_frames = LiveFrames()
+    clips = ClipRecorder(ClipStore(config.media_dir / "clips", media.clips.retention_days), media.clips)
+    sink = EventSink(store, broadcaster, metrics, live_frames=live_frames, clips=clips)
     controller = controller if controller is not None else _default_controller(config, sink, metrics)
     upload_runner, model = _upload_parts(config, controller)
     services = ServiceState(
@@ -374,6 +398,10 @@ def create_app(
         pending_websockets=ConnectionSlots(config.server.max_pending_websockets),
         predictions=PredictionService(config.predictions, config.data_dir / "predictions", upload_runner),
         model=model,
+        live_frames=live_frames,
+        clips=clips,
+        signer=MediaSigner(ttl_s=media.signed_url_ttl_s),
+        mjpeg_streams=ConnectionSlots(media.max_streams),
     )
 
     app = FastAPI(
@@ -388,10 +416,12 @@ def create_app(
     app.state.services = services
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    max_page = config.server.max_page_size
     for api in (
         health.router(),
         cameras.router(),
-        events.router(config.server.max_page_size),
+        live.router(),
+        events.router(max_page),
         ws.router(),
         predictions.router(),
         system.router(),
@@ -409,7 +439,9 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Outermost last: limits and headers -> CORS (answers preflights) -> auth -> routes.
-    app.add_middleware(BearerAuthMiddleware, token=services.token, throttle=services.auth_throttle)
+    app.add_middleware(
+        BearerAuthMiddleware, token=services.token, throttle=services.auth_throttle, signer=services.signer
+    )
     if config.server.cors_origins:
         app.add_middleware(
             CORSMiddleware,

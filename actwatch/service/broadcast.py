@@ -194,14 +194,16 @@ class Broadcaster:
     def connect(self, subscription: Subscription | None = None) -> Client:
         """A new client queue (call on the event loop)."""
         client = Client(self.queue_size, subscription or Subscription(), self._metrics)
-        self._clients.add(client)
+        with self._lock:  # wants() reads the set from the pipeline thread
+            self._clients.add(client)
         if self._metrics is not None:
             self._metrics.ws_client_connected()
         return client
 
     def disconnect(self, client: Client) -> None:
         if client in self._clients:
-            self._clients.discard(client)
+            with self._lock:
+                self._clients.discard(client)
             if self._metrics is not None:
                 self._metrics.ws_client_disconnected()
         client.close()
@@ -211,6 +213,22 @@ class Broadcaster:
         for client in list(self._clients):
             self.disconnect(client)
         self._loop = None
+
+    def wants(self, message: BroadcastMessage) -> bool:
+        """Whether any connected client's subscription wants ``message`` (safe from any thread).
+
+        The pipeline asks before it builds and serialises track boxes, so a camera nobody watches costs
+        nothing on the WebSocket side.
+
+        Example:
+            >>> from actwatch.service.events import FrameOverlay
+            >>> from actwatch.service.messages import TracksMessage
+            >>> Broadcaster().wants(TracksMessage(FrameOverlay("c", 1.0, ())))
+            False
+        """
+        with self._lock:
+            clients = tuple(self._clients)
+        return any(client.subscription.wants(message) for client in clients)
 
     def publish(self, message: BroadcastMessage) -> None:
         """Queue ``message`` for every client that wants it. Never blocks."""

@@ -26,13 +26,19 @@ from actwatch.config import AppConfig
 from actwatch.service.auth import token_matches
 from actwatch.service.broadcast import Broadcaster
 from actwatch.service.cameras import CameraService
+from actwatch.service.clips import ClipRecorder, ClipStore
 from actwatch.service.controller import CameraController
+from actwatch.service.live_frames import LiveFrames
 from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.prediction_schemas import ModelInfo
 from actwatch.service.predictions import PredictionService
+from actwatch.service.signed_urls import MediaSigner
 from actwatch.service.sink import EventSink
 from actwatch.service.store import EventStore
 from actwatch.service.throttle import AuthThrottle, ConnectionSlots
+
+SIGNED_MEDIA_SCOPE_KEY = "actwatch.signed_media"
+"""Set in the ASGI scope by the auth middleware for a GET of a media path with a valid signature."""
 
 
 @dataclass(slots=True)
@@ -49,6 +55,10 @@ class ServiceState:
     controller: CameraController
     auth_throttle: AuthThrottle
     pending_websockets: ConnectionSlots
+    live_frames: LiveFrames
+    clips: ClipRecorder
+    signer: MediaSigner
+    mjpeg_streams: ConnectionSlots
     predictions: PredictionService
     model: ModelInfo | None = None  # None where no pipeline runs (a test app with a fake controller)
     started: bool = False
@@ -88,21 +98,31 @@ def get_predictions(services: Services) -> PredictionService:
     return services.predictions
 
 
+def get_clip_store(services: Services) -> ClipStore:
+    return services.clips.store
+
+
 Store = Annotated[EventStore, Depends(get_store)]
 Cameras = Annotated[CameraService, Depends(get_cameras)]
 Controller = Annotated[CameraController, Depends(get_controller)]
 Metrics = Annotated[ServiceMetrics, Depends(get_metrics)]
 Config = Annotated[AppConfig, Depends(get_config)]
 Predictions = Annotated[PredictionService, Depends(get_predictions)]
+Clips = Annotated[ClipStore, Depends(get_clip_store)]
 
 # Stateless security scheme object (it also documents the bearer scheme in OpenAPI).
 _bearer = HTTPBearer(auto_error=False, description="The service token (see <data_dir>/token).")
 
 
 def require_token(
-    services: Services, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    conn: HTTPConnection,
+    services: Services,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """401 with ``WWW-Authenticate: Bearer`` unless the request carries the service's bearer token."""
+    """401 with ``WWW-Authenticate: Bearer`` unless the request carries the service's bearer token (or is
+    a media GET whose signed URL the auth middleware accepted)."""
+    if conn.scope.get(SIGNED_MEDIA_SCOPE_KEY) is True:
+        return
     given = credentials.credentials if credentials is not None else None
     if not token_matches(services.token.get_secret_value(), given):
         raise HTTPException(

@@ -49,7 +49,7 @@ with the real stages):
     ...     def status(self): return None
     >>> class Sink:
     ...     def emit_event(self, alert): pass
-    ...     def emit_tracks(self, overlay): pass
+    ...     def emit_tracks(self, overlay, image=None): pass
     >>> replay = Replay("cam1")
     >>> pipeline = StreamPipeline(Stages(
     ...     reader_factory=lambda camera: replay, detector=Nobody(), tracker_factory=CameraTracker,
@@ -315,5 +315,6 @@ class StreamPipeline:
         if self.publish_tracks:
             for item in tracked:
                 frame = item.source.frame
-                self.sink.emit_tracks(self.labels.overlay(item.source.camera_id, frame.wall_time, item.tracked))
+                overlay = self.labels.overlay(item.source.camera_id, frame.wall_time, item.tracked)
+                self.sink.emit_tracks(overlay, frame.image)
         return events

@@ -134,7 +134,7 @@ class _OverlayKeeper:
     def emit_event(self, alert: AlertRecord) -> None:
         """Uploads raise no alerts: nothing is stored or broadcast."""
 
-    def emit_tracks(self, overlay: FrameOverlay) -> None:
+    def emit_tracks(self, overlay: FrameOverlay, image: np.ndarray | None = None) -> None:
         self.latest = overlay
 
 

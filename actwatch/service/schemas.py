@@ -20,6 +20,7 @@ from pydantic.json_schema import SkipJsonSchema
 from actwatch.config import CameraConfig, CameraId, SourceUrl, Zone, mask_url
 from actwatch.service.controller import CameraStatusLike
 from actwatch.service.events import Event
+from actwatch.service.store import ReviewState
 
 
 class _Input(BaseModel):
@@ -132,6 +133,11 @@ def crops_url(event_id: str) -> str:
     return f"/events/{event_id}/crops"
 
 
+def clip_url(event_id: str) -> str:
+    """Route of an event's clip MP4 (``GET /events/{id}/clip``)."""
+    return f"/events/{event_id}/clip"
+
+
 class EventPublic(BaseModel):
     """An alert as the API and the WebSocket show it."""
 
@@ -145,9 +151,17 @@ class EventPublic(BaseModel):
     bbox: list[float] = Field(description="Person box x1, y1, x2, y2 in frame pixels.")
     snapshot_url: str | None = Field(description="JPEG of the frame with the box drawn, if stored.")
     crops_url: str | None = Field(description="PNG strip of the crops the model saw, if stored.")
+    clip_url: str | None = Field(
+        None, description="MP4 clip around the event, once written (a few seconds after the event)."
+    )
+    review_state: ReviewState = Field(
+        "new", description="Review: new, acknowledged, or false_positive (kept for retraining)."
+    )
 
     @classmethod
-    def build(cls, event: Event, *, snapshot: bool, crops: bool) -> EventPublic:
+    def build(
+        cls, event: Event, *, snapshot: bool, crops: bool, clip: bool = False, review_state: ReviewState = "new"
+    ) -> EventPublic:
         return cls(
             id=event.id,
             camera_id=event.camera_id,
@@ -159,7 +173,34 @@ class EventPublic(BaseModel):
             bbox=list(event.bbox),
             snapshot_url=snapshot_url(event.id) if snapshot else None,
             crops_url=crops_url(event.id) if crops else None,
+            clip_url=clip_url(event.id) if clip else None,
+            review_state=review_state,
         )
+
+
+class EventReview(_Input):
+    """Body of ``PATCH /events/{id}``."""
+
+    review_state: ReviewState = Field(
+        description="new, acknowledged, or false_positive (its crops can be exported for retraining)."
+    )
+
+
+class MediaSignRequest(_Input):
+    """Body of ``POST /media/sign``."""
+
+    path: str = Field(
+        max_length=200,
+        description="A media path: /cameras/{id}/latest.jpg, /cameras/{id}/stream.mjpeg or "
+        "/events/{id}/snapshot|crops|clip.",
+    )
+
+
+class SignedMedia(BaseModel):
+    """A signed media URL for an <img> or <video> tag."""
+
+    url: str = Field(description="The path with expires and signature; other query parameters may be added.")
+    expires: int = Field(description="Unix time after which the URL is refused.")
 
 
 class EventPage(BaseModel):
@@ -185,7 +226,7 @@ _ERROR_DESCRIPTIONS: dict[int, str] = {
     413: "Request body larger than server.max_request_body_bytes.",
     415: "Unsupported media type.",
     429: "Too many failed authentication attempts from this address; see Retry-After.",
-    503: "Not available here.",
+    503: "Busy: try again later.",
 }
 
 

@@ -20,8 +20,12 @@ import logging
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from actwatch.service.broadcast import Broadcaster
+from actwatch.service.clips import ClipRecorder
 from actwatch.service.events import AlertRecord, FrameOverlay
+from actwatch.service.live_frames import LiveFrames
 from actwatch.service.messages import EventMessage, TracksMessage
 from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.schemas import EventPublic
@@ -33,8 +37,11 @@ log = logging.getLogger(__name__)
 class EventSink:
     """Called from the pipeline thread; every method returns quickly and never raises for I/O trouble.
 
-    :meth:`emit_event` stores first (snapshot JPEG, crops, row), then counts and broadcasts. If storing
-    fails the error is logged and counted (``failures``, ``actwatch_event_store_failures_total``) and the
+    :meth:`emit_event` stores first (snapshot JPEG, crops, row), starts the event's clip, then counts and
+    broadcasts. :meth:`emit_tracks` keeps the frame as the camera's newest (``live_frames``: for
+    ``latest.jpg`` and MJPEG, encoded only when asked), offers it to the clip ring (``clips``), and
+    broadcasts the boxes only if a client subscribed to them. If storing fails the error is logged and
+    counted (``failures``, ``actwatch_event_store_failures_total``) and the
     event is still broadcast, with ``snapshot_url``/``crops_url`` null: an alert is never lost silently.
 
     Example:
@@ -54,11 +61,15 @@ class EventSink:
         broadcaster: Broadcaster,
         metrics: ServiceMetrics,
         *,
+        live_frames: LiveFrames | None = None,
+        clips: ClipRecorder | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._broadcaster = broadcaster
         self._metrics = metrics
+        self._live_frames = live_frames
+        self._clips = clips
         self._clock = clock
         self.failures = 0
 
@@ -81,6 +92,11 @@ class EventSink:
                 event.label,
                 event.camera_id,
             )
+        if self._clips is not None:
+            try:
+                self._clips.start(event.id, event.camera_id, event.frame_time)
+            except Exception:
+                log.exception("could not start the clip of event %s", event.id)
         self._metrics.count_event(event.camera_id, event.label)
         self._metrics.observe_frame_to_event(self._clock() - event.frame_time)
         public = EventPublic.build(event, snapshot=stored_snapshot, crops=stored_crops)
@@ -90,9 +106,17 @@ class EventSink:
             log.exception("could not broadcast event %s", event.id)
         return public
 
-    def emit_tracks(self, overlay: FrameOverlay) -> None:
-        """Broadcast the live tracks of one frame to the clients subscribed to tracks."""
+    def emit_tracks(self, overlay: FrameOverlay, image: np.ndarray | None = None) -> None:
+        """Keep ``image`` (the processed frame) as the camera's newest and for clips; broadcast the tracks
+        of the frame to the clients subscribed to them (nothing is serialised when none is)."""
         try:
-            self._broadcaster.publish(TracksMessage(overlay))
+            if image is not None:
+                if self._live_frames is not None:
+                    self._live_frames.put(image, overlay)
+                if self._clips is not None:
+                    self._clips.add_frame(overlay.camera_id, overlay.frame_time, image)
+            message = TracksMessage(overlay)
+            if self._broadcaster.wants(message):
+                self._broadcaster.publish(message)
         except Exception:
             log.exception("could not broadcast tracks of %s", overlay.camera_id)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
@@ -45,6 +45,10 @@ EVENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _EVENT_ID = re.compile(EVENT_ID_PATTERN)
 _PURGE_BATCH = 500
 
+ReviewState = Literal["new", "acknowledged", "false_positive"]
+"""An event's review: ``new`` (stored as NULL), ``acknowledged`` or ``false_positive`` (kept for retraining)."""
+REVIEW_STATES: tuple[ReviewState, ...] = get_args(ReviewState)
+
 
 @dataclass(frozen=True, slots=True)
 class EventRecord:
@@ -54,6 +58,7 @@ class EventRecord:
     snapshot_path: Path | None
     crops_path: Path | None
     created_at: float
+    review_state: ReviewState = "new"
 
 
 def _events_table(metadata: sa.MetaData) -> sa.Table:
@@ -71,6 +76,8 @@ def _events_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("snapshot_path", sa.String(255), nullable=True),  # relative to media_dir
         sa.Column("crops_path", sa.String(255), nullable=True),
         sa.Column("created_at", sa.Double, nullable=False),
+        # NULL = new; "acknowledged" / "false_positive" once reviewed (false positives feed retraining)
+        sa.Column("review_state", sa.String(32), nullable=True),
         sa.Index("ix_events_camera_time", "camera_id", "frame_time"),
         sa.Index("ix_events_label_time", "label", "frame_time"),
     )
@@ -177,6 +184,7 @@ class EventFilter:
     label: str | None = None
     since: float | None = None
     until: float | None = None
+    review_state: ReviewState | None = None
     limit: int = 50
     offset: int = 0
 
@@ -221,6 +229,7 @@ class EventStore:
             self._media_dir.mkdir(parents=True, exist_ok=True)
             self._engine = _make_engine(database_url)
             self._metadata.create_all(self._engine)
+            self._add_missing_columns()
         except OSError as exc:  # a folder named events.db, a file named media, no write access
             raise StateError(
                 f"cannot open the event store ({shown}, media in {self._media_dir}): {exc.strerror or exc}; "
@@ -235,6 +244,13 @@ class EventStore:
         # SQLite allows one writer; serialising writes in-process avoids busy retries between our threads.
         self._write_lock = threading.Lock()
         log.info("event store: %s, media in %s", mask_url(database_url), self._media_dir)
+
+    def _add_missing_columns(self) -> None:
+        """Columns added after a database was created (``review_state``), added to it in place."""
+        present = {c["name"] for c in sa.inspect(self._engine).get_columns("events")}
+        if "review_state" not in present:
+            with self._engine.begin() as conn:
+                conn.execute(sa.text("ALTER TABLE events ADD COLUMN review_state VARCHAR(32)"))
 
     @property
     def media_dir(self) -> Path:
@@ -344,6 +360,7 @@ class EventStore:
             self._media_dir / row.snapshot_path if row.snapshot_path else None,
             self._media_dir / row.crops_path if row.crops_path else None,
             float(row.created_at),
+            row.review_state or "new",
         )
 
     def get_record(self, event_id: str) -> EventRecord | None:
@@ -370,6 +387,10 @@ class EventStore:
             conditions.append(t.c.frame_time >= where.since)
         if where.until is not None:
             conditions.append(t.c.frame_time < where.until)
+        if where.review_state == "new":
+            conditions.append(t.c.review_state.is_(None))
+        elif where.review_state is not None:
+            conditions.append(t.c.review_state == where.review_state)
         matching = sa.and_(sa.true(), *conditions)
         with self._engine.connect() as conn:
             total = int(conn.execute(sa.select(sa.func.count()).select_from(t).where(matching)).scalar_one())
@@ -396,6 +417,32 @@ class EventStore:
         """The crops PNG strip of ``event_id`` if the event and the file exist."""
         record = self.get_record(event_id)
         return _existing(record.crops_path if record else None)
+
+    def set_review(self, event_id: str, state: ReviewState) -> EventRecord | None:
+        """Mark ``event_id`` as ``state``; the updated record, or ``None`` if there is no such event."""
+        if state not in REVIEW_STATES:
+            raise ValueError(f"review state must be one of {', '.join(REVIEW_STATES)}, got {state!r}")
+        if not _EVENT_ID.match(event_id):
+            return None
+        with self._write_lock, self._engine.begin() as conn:
+            changed = conn.execute(
+                self._events.update()
+                .where(self._events.c.id == event_id)
+                .values(review_state=None if state == "new" else state)
+            ).rowcount
+        return self.get_record(event_id) if changed else None
+
+    def delete(self, event_id: str) -> bool:
+        """Delete ``event_id``'s row, then its snapshot and crops; whether there was such an event."""
+        record = self.get_record(event_id)
+        if record is None:
+            return False
+        with self._write_lock, self._engine.begin() as conn:
+            conn.execute(self._events.delete().where(self._events.c.id == event_id))
+        for path in (record.snapshot_path, record.crops_path):
+            if path is not None:
+                path.unlink(missing_ok=True)
+        return True
 
     def count(self) -> int:
         with self._engine.connect() as conn:

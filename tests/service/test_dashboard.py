@@ -72,13 +72,16 @@ def test_dashboard_shows_cameras_and_live_events(app: FastAPI, browser: WebDrive
 
     with LiveServer(app) as server:
         browser.get(f"{server.url}/#token={TOKEN}")
-        # cameras with their state
+        # cameras with their state, on the Cameras view
+        wait.until(lambda d: d.find_element(By.ID, "nav").is_displayed())
+        browser.find_element(By.CSS_SELECTOR, '#nav a[data-view="cameras"]').click()
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-camera-id="cam1"] .state'))
         row = browser.find_element(By.CSS_SELECTOR, 'tr[data-camera-id="cam1"]')
         assert "streaming" in row.text and "Front door" in row.text
         assert "disabled" in browser.find_element(By.CSS_SELECTOR, 'tr[data-camera-id="cam2"]').text
         assert CAMERA_PASSWORD not in browser.page_source
         assert "token=" not in browser.current_url  # taken from the fragment, then removed
+        browser.find_element(By.CSS_SELECTOR, '#nav a[data-view="live"]').click()
         # recent events from GET /events, with the snapshot fetched using the token
         wait.until(lambda d: image_loaded(d, '#recent-events li[data-event-id="stored01"] img'))
         # live: wait for the WebSocket, then emit from this thread (the pipeline's role)

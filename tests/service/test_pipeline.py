@@ -79,7 +79,7 @@ class CollectingSink:
     def emit_event(self, alert: AlertRecord) -> None:
         self.events.append(alert)
 
-    def emit_tracks(self, overlay: FrameOverlay) -> None:
+    def emit_tracks(self, overlay: FrameOverlay, image: np.ndarray | None = None) -> None:
         self.tracks.append(overlay)
 
 

@@ -50,7 +50,7 @@ def write_clip(source: Path, target: Path, frames: int) -> Path:
     for frame in read_video(source, max_frames=frames):
         if writer is None:
             h, w = frame.shape
-            writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (w, h))
+            writer = cv2.VideoWriter(str(target), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (w, h))
         writer.write(frame.image)
     assert writer is not None
     writer.release()
@@ -76,15 +76,13 @@ def real_config(data_dir: Path, detector: Path, model_dir: Path, **predictions: 
 
 
 @pytest.fixture(scope="module")
-def live_stages(
-    detector_weights: Path, exported_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Stages:
+def live_stages(detector_weights: Path, exported_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Stages:
     """The live service's stages, built once by the service's wiring (the detector and model loaded)."""
     config = real_config(tmp_path_factory.mktemp("stages"), detector_weights, exported_model_dir)
 
     class NoSink:
         def emit_event(self, alert: object) -> None: ...
-        def emit_tracks(self, overlay: object) -> None: ...
+        def emit_tracks(self, overlay: object, image: object = None) -> None: ...
 
     return build_stages(config, sink=NoSink(), metrics=ServiceMetrics())
 
@@ -127,9 +125,12 @@ def test_uploaded_clip_runs_through_the_live_stages(
             assert person["windows"] >= 1
         assert [p["start_s"] for p in job["persons"]] == sorted(p["start_s"] for p in job["persons"])
         # the live metrics are the cameras': the job has its own
-        assert services_of(app).metrics.registry.get_sample_value(
-            "actwatch_stage_latency_seconds_count", {"stage": "detect"}
-        ) == 0.0
+        assert (
+            services_of(app).metrics.registry.get_sample_value(
+                "actwatch_stage_latency_seconds_count", {"stage": "detect"}
+            )
+            == 0.0
+        )
         assert client.get("/predictions", headers=auth()).json()[0]["id"] == job_id
 
         video = client.get(job["annotated_video_url"], headers=auth())
@@ -187,7 +188,9 @@ def test_limits_are_refused_with_what_the_limit_is(
 
         def post(path: Path, name: str) -> Any:
             with path.open("rb") as f:
-                return client.post("/predictions", files={"file": (name, f, "application/octet-stream")}, headers=auth())
+                return client.post(
+                    "/predictions", files={"file": (name, f, "application/octet-stream")}, headers=auth()
+                )
 
         too_large = post(big, "big.avi")
         assert too_large.status_code == 413
@@ -297,9 +300,7 @@ def test_states_queue_limit_and_order(gated: tuple[PredictionService, GatedRunne
 def test_http_429_when_the_queue_is_full(tmp_path: Path, controller: FakeController, clip: Path) -> None:
     app = create_app(make_config(tmp_path), controller)
     runner = GatedRunner()
-    services_of(app).predictions = PredictionService(
-        PredictionsConfig(max_jobs=1), tmp_path / "predictions", runner
-    )
+    services_of(app).predictions = PredictionService(PredictionsConfig(max_jobs=1), tmp_path / "predictions", runner)
     with TestClient(app) as client:
         with clip.open("rb") as f:
             first = client.post("/predictions", files={"file": ("a.avi", f, "video/x-msvideo")}, headers=auth())

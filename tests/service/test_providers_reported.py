@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -23,7 +24,7 @@ class NoSink:
     def emit_event(self, alert: AlertRecord) -> None:
         raise AssertionError("no camera runs: nothing is emitted")
 
-    def emit_tracks(self, overlay: FrameOverlay) -> None:
+    def emit_tracks(self, overlay: FrameOverlay, image: np.ndarray | None = None) -> None:
         raise AssertionError("no camera runs: nothing is emitted")
 
 

@@ -1,0 +1,95 @@
+"""The newest processed frame of each camera, kept by reference and encoded only when someone asks.
+
+The pipeline thread hands each processed frame with its track overlay to :meth:`LiveFrames.put` (a
+dictionary assignment: no copy, no encoding). ``GET /cameras/{id}/latest.jpg`` and the MJPEG stream call
+:func:`render_live_jpeg` on the newest one, so a camera nobody watches costs nothing.
+
+Example:
+    >>> import numpy as np
+    >>> from actwatch.service.events import FrameOverlay, TrackOverlay
+    >>> frames = LiveFrames()
+    >>> tracks = (TrackOverlay(7, (10.0, 10.0, 60.0, 100.0), 0.9),)
+    >>> frames.put(np.zeros((120, 160, 3), np.uint8), FrameOverlay("door", 5.0, tracks))
+    >>> latest = frames.latest("door")
+    >>> latest.sequence, frames.latest("hall")
+    (1, None)
+    >>> render_live_jpeg(latest, overlay=True, width=80)[:2]
+    b'\\xff\\xd8'
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from actwatch.service.events import FrameOverlay
+
+_BOX_NEW = (94, 197, 34)  # BGR: a track not classified yet
+_BOX_LABELLED = (22, 115, 249)  # BGR: a track with a label
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LiveFrame:
+    """One processed frame of a camera with its tracks; ``sequence`` counts the camera's frames (from 1)."""
+
+    image: np.ndarray = field(repr=False)
+    overlay: FrameOverlay
+    sequence: int
+
+
+class LiveFrames:
+    """The newest :class:`LiveFrame` per camera; thread-safe (the pipeline writes, the API reads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._frames: dict[str, LiveFrame] = {}
+
+    def put(self, image: np.ndarray, overlay: FrameOverlay) -> None:
+        with self._lock:
+            previous = self._frames.get(overlay.camera_id)
+            sequence = previous.sequence + 1 if previous is not None else 1
+            self._frames[overlay.camera_id] = LiveFrame(image, overlay, sequence)
+
+    def latest(self, camera_id: str) -> LiveFrame | None:
+        with self._lock:
+            return self._frames.get(camera_id)
+
+    def forget(self, camera_id: str) -> None:
+        """Drop a removed camera's frame."""
+        with self._lock:
+            self._frames.pop(camera_id, None)
+
+
+def draw_tracks(image: np.ndarray, overlay: FrameOverlay, scale: float = 1.0) -> None:
+    """Draw ``overlay``'s boxes, track ids and labels onto ``image`` in place (boxes scaled by ``scale``)."""
+    thickness = max(1, round(max(image.shape[:2]) / 400))
+    font_scale = max(0.4, max(image.shape[:2]) / 1400)
+    for track in overlay.tracks:
+        x1, y1, x2, y2 = (round(v * scale) for v in track.bbox)
+        color = _BOX_LABELLED if track.label else _BOX_NEW
+        cv2.rectangle(image, (x1, y1), (x2, y2), color, thickness)
+        caption = f"#{track.track_id}" + (f" {track.label} {track.score:.2f}" if track.label else "")
+        (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+        top = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else y1
+        cv2.rectangle(image, (x1, top), (x1 + tw + 4, top + th + base + 2), color, cv2.FILLED)
+        cv2.putText(image, caption, (x1 + 2, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1)
+
+
+def render_live_jpeg(frame: LiveFrame, *, overlay: bool = False, width: int | None = None, quality: int = 80) -> bytes:
+    """``frame`` as a JPEG, shrunk to ``width`` pixels wide (never enlarged), boxes drawn if ``overlay``."""
+    image = frame.image
+    h, w = image.shape[:2]
+    scale = min(1.0, width / w) if width else 1.0
+    if scale < 1.0:
+        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    elif overlay:
+        image = image.copy()  # the pipeline's frame is shared: draw on a copy
+    if overlay:
+        draw_tracks(image, frame.overlay, scale)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding of the live frame failed")
+    return buf.tobytes()

@@ -1,0 +1,121 @@
+"""Live frames: ``GET /cameras/{id}/latest.jpg``, ``GET /cameras/{id}/stream.mjpeg`` and ``POST /media/sign``.
+
+A frame is encoded when a client asks for it, never before (:mod:`actwatch.service.live_frames`). The
+MJPEG stream sends the newest frame at most ``media.mjpeg_max_fps`` times a second and only when it is
+new; at most ``media.max_streams`` streams run at once. ``<img>`` tags cannot send the bearer token:
+the dashboard asks ``POST /media/sign`` for a short-lived signed URL
+(:mod:`actwatch.service.signed_urls`), which the auth middleware accepts for that path until it expires.
+
+Example:
+    >>> sorted(r.path for r in router().routes)
+    ['/cameras/{camera_id}/latest.jpg', '/cameras/{camera_id}/stream.mjpeg', '/media/sign']
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
+
+from actwatch.config import CAMERA_ID_PATTERN
+from actwatch.service.cameras import CameraNotFoundError
+from actwatch.service.deps import Services, ServiceState, require_token
+from actwatch.service.live_frames import LiveFrame, render_live_jpeg
+from actwatch.service.schemas import PROTECTED, MediaSignRequest, SignedMedia, error_responses
+
+CameraIdPath = Annotated[str, Path(pattern=CAMERA_ID_PATTERN, description="Camera id.")]
+Overlay = Annotated[bool, Query(description="Draw track boxes, ids and labels.")]
+Width = Annotated[int | None, Query(ge=16, le=3840, description="Shrink to this width in pixels (never enlarged).")]
+BOUNDARY = "actwatchframe"
+
+
+def _latest(services: ServiceState, camera_id: str) -> LiveFrame:
+    try:
+        services.cameras.get(camera_id)
+    except CameraNotFoundError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"camera '{camera_id}' not found") from None
+    frame = services.live_frames.latest(camera_id)
+    if frame is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"camera '{camera_id}' has no processed frame yet")
+    return frame
+
+
+async def _mjpeg(
+    request: Request, services: ServiceState, camera_id: str, overlay: bool, width: int | None
+) -> AsyncIterator[bytes]:
+    media = services.config.media
+    interval = 1.0 / media.mjpeg_max_fps
+    sent = 0
+    try:
+        while services.started and not await request.is_disconnected():
+            frame = services.live_frames.latest(camera_id)
+            if frame is not None and frame.sequence != sent:
+                jpeg = await asyncio.to_thread(
+                    render_live_jpeg, frame, overlay=overlay, width=width, quality=media.jpeg_quality
+                )
+                sent = frame.sequence
+                head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                yield head.encode("ascii") + jpeg + b"\r\n"
+            await asyncio.sleep(interval)
+    finally:
+        services.mjpeg_streams.release()
+
+
+def router() -> APIRouter:
+    api = APIRouter(tags=["live"], dependencies=[Depends(require_token)], responses=error_responses(*PROTECTED))
+    not_found = error_responses(404, _404="No such camera, or no processed frame yet.")
+
+    @api.get(
+        "/cameras/{camera_id}/latest.jpg",
+        summary="The camera's newest processed frame (JPEG)",
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}}, **not_found},
+    )
+    async def latest_jpg(
+        camera_id: CameraIdPath, services: Services, overlay: Overlay = False, width: Width = None
+    ) -> Response:
+        frame = _latest(services, camera_id)
+        media = services.config.media
+        jpeg = await asyncio.to_thread(
+            render_live_jpeg, frame, overlay=overlay, width=width, quality=media.jpeg_quality
+        )
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @api.get(
+        "/cameras/{camera_id}/stream.mjpeg",
+        summary="The camera's processed frames as MJPEG, at most media.mjpeg_max_fps",
+        response_class=StreamingResponse,
+        responses={
+            200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}}},
+            **not_found,
+            **error_responses(503, _503="Too many MJPEG streams (media.max_streams)."),
+        },
+    )
+    def stream_mjpeg(
+        camera_id: CameraIdPath, request: Request, services: Services, overlay: Overlay = False, width: Width = None
+    ) -> StreamingResponse:
+        _latest(services, camera_id)
+        if not services.mjpeg_streams.acquire():
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="too many MJPEG streams; try again later")
+        return StreamingResponse(
+            _mjpeg(request, services, camera_id, overlay, width),
+            media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @api.post(
+        "/media/sign",
+        summary="A short-lived signed URL of a media path, for <img> and <video> tags",
+        responses=error_responses(400, 413, _400="Not a media path (or a body that is not JSON text)."),
+    )
+    def sign_media(body: MediaSignRequest, services: Services) -> SignedMedia:
+        signer = services.signer
+        if not signer.signable(body.path):
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"{body.path!r} is not a media path")
+        url = signer.sign(body.path)
+        return SignedMedia(url=url, expires=signer.expires_of(url))
+
+    return api

@@ -16,16 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from actwatch.capture.video_file import probe_video, read_video
+from actwatch.capture.video_file import probe_video
 from actwatch.config import AppConfig, PredictionsConfig
 from actwatch.service.app import create_app
-from actwatch.service.metrics import ServiceMetrics
-from actwatch.service.pipeline import StreamPipeline
 from actwatch.service.prediction_run import _LockStepFile, job_stages
 from actwatch.service.predictions import (
     ComputeShare,
@@ -36,64 +33,21 @@ from actwatch.service.predictions import (
     PredictionRefused,
     PredictionService,
 )
-from actwatch.service.stages import Stages, build_stages
+from actwatch.service.stages import Stages
 from tests.conftest import TEST_CLASSES
 
-from .conftest import TOKEN, FakeController, auth, make_config, services_of
-
-CLIP_FRAMES = 24  # at 10 fps: a window of 8 samples after 0.8 s, then one every 2 samples (stride 2)
-
-
-def write_clip(source: Path, target: Path, frames: int) -> Path:
-    """The first ``frames`` frames of ``source`` as an MJPG AVI (what a user might upload)."""
-    writer: cv2.VideoWriter | None = None
-    for frame in read_video(source, max_frames=frames):
-        if writer is None:
-            h, w = frame.shape
-            writer = cv2.VideoWriter(str(target), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (w, h))
-        writer.write(frame.image)
-    assert writer is not None
-    writer.release()
-    return target
+from .conftest import FakeController, auth, make_config, services_of
+from .upload_support import CLIP_FRAMES, make_clip, make_live_stages, real_app, wait_done
 
 
 @pytest.fixture(scope="module")
 def clip(vtest_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_clip(vtest_path, tmp_path_factory.mktemp("clips") / "people.avi", CLIP_FRAMES)
-
-
-def real_config(data_dir: Path, detector: Path, model_dir: Path, **predictions: Any) -> AppConfig:
-    return AppConfig.model_validate(
-        {
-            "data_dir": str(data_dir),
-            "server": {"token": TOKEN, "auth_failures_per_minute": 10_000},
-            "detector": {"weights": str(detector), "person_class_ids": [0, 1], "conf": 0.1},
-            "model": {"dir": str(model_dir)},
-            "pipeline": {"stride": 2},
-            "predictions": {"compute_share": 1.0, **predictions},
-        }
-    )
+    return make_clip(vtest_path, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def live_stages(detector_weights: Path, exported_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Stages:
-    """The live service's stages, built once by the service's wiring (the detector and model loaded)."""
-    config = real_config(tmp_path_factory.mktemp("stages"), detector_weights, exported_model_dir)
-
-    class NoSink:
-        def emit_event(self, alert: object) -> None: ...
-        def emit_tracks(self, overlay: object, image: object = None) -> None: ...
-
-    return build_stages(config, sink=NoSink(), metrics=ServiceMetrics())
-
-
-def real_app(tmp_path: Path, detector: Path, model_dir: Path, live: Stages, **predictions: Any) -> FastAPI:
-    """The app with the compute pipeline over ``live`` (as ``actwatch serve`` builds it, the models shared)."""
-    return create_app(real_config(tmp_path / "data", detector, model_dir, **predictions), StreamPipeline(live))
-
-
-def wait_done(app: FastAPI) -> None:
-    assert services_of(app).predictions.wait_idle(timeout=600), "the job did not finish in 10 minutes"
+    return make_live_stages(detector_weights, exported_model_dir, tmp_path_factory)
 
 
 # ------------------------------------------------------------------------------- the whole job, real
@@ -161,9 +115,9 @@ def test_job_stages_share_the_loaded_detector_and_model(live_stages: Stages, cli
 
 
 def test_system_describes_model_providers_and_stages(
-    tmp_path: Path, detector_weights: Path, exported_model_dir: Path, live_stages: Stages
+    tmp_path: Path, detector_weights: Path, exported_model_dir: Path
 ) -> None:
-    app = real_app(tmp_path, detector_weights, exported_model_dir, live_stages)
+    app = real_app(tmp_path, detector_weights, exported_model_dir, None)  # the serve wiring: one metrics
     with TestClient(app) as client:
         system = client.get("/system", headers=auth()).json()
         assert client.get("/system").status_code == 401

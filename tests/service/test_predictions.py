@@ -133,9 +133,9 @@ def test_system_describes_model_providers_and_stages(
 def test_limits_are_refused_with_what_the_limit_is(
     tmp_path: Path, detector_weights: Path, exported_model_dir: Path, live_stages: Stages, clip: Path
 ) -> None:
-    app = real_app(tmp_path, detector_weights, exported_model_dir, live_stages, max_upload_mb=0.1, max_duration_s=1.0)
+    app = real_app(tmp_path, detector_weights, exported_model_dir, live_stages, max_upload_mb=5, max_duration_s=1.0)
     big = tmp_path / "big.avi"
-    big.write_bytes(b"\0" * 200_000)
+    big.write_bytes(b"\0" * 6 * 1024 * 1024)
     not_video = tmp_path / "notes.mp4"
     not_video.write_bytes(b"these are not video frames " * 100)
     with TestClient(app) as client:
@@ -148,7 +148,8 @@ def test_limits_are_refused_with_what_the_limit_is(
 
         too_large = post(big, "big.avi")
         assert too_large.status_code == 413
-        assert "larger than 0.1 MiB" in too_large.json()["detail"]
+        assert "larger than 5 MiB" in too_large.json()["detail"]
+        assert clip.stat().st_size < 5 * 1024 * 1024
         wrong_type = post(clip, "people.txt")
         assert wrong_type.status_code == 415
         assert "'.txt' is not an accepted video type" in wrong_type.json()["detail"] and ".mp4" in wrong_type.text
@@ -326,3 +327,14 @@ def test_docs_are_served_from_the_package(app: FastAPI, client: TestClient) -> N
     assert client.get("/static/vendor/swagger-ui/VERSION").text.startswith("swagger-ui-dist 5.")
     assert client.get("/static/docs/swagger-init.js").status_code == 200
     assert client.get("/redoc").status_code == 401  # no CDN page any more: an unknown path needs the token
+
+
+def test_an_upload_is_counted_while_it_is_written(tmp_path: Path, clip: Path) -> None:
+    """Bodies without Content-Length (chunked) reach the service: the copy to disk stops at the limit."""
+    assert clip.stat().st_size > 512 * 1024
+    service = PredictionService(PredictionsConfig(max_upload_mb=0.5), tmp_path / "predictions", GatedRunner())
+    with pytest.raises(PredictionRefused) as refused:
+        submit(service, clip)
+    assert refused.value.status_code == 413 and "larger than 0.5 MiB" in refused.value.message
+    assert list((tmp_path / "predictions").iterdir()) == [] and service.jobs() == []
+    assert service.wait_idle(timeout=0)  # the slot the refused upload held is free again

@@ -43,8 +43,9 @@ def live_stages(detector_weights: Path, exported_model_dir: Path, tmp_path_facto
 def screenshot(driver: WebDriver, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, max(900, min(int(height), 2400)))
+    driver.set_window_size(1280, max(900, min(int(height) + 160, 2400)))  # the whole page, not just the fold
     assert driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+    driver.set_window_size(1280, 900)
 
 
 def js(driver: WebDriver, script: str, *args: Any) -> Any:
@@ -52,7 +53,8 @@ def js(driver: WebDriver, script: str, *args: Any) -> Any:
 
 
 def no_console_errors(driver: WebDriver) -> None:
-    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    logs: list[dict[str, Any]] = driver.get_log("browser")  # type: ignore[attr-defined]  # Chrome's driver has it
+    errors = [e for e in logs if e["level"] == "SEVERE"]
     assert errors == [], errors
 
 
@@ -79,7 +81,10 @@ def test_uploaded_clip_shows_progress_then_people_and_annotated_video(
         assert driver.find_element(By.ID, "job-title").text.startswith("people.avi")
         state = driver.find_element(By.ID, "job-state").text
         assert state.split()[0] in ("Uploading", "Queued", "Running", "Done"), state
-        if state.startswith(("Queued", "Running")):
+        WebDriverWait(driver, JOB_WAIT_S).until(
+            lambda d: d.find_element(By.ID, "job-state").text.startswith(("Running", "Done"))
+        )
+        if driver.find_element(By.ID, "job-state").text.startswith("Running"):  # an artefact, when it is seen
             screenshot(driver, "upload-running")
         WebDriverWait(driver, JOB_WAIT_S).until(lambda d: d.find_element(By.ID, "job-state").text == "Done")
         assert js(driver, "return document.getElementById('job-progress').value") == 1
@@ -90,9 +95,9 @@ def test_uploaded_clip_shows_progress_then_people_and_annotated_video(
         rows = driver.find_elements(By.CSS_SELECTOR, "#persons tr")
         for row in rows:
             cells = row.find_elements(By.TAG_NAME, "td")
-            assert cells[0].text == "#" + row.get_attribute("data-track-id")
+            assert cells[0].text == "#" + str(row.get_attribute("data-track-id"))
             assert cells[1].text.endswith(" s") and cells[2].text in TEST_CLASSES
-            scores = [float(m.get_attribute("value")) for m in cells[3].find_elements(By.TAG_NAME, "meter")]
+            scores = [float(str(m.get_attribute("value"))) for m in cells[3].find_elements(By.TAG_NAME, "meter")]
             labels = [li.find_element(By.TAG_NAME, "span").text for li in cells[3].find_elements(By.TAG_NAME, "li")]
             assert scores == sorted(scores, reverse=True) and labels[0] == cells[2].text
             assert sorted(labels) == sorted(TEST_CLASSES)
@@ -105,7 +110,7 @@ def test_uploaded_clip_shows_progress_then_people_and_annotated_video(
             768,
             576,
         ]
-        assert TOKEN not in driver.find_element(By.ID, "job-video").get_attribute("src")
+        assert TOKEN not in str(driver.find_element(By.ID, "job-video").get_attribute("src"))
         download = driver.find_element(By.ID, "job-download").get_attribute("href")
         assert download is not None and "download=true" in download and TOKEN not in download
         with urllib.request.urlopen(download) as answer:  # the signed link works without the token
@@ -150,13 +155,21 @@ def test_system_page_and_offline_docs(
     tmp_path: Path,
     detector_weights: Path,
     exported_model_dir: Path,
+    clip: Path,
 ) -> None:
     driver: WebDriver = request.getfixturevalue("browser")
-    app = real_app(tmp_path, detector_weights, exported_model_dir, None)  # the serve wiring: one metrics
+    # the serve wiring (one metrics registry) with a camera, so the compute loop has timings to show
+    app = real_app(tmp_path, detector_weights, exported_model_dir, None, camera_file=clip)
+    metrics = app.state.services.metrics.registry
     wait = WebDriverWait(driver, WAIT_S)
     with LiveServer(app) as server:
         driver.get(f"{server.url}/#token={TOKEN}")
         wait.until(lambda d: d.find_element(By.ID, "nav").is_displayed())
+        WebDriverWait(driver, JOB_WAIT_S).until(
+            lambda _d: (
+                (metrics.get_sample_value("actwatch_stage_latency_seconds_count", {"stage": "classify"}) or 0) > 0
+            )
+        )
         driver.get(f"{server.url}/#/system")
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#model-classes li"))
         classes = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#model-classes li")]
@@ -166,6 +179,8 @@ def test_system_page_and_offline_docs(
         assert "CPUExecutionProvider" in driver.find_element(By.ID, "providers").text
         stages = [tr.get_attribute("data-stage") for tr in driver.find_elements(By.CSS_SELECTOR, "#stages tr")]
         assert stages == ["detect", "track", "encode", "classify"]
+        detect = driver.find_element(By.CSS_SELECTOR, '#stages tr[data-stage="detect"]').text.split()
+        assert int(detect[1]) > 0 and detect[3] == "ms"  # e.g. "detect 12 85.3 ms 1.02 s"
         screenshot(driver, "system")
         no_console_errors(driver)
 

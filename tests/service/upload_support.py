@@ -40,10 +40,16 @@ def make_clip(vtest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_clip(vtest, tmp_path_factory.mktemp("clips") / "people.avi", CLIP_FRAMES)
 
 
-def real_config(data_dir: Path, detector: Path, model_dir: Path, **predictions: Any) -> AppConfig:
+def real_config(
+    data_dir: Path, detector: Path, model_dir: Path, *, camera_file: Path | None = None, **predictions: Any
+) -> AppConfig:
+    """The service's settings; ``camera_file``: one camera playing that video in a loop."""
+    cameras = [{"id": "yard", "url": str(camera_file), "loop": True}] if camera_file is not None else []
     return AppConfig.model_validate(
         {
             "data_dir": str(data_dir),
+            "cameras": cameras,
+            "sources": {"file_dirs": [str(camera_file.parent)] if camera_file is not None else []},
             "server": {"token": TOKEN, "auth_failures_per_minute": 10_000},
             "detector": {"weights": str(detector), "person_class_ids": [0, 1], "conf": 0.1},
             "model": {"dir": str(model_dir)},
@@ -65,10 +71,18 @@ def make_live_stages(detector: Path, model_dir: Path, tmp_path_factory: pytest.T
     return build_stages(config, sink=NoSink(), metrics=ServiceMetrics())
 
 
-def real_app(tmp_path: Path, detector: Path, model_dir: Path, live: Stages | None, **predictions: Any) -> FastAPI:
+def real_app(
+    tmp_path: Path,
+    detector: Path,
+    model_dir: Path,
+    live: Stages | None,
+    *,
+    camera_file: Path | None = None,
+    **predictions: Any,
+) -> FastAPI:
     """The app with the compute pipeline over ``live`` (stages shared between tests: the models loaded once),
     or with ``live=None`` exactly as ``actwatch serve`` builds it (its own stages, the app's metrics)."""
-    config = real_config(tmp_path / "data", detector, model_dir, **predictions)
+    config = real_config(tmp_path / "data", detector, model_dir, camera_file=camera_file, **predictions)
     return create_app(config, StreamPipeline(live) if live is not None else None)
 
 

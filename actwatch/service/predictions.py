@@ -266,7 +266,9 @@ class PredictionService:
         Raises :class:`PredictionRefused`: 503 (no pipeline), 415 (type), 429 (too many jobs), 413 (size),
         422 (not a readable video, or too long).
         """
-        if not self.available:
+        if not self.settings.enabled:
+            raise PredictionRefused(503, "video uploads are turned off here (predictions.enabled: false)")
+        if self._runner is None:
             raise PredictionRefused(
                 503, "video uploads are not available here: they need the compute pipeline (`actwatch serve`)"
             )

@@ -49,9 +49,11 @@ def router() -> APIRouter:
         description="422 when the file is not a readable video or is longer than predictions.max_duration_s.",
         responses=error_responses(
             *PROTECTED,
+            400,
             413,
             415,
             503,
+            _400="The body is not valid multipart/form-data.",
             _413="Over predictions.max_upload_mb.",
             _415="Not an accepted video type.",
             _429="Too many failed authentication attempts, or predictions.max_jobs jobs queued or running.",

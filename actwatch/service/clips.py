@@ -231,10 +231,18 @@ class ClipRecorder:
             return
         self._ensure_writer()
         try:
-            self._queue.put_nowait(FinishedClip(clip.event_id, tuple(clip.frames), self.settings.fps))
+            self._queue.put_nowait(FinishedClip(clip.event_id, tuple(clip.frames), self._playback_fps(clip.frames)))
         except queue.Full:
             self.skipped += 1
             log.warning("no clip for event %s: the clip writer is behind", clip.event_id)
+
+    def _playback_fps(self, frames: Sequence[ClipFrame]) -> float:
+        """The rate the frames really came at (at most ``fps``): a camera processed slower than ``fps``
+        still plays in real time."""
+        span = frames[-1].time - frames[0].time
+        if len(frames) < 2 or span <= 0:
+            return self.settings.fps
+        return min(self.settings.fps, (len(frames) - 1) / span)
 
     # -------------------------------------------------------------------------------- writer thread
     def _ensure_writer(self) -> None:

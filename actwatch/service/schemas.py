@@ -20,6 +20,7 @@ from pydantic.json_schema import SkipJsonSchema
 from actwatch.config import CameraConfig, CameraId, SourceUrl, Zone, mask_url
 from actwatch.service.controller import CameraStatusLike
 from actwatch.service.events import Event
+from actwatch.service.signed_urls import SIGNABLE_PATTERN
 from actwatch.service.store import ReviewState
 
 
@@ -191,6 +192,7 @@ class MediaSignRequest(_Input):
 
     path: str = Field(
         max_length=200,
+        pattern=SIGNABLE_PATTERN,
         description="A media path: /cameras/{id}/latest.jpg, /cameras/{id}/stream.mjpeg or "
         "/events/{id}/snapshot|crops|clip.",
     )

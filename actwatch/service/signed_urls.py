@@ -29,11 +29,12 @@ from collections.abc import Callable, Mapping
 from urllib.parse import quote
 
 _ID = r"[A-Za-z0-9_-]{1,64}"
-SIGNABLE = re.compile(
-    rf"^/cameras/{_ID}/(latest\.jpg|stream\.mjpeg)$|^/events/{_ID}/(snapshot|crops|clip)$"
-    r"|^/predictions/[0-9a-f]{32}/video$"
+SIGNABLE_PATTERN = (
+    rf"^(/cameras/{_ID}/(latest\.jpg|stream\.mjpeg)|/events/{_ID}/(snapshot|crops|clip)"
+    r"|/predictions/[0-9a-f]{32}/video)$"
 )
 """The paths a signed URL may open: live frames, an event's evidence, an upload job's annotated video."""
+SIGNABLE = re.compile(SIGNABLE_PATTERN)
 
 
 class MediaSigner:

@@ -47,6 +47,7 @@ class FakeController:
     running: bool = False
     is_ready: bool = True
     fail_add: Exception | None = None
+    states: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # camera id -> (state, last error)
 
     def start(self) -> None:
         self.calls.append(("start", None))
@@ -72,7 +73,7 @@ class FakeController:
 
     def statuses(self) -> list[FakeStatus]:
         return [
-            FakeStatus(cid, mask_url(c.url), "streaming", None, 120, 3, 9.5, 1, time.time())
+            FakeStatus(cid, mask_url(c.url), *self.states.get(cid, ("streaming", None)), 120, 3, 9.5, 1, time.time())
             for cid, c in self.cameras.items()
         ]
 

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from actwatch.service.events import AlertRecord, Event
+from actwatch.service.events import AlertRecord, Event, FrameOverlay, TrackOverlay
+from tests.support.browser import chromium, image_loaded, page_problems
 
-from .conftest import CAMERA_PASSWORD, TOKEN, LiveServer, frame, services_of
+from .conftest import CAMERA_PASSWORD, TOKEN, FakeController, LiveServer, frame, services_of
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 WAIT_S = 20  # upper bound for the page to catch up; the test passes as soon as it does
 
 pytestmark = pytest.mark.slow
@@ -28,39 +24,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.fail(f"the dashboard test needs {CHROMIUM} and {CHROMEDRIVER} (Debian: chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1280,900",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    try:
+    with chromium(tmp_path / "chromium-profile") as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
-
-
-def image_loaded(driver: WebDriver, css: str) -> bool:
-    return bool(
-        driver.execute_script(
-            "const img = document.querySelector(arguments[0]);return !!img && img.complete && img.naturalWidth > 0;",
-            css,
-        )
-    )
 
 
 def test_dashboard_shows_cameras_and_live_events(app: FastAPI, browser: WebDriver) -> None:
@@ -95,12 +60,7 @@ def test_dashboard_shows_cameras_and_live_events(app: FastAPI, browser: WebDrive
         wait.until(lambda d: image_loaded(d, item_css + " img"))
         # the recent list refreshes after a live event
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#recent-events li[data-event-id="live0001"]'))
-        problems = [
-            entry["message"]
-            for entry in browser.get_log("browser")  # type: ignore[attr-defined]  # Chrome-only API
-            if entry["level"] == "SEVERE" or "Content Security Policy" in entry["message"]
-        ]
-        assert problems == []
+        assert page_problems(browser) == []
 
         # a wrong token brings the sign-in form back
         browser.get(f"{server.url}/#token=wrong-token-0123456789")
@@ -108,3 +68,41 @@ def test_dashboard_shows_cameras_and_live_events(app: FastAPI, browser: WebDrive
         wait.until(lambda d: d.find_element(By.ID, "auth").is_displayed())
         wait.until(lambda d: "not accepted" in d.find_element(By.ID, "auth-error").text)
         assert not browser.find_element(By.ID, "content").is_displayed()
+
+
+def test_live_tile_shows_frames_boxes_and_the_camera_state(
+    app: FastAPI, controller: FakeController, browser: WebDriver
+) -> None:
+    sink = services_of(app).sink
+    wait = WebDriverWait(browser, WAIT_S)
+    tile = '.tile[data-camera-id="cam1"]'
+    box = TrackOverlay(4, (20.0, 20.0, 80.0, 110.0), 0.9, "falling", 0.77)
+
+    def frame_processed() -> bool:  # what the pipeline does for each processed frame; False: keep polling
+        sink.emit_tracks(FrameOverlay("cam1", time.time(), (box,)), frame())
+        return False
+
+    with LiveServer(app) as server:
+        browser.get(f"{server.url}/#token={TOKEN}")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, tile + " .state"))
+        assert browser.find_element(By.CSS_SELECTOR, tile + " .state").text == "streaming"
+        assert not browser.find_elements(By.CSS_SELECTOR, '.tile[data-camera-id="cam2"]')  # disabled: no tile
+        # each poll hands the sink one more frame, until the page has subscribed, loaded it and drawn the box
+        wait.until(lambda d: frame_processed() or image_loaded(d, tile + " img.live-frame"))
+        wait.until(
+            lambda d: (
+                frame_processed()
+                or d.find_element(By.CSS_SELECTOR, tile + " canvas").get_attribute("data-labels") == "#4 falling"
+            )
+        )
+        src = browser.find_element(By.CSS_SELECTOR, tile + " img.live-frame").get_attribute("src") or ""
+        assert "/cameras/cam1/latest.jpg?expires=" in src and TOKEN not in src
+
+        controller.states["cam1"] = (
+            "reconnecting",
+            f"connection refused by rtsp://admin:{CAMERA_PASSWORD}@10.0.0.5/live",
+        )
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, tile + " .state").text == "reconnecting")
+        error = browser.find_element(By.CSS_SELECTOR, tile + " .tile-error").text
+        assert error.startswith("last error: connection refused") and CAMERA_PASSWORD not in browser.page_source
+        assert page_problems(browser) == []

@@ -1,13 +1,14 @@
 """The upload-a-video, model/system and API docs pages in a real headless Chromium, against the app with the
 real compute pipeline on a real uvicorn server (no internet: every script and style comes from the package).
 
-Screenshots of each page are saved as test artefacts in ``build/screenshots/`` (or ``$ACTWATCH_SCREENSHOTS``).
+Screenshots of each page are saved as test artefacts (``$ACTWATCH_SCREENSHOTS``, else the test's temporary
+folder: :func:`tests.support.browser.screenshot_dir`).
 """
 
 from __future__ import annotations
 
-import os
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +19,15 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from actwatch.service.stages import Stages
 from tests.conftest import TEST_CLASSES
+from tests.support.browser import chromium, page_problems, screenshot_dir
 
 from .conftest import TOKEN, LiveServer
-from .test_dashboard import browser  # noqa: F401  (the dashboard tests' headless Chromium, as a fixture)
 from .upload_support import make_clip, make_live_stages, real_app
 
 pytestmark = pytest.mark.slow
 
 WAIT_S = 30  # upper bound for the page to catch up; the test goes on as soon as it has
 JOB_WAIT_S = 600  # the real job on a loaded CPU
-SCREENSHOTS = Path(os.environ.get("ACTWATCH_SCREENSHOTS", Path(__file__).parents[2] / "build" / "screenshots"))
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +40,21 @@ def live_stages(detector_weights: Path, exported_model_dir: Path, tmp_path_facto
     return make_live_stages(detector_weights, exported_model_dir, tmp_path_factory)
 
 
-def screenshot(driver: WebDriver, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    with chromium(tmp_path / "chromium-profile") as driver:
+        yield driver
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    return screenshot_dir(tmp_path)
+
+
+def screenshot(driver: WebDriver, folder: Path, name: str) -> None:
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1280, max(900, min(int(height) + 160, 2400)))  # the whole page, not just the fold
-    assert driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+    assert driver.save_screenshot(str(folder / f"{name}.png"))
     driver.set_window_size(1280, 900)
 
 
@@ -53,20 +63,20 @@ def js(driver: WebDriver, script: str, *args: Any) -> Any:
 
 
 def no_console_errors(driver: WebDriver) -> None:
-    logs: list[dict[str, Any]] = driver.get_log("browser")  # type: ignore[attr-defined]  # Chrome's driver has it
-    errors = [e for e in logs if e["level"] == "SEVERE"]
-    assert errors == [], errors
+    problems = page_problems(driver)
+    assert problems == [], problems
 
 
 def test_uploaded_clip_shows_progress_then_people_and_annotated_video(
-    request: pytest.FixtureRequest,
+    browser: WebDriver,
+    shots: Path,
     tmp_path: Path,
     detector_weights: Path,
     exported_model_dir: Path,
     live_stages: Stages,
     clip: Path,
 ) -> None:
-    driver: WebDriver = request.getfixturevalue("browser")
+    driver = browser
     app = real_app(tmp_path, detector_weights, exported_model_dir, live_stages)
     wait = WebDriverWait(driver, WAIT_S)
     with LiveServer(app) as server:
@@ -85,7 +95,7 @@ def test_uploaded_clip_shows_progress_then_people_and_annotated_video(
             lambda d: d.find_element(By.ID, "job-state").text.startswith(("Running", "Done"))
         )
         if driver.find_element(By.ID, "job-state").text.startswith("Running"):  # an artefact, when it is seen
-            screenshot(driver, "upload-running")
+            screenshot(driver, shots, "upload-running")
         WebDriverWait(driver, JOB_WAIT_S).until(lambda d: d.find_element(By.ID, "job-state").text == "Done")
         assert js(driver, "return document.getElementById('job-progress').value") == 1
         assert "job=" in driver.current_url  # a reload finds the job again
@@ -117,19 +127,20 @@ def test_uploaded_clip_shows_progress_then_people_and_annotated_video(
             assert answer.headers["Content-Disposition"] == 'attachment; filename="people-annotated.mp4"'
             assert answer.read(12)[4:8] == b"ftyp"
         js(driver, "const v = document.getElementById('job-video'); v.currentTime = 1.5;")
-        screenshot(driver, "upload")
+        screenshot(driver, shots, "upload")
         no_console_errors(driver)
 
 
 def test_too_large_upload_is_refused_with_a_clear_message(
-    request: pytest.FixtureRequest,
+    browser: WebDriver,
+    shots: Path,
     tmp_path: Path,
     detector_weights: Path,
     exported_model_dir: Path,
     live_stages: Stages,
     clip: Path,
 ) -> None:
-    driver: WebDriver = request.getfixturevalue("browser")
+    driver = browser
     app = real_app(tmp_path, detector_weights, exported_model_dir, live_stages, max_upload_mb=0.1)
     wait = WebDriverWait(driver, WAIT_S)
     with LiveServer(app) as server:
@@ -147,17 +158,18 @@ def test_too_large_upload_is_refused_with_a_clear_message(
         assert driver.find_element(By.ID, "upload-error").get_attribute("role") == "alert"
         assert not driver.find_element(By.ID, "upload-job").is_displayed()
         assert app.state.services.predictions.jobs() == []
-        screenshot(driver, "upload-too-large")
+        screenshot(driver, shots, "upload-too-large")
 
 
 def test_system_page_and_offline_docs(
-    request: pytest.FixtureRequest,
+    browser: WebDriver,
+    shots: Path,
     tmp_path: Path,
     detector_weights: Path,
     exported_model_dir: Path,
     clip: Path,
 ) -> None:
-    driver: WebDriver = request.getfixturevalue("browser")
+    driver = browser
     # the serve wiring (one metrics registry) with a camera, so the compute loop has timings to show
     app = real_app(tmp_path, detector_weights, exported_model_dir, None, camera_file=clip)
     metrics = app.state.services.metrics.registry
@@ -181,7 +193,7 @@ def test_system_page_and_offline_docs(
         assert stages == ["detect", "track", "encode", "classify"]
         detect = driver.find_element(By.CSS_SELECTOR, '#stages tr[data-stage="detect"]').text.split()
         assert int(detect[1]) > 0 and detect[3] == "ms"  # e.g. "detect 12 85.3 ms 1.02 s"
-        screenshot(driver, "system")
+        screenshot(driver, shots, "system")
         no_console_errors(driver)
 
         # /docs: Swagger UI from the package renders the API with no internet and no inline script
@@ -191,5 +203,5 @@ def test_system_page_and_offline_docs(
         wait.until(
             lambda d: d.find_elements(By.CSS_SELECTOR, "#operations-predictions-create_prediction_predictions_post")
         )
-        screenshot(driver, "docs")
+        screenshot(driver, shots, "docs")
         no_console_errors(driver)

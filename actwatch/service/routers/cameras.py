@@ -23,7 +23,7 @@ from actwatch.service.cameras import (
     CameraServiceError,
     CameraView,
 )
-from actwatch.service.deps import Cameras, Config, require_token
+from actwatch.service.deps import Cameras, Config, Services, ServiceState, require_token
 from actwatch.service.schemas import PROTECTED, CameraCreate, CameraPublic, CameraUpdate, error_responses
 
 CameraIdPath = Annotated[str, Path(pattern=CAMERA_ID_PATTERN, description="Camera id.")]
@@ -60,6 +60,12 @@ def _admit(policy: SourcePolicy, url: str) -> None:
         raise RequestValidationError(
             [{"type": "value_error", "loc": ("body", "url"), "msg": f"Value error, {mask_url(str(exc))}"}]
         ) from None
+
+
+def _forget_frames(services: ServiceState, camera_id: str) -> None:
+    """A stopped camera's newest frame and clip ring go: no stale latest.jpg, no memory held for it."""
+    services.live_frames.forget(camera_id)
+    services.clips.forget(camera_id)
 
 
 def _public(view: CameraView) -> CameraPublic:
@@ -102,9 +108,14 @@ def router() -> APIRouter:
         summary="Rename, change the zone, enable or disable",
         responses={**not_found, **error_responses(400, 413)},
     )
-    def update_camera(camera_id: CameraIdPath, body: CameraUpdate, cameras: Cameras) -> CameraPublic:
+    def update_camera(
+        camera_id: CameraIdPath, body: CameraUpdate, cameras: Cameras, services: Services
+    ) -> CameraPublic:
         with _as_http():
-            return _public(cameras.update(camera_id, body.model_dump(exclude_unset=True)))
+            view = cameras.update(camera_id, body.model_dump(exclude_unset=True))
+        if not view.config.enabled:
+            _forget_frames(services, camera_id)
+        return _public(view)
 
     @api.delete(
         "/{camera_id}",
@@ -112,8 +123,9 @@ def router() -> APIRouter:
         summary="Stop and remove a camera (its stored events stay)",
         responses=not_found,
     )
-    def delete_camera(camera_id: CameraIdPath, cameras: Cameras) -> None:
+    def delete_camera(camera_id: CameraIdPath, cameras: Cameras, services: Services) -> None:
         with _as_http():
             cameras.delete(camera_id)
+        _forget_frames(services, camera_id)
 
     return api

@@ -2,7 +2,7 @@
 their review (``PATCH``: acknowledged, false positive) and deletion.
 
 Example:
-    >>> sorted(r.path for r in router().routes)[1:]
+    >>> sorted({r.path for r in router().routes})[1:]
     ['/events/{event_id}', '/events/{event_id}/clip', '/events/{event_id}/crops', '/events/{event_id}/snapshot']
 """
 

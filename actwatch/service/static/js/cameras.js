@@ -12,6 +12,7 @@ export function createView({ api }) {
   let editing = null; // id of the camera in the form, null when adding
   let zoneCamera = null;
   let zonePoints = [];
+  let cursor = null; // keyboard drawing: [x, y] in frame pixels, moved with the arrow keys
 
   async function act(work) {
     $("camera-error").textContent = "";
@@ -128,7 +129,11 @@ export function createView({ api }) {
     canvas.height = img.naturalHeight;
     const ctx = canvas.getContext("2d");
     ctx.clearRect(0, 0, canvas.width, canvas.height);
-    if (!zonePoints.length) return;
+    if (!zonePoints.length) {
+      canvas.dataset.points = "0";
+      drawCursor(ctx);
+      return;
+    }
     ctx.lineWidth = Math.max(2, canvas.width / 300);
     ctx.strokeStyle = "#facc15";
     ctx.fillStyle = "rgba(250, 204, 21, 0.25)";
@@ -140,6 +145,20 @@ export function createView({ api }) {
     ctx.fillStyle = "#facc15";
     for (const [x, y] of zonePoints) ctx.fillRect(x - 4, y - 4, 8, 8);
     canvas.dataset.points = String(zonePoints.length);
+    drawCursor(ctx);
+  }
+
+  function drawCursor(ctx) {
+    if (!cursor || document.activeElement !== $("zone-canvas")) return;
+    const [x, y] = cursor;
+    ctx.strokeStyle = "#38bdf8";
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    ctx.moveTo(x - 12, y);
+    ctx.lineTo(x + 12, y);
+    ctx.moveTo(x, y - 12);
+    ctx.lineTo(x, y + 12);
+    ctx.stroke();
   }
 
   function addCorner(e) {
@@ -147,9 +166,37 @@ export function createView({ api }) {
     const rect = canvas.getBoundingClientRect();
     const x = ((e.clientX - rect.left) * canvas.width) / rect.width;
     const y = ((e.clientY - rect.top) * canvas.height) / rect.height;
+    addPoint(x, y);
+  }
+
+  function addPoint(x, y) {
     zonePoints.push([Math.round(x), Math.round(y)]);
     $("zone-status").textContent = zonePoints.length + " corners (not saved).";
     drawZone();
+  }
+
+  // Keyboard drawing: arrows move a cross (Shift: faster), Enter or Space adds a corner, Backspace undoes.
+  function zoneKey(e) {
+    const canvas = $("zone-canvas");
+    if (!canvas.width) return;
+    cursor = cursor || [canvas.width / 2, canvas.height / 2];
+    const step = e.shiftKey ? 40 : 8;
+    const moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
+    if (moves[e.key]) {
+      cursor = [
+        Math.min(canvas.width, Math.max(0, cursor[0] + moves[e.key][0])),
+        Math.min(canvas.height, Math.max(0, cursor[1] + moves[e.key][1])),
+      ];
+      drawZone();
+    } else if (e.key === "Enter" || e.key === " ") {
+      addPoint(cursor[0], cursor[1]);
+    } else if (e.key === "Backspace") {
+      zonePoints.pop();
+      drawZone();
+    } else {
+      return;
+    }
+    e.preventDefault();
   }
 
   async function saveZone(zone) {
@@ -171,6 +218,9 @@ export function createView({ api }) {
     ["camera-cancel", "click", resetForm],
     ["zone-image", "load", drawZone],
     ["zone-canvas", "click", addCorner],
+    ["zone-canvas", "keydown", zoneKey],
+    ["zone-canvas", "focus", () => drawZone()],
+    ["zone-canvas", "blur", () => drawZone()],
     ["zone-undo", "click", () => { zonePoints.pop(); drawZone(); }],
     ["zone-clear", "click", () => { zonePoints = []; drawZone(); saveZone(null); }],
     ["zone-save", "click", () => saveZone(zonePoints)],

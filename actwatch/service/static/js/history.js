@@ -5,6 +5,8 @@ import { $, el, percent, timeText } from "./dom.js";
 import { SignedUrls } from "./media.js";
 
 const PAGE_SIZE = 20;
+const CLIP_WAIT_S = 60; // a clip is written a few seconds after its event: look again until this old
+const CLIP_POLL_MS = 2000;
 const REVIEW_TEXT = { new: "new", acknowledged: "acknowledged", false_positive: "false positive" };
 
 function unixOf(input) {
@@ -17,6 +19,7 @@ export function createView({ api }) {
   let total = 0;
   let selected = null; // the event shown in the detail panel
   let visible = false;
+  let clipTimer = null;
 
   function query() {
     const params = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String(offset) });
@@ -104,6 +107,7 @@ export function createView({ api }) {
   }
 
   async function showDetail(ev) {
+    clearTimeout(clipTimer);
     selected = ev;
     for (const tr of document.querySelectorAll("#history-rows tr")) {
       tr.classList.toggle("selected", tr.dataset.eventId === ev.id);
@@ -121,6 +125,11 @@ export function createView({ api }) {
     const clip = await setMedia($("detail-clip"), ev.clip_url);
     $("detail-clip").classList.toggle("hidden", !clip);
     $("detail-clip-missing").classList.toggle("hidden", clip);
+    if (!clip && Date.now() / 1000 - ev.frame_time < CLIP_WAIT_S) {
+      clipTimer = setTimeout(() => {
+        if (selected && selected.id === ev.id) openById(ev.id);
+      }, CLIP_POLL_MS);
+    }
   }
 
   async function openById(id) {
@@ -169,9 +178,11 @@ export function createView({ api }) {
     },
     hide() {
       visible = false;
+      clearTimeout(clipTimer);
     },
     stop() {
       visible = false;
+      clearTimeout(clipTimer);
       for (const [id, type, handler] of listeners) $(id).removeEventListener(type, handler);
     },
     onEvent() {

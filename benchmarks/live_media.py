@@ -1,0 +1,162 @@
+"""What watching a camera costs the service: CPU ms per frame served by ``latest.jpg`` and MJPEG.
+
+The service runs in a child process (uvicorn, the real app with no compute pipeline: ``IdleController``)
+while a thread in it hands vtest.avi's frames (768x576) with a few track boxes to the sink at 10 fps per
+camera, as the pipeline would. The parent requests frames over HTTP and reads the child's CPU time
+(``/proc/<pid>/stat``: user + system) before and after; the child's CPU over the same wall time with no
+viewer is subtracted, so the figure is what serving costs, per frame served (= per camera per frame a
+viewer sees).
+
+    .venv/bin/python benchmarks/live_media.py --frames 200
+
+Prints one line per variant and, for scale, the CPU share one watched camera costs at the dashboard's
+tile rate (2.5 frames/s) and at the MJPEG default (5 frames/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+TOKEN = "bench-live-media-token-0123456789"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def serve(port: int, cameras: int, video: str) -> None:
+    """The child: the app on ``port`` with ``cameras`` cameras fed from ``video`` at 10 fps each."""
+    import uvicorn
+
+    from actwatch.capture.video_file import read_video
+    from actwatch.config import AppConfig
+    from actwatch.service.app import create_app
+    from actwatch.service.controller import IdleController
+    from actwatch.service.events import FrameOverlay, TrackOverlay
+
+    ids = [f"cam{i}" for i in range(cameras)]
+    config = AppConfig.model_validate(
+        {
+            "data_dir": tempfile.mkdtemp(prefix="live-media-bench-"),
+            "server": {"token": TOKEN, "port": port, "host": "127.0.0.1"},
+            "cameras": [{"id": i, "url": "rtsp://127.0.0.1/none", "enabled": False} for i in ids],
+            "media": {"mjpeg_max_fps": 30, "clips": {"enabled": False}},
+        }
+    )
+    app = create_app(config, IdleController(), announce_token=lambda _m: None)
+    sink = app.state.services.sink
+    images = [f.image for f in read_video(video, max_frames=100)]
+    boxes = tuple(
+        TrackOverlay(k + 1, (100.0 + 120 * k, 150.0, 180.0 + 120 * k, 380.0), 0.9, "walking", 0.8) for k in range(4)
+    )
+
+    def feed() -> None:
+        n = 0
+        while True:
+            for camera in ids:
+                sink.emit_tracks(FrameOverlay(camera, time.time(), boxes), images[n % len(images)])
+            n += 1
+            time.sleep(0.1)
+
+    threading.Thread(target=feed, daemon=True).start()
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def idle_rate(pid: int, seconds: float) -> float:
+    """The child's CPU seconds per wall second with nobody watching."""
+    c0, t0 = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+
+
+def measure_latest(pid: int, http: httpx.Client, cameras: int, frames: int, query: str, idle: float) -> float:
+    """CPU ms per latest.jpg served (``frames`` requests spread over the cameras)."""
+    c0, t0 = cpu_seconds(pid), time.monotonic()
+    for n in range(frames):
+        response = http.get(f"/cameras/cam{n % cameras}/latest.jpg{query}")
+        response.raise_for_status()
+    wall = time.monotonic() - t0
+    return (cpu_seconds(pid) - c0 - idle * wall) / frames * 1000
+
+
+def measure_mjpeg(pid: int, http: httpx.Client, frames: int, query: str, idle: float) -> float:
+    """CPU ms per MJPEG frame served (one stream, ``frames`` frames)."""
+    boundary = b"--actwatchframe"
+    with http.stream("GET", f"/cameras/cam0/stream.mjpeg{query}") as stream:
+        stream.raise_for_status()
+        seen, c0, t0 = 0, cpu_seconds(pid), time.monotonic()
+        for chunk in stream.iter_bytes():
+            seen += chunk.count(boundary)
+            if seen > frames:
+                break
+        wall = time.monotonic() - t0
+        used = cpu_seconds(pid) - c0
+    return (used - idle * wall) / frames * 1000
+
+
+def main() -> None:
+    from actwatch.assets import sample_video_path
+    from actwatch.paths import default_cache_dir
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=200, help="Frames served per variant.")
+    parser.add_argument("--cameras", type=int, default=2, help="Cameras fed (latest.jpg cycles through them).")
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+    video = str(sample_video_path(default_cache_dir()))
+
+    child = multiprocessing.get_context("spawn").Process(target=serve, args=(args.port, args.cameras, video))
+    child.start()
+    assert child.pid is not None
+    try:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{args.port}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+        ) as http:
+            deadline = time.monotonic() + 300
+            while True:
+                try:
+                    if http.get("/cameras/cam0/latest.jpg").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit("the service did not start")
+                time.sleep(0.2)
+            idle = idle_rate(child.pid, 3.0)
+            print(f"service with {args.cameras} cameras fed at 10 fps, nobody watching: {idle * 100:.1f}% of a core")
+            print(f"{'variant':<42} {'CPU ms/frame':>12} {'% core @2.5 fps':>16} {'% core @5 fps':>14}")
+            pid, n = child.pid, args.frames
+            latest_variants = [
+                ("latest.jpg 768x576", ""),
+                ("latest.jpg 768x576 + overlay", "?overlay=1"),
+                ("latest.jpg width=320 + overlay", "?overlay=1&width=320"),
+            ]
+            mjpeg_variants = [("MJPEG 768x576 (one stream)", ""), ("MJPEG 768x576 + overlay", "?overlay=1")]
+            variants = [
+                *[
+                    (name, lambda q=q: measure_latest(pid, http, args.cameras, n, q, idle))
+                    for name, q in latest_variants
+                ],
+                *[(name, lambda q=q: measure_mjpeg(pid, http, n // 2, q, idle)) for name, q in mjpeg_variants],
+            ]
+            for name, run in variants:
+                ms = run()
+                print(f"{name:<42} {ms:>12.2f} {ms * 2.5 / 10:>15.1f}% {ms * 5 / 10:>13.1f}%")
+    finally:
+        child.terminate()
+        child.join(30)
+
+
+if __name__ == "__main__":
+    main()

@@ -28,9 +28,10 @@ import time
 from collections.abc import Callable, Mapping
 from urllib.parse import quote
 
-_ID = r"[A-Za-z0-9_-]{1,64}"
+_ID = r"[A-Za-z0-9_-]{1,64}"  # an event id (store.EVENT_ID_PATTERN)
+_CAMERA_ID = r"[a-z0-9_-]{1,64}"  # a camera id (config.CAMERA_ID_PATTERN): a signable path is one the route takes
 SIGNABLE_PATTERN = (
-    rf"^(/cameras/{_ID}/(latest\.jpg|stream\.mjpeg)|/events/{_ID}/(snapshot|crops|clip)"
+    rf"^(/cameras/{_CAMERA_ID}/(latest\.jpg|stream\.mjpeg)|/events/{_ID}/(snapshot|crops|clip)"
     r"|/predictions/[0-9a-f]{32}/video)$"
 )
 """The paths a signed URL may open: live frames, an event's evidence, an upload job's annotated video."""

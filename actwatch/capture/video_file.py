@@ -36,6 +36,7 @@ import math
 import re
 import time
 from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -53,8 +54,9 @@ DEFAULT_FPS = 25.0
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 """Files of a frame folder that are frames."""
 
-_CAP_PROP_POS_MSEC = 0  # cv2.CAP_PROP_POS_MSEC / CAP_PROP_FPS, literal so fakes need no cv2
+_CAP_PROP_POS_MSEC = 0  # cv2.CAP_PROP_POS_MSEC / CAP_PROP_FPS / CAP_PROP_FRAME_COUNT, literal so fakes need no cv2
 _CAP_PROP_FPS = 5
+_CAP_PROP_FRAME_COUNT = 7
 
 
 class Capture(Protocol):
@@ -122,6 +124,57 @@ def video_fps(path: Path | str, *, fps: float | None = None) -> float:
     capture = open_video(path)
     try:
         return nominal_fps(capture)
+    finally:
+        capture.release()
+
+
+@dataclass(frozen=True, slots=True)
+class VideoProbe:
+    """What :func:`probe_video` found out about a video file without reading it all."""
+
+    frames: int
+    fps: float
+    width: int
+    height: int
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds of video: frames at the nominal rate."""
+        return self.frames / self.fps
+
+
+def probe_video(path: Path | str, *, max_frames: int | None = None) -> VideoProbe:
+    """Frame count, rate and size of the video file ``path``; its first frame must decode.
+
+    The frame count is the container's; where it has none (some streamable formats) the frames are
+    counted by decoding, stopping after ``max_frames`` (enough to know a video is over a limit).
+    Raises :class:`SourceError` when the file is missing, not a video, or has no decodable frame.
+
+    Example:
+        >>> import tempfile, cv2, numpy as np
+        >>> clip = Path(tempfile.mkdtemp()) / "clip.avi"
+        >>> out = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (32, 24))
+        >>> for _ in range(15):
+        ...     _ = out.write(np.zeros((24, 32, 3), np.uint8))
+        >>> out.release()
+        >>> probe = probe_video(clip)
+        >>> probe, probe.duration_s
+        (VideoProbe(frames=15, fps=10.0, width=32, height=24), 1.5)
+    """
+    capture = open_video(path)
+    try:
+        fps = nominal_fps(capture)
+        ok, first = capture.read()
+        if not ok or first is None:
+            raise SourceError(f"cannot read video {path}: no frame could be decoded")
+        height, width = first.shape[:2]
+        count = capture.get(_CAP_PROP_FRAME_COUNT)
+        if math.isfinite(count) and 0 < count < 1e9:
+            return VideoProbe(int(count), fps, width, height)
+        frames = 1
+        while (max_frames is None or frames < max_frames) and capture.grab():
+            frames += 1
+        return VideoProbe(frames, fps, width, height)
     finally:
         capture.release()
 

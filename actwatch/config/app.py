@@ -25,6 +25,7 @@ from actwatch.config.sections import (
     CameraConfig,
     ModelSection,
     PipelineConfig,
+    PredictionsConfig,
     ServerConfig,
     StorageConfig,
     mask_url,
@@ -95,6 +96,9 @@ class AppConfig(BaseSettings):
     )
     outbox: OutboxSettings = Field(
         default_factory=OutboxSettings, description="Durable queue of events waiting for MQTT and webhooks."
+    )
+    predictions: PredictionsConfig = Field(
+        default_factory=PredictionsConfig, description="Upload-a-video jobs (POST /predictions)."
     )
     media: MediaSettings = Field(
         default_factory=MediaSettings,

@@ -282,3 +282,53 @@ class StorageConfig(StrictModel):
         if value is not None and not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
             raise ValueError("must be a sqlite:/// or postgresql:// SQLAlchemy URL")
         return value
+
+
+DEFAULT_UPLOAD_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg")
+
+
+class PredictionsConfig(StrictModel):
+    """Upload-a-video jobs (``POST /predictions``): limits, queue, retention and their share of compute.
+
+    Example:
+        >>> PredictionsConfig(max_upload_mb=50).max_upload_bytes
+        52428800
+    """
+
+    enabled: bool = Field(True, description="Accept uploads (they need the compute pipeline: `actwatch serve`).")
+    max_upload_mb: float = Field(
+        200.0, gt=0, le=16384, description="Largest upload in MiB; larger ones are refused with 413."
+    )
+    max_duration_s: float = Field(
+        600.0, gt=0, le=86400, description="Longest video in seconds; longer ones are refused with 422."
+    )
+    allowed_extensions: tuple[str, ...] = Field(
+        DEFAULT_UPLOAD_EXTENSIONS,
+        min_length=1,
+        description="File name endings accepted (lower case, with the dot); others are refused with 415.",
+    )
+    max_jobs: int = Field(
+        4, ge=1, le=1000, description="Most jobs queued or running at once; one more is refused with 429."
+    )
+    retention_s: float = Field(
+        3600.0, gt=0, le=86400 * 30, description="Finished jobs (results, video) are deleted this long after."
+    )
+    compute_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Most share of wall time a job's compute thread works; it sleeps the rest, so live "
+        "cameras keep the compute they need (1: no pause).",
+    )
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @field_validator("allowed_extensions")
+    @classmethod
+    def _extensions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for ext in value:
+            if not re.fullmatch(r"\.[a-z0-9]{1,10}", ext):
+                raise ValueError(f"'{ext}' is not a file ending like '.mp4' (lower case, with the dot)")
+        return value

@@ -7,9 +7,10 @@ the configured enabled cameras, then starts the controller; shutdown stops it.
 
 Security: every route needs the bearer token except ``/healthz``, ``/readyz``, the dashboard page
 (``/`` and ``/static/*``: no data in them; the page asks for the token) and the API docs (``/docs``,
-``/redoc``, ``/openapi.json``: the schema is not secret; the Swagger/ReDoc pages load their scripts from
-a CDN in the *browser*, so they render only where the browser has internet). CORS is off unless
-``server.cors_origins`` is set; bodies over ``server.max_request_body_bytes`` get 413.
+``/openapi.json``: the schema is not secret; Swagger UI is served from the package, no CDN:
+:mod:`actwatch.service.api_docs`). CORS is off unless ``server.cors_origins`` is set; bodies over
+``server.max_request_body_bytes`` get 413, except video uploads (``POST /predictions``), which may be
+up to ``predictions.max_upload_mb``.
 
 Example:
     >>> import tempfile, pathlib
@@ -31,6 +32,7 @@ import math
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -49,6 +51,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import actwatch
 from actwatch.config import AppConfig, mask_url
 from actwatch.errors import StateError
+from actwatch.service.api_docs import router as api_docs_router
 from actwatch.service.auth import bearer_from_header, resolve_token, token_matches
 from actwatch.service.broadcast import Broadcaster
 from actwatch.service.cameras import CameraService
@@ -57,7 +60,9 @@ from actwatch.service.controller import CameraController
 from actwatch.service.deps import SIGNED_MEDIA_SCOPE_KEY, ServiceState
 from actwatch.service.live_frames import LiveFrames
 from actwatch.service.metrics import ServiceMetrics
-from actwatch.service.routers import cameras, events, health, live, ws
+from actwatch.service.prediction_schemas import ModelInfo
+from actwatch.service.predictions import JobRunner, PredictionService, upload_too_large_message
+from actwatch.service.routers import cameras, events, health, live, predictions, system, ws
 from actwatch.service.signed_urls import MediaSigner
 from actwatch.service.sink import EventSink
 from actwatch.service.store import EventStore
@@ -73,13 +78,13 @@ _SECURITY_HEADERS = [
 ]
 # The dashboard loads only its own files; 'self' covers same-origin ws:// in current browsers.
 _DASHBOARD_CSP = (
-    "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; style-src 'self'; "
+    "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; style-src 'self'; "
     "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 
 
 # Served without the token. Everything else needs it, also routes added later without the dependency.
-PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
 PUBLIC_PREFIXES = ("/static/",)
 
 
@@ -158,20 +163,40 @@ class _BodyTooLarge(HTTPException):
         super().__init__(413, detail="request body too large")
 
 
-class LimitsMiddleware:
-    """Refuses request bodies over ``max_body`` bytes with 413 and adds security headers to responses."""
+@dataclass(frozen=True, slots=True)
+class BodyLimit:
+    """A larger body limit for one method and path (video uploads), and the 413 text that says it."""
 
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
+    method: str
+    path: str
+    max_body: int
+    detail: str
+
+
+# multipart framing around an uploaded file (boundaries, part headers); the file itself is checked exactly
+_MULTIPART_OVERHEAD = 64 * 1024
+
+
+class LimitsMiddleware:
+    """Refuses request bodies over ``max_body`` bytes (or a route's own :class:`BodyLimit`) with 413 and
+    adds security headers to responses."""
+
+    def __init__(self, app: ASGIApp, max_body: int, larger: tuple[BodyLimit, ...] = ()) -> None:
         self.app = app
         self.max_body = max_body
+        self.larger = larger
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_body, detail = self.max_body, "request body too large"
+        for limit in self.larger:
+            if scope.get("method") == limit.method and scope.get("path") == limit.path:
+                max_body, detail = limit.max_body, limit.detail
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
-                await self._reject(send)
+            if name == b"content-length" and value.isdigit() and int(value) > max_body:
+                await self._reject(send, detail)
                 return
         received = 0
         started = False
@@ -181,7 +206,7 @@ class LimitsMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:  # chunked bodies carry no Content-Length
+                if received > max_body:  # chunked bodies carry no Content-Length
                     raise _BodyTooLarge
             return message
 
@@ -196,10 +221,10 @@ class LimitsMiddleware:
             await self.app(scope, limited_receive, send_with_headers)
         except _BodyTooLarge:
             if not started:
-                await self._reject(send)
+                await self._reject(send, detail)
 
-    async def _reject(self, send: Send) -> None:
-        await _send_json(send, 413, b'{"detail":"request body too large"}')
+    async def _reject(self, send: Send, detail: str) -> None:
+        await _send_json(send, 413, json.dumps({"detail": detail}).encode())
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -264,6 +289,35 @@ def _default_controller(config: AppConfig, sink: EventSink, metrics: ServiceMetr
     return pipeline
 
 
+def _upload_parts(config: AppConfig, controller: CameraController) -> tuple[JobRunner | None, ModelInfo | None]:
+    """The upload jobs' runner and the model's description, from the compute pipeline's own stages
+    (a :class:`~actwatch.service.pipeline.StreamPipeline` has them); ``(None, None)`` for any other
+    controller (a test's fake): uploads then answer 503."""
+    live = getattr(controller, "stages", None)
+    if live is None:
+        return None, None
+    # heavy (onnxruntime): imported only when a pipeline runs
+    from actwatch.service.prediction_run import stages_runner
+    from actwatch.service.stages import Stages
+
+    if not isinstance(live, Stages):
+        return None, None
+    runtime = live.runtime
+    spec = runtime.spec
+    manifest = getattr(runtime, "manifest", None)
+    model = ModelInfo(
+        classes=list(runtime.classes),
+        arch=getattr(manifest, "arch", None),
+        seq_len=spec.seq_len,
+        input_size=spec.input_size,
+        fps=spec.fps,
+        mean=spec.mean,
+        std=spec.std,
+        feature_cache=runtime.supports_feature_cache,
+    )
+    return stages_runner(live, config.pipeline), model
+
+
 async def _purge_loop(store: EventStore, clips: ClipStore, interval_s: float) -> None:
     while True:
         try:
@@ -283,6 +337,7 @@ def _lifespan(services: ServiceState) -> Callable[[FastAPI], contextlib.Abstract
             await asyncio.to_thread(services.delivery.start)
         await asyncio.to_thread(services.cameras.start_configured)
         await asyncio.to_thread(controller.start)
+        await asyncio.to_thread(services.predictions.start)
         services.started = True
         purge = asyncio.create_task(
             _purge_loop(services.store, services.clips.store, services.config.storage.purge_interval_s)
@@ -297,6 +352,7 @@ def _lifespan(services: ServiceState) -> Callable[[FastAPI], contextlib.Abstract
                 await purge
             services.broadcaster.close()
             try:
+                await asyncio.to_thread(services.predictions.stop)
                 await asyncio.to_thread(controller.stop)
             finally:
                 if services.delivery is not None:
@@ -337,6 +393,7 @@ def create_app(
     clips = ClipRecorder(ClipStore(config.media_dir / "clips", media.clips.retention_days), media.clips)
     sink = EventSink(store, broadcaster, metrics, outbox=delivery, live_frames=live_frames, clips=clips)
     controller = controller if controller is not None else _default_controller(config, sink, metrics)
+    upload_runner, model = _upload_parts(config, controller)
     services = ServiceState(
         config=config,
         token=SecretStr(token),
@@ -349,6 +406,8 @@ def create_app(
         auth_throttle=AuthThrottle(config.server.auth_failures_per_minute),
         pending_websockets=ConnectionSlots(config.server.max_pending_websockets),
         delivery=delivery,
+        predictions=PredictionService(config.predictions, config.data_dir / "predictions", upload_runner),
+        model=model,
         live_frames=live_frames,
         clips=clips,
         signer=MediaSigner(ttl_s=media.signed_url_ttl_s),
@@ -361,12 +420,23 @@ def create_app(
         description="Real-time behaviour recognition for CCTV: cameras, alerts (REST) and live events "
         "(WebSocket /ws/events). Send `Authorization: Bearer <token>` on every route except health checks.",
         lifespan=_lifespan(services),
+        docs_url=None,  # served from the package by api_docs (FastAPI's own pages load from a CDN)
+        redoc_url=None,
     )
     app.state.services = services
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     max_page = config.server.max_page_size
-    for api in (health.router(), cameras.router(), live.router(), events.router(max_page), ws.router()):
+    for api in (
+        health.router(),
+        cameras.router(),
+        live.router(),
+        events.router(max_page),
+        ws.router(),
+        predictions.router(),
+        system.router(),
+        api_docs_router(),
+    ):
         app.include_router(api)
 
     @app.get("/", include_in_schema=False)
@@ -389,5 +459,11 @@ def create_app(
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    app.add_middleware(LimitsMiddleware, max_body=config.server.max_request_body_bytes)
+    upload = BodyLimit(
+        "POST",
+        "/predictions",
+        max(config.server.max_request_body_bytes, config.predictions.max_upload_bytes + _MULTIPART_OVERHEAD),
+        upload_too_large_message(config.predictions),
+    )
+    app.add_middleware(LimitsMiddleware, max_body=config.server.max_request_body_bytes, larger=(upload,))
     return app

@@ -30,6 +30,8 @@ from actwatch.service.clips import ClipRecorder, ClipStore
 from actwatch.service.controller import CameraController
 from actwatch.service.live_frames import LiveFrames
 from actwatch.service.metrics import ServiceMetrics
+from actwatch.service.prediction_schemas import ModelInfo
+from actwatch.service.predictions import PredictionService
 from actwatch.service.signed_urls import MediaSigner
 from actwatch.service.sink import EventSink
 from actwatch.service.store import EventStore
@@ -59,6 +61,8 @@ class ServiceState:
     clips: ClipRecorder
     signer: MediaSigner
     mjpeg_streams: ConnectionSlots
+    predictions: PredictionService
+    model: ModelInfo | None = None  # None where no pipeline runs (a test app with a fake controller)
     delivery: DeliveryService | None = None  # MQTT and webhooks, when configured
     started: bool = False
 
@@ -93,6 +97,10 @@ def get_config(services: Services) -> AppConfig:
     return services.config
 
 
+def get_predictions(services: Services) -> PredictionService:
+    return services.predictions
+
+
 def get_clip_store(services: Services) -> ClipStore:
     return services.clips.store
 
@@ -102,6 +110,7 @@ Cameras = Annotated[CameraService, Depends(get_cameras)]
 Controller = Annotated[CameraController, Depends(get_controller)]
 Metrics = Annotated[ServiceMetrics, Depends(get_metrics)]
 Config = Annotated[AppConfig, Depends(get_config)]
+Predictions = Annotated[PredictionService, Depends(get_predictions)]
 Clips = Annotated[ClipStore, Depends(get_clip_store)]
 
 # Stateless security scheme object (it also documents the bearer scheme in OpenAPI).

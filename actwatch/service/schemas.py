@@ -228,6 +228,7 @@ _ERROR_DESCRIPTIONS: dict[int, str] = {
     404: "No such resource.",
     409: "Conflict with the current state (duplicate id, camera limit reached).",
     413: "Request body larger than server.max_request_body_bytes.",
+    415: "Unsupported media type.",
     429: "Too many failed authentication attempts from this address; see Retry-After.",
     503: "Busy: try again later.",
 }

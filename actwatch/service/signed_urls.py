@@ -28,9 +28,13 @@ import time
 from collections.abc import Callable, Mapping
 from urllib.parse import quote
 
-_ID = r"[A-Za-z0-9_-]{1,64}"
-SIGNABLE_PATTERN = rf"^(/cameras/{_ID}/(latest\.jpg|stream\.mjpeg)|/events/{_ID}/(snapshot|crops|clip))$"
-"""The paths a signed URL may open: live frames and an event's evidence."""
+_ID = r"[A-Za-z0-9_-]{1,64}"  # an event id (store.EVENT_ID_PATTERN)
+_CAMERA_ID = r"[a-z0-9_-]{1,64}"  # a camera id (config.CAMERA_ID_PATTERN): a signable path is one the route takes
+SIGNABLE_PATTERN = (
+    rf"^(/cameras/{_CAMERA_ID}/(latest\.jpg|stream\.mjpeg)|/events/{_ID}/(snapshot|crops|clip)"
+    r"|/predictions/[0-9a-f]{32}/video)$"
+)
+"""The paths a signed URL may open: live frames, an event's evidence, an upload job's annotated video."""
 SIGNABLE = re.compile(SIGNABLE_PATTERN)
 
 

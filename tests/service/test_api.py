@@ -26,7 +26,7 @@ from .conftest import CAMERA_PASSWORD, TOKEN, FakeController, auth, frame, make_
 
 # Routes that are served without the token, on purpose (see actwatch/service/app.py). Everything else
 # found on the app must answer 401: a new route cannot be forgotten.
-PUBLIC = {"/healthz", "/readyz", "/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/static"}
+PUBLIC = {"/healthz", "/readyz", "/", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/static"}
 
 
 def walk_routes(app: FastAPI) -> Iterator[tuple[str, set[str], BaseRoute]]:

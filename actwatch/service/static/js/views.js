@@ -4,5 +4,7 @@
 import * as live from "./live.js";
 import * as history from "./history.js";
 import * as cameras from "./cameras.js";
+import * as upload from "./upload.js";
+import * as system from "./system.js";
 
-export const VIEWS = { live, history, cameras };
+export const VIEWS = { live, history, cameras, upload, system };

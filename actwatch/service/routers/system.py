@@ -1,0 +1,48 @@
+"""``/system``: what the model and system page shows (model, ONNX Runtime providers, stage timings).
+
+Example:
+    >>> [r.path for r in router().routes]
+    ['/system']
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+import actwatch
+from actwatch.service.deps import Services, require_token
+from actwatch.service.metrics import STAGES
+from actwatch.service.prediction_schemas import PredictionLimits, StageTiming, SystemInfo
+from actwatch.service.schemas import PROTECTED, error_responses
+
+_LATENCY = "actwatch_stage_latency_seconds"
+
+
+def router() -> APIRouter:
+    api = APIRouter(tags=["system"], dependencies=[Depends(require_token)])
+
+    @api.get(
+        "/system",
+        summary="The model, ONNX Runtime providers and per-stage timings",
+        responses=error_responses(*PROTECTED),
+    )
+    def system(services: Services) -> SystemInfo:
+        registry = services.metrics.registry
+        stages = []
+        for stage in STAGES:  # the figures /metrics exports, read from the same registry
+            count = registry.get_sample_value(f"{_LATENCY}_count", {"stage": stage}) or 0.0
+            total = registry.get_sample_value(f"{_LATENCY}_sum", {"stage": stage}) or 0.0
+            mean_ms = round(total / count * 1000, 3) if count else None
+            stages.append(StageTiming(stage=stage, count=int(count), mean_ms=mean_ms, total_s=round(total, 6)))
+        predictions = services.predictions
+        return SystemInfo(
+            version=actwatch.__version__,
+            model=services.model,
+            providers=services.metrics.active_providers(),
+            stages=stages,
+            stride=services.config.pipeline.stride,
+            cameras=len(services.cameras),
+            uploads=PredictionLimits.build(predictions.settings, available=predictions.available),
+        )
+
+    return api

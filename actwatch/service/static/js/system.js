@@ -1,0 +1,66 @@
+// Model and system view: the action model's classes and input spec, the ONNX Runtime providers each
+// network runs on, and the per-stage timings of the compute loop (GET /system, read from /metrics).
+import { $, el } from "./dom.js";
+
+function entries(list, pairs) {
+  const nodes = [];
+  for (const [term, value] of pairs) nodes.push(el("dt", null, term), el("dd", null, value));
+  list.replaceChildren(...nodes);
+}
+
+function ms(value) {
+  return value === null ? "–" : value.toFixed(1) + " ms";
+}
+
+export function createView({ api }) {
+  async function refresh() {
+    let info;
+    try {
+      info = await api.json("/system");
+    } catch (err) {
+      $("system-error").textContent = "Could not read the system information: " + err.message;
+      return;
+    }
+    $("system-error").textContent = "";
+    const model = info.model;
+    $("model-none").classList.toggle("hidden", model !== null);
+    if (model) {
+      entries($("model-spec"), [
+        ["Architecture", model.arch || "unknown"],
+        ["Window", model.seq_len + " crops at " + model.fps + " fps"],
+        ["Crop size", model.input_size[0] + " × " + model.input_size[1] + " px (height × width)"],
+        ["Normalisation", "mean " + model.mean.join(", ") + "; std " + model.std.join(", ")],
+        ["Feature cache", model.feature_cache ? "yes (encoder once per crop, head per window)" : "no (whole clip)"],
+      ]);
+      $("model-classes").replaceChildren(...model.classes.map((name) => el("li", null, name)));
+    } else {
+      $("model-spec").replaceChildren();
+      $("model-classes").replaceChildren();
+    }
+    const providers = Object.entries(info.providers).map(([network, list]) => [network, list.join(" → ")]);
+    entries($("providers"), providers.length ? providers : [["none", "no network loaded"]]);
+    entries($("service-spec"), [
+      ["Version", info.version],
+      ["Cameras", String(info.cameras)],
+      ["Stride", "classify every " + info.stride + " new samples"],
+      ["Uploads", info.uploads.available ? "on, " + Math.round(info.uploads.compute_share * 100) + "% of compute at most" : "off"],
+    ]);
+    $("stages").replaceChildren(
+      ...info.stages.map((s) => {
+        const tr = el("tr");
+        tr.dataset.stage = s.stage;
+        tr.append(el("td", null, s.stage), el("td", null, String(s.count)), el("td", null, ms(s.mean_ms)), el("td", null, s.total_s.toFixed(2) + " s"));
+        return tr;
+      }),
+    );
+  }
+
+  $("system-refresh").addEventListener("click", refresh);
+  return {
+    show() {
+      refresh();
+    },
+    hide() {},
+    stop() {},
+  };
+}

@@ -83,6 +83,7 @@ from actwatch.service.stages import Stages
 from actwatch.tracker.buffers import PendingSample
 from actwatch.tracker.bytetrack import CameraTracker
 from actwatch.tracker.detections import Detections
+from actwatch.tracker.static import StaticTracks
 from actwatch.tracker.track_end import TrackEndListener, report_camera_dropped, report_ended
 from actwatch.tracker.window import TrackWindow
 
@@ -121,6 +122,7 @@ class _Tracked:
 
     source: CameraFrame[CameraTracker]
     tracked: Detections
+    static: np.ndarray  # (len(tracked),) bool: static tracks are not sampled, so never classified
 
 
 class StreamPipeline:
@@ -145,12 +147,14 @@ class StreamPipeline:
         self.publish_tracks = stages.publish_tracks
         self.cameras: CameraSet[CameraTracker] = CameraSet(stages.reader_factory, stages.tracker_factory)
         self.labels = LiveLabels()
+        self.static_tracks = StaticTracks(stages.static)
         self.step_metrics = StepMetrics(stages.metrics)
         # Everything that keeps per-track state, told once when a track ends or a camera goes.
         self._track_listeners: tuple[TrackEndListener, ...] = (
             self.buffers,
             self.alerts,
             self.labels,
+            self.static_tracks,
             self.step_metrics,
         )
         self._stop = threading.Event()
@@ -273,14 +277,15 @@ class StreamPipeline:
         for item, dets in zip(batch, detections, strict=True):
             tracked = item.tracker.update(dets, item.frame.timestamp)
             report_ended(self._track_listeners, item.camera_id, item.tracker.removed_track_ids)
-            out.append(_Tracked(item, tracked))
+            static = self.static_tracks.flags(item.camera_id, item.frame.image, tracked, item.frame.timestamp)
+            out.append(_Tracked(item, tracked, static))
         return out
 
     def _sample_and_encode(self, tracked: list[_Tracked]) -> list[PendingSample]:
         """Every new crop of every camera encoded once, in one batch, and committed to its window."""
         pending: list[PendingSample] = []
         for item in tracked:
-            pending += self.buffers.sample(item.source.frame, item.tracked)
+            pending += self.buffers.sample(item.source.frame, item.tracked.select(~item.static))
         if pending:
             crops = np.stack([p.crop for p in pending])
             if self.runtime.supports_feature_cache:
@@ -315,5 +320,6 @@ class StreamPipeline:
         if self.publish_tracks:
             for item in tracked:
                 frame = item.source.frame
-                self.sink.emit_tracks(self.labels.overlay(item.source.camera_id, frame.wall_time, item.tracked))
+                overlay = self.labels.overlay(item.source.camera_id, frame.wall_time, item.tracked, item.static)
+                self.sink.emit_tracks(overlay)
         return events

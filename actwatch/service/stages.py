@@ -15,7 +15,7 @@ Example (a finite file replayed one frame per step, as the tests and the benchma
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import numpy as np
@@ -29,6 +29,7 @@ from actwatch.service.metrics import ServiceMetrics
 from actwatch.tracker.buffers import TrackBufferStore
 from actwatch.tracker.bytetrack import CameraTracker
 from actwatch.tracker.detections import Detections
+from actwatch.tracker.static import StaticSettings
 
 
 class Detector(Protocol):
@@ -73,6 +74,8 @@ class Stages:
     stride: int = 5
     publish_tracks: bool = True
     idle_sleep_s: float = 0.01
+    # static tracks (the cloth on the grass): tracked and shown, never classified
+    static: StaticSettings = field(default_factory=StaticSettings)
 
 
 def camera_reader_factory(config: AppConfig) -> ReaderFactory:
@@ -145,6 +148,7 @@ def build_stages(
         reader_factory=readers,
         detector=detector,
         tracker_factory=make_tracker,
+        static=tracker_settings.static,
         buffers=buffers,
         runtime=runtime,
         alerts=alerts,

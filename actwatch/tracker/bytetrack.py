@@ -33,6 +33,7 @@ from pydantic import ConfigDict, Field, model_validator
 from actwatch.settings import StrictModel
 from actwatch.tracker.detections import Detections
 from actwatch.tracker.kalman import BoxKalman, xyah_to_xyxy, xyxy_to_xyah
+from actwatch.tracker.static import StaticSettings
 
 # Fixed association gates of ByteTrack (maximum 1 - IoU): the second, low-confidence stage and the
 # confirmation of tentative tracks. The first stage's gate is the `match_thresh` setting.
@@ -78,6 +79,10 @@ class TrackerSettings(StrictModel):
         0.8, ge=0.0, le=1.0, description="Maximum association cost (1 - IoU, optionally score-fused)."
     )
     fuse_score: bool = Field(True, description="Fuse detection confidence into the IoU cost when matching.")
+    static: StaticSettings = Field(
+        default_factory=StaticSettings,
+        description="Static tracks (a box and crop that do not change): not classified, not extracted.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -10,7 +10,7 @@ head fed the very features the encoder produced.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +84,12 @@ class CollectingSink:
 
 
 def _pipeline(
-    detector_weights: Path, model_dir: Path, vtest: Path, cameras: Sequence[str], stride: int = 2
+    detector_weights: Path,
+    model_dir: Path,
+    vtest: Path,
+    cameras: Sequence[str],
+    stride: int = 2,
+    tracker: Mapping[str, object] | None = None,
 ) -> tuple[StreamPipeline, dict[str, ReplayReader], RecordingDetector, RecordingRuntime, CollectingSink]:
     config = AppConfig.model_validate(
         {
@@ -93,6 +98,7 @@ def _pipeline(
             "detector": {"weights": str(detector_weights), "person_class_ids": [0, 1], "conf": 0.1},
             "model": {"dir": str(model_dir)},
             "pipeline": {"stride": stride},
+            "tracker": tracker or {},
             "alerts": {
                 "rules": [
                     {"label": "walking", "threshold": 0.01, "n": 1, "m": 1, "cooldown_s": 0, "min_track_age_s": 0}
@@ -209,3 +215,25 @@ def test_each_camera_tracker_gets_its_source_frame_rate(
     pipeline.step()
     tracker = pipeline.cameras.tracker("cam1")
     assert tracker is not None and tracker.frame_rate == 10.0  # vtest.avi's own rate, not a default
+
+
+def test_static_tracks_are_shown_but_never_sampled(
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path
+) -> None:
+    # The yellow cloth on the grass is a "person" from the first frame; still for 1 s, it is static.
+    encoded, overlays = {}, {}
+    for enabled in (False, True):
+        tracker = {"static": {"enabled": enabled, "min_duration_s": 1.0}}
+        pipeline, readers, _, _, sink = _pipeline(
+            detector_weights, exported_model_dir, vtest_path, ["cam1"], tracker=tracker
+        )
+        encoded[enabled] = sum(r.crops_encoded for r in _replay(pipeline, readers))
+        overlays[enabled] = [t for overlay in sink.tracks for t in overlay.tracks]
+    static = [t for t in overlays[True] if t.static]
+    assert static and not any(t.static for t in overlays[False])
+    # Only the cloth (lying on the grass, bottom left) is static, and it is still shown in the overlay.
+    assert {t.track_id for t in static} == {static[0].track_id}
+    assert all(t.bbox[0] >= 50 and t.bbox[1] >= 480 and t.bbox[2] <= 175 for t in static)
+    # vtest.avi runs at the model's 10 fps, so every tracked box is due every frame: each static sighting
+    # is exactly one crop the encoder did not see, and no other crop was skipped.
+    assert encoded[False] - encoded[True] == len(static)

@@ -83,6 +83,7 @@ from actwatch.service.stages import Stages
 from actwatch.tracker.buffers import PendingSample
 from actwatch.tracker.bytetrack import CameraTracker
 from actwatch.tracker.detections import Detections
+from actwatch.tracker.scene_cut import SceneCuts
 from actwatch.tracker.static import StaticTracks
 from actwatch.tracker.track_end import TrackEndListener, report_camera_dropped, report_ended
 from actwatch.tracker.window import TrackWindow
@@ -147,7 +148,8 @@ class StreamPipeline:
         self.publish_tracks = stages.publish_tracks
         self.cameras: CameraSet[CameraTracker] = CameraSet(stages.reader_factory, stages.tracker_factory)
         self.labels = LiveLabels()
-        self.static_tracks = StaticTracks(stages.static)
+        self.scene_cuts = SceneCuts(stages.tracker.scene_cut)
+        self.static_tracks = StaticTracks(stages.tracker.static)
         self.step_metrics = StepMetrics(stages.metrics)
         # Everything that keeps per-track state, told once when a track ends or a camera goes.
         self._track_listeners: tuple[TrackEndListener, ...] = (
@@ -155,6 +157,7 @@ class StreamPipeline:
             self.alerts,
             self.labels,
             self.static_tracks,
+            self.scene_cuts,
             self.step_metrics,
         )
         self._stop = threading.Event()
@@ -275,6 +278,10 @@ class StreamPipeline:
         """Each camera's own ByteTrack; the one place where the end of a track is reported."""
         out = []
         for item, dets in zip(batch, detections, strict=True):
+            if self.scene_cuts.is_cut(item.camera_id, item.frame.image):
+                # A new scene: no track (and so no window) goes on across the cut.
+                item.tracker.reset()
+                report_ended(self._track_listeners, item.camera_id, item.tracker.removed_track_ids)
             tracked = item.tracker.update(dets, item.frame.timestamp)
             report_ended(self._track_listeners, item.camera_id, item.tracker.removed_track_ids)
             static = self.static_tracks.flags(item.camera_id, item.frame.image, tracked, item.frame.timestamp)

@@ -27,9 +27,8 @@ from actwatch.service.camera_set import Reader, ReaderFactory
 from actwatch.service.events import AlertRecord, FrameOverlay
 from actwatch.service.metrics import ServiceMetrics
 from actwatch.tracker.buffers import TrackBufferStore
-from actwatch.tracker.bytetrack import CameraTracker
+from actwatch.tracker.bytetrack import CameraTracker, TrackerSettings
 from actwatch.tracker.detections import Detections
-from actwatch.tracker.static import StaticSettings
 
 
 class Detector(Protocol):
@@ -74,8 +73,8 @@ class Stages:
     stride: int = 5
     publish_tracks: bool = True
     idle_sleep_s: float = 0.01
-    # static tracks (the cloth on the grass): tracked and shown, never classified
-    static: StaticSettings = field(default_factory=StaticSettings)
+    # per camera beside its tracker: scene cuts end its tracks; static tracks are shown, never classified
+    tracker: TrackerSettings = field(default_factory=TrackerSettings)
 
 
 def camera_reader_factory(config: AppConfig) -> ReaderFactory:
@@ -148,7 +147,7 @@ def build_stages(
         reader_factory=readers,
         detector=detector,
         tracker_factory=make_tracker,
-        static=tracker_settings.static,
+        tracker=tracker_settings,
         buffers=buffers,
         runtime=runtime,
         alerts=alerts,

@@ -33,6 +33,7 @@ from pydantic import ConfigDict, Field, model_validator
 from actwatch.settings import StrictModel
 from actwatch.tracker.detections import Detections
 from actwatch.tracker.kalman import BoxKalman, xyah_to_xyxy, xyxy_to_xyah
+from actwatch.tracker.scene_cut import SceneCutSettings
 from actwatch.tracker.static import StaticSettings
 
 # Fixed association gates of ByteTrack (maximum 1 - IoU): the second, low-confidence stage and the
@@ -100,6 +101,10 @@ class TrackerSettings(StrictModel):
         description="Buffered IoU: before matching, a track's box and the detections are grown on every side by "
         "this fraction of their size per second since the track was last seen (at most 1), so a person who "
         "moved more than their width between two processed frames is still matched. 0: plain IoU.",
+    )
+    scene_cut: SceneCutSettings = Field(
+        default_factory=SceneCutSettings,
+        description="Scene cuts (the picture changed completely) end every track of the camera.",
     )
     static: StaticSettings = Field(
         default_factory=StaticSettings,

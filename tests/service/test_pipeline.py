@@ -24,6 +24,7 @@ from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.pipeline import StepReport, StreamPipeline
 from actwatch.service.stages import Detector, build_stages
 from actwatch.tracker.detections import Detections
+from tests.tracker.videos import write_scene_cut_clip
 
 FRAMES = 30
 
@@ -237,3 +238,20 @@ def test_static_tracks_are_shown_but_never_sampled(
     # vtest.avi runs at the model's 10 fps, so every tracked box is due every frame: each static sighting
     # is exactly one crop the encoder did not see, and no other crop was skipped.
     assert encoded[False] - encoded[True] == len(static)
+
+
+def test_a_scene_cut_ends_every_track_of_the_camera(
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path, tmp_path: Path
+) -> None:
+    clip = write_scene_cut_clip(vtest_path, tmp_path / "cut.avi", 2.0, 4.0)  # mirrored from 2.0 s (frame 20)
+    pipeline, readers, _, _, sink = _pipeline(detector_weights, exported_model_dir, clip, ["cam1"], stride=1)
+    reports = _replay(pipeline, readers)
+    assert pipeline.scene_cuts.cuts == 1
+    # One overlay per step: the first 20 frames are the first scene. No id lives on both sides of the cut.
+    ids = [{t.track_id for t in overlay.tracks} for overlay in sink.tracks]
+    before, after = set().union(*ids[:20]), set().union(*ids[20:])
+    assert before and after and not before & after
+    assert not before & set(pipeline.buffers.track_ids("cam1"))  # their buffers were freed at the cut
+    # No classified window holds samples from both scenes.
+    windows = [w for r in reports for w in r.windows]
+    assert windows and all(w.timestamps[0] >= 2.0 - 1e-6 or w.timestamps[-1] < 2.0 - 1e-6 for w in windows)

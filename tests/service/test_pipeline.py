@@ -10,10 +10,12 @@ head fed the very features the encoder produced.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from actwatch.capture.replay import ReplayReader
 from actwatch.config import AppConfig
@@ -91,6 +93,7 @@ def _pipeline(
     cameras: Sequence[str],
     stride: int = 2,
     tracker: Mapping[str, object] | None = None,
+    pipeline_settings: Mapping[str, object] | None = None,
 ) -> tuple[StreamPipeline, dict[str, ReplayReader], RecordingDetector, RecordingRuntime, CollectingSink]:
     config = AppConfig.model_validate(
         {
@@ -98,7 +101,7 @@ def _pipeline(
             "sources": {"file_dirs": [str(vtest.parent)]},
             "detector": {"weights": str(detector_weights), "person_class_ids": [0, 1], "conf": 0.1},
             "model": {"dir": str(model_dir)},
-            "pipeline": {"stride": stride},
+            "pipeline": {"stride": stride, **(pipeline_settings or {})},
             "tracker": tracker or {},
             "alerts": {
                 "rules": [
@@ -255,3 +258,26 @@ def test_a_scene_cut_ends_every_track_of_the_camera(
     # No classified window holds samples from both scenes.
     windows = [w for r in reports for w in r.windows]
     assert windows and all(w.timestamps[0] >= 2.0 - 1e-6 or w.timestamps[-1] < 2.0 - 1e-6 for w in windows)
+
+
+def test_the_detector_and_the_model_are_warmed_up_before_the_first_frame(
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="actwatch.service.stages"):
+        pipeline, readers, recorder, runtime, _ = _pipeline(detector_weights, exported_model_dir, vtest_path, ["cam1"])
+    warmed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("warmed up the detector")]
+    assert len(warmed) == 1 and "and the action model in" in warmed[0]
+    # Done while the stages were built, on the networks themselves: the pipeline has not seen a frame.
+    assert recorder.batches == [] and runtime.encode_calls == 0
+    readers["cam1"].feed()
+    pipeline.step()
+    assert recorder.batches == [1]
+
+
+def test_the_window_gap_setting_reaches_the_track_buffers(
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path
+) -> None:
+    pipeline, *_ = _pipeline(
+        detector_weights, exported_model_dir, vtest_path, ["cam1"], pipeline_settings={"window_gap_s": 3.5}
+    )
+    assert pipeline.buffers.max_gap_s == 3.5

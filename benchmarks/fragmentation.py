@@ -18,7 +18,10 @@ Figures per tree and rate: distinct track ids per minute of video, median track 
 stream time, first to last sighting plus one processing interval), share of tracks shorter than 1 s,
 share of tracks whose window reaches 30 samples at the model's 10 fps (a full window of the default
 model), and the share of confident detections (>= 0.4) that were tracked (fewer ids are no gain if
-fewer persons are tracked).
+fewer persons are tracked), and implausible jumps: a track's box centre moving more than 0.3 + 1 x the
+seconds between its sightings box heights (a person walks about half a height per second), so either
+the track switched to someone else or the box changed shape (a partly hidden person): fewer ids are
+no gain either if tracks jump between people. Without ground truth this bounds id switches from above.
 
     .venv/bin/python benchmarks/fragmentation.py --base main
 """
@@ -49,6 +52,7 @@ FIGURES = [
     ("share_under_1s", "tracks shorter than 1 s", ".0%"),
     ("share_full_window", f"tracks reaching a {WINDOW}-sample window", ".0%"),
     ("share_confident_tracked", f"detections >= {CONFIDENT} tracked", ".0%"),
+    ("jumps", "implausible jumps (id switch or box change)", ".0f"),
     ("ids", "distinct ids", ".0f"),
 ]
 
@@ -132,6 +136,8 @@ def track_only(cache: Path, rate: float | None) -> dict[str, float]:
     conf = DetectorSettings().conf
     tracker = CameraTracker("bench", float(data["frame_rate"]), TrackerSettings())
     first: dict[int, float] = {}
+    previous: dict[int, tuple[float, np.ndarray]] = {}  # last sighting: time, x1 y1 x2 y2
+    jumps = 0
     last: dict[int, float] = {}
     samples: dict[int, int] = {}
     samplers: dict[int, FpsSampler] = {}
@@ -144,7 +150,13 @@ def track_only(cache: Path, rate: float | None) -> dict[str, float]:
         out = tracker.update(Detections.from_arrays(boxes[:, :4], boxes[:, 4], boxes[:, 5].astype(np.int64)), t)
         confident += int((boxes[:, 4] >= CONFIDENT).sum())
         tracked_confident += int((out.confidence >= CONFIDENT).sum())
-        for tid in out.track_id.tolist():
+        for tid, box in zip(out.track_id.tolist(), out.xyxy.astype(np.float64), strict=True):
+            if tid in previous:
+                before_t, before = previous[tid]
+                moved = np.linalg.norm((box[:2] + box[2:] - before[:2] - before[2:]) / 2)
+                height = (box[3] - box[1] + before[3] - before[1]) / 2
+                jumps += int(moved / max(height, 1e-6) > 0.3 + 1.0 * (t - before_t))
+            previous[tid] = (t, box)
             first.setdefault(tid, t)
             last[tid] = t
             if samplers.setdefault(tid, FpsSampler(MODEL_FPS)).due(t):
@@ -160,6 +172,7 @@ def track_only(cache: Path, rate: float | None) -> dict[str, float]:
         "share_under_1s": sum(length < 1.0 for length in lengths) / n,
         "share_full_window": sum(samples.get(k, 0) >= WINDOW for k in first) / n,
         "share_confident_tracked": tracked_confident / max(confident, 1),
+        "jumps": float(jumps),
         "processed_fps": len(frames) / (minutes * 60.0),
     }
 

@@ -42,8 +42,12 @@ _LOW_SCORE_MATCH_THRESH = 0.5
 _TENTATIVE_MATCH_THRESH = 0.7
 # A tracked and a lost track overlapping this much (1 - IoU below it) are the same person: keep the older.
 _DUPLICATE_THRESH = 0.15
-# Buffered IoU never grows a box by more than its own size on each side (three times as wide and high).
-_MAX_BUFFER = 1.0
+# Buffered IoU never grows a box by more than half its size on each side (twice as wide and high): more
+# let a lost track take over someone else nearby (measured on vtest.avi: benchmarks/fragmentation.py).
+_MAX_BUFFER = 0.5
+# A match may be this many box heights off the predicted centre, plus max_speed x the time since last seen
+# (detector jitter and the Kalman filter's lag after a turn).
+_REACH_BASE = 0.3
 
 
 class TrackerSettings(StrictModel):
@@ -54,9 +58,10 @@ class TrackerSettings(StrictModel):
     confidences of 0.3-0.6, they broke tracks: the score-fused cost (``1 - IoU x confidence``) could not
     reach ``match_thresh`` for a 0.4 detection unless IoU >= 0.5, walkers moved further than their own
     width between two processed frames (IoU 0), and flickering 0.25-0.4 detections started new tracks.
-    So here: no score fusion, buffered IoU (``match_buffer_per_s``), new tracks from 0.4, and lost tracks
-    kept 2 s. The detection thresholds (``track_high_thresh``, ``track_low_thresh``) stay ByteTrack's, and
-    the detector hands over boxes down to ``DetectorSettings.conf`` = 0.1 for the second association.
+    So here: no score fusion, buffered IoU (``match_buffer_per_s``) bounded by a plausible speed
+    (``max_speed``), new tracks from 0.4, and lost tracks kept 2 s. The detection thresholds
+    (``track_high_thresh``, ``track_low_thresh``) stay ByteTrack's, and the detector hands over boxes down
+    to ``DetectorSettings.conf`` = 0.1 for the second association.
 
     Example (a configuration written for the former frame-counted setting says how to migrate):
         >>> TrackerSettings(lost_track_s=2.0).match_thresh
@@ -96,11 +101,18 @@ class TrackerSettings(StrictModel):
         "tracks when the detector's person confidences are well below 1).",
     )
     match_buffer_per_s: float = Field(
-        2.0,
+        1.0,
         ge=0.0,
         description="Buffered IoU: before matching, a track's box and the detections are grown on every side by "
         "this fraction of their size per second since the track was last seen (at most 1), so a person who "
-        "moved more than their width between two processed frames is still matched. 0: plain IoU.",
+        "moved more than their width between two processed frames is still matched (at most 0.5). 0: plain IoU.",
+    )
+    max_speed: float | None = Field(
+        2.0,
+        gt=0.0,
+        description="Box heights per second a person may move between two sightings of their track; a "
+        "detection further from the predicted centre (plus 0.3 heights) is someone else. Null: no limit "
+        "(plain ByteTrack).",
     )
     scene_cut: SceneCutSettings = Field(
         default_factory=SceneCutSettings,
@@ -147,6 +159,17 @@ def _grow(xyxy: np.ndarray, by: np.ndarray) -> np.ndarray:
     w = (xyxy[..., 2] - xyxy[..., 0]) * by
     h = (xyxy[..., 3] - xyxy[..., 1]) * by
     return np.stack([xyxy[..., 0] - w, xyxy[..., 1] - h, xyxy[..., 2] + w, xyxy[..., 3] + h], axis=-1)
+
+
+def _too_far(tracks: list[_Track], boxes: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """``(len(tracks), len(boxes))``: whether each detection's centre is further from the track's predicted
+    centre than that track's ``reach``, in the pair's mean box height."""
+    a = np.stack([t.xyxy for t in tracks])[:, None, :]
+    b = np.asarray(boxes, np.float64)[None, :, :]
+    centre_a = (a[..., :2] + a[..., 2:]) / 2
+    centre_b = (b[..., :2] + b[..., 2:]) / 2
+    height = np.maximum(((a[..., 3] - a[..., 1]) + (b[..., 3] - b[..., 1])) / 2, 1e-6)
+    return np.linalg.norm(centre_a - centre_b, axis=-1) / height > np.asarray(reach)[:, None]
 
 
 def _iou_cost(tracks: list[_Track], boxes: np.ndarray, buffers: np.ndarray | None = None) -> np.ndarray:
@@ -315,17 +338,13 @@ class CameraTracker:
 
         # 1. Confident detections against confirmed tracks, tracked or lost.
         pool = [t for t in self._tracks if t.confirmed]
-        cost = _iou_cost(pool, boxes[high], self._buffers(pool, now))
-        if s.fuse_score and cost.size:
-            cost = 1.0 - (1.0 - cost) * scores[high][None, :]
+        cost = self._cost(pool, boxes[high], scores[high] if s.fuse_score else None, now)
         matches, unmatched_pool, unmatched_high = _assign(cost, s.match_thresh)
         self._correct([(pool[i], int(high[j])) for i, j in matches], detections, now)
 
         # 2. Low-confidence detections keep tracks that were tracked until now (occlusion, blur).
         still = [pool[i] for i in unmatched_pool if not pool[i].lost]
-        matches, unmatched_still, _ = _assign(
-            _iou_cost(still, boxes[low], self._buffers(still, now)), _LOW_SCORE_MATCH_THRESH
-        )
+        matches, unmatched_still, _ = _assign(self._cost(still, boxes[low], None, now), _LOW_SCORE_MATCH_THRESH)
         self._correct([(still[i], int(low[j])) for i, j in matches], detections, now)
         for i in unmatched_still:
             still[i].lost = True
@@ -333,9 +352,7 @@ class CameraTracker:
         # 3. Remaining confident detections confirm tentative tracks; unconfirmed leftovers are dropped.
         left = high[unmatched_high]
         tentative = [t for t in self._tracks if not t.confirmed]
-        cost = _iou_cost(tentative, boxes[left], self._buffers(tentative, now))
-        if s.fuse_score and cost.size:
-            cost = 1.0 - (1.0 - cost) * scores[left][None, :]
+        cost = self._cost(tentative, boxes[left], scores[left] if s.fuse_score else None, now)
         matches, unmatched_tentative, unmatched_left = _assign(cost, _TENTATIVE_MATCH_THRESH)
         self._correct([(tentative[i], int(left[j])) for i, j in matches], detections, now)
         dropped = {id(tentative[i]) for i in unmatched_tentative}
@@ -351,12 +368,21 @@ class CameraTracker:
                 self._tracks.append(_Track(m, c, first_seen=now, last_seen=now, confirmed=first_frame, row=row))
         self._drop_duplicates(now)
 
-    def _buffers(self, tracks: list[_Track], now: float) -> np.ndarray | None:
-        """Each track's buffered-IoU growth: the time since it was last seen times the setting, at most 1."""
-        per_s = self.settings.match_buffer_per_s
-        if per_s <= 0:
-            return None
-        return np.minimum(np.asarray([now - t.last_seen for t in tracks], np.float64) * per_s, _MAX_BUFFER)
+    def _cost(self, tracks: list[_Track], boxes: np.ndarray, scores: np.ndarray | None, now: float) -> np.ndarray:
+        """Matching cost of tracks and detections: ``1 - IoU`` (buffered by the time since each track was
+        last seen, score-fused if ``scores`` are given); 1 (never matched) beyond a track's reach."""
+        s = self.settings
+        elapsed = np.asarray([now - t.last_seen for t in tracks], np.float64)
+        buffers = np.minimum(elapsed * s.match_buffer_per_s, _MAX_BUFFER) if s.match_buffer_per_s > 0 else None
+        cost = _iou_cost(tracks, boxes, buffers)
+        if not cost.size:
+            return cost
+        if scores is not None:
+            cost = 1.0 - (1.0 - cost) * scores[None, :]
+        if s.max_speed is not None:
+            # A buffered box overlaps far-away people too: no one moves further than this since last seen.
+            cost[_too_far(tracks, boxes, _REACH_BASE + s.max_speed * elapsed)] = 1.0
+        return cost
 
     def _drop_duplicates(self, now: float) -> None:
         """A lost track re-found as a new one: of two that overlap almost fully, keep the longer-lived."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -73,6 +73,12 @@ class Stages:
     stride: int = 5
     publish_tracks: bool = True
     idle_sleep_s: float = 0.01
+    # how the phases run (see actwatch.service.staged): pipelined threads or the one sequential loop
+    runtime_mode: Literal["pipelined", "sequential"] = "pipelined"
+    queue_size: int = 1
+    max_frame_age_s: float | None = 2.0
+    max_pending_evidence: int = 32
+    track_workers: int = 1
 
 
 def camera_reader_factory(config: AppConfig) -> ReaderFactory:
@@ -153,4 +159,9 @@ def build_stages(
         stride=config.pipeline.stride,
         publish_tracks=config.pipeline.publish_tracks,
         idle_sleep_s=config.pipeline.tick_interval_s,
+        runtime_mode=config.pipeline.runtime,
+        queue_size=config.pipeline.queue_size,
+        max_frame_age_s=config.pipeline.max_frame_age_s,
+        max_pending_evidence=config.pipeline.max_pending_evidence,
+        track_workers=config.pipeline.track_workers,
     )

@@ -229,6 +229,11 @@ class StreamPipeline:
         )
         return self._runner
 
+    @property
+    def runner(self) -> StagedRunner | None:
+        """The pipelined runner, once :meth:`start` or :meth:`staged` made one."""
+        return self._runner
+
     def _computing(self) -> bool:
         return (self._thread is not None and self._thread.is_alive()) or (
             self._runner is not None and self._runner.running()

@@ -92,6 +92,7 @@ class StageQueue(Generic[T]):
         self._items: collections.deque[T | _Control] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._active = 0  # items taken by the consumer and not yet done()
         self.drops = 0
 
     def _work(self) -> int:
@@ -114,8 +115,21 @@ class StageQueue(Generic[T]):
         with self._cond:
             self._cond.wait_for(lambda: bool(self._items))
             item = self._items.popleft()
+            self._active += 1
             self._cond.notify_all()
             return item
+
+    def done(self) -> None:
+        """The consumer finished the item it took last."""
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+
+    def wait_until_idle(self, timeout: float | None = None) -> bool:
+        """Wait until the queue is empty and its consumer has finished its item: the next batch handed
+        in now is worked on at once, with the freshest frames (rather than waiting, and ageing, here)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._work() == 0 and self._active == 0, timeout=timeout)
 
     def wait_for_room(self, timeout: float | None = None) -> bool:
         with self._cond:
@@ -224,9 +238,10 @@ class StagedRunner:
             self.frames.put(FrameBatch(tuple(items)))
         return len(items)
 
-    def wait_for_room(self, timeout: float | None = None) -> bool:
-        """Wait until the detector's queue can take a batch (the benchmark feeds frames just then)."""
-        return self.frames.wait_for_room(timeout)
+    def wait_for_detector(self, timeout: float | None = None) -> bool:
+        """Wait until the detector is free for the next batch (the intake and the benchmark take the
+        newest frames just then, so no batch ages in the queue)."""
+        return self.frames.wait_until_idle(timeout)
 
     def flush(self, timeout: float | None = None) -> list[StepReport]:
         """Wait until everything submitted so far went through every phase and was written; the
@@ -278,7 +293,7 @@ class StagedRunner:
         idle = self._pipeline.stages.idle_sleep_s
         while not self._stop.is_set():
             start = time.perf_counter()
-            taken = self.submit() if self.frames.wait_for_room(idle) else 0
+            taken = self.submit() if self.frames.wait_until_idle(idle) else 0
             if taken:
                 with self._lock:
                     self._busy["intake"] += time.perf_counter() - start
@@ -305,38 +320,49 @@ class StagedRunner:
     ) -> None:
         while True:
             item = inbox.get()
-            if isinstance(item, _Stop):
-                if outbox is not None:
-                    outbox.put(item)
-                return
-            if isinstance(item, _Flush) and outbox is None:
-                self.writer.flush()
-                item.done.set()
-                continue
-            if isinstance(item, CameraRemoved) and name in self._drops_camera:
-                self._drops_camera[name](item)
-            if isinstance(item, _Control):
-                if outbox is not None:
-                    outbox.put(item)
-                continue
-            start = time.perf_counter()
             try:
-                out = fn(item)
-            except Exception:  # one bad batch must not stop every camera
-                out = None
-                with self._lock:
-                    self.failures += 1
-                log.exception("pipeline %s stage failed on a batch; continuing", name)
-            with self._lock:
-                self._busy[name] += time.perf_counter() - start
-            if out is None:
-                continue
+                if not self._handle(name, item, fn, outbox):
+                    return
+            finally:
+                inbox.done()
+
+    def _handle(
+        self, name: str, item: object, fn: Callable[[object], object], outbox: StageQueue[object] | None
+    ) -> bool:
+        """Work on one item of stage ``name``; False once the end sentinel has passed."""
+        if isinstance(item, _Stop):
             if outbox is not None:
-                outbox.put(out)
-            else:
-                assert isinstance(out, StepReport)
-                if self._collect:
-                    with self._lock:
-                        self._reports.append(out)
-                if self._on_report is not None:
-                    self._on_report(out)
+                outbox.put(item)
+            return False
+        if isinstance(item, _Flush) and outbox is None:
+            self.writer.flush()
+            item.done.set()
+            return True
+        if isinstance(item, CameraRemoved) and name in self._drops_camera:
+            self._drops_camera[name](item)
+        if isinstance(item, _Control):
+            if outbox is not None:
+                outbox.put(item)
+            return True
+        start = time.perf_counter()
+        try:
+            out = fn(item)
+        except Exception:  # one bad batch must not stop every camera
+            out = None
+            with self._lock:
+                self.failures += 1
+            log.exception("pipeline %s stage failed on a batch; continuing", name)
+        with self._lock:
+            self._busy[name] += time.perf_counter() - start
+        if out is None:
+            return True
+        if outbox is not None:
+            outbox.put(out)
+            return True
+        assert isinstance(out, StepReport)
+        if self._collect:
+            with self._lock:
+                self._reports.append(out)
+        if self._on_report is not None:
+            self._on_report(out)
+        return True

@@ -170,6 +170,9 @@ class CameraConfig(StrictModel):
     )
     enabled: bool = Field(True, description="Whether the camera is read; disabled cameras stay configured.")
     loop: bool = Field(False, description="Restart a video file when it ends (files only).")
+    hwaccel: Literal["none", "cuda", "auto"] | None = Field(
+        None, description="Hardware decoding of this network camera (see capture.hwaccel); unset: capture.hwaccel."
+    )
     realtime: bool = Field(
         True, description="Play video files at their own frame rate (False: as fast as they decode)."
     )

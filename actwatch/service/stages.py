@@ -87,8 +87,11 @@ def camera_reader_factory(config: AppConfig) -> ReaderFactory:
     from actwatch.capture.sources import SourceSpec
 
     def make_reader(camera: CameraConfig) -> Reader:
+        capture = config.capture
+        if camera.hwaccel is not None:  # per camera: e.g. NVDEC for the H.264 streams, the CPU for MJPEG
+            capture = capture.model_copy(update={"hwaccel": camera.hwaccel})
         return CameraReader(
-            camera.id, SourceSpec.parse(camera.url), config.capture, loop=camera.loop, realtime=camera.realtime
+            camera.id, SourceSpec.parse(camera.url), capture, loop=camera.loop, realtime=camera.realtime
         )
 
     return make_reader
@@ -98,10 +101,13 @@ def _person_detector(config: AppConfig, metrics: ServiceMetrics) -> Detector:
     from actwatch.assets import ensure_detector
     from actwatch.tracker.detector import PersonDetector
 
-    weights = config.detector.weights
+    settings = config.detector
+    if settings.max_batch is None:  # TensorRT's batch profile sized to the cameras (one frame each per call)
+        settings = settings.model_copy(update={"max_batch": max(1, len(config.cameras))})
+    weights = settings.weights
     # Never download at start-up: a missing detector is an error that says to run `actwatch assets`.
     # An unset device is resolved by the detector itself (the best available).
-    detector = PersonDetector(weights if weights is not None else ensure_detector(fetch=False), config.detector)
+    detector = PersonDetector(weights if weights is not None else ensure_detector(fetch=False), settings)
     metrics.set_active_providers("detector", detector.providers)
     return detector
 

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
 import pytest
 
 from actwatch.capture.replay import ReplayReader

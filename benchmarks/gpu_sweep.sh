@@ -5,7 +5,7 @@
 #   benchmarks/gpu_sweep.sh prepare [PAYLOAD]   # here, once: detector + vtest.avi into PAYLOAD (~53 MB)
 #   benchmarks/gpu_sweep.sh run [PAYLOAD]       # on the GPU machine (no internet needed)
 #
-# PAYLOAD (default .gpu_payload, git-ignored through .git/info/exclude) holds cache/ (the detector and
+# PAYLOAD (default .gpu_payload, git-ignored like gpu_out/) holds cache/ (the detector and
 # vtest.avi, as ACTWATCH_CACHE_DIR) and optionally wheels/ (an onnxruntime-gpu wheel and, if the
 # machine lacks them, the wheels of actwatch's dependencies): `run` installs onnxruntime-gpu from there
 # when it is present, replacing a CPU onnxruntime. Without a GPU, or with CPU_ONLY=1, it runs on the
@@ -31,10 +31,6 @@ if [ "$cmd" = prepare ]; then
     done
     cp "$cache/samples/vtest.avi" "$payload/cache/samples/"
     [ -f "$cache/assets.json" ] && cp "$cache/assets.json" "$payload/cache/"
-    case "$payload" in "$repo"/*)
-        rel=${payload#"$repo"/}
-        grep -qx "/$rel/" "$repo/.git/info/exclude" 2>/dev/null || echo "/$rel/" >>"$(git -C "$repo" rev-parse --git-path info/exclude)"
-    esac
     du -sh "$payload"
     echo "prepared $payload: carry it (e.g. carry [\"${payload#"$repo"/}\"]) and run: benchmarks/gpu_sweep.sh run ${payload#"$repo"/}"
     exit 0

@@ -102,8 +102,9 @@ def _person_detector(config: AppConfig, metrics: ServiceMetrics) -> Detector:
     from actwatch.tracker.detector import PersonDetector
 
     settings = config.detector
-    if settings.max_batch is None:  # TensorRT's batch profile sized to the cameras (one frame each per call)
-        settings = settings.model_copy(update={"max_batch": max(1, len(config.cameras))})
+    if settings.max_batch is None:  # TensorRT's batch profile sized to the cameras (one frame each per call),
+        # with room for cameras added through the API: the next power of two, at least 8
+        settings = settings.model_copy(update={"max_batch": max(8, 1 << (len(config.cameras) - 1).bit_length())})
     weights = settings.weights
     # Never download at start-up: a missing detector is an error that says to run `actwatch assets`.
     # An unset device is resolved by the detector itself (the best available).

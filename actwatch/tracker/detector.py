@@ -87,7 +87,7 @@ class DetectorSettings(StrictModel):
         ge=1,
         le=4096,
         description="Top of TensorRT's dynamic batch profile (frames per detector call); unset: the number "
-        "of configured cameras.",
+        "of configured cameras rounded up to a power of two, at least 8.",
     )
     intra_op_threads: int | None = Field(None, ge=1, le=256, description="ONNX Runtime intra-op threads.")
 

@@ -292,8 +292,10 @@ class StagedRunner:
     def _intake(self) -> None:
         idle = self._pipeline.stages.idle_sleep_s
         while not self._stop.is_set():
+            if not self.frames.wait_until_idle(idle):
+                continue  # the detector is still busy: its next batch is taken when it is free
             start = time.perf_counter()
-            taken = self.submit() if self.frames.wait_until_idle(idle) else 0
+            taken = self.submit()
             if taken:
                 with self._lock:
                     self._busy["intake"] += time.perf_counter() - start

@@ -76,13 +76,15 @@ if [ -n "${CPU_ONLY:-}" ]; then providers=(--providers cpu --device cpu); fi
 } | tee "$OUT/env.txt"
 
 # 2. the generated action model, exported once (torch is there) and shared by every run
-$PY - "$work/model" <<'PYEOF' >>"$log" 2>&1
+model=$($PY - "$work/model" <<'PYEOF' 2>>"$log"
 import sys
 from pathlib import Path
 from actwatch.demo_model import export_untrained_model
 from actwatch.model.config import InputSpec
-export_untrained_model(Path(sys.argv[1]), InputSpec(seq_len=30, input_size=(112, 112), fps=10.0))
+print(export_untrained_model(Path(sys.argv[1]), InputSpec(seq_len=30, input_size=(112, 112), fps=10.0)))
 PYEOF
+)
+model=$(tail -1 <<<"$model")  # the exported folder (the last line; anything printed before it is noise)
 
 # 3. the sweep: one process per K, so a K that runs out of time leaves the others' figures
 case ${RUNTIMES:-both} in
@@ -98,7 +100,7 @@ for k in "${counts[@]}"; do
     if [ "$left" -lt 20 ]; then echo "K=$k skipped: the time budget is spent" | tee -a "$log"; continue; fi
     echo "K=$k (${left} s left) ..."
     if ! timeout "$left" $PY -m actwatch bench "${mode[@]}" --sweep "$k" --loop --frames "${FRAMES:-40}" \
-        --naive-every "${NAIVE_EVERY:-4}" --model "$work/model" --json "${providers[@]}" \
+        --naive-every "${NAIVE_EVERY:-4}" --model "$model" --json "${providers[@]}" \
         >"$work/K$k.json" 2>>"$log"; then
         echo "K=$k did not finish (see bench.log)" | tee -a "$log"
         rm -f "$work/K$k.json"

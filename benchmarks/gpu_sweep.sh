@@ -11,7 +11,7 @@
 # when it is present, replacing a CPU onnxruntime. Without a GPU, or with CPU_ONLY=1, it runs on the
 # CPU providers (how it is tested here: CPU_ONLY=1 SWEEP=1,2 FRAMES=6 benchmarks/gpu_sweep.sh run).
 #
-# Environment: SWEEP (camera counts, default 1,8,32,64,128), FRAMES (per camera, default 40),
+# Environment: SWEEP (camera counts, default 1,8,32,64,128), FRAMES (per camera, default 30),
 # RUNTIMES (both | pipelined | sequential, default both), NAIVE_EVERY (default 4), PY (default python3),
 # OUT (where the table and JSON go; default ./gpu_out), BUDGET_S (seconds for all the bench runs,
 # default 300: a K that does not fit is skipped and said so).
@@ -99,7 +99,7 @@ for k in "${counts[@]}"; do
     left=$((budget - ($(date +%s) - start)))
     if [ "$left" -lt 20 ]; then echo "K=$k skipped: the time budget is spent" | tee -a "$log"; continue; fi
     echo "K=$k (${left} s left) ..."
-    if ! timeout "$left" $PY -m actwatch bench "${mode[@]}" --sweep "$k" --loop --frames "${FRAMES:-40}" \
+    if ! timeout "$left" $PY -m actwatch bench "${mode[@]}" --sweep "$k" --loop --frames "${FRAMES:-30}" \
         --naive-every "${NAIVE_EVERY:-4}" --model "$model" --json "${providers[@]}" \
         >"$work/K$k.json" 2>>"$log"; then
         echo "K=$k did not finish (see bench.log)" | tee -a "$log"

@@ -1,6 +1,11 @@
 """``actwatch bench``: the streaming pipeline on K copies of vtest.avi, with the naive method side by side.
 
-The clip is replayed frame by frame as fast as the pipeline goes (no pacing, no drops) through the same
+Each of the K cameras replays the clip (decoded like a file camera of the service, looping if asked),
+either as fast as the pipeline takes frames (``rate="max"``: a camera's next frame is decoded when the
+detector is free for it, no drops) or at the clip's own frame rate (``rate="native"``: like live
+cameras; frames the pipeline cannot keep up with are dropped and counted). The runtime is the service's
+pipelined one or, with ``runtime="sequential"``, the one-thread loop it replaced; :func:`run_sweep`
+runs several camera counts and both runtimes in one run, for one table. The frames go through the same
 :class:`~actwatch.service.pipeline.StreamPipeline` the service runs, its stages built by the service's
 own wiring (:func:`~actwatch.service.stages.build_stages`) from an :class:`~actwatch.config.AppConfig`
 made for the run (:func:`bench_app_config`), with the real detector, real ONNX graphs and a real event
@@ -16,20 +21,29 @@ Example:
 
 from __future__ import annotations
 
-import json
-import resource
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from actwatch.bench_report import BenchResult, ResourceSampler, cpu_name, percentile, rss_mb, sweep_table
 from actwatch.errors import ActwatchError
 
 if TYPE_CHECKING:
+    from actwatch.capture.replay import ReplayReader
     from actwatch.config import AppConfig
+    from actwatch.service.events import AlertRecord, FrameOverlay
+    from actwatch.service.phases import StepReport
+    from actwatch.service.pipeline import StreamPipeline
+    from actwatch.service.staged import StageCounters
+    from actwatch.service.stages import Sink
+
+__all__ = ["BenchConfig", "BenchResult", "bench_app_config", "rss_mb", "run_benchmark", "run_sweep", "sweep_table"]
+
+Runtime = Literal["pipelined", "sequential"]
 
 
 @dataclass(frozen=True)
@@ -46,87 +60,15 @@ class BenchConfig:
     input_size: tuple[int, int] = (112, 112)
     naive: bool = True
     naive_every: int = 1  # time the naive method on every n-th step that classified something
+    naive_max_windows: int = 256  # windows (with their crops) kept to time the naive method on after the run
     model_dir: Path | None = None
     video: Path | None = None
     detector: Path | None = None
     providers: list[str] | None = None
     device: str | None = None  # None: the best available providers, as the service (detector.device: auto)
     memory_sample_s: float = 5.0
-
-
-@dataclass
-class BenchResult:
-    """Figures of one run (all times in milliseconds unless named otherwise)."""
-
-    config: dict[str, Any]
-    providers: list[str]
-    steps: int
-    frames: int
-    wall_s: float
-    fps_end_to_end: float
-    mean_tracks_per_step: float
-    mean_tracks_per_camera_frame: float
-    stage_ms_per_step: dict[str, float]
-    crops_encoded: int
-    windows_classified: int
-    events: int
-    latency_ms_p50: float | None
-    latency_ms_p95: float | None
-    ours_action_ms_measured: float
-    naive_action_ms_measured: float
-    naive_over_ours: float | None
-    action_share_of_detect_track: float
-    peak_rss_mb: float
-    rss_samples_mb: list[tuple[float, float]] = field(default_factory=list)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, default=str)
-
-    def table(self) -> str:
-        rss = self.rss_samples_mb
-        lines = [
-            f"actwatch bench: {self.config['cameras']} x vtest.avi, {self.frames} frames in {self.wall_s:.1f} s, "
-            f"providers {', '.join(self.providers)}",
-            "",
-            "| figure | value |",
-            "| --- | --- |",
-            f"| end-to-end frames/s (all cameras) | {self.fps_end_to_end:.2f} |",
-            f"| active tracks per step (per camera frame) | {self.mean_tracks_per_step:.1f} "
-            f"({self.mean_tracks_per_camera_frame:.1f}) |",
-        ]
-        for stage, ms in self.stage_ms_per_step.items():
-            lines.append(f"| {stage} ms/step | {ms:.1f} |")
-        lines += [
-            f"| crops encoded / windows classified | {self.crops_encoded} / {self.windows_classified} |",
-            f"| events | {self.events} |",
-            f"| frame-to-event latency p50 / p95 ms | {_fmt(self.latency_ms_p50)} / {_fmt(self.latency_ms_p95)} |",
-            f"| action recognition, ours (encode+head) ms, measured steps | {self.ours_action_ms_measured:.1f} |",
-            f"| action recognition, naive (model.onnx on whole windows) ms | {self.naive_action_ms_measured:.1f} |",
-            f"| naive / ours | {_fmt(self.naive_over_ours, '.1f')} |",
-            f"| action recognition / (detection+tracking) | {100 * self.action_share_of_detect_track:.1f}% |",
-            f"| peak RSS MB | {self.peak_rss_mb:.0f} |",
-        ]
-        if len(rss) >= 2:
-            lines.append(
-                f"| RSS first / last sample MB ({rss[-1][0]:.0f} s apart) | {rss[0][1]:.0f} / {rss[-1][1]:.0f} |"
-            )
-        return "\n".join(lines)
-
-
-def _fmt(value: float | None, spec: str = ".0f") -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
-def rss_mb(pid: int | str = "self") -> float:
-    """Resident memory of process ``pid`` (default: this one) in MiB, from ``/proc``; 0.0 where unreadable."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return 0.0
+    runtime: Runtime = "pipelined"
+    rate: Literal["max", "native"] = "max"
 
 
 def bench_app_config(
@@ -147,11 +89,48 @@ def bench_app_config(
             "cameras": [{"id": f"cam{i}", "url": str(video), "loop": cfg.loop} for i in range(cfg.cameras)],
             "detector": offline_detector_section(weights, cfg.imgsz, cfg.device),
             "model": {"dir": str(model_dir), "providers": cfg.providers},
-            "pipeline": {"stride": cfg.stride, "publish_tracks": False},
+            "pipeline": {"stride": cfg.stride, "publish_tracks": False, "runtime": cfg.runtime},
             "alerts": {"rules": [low_bar_rule(alert_label, cooldown_s=5.0, min_track_age_s=0)]},
         },
         "actwatch bench",
     )
+
+
+class _LatencySink:
+    """Times each event from its frame's capture to the moment the sink has stored and broadcast it."""
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+        self.latencies_s: list[float] = []
+
+    def emit_event(self, alert: AlertRecord) -> object:
+        out = self._sink.emit_event(alert)
+        self.latencies_s.append(time.time() - alert.event.frame_time)
+        return out
+
+    def emit_tracks(self, overlay: FrameOverlay, image: np.ndarray | None = None) -> None:
+        self._sink.emit_tracks(overlay, image)
+
+
+def run_sweep(
+    cfg: BenchConfig, cameras: list[int], runtimes: list[Runtime], progress: bool = False
+) -> list[BenchResult]:
+    """:func:`run_benchmark` for every camera count and runtime, alternating runtimes per count; the
+    generated model (when ``cfg.model_dir`` is unset) is exported once for all runs."""
+    from actwatch.demo_model import export_untrained_model
+    from actwatch.model.config import InputSpec
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="actwatch-sweep-") as tmp:
+        if cfg.model_dir is None:
+            spec = InputSpec(seq_len=cfg.seq_len, input_size=cfg.input_size, fps=10.0)
+            cfg = replace(cfg, model_dir=export_untrained_model(Path(tmp) / "model", spec))
+        for k in cameras:
+            for runtime in runtimes:
+                if progress:
+                    print(f"  {k} camera(s), {runtime} ...", flush=True)
+                results.append(run_benchmark(replace(cfg, cameras=k, runtime=runtime), progress=False))
+    return results
 
 
 def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
@@ -206,88 +185,184 @@ def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
 
         metrics = ServiceMetrics()
         store = EventStore(config.database_url, config.media_dir, config.storage.retention_days)
+        sink = _LatencySink(EventSink(store, Broadcaster(), metrics))
         stages = build_stages(
             config,
-            sink=EventSink(store, Broadcaster(), metrics),
+            sink=sink,
             metrics=metrics,
             reader_factory=lambda camera: readers[camera.id],
             wrap_detector=warmed_up,
             wrap_runtime=split_model_only,
         )
-        runtime = stages.runtime
         pipeline = StreamPipeline(stages)
         for camera in config.cameras:
             pipeline.add_camera(camera)
-
-        totals = dict.fromkeys(("detect", "track", "encode", "classify"), 0.0)
-        steps = frames = tracks = crops = windows = events = 0
-        latencies: list[float] = []
-        ours_measured = naive_measured = 0.0
-        classified_steps = 0
-        rss: list[tuple[float, float]] = []
-        start = time.perf_counter()
-        next_sample = start
-        while True:
-            fed = [reader.feed() for reader in readers.values()]
-            if not any(fed):
-                break
-            report = pipeline.step()
-            done = time.time()
-            steps += 1
-            frames += report.frames
-            tracks += report.tracks
-            crops += report.crops_encoded
-            windows += report.windows_classified
-            events += len(report.events)
-            latencies += [done - e.frame_time for e in report.events]
-            for stage in totals:
-                totals[stage] += getattr(report, f"{stage}_s")
-            if report.windows:
-                classified_steps += 1
-                if cfg.naive and classified_steps % cfg.naive_every == 0:
-                    crops_windows = np.stack([w.crops for w in report.windows if w.crops is not None])
-                    t0 = time.perf_counter()
-                    runtime.classify_crops(crops_windows)
-                    naive_measured += time.perf_counter() - t0
-                    ours_measured += report.encode_s + report.classify_s
-            now = time.perf_counter()
-            if now >= next_sample:
-                rss.append((now - start, rss_mb()))
-                next_sample = now + cfg.memory_sample_s
-            if progress and steps % 50 == 0:
-                print(
-                    f"  step {steps}: {frames / (now - start):.2f} frames/s, {report.tracks} tracks",
-                    flush=True,
-                )
-            if cfg.duration_s is not None and now - start >= cfg.duration_s:
-                break
-        wall = time.perf_counter() - start
-        rss.append((wall, rss_mb()))
-        pipeline.stop()
+        run = _Run(cfg, pipeline, list(readers.values()), progress)
+        run.go()
         store.close()
 
-    detect_track = totals["detect"] + totals["track"]
-    action = totals["encode"] + totals["classify"]
-    lat_ms = np.asarray(latencies) * 1000.0
-    return BenchResult(
-        config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
-        providers=providers,
-        steps=steps,
-        frames=frames,
-        wall_s=wall,
-        fps_end_to_end=frames / wall if wall > 0 else 0.0,
-        mean_tracks_per_step=tracks / max(steps, 1),
-        mean_tracks_per_camera_frame=tracks / max(frames, 1),
-        stage_ms_per_step={k: 1000.0 * v / max(steps, 1) for k, v in totals.items()},
-        crops_encoded=crops,
-        windows_classified=windows,
-        events=events,
-        latency_ms_p50=float(np.percentile(lat_ms, 50)) if len(lat_ms) else None,
-        latency_ms_p95=float(np.percentile(lat_ms, 95)) if len(lat_ms) else None,
-        ours_action_ms_measured=1000.0 * ours_measured,
-        naive_action_ms_measured=1000.0 * naive_measured,
-        naive_over_ours=naive_measured / ours_measured if ours_measured > 0 else None,
-        action_share_of_detect_track=action / detect_track if detect_track > 0 else 0.0,
-        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        rss_samples_mb=rss,
-    )
+    return run.result(providers, sink.latencies_s)
+
+
+class _Run:
+    """One run's loop and its sums; the pipeline's reports may come from another thread (pipelined)."""
+
+    def __init__(self, cfg: BenchConfig, pipeline: StreamPipeline, readers: list[ReplayReader], progress: bool) -> None:
+        self.cfg = cfg
+        self.pipeline = pipeline
+        self.readers = readers
+        self.progress = progress
+        self.reports: list[StepReport] = []
+        self.kept: list[StepReport] = []  # reports whose windows the naive method is timed on
+        self.kept_windows = 0
+        self.naive_s = self.ours_s = 0.0
+        self.classified_steps = 0
+        self.frames_in = 0
+        self.sampler = ResourceSampler(interval_s=min(cfg.memory_sample_s, 0.5))
+        self.wall = self.cpu = 0.0
+        self.counters: dict[str, float] = {}
+        self.drops: dict[str, int] = {}
+
+    def on_report(self, report: StepReport) -> None:
+        self.reports.append(report)
+        if report.windows:
+            self.classified_steps += 1
+            # The naive method is timed after the run, for both runtimes: timed between steps it would
+            # count in the sequential loop's wall time (and not in the pipelined one's).
+            due = self.cfg.naive and self.classified_steps % self.cfg.naive_every == 0
+            if due and self.kept_windows < self.cfg.naive_max_windows:
+                self.kept.append(report)
+                self.kept_windows += len(report.windows)
+
+    def _time_naive(self, report: StepReport) -> None:
+        crops_windows = np.stack([w.crops for w in report.windows if w.crops is not None])
+        t0 = time.perf_counter()
+        self.pipeline.runtime.classify_crops(crops_windows)
+        self.naive_s += time.perf_counter() - t0
+        self.ours_s += report.encode_s + report.classify_s
+
+    def _feed(self) -> bool:
+        fed = [reader.feed() for reader in self.readers]
+        self.frames_in += sum(fed)
+        return any(fed)
+
+    def _over(self, start: float) -> bool:
+        return self.cfg.duration_s is not None and time.perf_counter() - start >= self.cfg.duration_s
+
+    def go(self) -> None:
+        cfg, pipeline = self.cfg, self.pipeline
+        self.sampler.start()
+        start = time.perf_counter()
+        if cfg.rate == "native":
+            self._native(start)
+        elif cfg.runtime == "sequential":
+            while self._feed():
+                self.on_report(pipeline.step())
+                self._tick(start)
+                if self._over(start):
+                    break
+            pipeline.step()  # the END sentinels
+        else:
+            runner = pipeline.staged(lossless=True, on_report=self.on_report)
+            while runner.wait_for_detector() and self._feed():
+                runner.submit()
+                self._tick(start)
+                if self._over(start):
+                    break
+            runner.submit()
+            runner.flush()
+            self._stage_counters(runner.counters())
+            runner.stop()
+        pipeline.stop()
+        self.wall, self.cpu = self.sampler.stop()
+        for report in self.kept:
+            self._time_naive(report)
+        if cfg.runtime == "sequential":
+            self._sequential_counters()
+        self.drops["reader"] = sum(r.frames.dropped for r in self.readers)
+
+    def _native(self, start: float) -> None:
+        """Feed every camera at the clip's frame rate, as live cameras deliver, whatever the pipeline does."""
+        pipeline = self.pipeline
+        pipeline.start(on_report=self.on_report)
+        interval = 1.0 / (self.readers[0].frame_rate or 10.0)
+        next_at = time.perf_counter()
+        while self._feed():
+            self._tick(start)
+            if self._over(start):
+                break
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.perf_counter()))
+        while not pipeline.all_ended():  # the pipeline takes the END sentinels, then drains on stop()
+            time.sleep(0.01)
+        runner = pipeline.runner
+        if runner is not None:
+            runner.stop()  # drains every stage and the writer before the counters are read
+            self._stage_counters(runner.counters())
+
+    def _stage_counters(self, counters: StageCounters) -> None:
+        self.counters = counters.occupancy
+        self.drops = {f"queue {k}": v for k, v in counters.drops.items()}
+        self.drops |= {"stale": counters.stale, "evidence": counters.evidence_dropped}
+
+    def _sequential_counters(self) -> None:
+        total = {
+            "detect": sum(r.detect_s for r in self.reports),
+            "track": sum(r.track_s for r in self.reports),
+            "action": sum(r.encode_s + r.classify_s for r in self.reports),
+            "alert": sum(r.emit_s for r in self.reports),
+        }
+        self.counters = {k: v / self.wall if self.wall > 0 else 0.0 for k, v in total.items()}
+
+    def _tick(self, start: float) -> None:
+        if self.progress and self.frames_in % (50 * len(self.readers)) == 0:
+            now = time.perf_counter()
+            done = sum(r.frames for r in list(self.reports))
+            print(f"  {self.frames_in} frames in, {done / (now - start):.2f} frames/s processed", flush=True)
+
+    def result(self, providers: list[str], latencies_s: list[float]) -> BenchResult:
+        reports, cfg, wall = self.reports, self.cfg, self.wall
+        steps = len(reports)
+        frames = sum(r.frames for r in reports)
+        tracks = sum(r.tracks for r in reports)
+        totals = {
+            stage: sum(getattr(r, f"{stage}_s") for r in reports)
+            for stage in ("detect", "track", "encode", "classify", "emit")
+        }
+        detect_track = totals["detect"] + totals["track"]
+        action = totals["encode"] + totals["classify"]
+        lat_ms = [1000.0 * s for s in latencies_s]
+        sampler = self.sampler
+        return BenchResult(
+            config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+            runtime=cfg.runtime,
+            rate=cfg.rate,
+            cpu_name=cpu_name(),
+            providers=providers,
+            steps=steps,
+            frames_in=self.frames_in,
+            frames=frames,
+            wall_s=wall,
+            fps_in=self.frames_in / wall if wall > 0 else 0.0,
+            fps_end_to_end=frames / wall if wall > 0 else 0.0,
+            mean_tracks_per_step=tracks / max(steps, 1),
+            mean_tracks_per_camera_frame=tracks / max(frames, 1),
+            stage_ms_per_step={k: 1000.0 * v / max(steps, 1) for k, v in totals.items()},
+            occupancy=self.counters,
+            drops=self.drops,
+            crops_encoded=sum(r.crops_encoded for r in reports),
+            windows_classified=sum(r.windows_classified for r in reports),
+            events=len(latencies_s),
+            latency_ms_p50=percentile(lat_ms, 50),
+            latency_ms_p95=percentile(lat_ms, 95),
+            ours_action_ms_measured=1000.0 * self.ours_s,
+            naive_action_ms_measured=1000.0 * self.naive_s,
+            naive_over_ours=self.naive_s / self.ours_s if self.ours_s > 0 else None,
+            action_share_of_detect_track=action / detect_track if detect_track > 0 else 0.0,
+            cpu_percent=100.0 * self.cpu / wall if wall > 0 else 0.0,
+            peak_rss_mb=max((mb for _, mb in sampler.rss), default=rss_mb()),
+            gpu_name=sampler.gpu_name,
+            gpu_mem_mib_max=max(sampler.gpu_mem_mib) if sampler.gpu_mem_mib else None,
+            gpu_util_mean=float(np.mean(sampler.gpu_util)) if sampler.gpu_util else None,
+            rss_samples_mb=sampler.rss[:: max(1, int(cfg.memory_sample_s / sampler.interval_s))],
+        )

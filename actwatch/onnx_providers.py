@@ -78,12 +78,53 @@ class TensorRTOptions:
 
     engine_cache_dir: Path | None = None
     fp16: bool = False
+    max_batch: int | None = None  # the dynamic batch profile's top (see batch_profile); None: TensorRT's default
 
     def provider_options(self) -> dict[str, str]:
         options = {"trt_fp16_enable": str(self.fp16)}
         if self.engine_cache_dir is not None:
             options |= {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(self.engine_cache_dir)}
         return options
+
+
+def batch_profile(path: Path, max_batch: int) -> dict[str, str]:
+    """TensorRT's dynamic-shape profile for graph ``path``: every input's batch from 1 to ``max_batch``
+    (tuned for ``max_batch``), its other dimensions as the graph fixes them. One engine then serves
+    every batch size up to the camera count, instead of one engine build per size met. ``{}`` when an
+    input has another dynamic dimension (TensorRT then profiles by itself).
+
+    Example:
+        >>> import tempfile, onnx
+        >>> from onnx import TensorProto, helper
+        >>> x = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["n", 3, 64, 64])
+        >>> y = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 3, 64, 64])
+        >>> graph = helper.make_graph([helper.make_node("Identity", ["images"], ["out"])], "g", [x], [y])
+        >>> path = Path(tempfile.mkdtemp()) / "g.onnx"
+        >>> onnx.save(helper.make_model(graph), str(path))
+        >>> batch_profile(path, 8)["trt_profile_max_shapes"]
+        'images:8x3x64x64'
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    weights = {init.name for init in model.graph.initializer}
+    shapes: list[tuple[str, str]] = []
+    for graph_input in model.graph.input:
+        if graph_input.name in weights:
+            continue
+        rest = [d.dim_value for d in graph_input.type.tensor_type.shape.dim[1:]]
+        if any(v <= 0 for v in rest):
+            return {}
+        shapes.append((graph_input.name, "x".join(str(v) for v in rest)))
+
+    def profile(batch: int) -> str:
+        return ",".join(f"{name}:{batch}x{tail}" for name, tail in shapes)
+
+    return {
+        "trt_profile_min_shapes": profile(1),
+        "trt_profile_opt_shapes": profile(max_batch),
+        "trt_profile_max_shapes": profile(max_batch),
+    }
 
 
 def canonical_provider(name: str) -> tuple[str, int | None]:
@@ -222,14 +263,17 @@ def select_providers(requested: Requested = None, available: Sequence[str] | Non
     return [*chosen, CPU]
 
 
-def session_providers(selected: Sequence[str], tensorrt: TensorRTOptions) -> list[SessionProvider]:
-    """``selected`` (from :func:`select_providers`) with each provider's options, for a session."""
+def session_providers(
+    selected: Sequence[str], tensorrt: TensorRTOptions, profile: dict[str, str] | None = None
+) -> list[SessionProvider]:
+    """``selected`` (from :func:`select_providers`) with each provider's options, for a session;
+    ``profile``: TensorRT's batch profile (:func:`batch_profile`)."""
     out: list[SessionProvider] = []
     for entry in selected:
         provider, device = canonical_provider(entry)
         options: dict[str, str] = {}
         if provider == TENSORRT:
-            options = tensorrt.provider_options()
+            options = tensorrt.provider_options() | (profile or {})
         if provider == CUDA:
             # Batch sizes change every step (cameras x tracks): cuDNN's default EXHAUSTIVE search would
             # benchmark every convolution again for each new shape (seconds each), HEURISTIC picks at once.
@@ -269,7 +313,10 @@ def create_session(
     made again on the CPU, with one warning: the service runs, slower, and says why. A graph that
     cannot load even on the CPU raises onnxruntime's own exception for the caller to explain.
     """
-    wanted = session_providers(selected, tensorrt or TensorRTOptions())
+    tensorrt = tensorrt or TensorRTOptions()
+    uses_tensorrt = any(canonical_provider(p)[0] == TENSORRT for p in selected)
+    profile = batch_profile(path, tensorrt.max_batch) if uses_tensorrt and tensorrt.max_batch else None
+    wanted = session_providers(selected, tensorrt, profile)
     # Idle intra-op threads sleep instead of spinning: the service's capture threads decode video on the
     # same cores, and spinning threads starve them (measured here: a detect call 485 -> 380 ms under load).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")

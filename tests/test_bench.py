@@ -44,6 +44,36 @@ def test_bench_runs_the_pipeline_and_times_the_naive_path(
     assert set(figures["stage_ms_per_step"]) >= {"detect", "track", "encode", "classify"}
 
 
+@pytest.mark.slow
+def test_bench_runs_both_runtimes_side_by_side_over_a_sweep(
+    exported_model_dir: Path, vtest_path: Path, detector_weights: Path
+) -> None:
+    args = ["bench", "--both", "--sweep", "1,2", "--frames", "6", "--model", str(exported_model_dir)]
+    result = CliRunner().invoke(app, [*args, "--video", str(vtest_path), "--json"])
+    assert result.exit_code == 0, result.output
+    runs = json.loads(result.stdout[result.stdout.index("{") :])["runs"]
+    assert [(r["config"]["cameras"], r["runtime"]) for r in runs] == [
+        (1, "sequential"),
+        (1, "pipelined"),
+        (2, "sequential"),
+        (2, "pipelined"),
+    ]
+    for run in runs:
+        # As fast as the pipeline takes frames: every frame fed is processed, nothing dropped.
+        assert run["frames"] == run["frames_in"] == 6 * run["config"]["cameras"]
+        assert sum(run["drops"].values()) == 0
+        assert set(run["occupancy"]) >= {"detect", "track", "action", "alert"}
+        assert 0 < run["occupancy"]["detect"] <= 1.0
+        assert "latency_ms_p95" in run and run["cpu_percent"] > 0 and run["peak_rss_mb"] > 0
+    assert set(runs[1]["occupancy"]) >= {"intake", "writer"}  # the pipelined runtime's own threads
+
+
+def test_bench_refuses_a_bad_sweep() -> None:
+    result = CliRunner().invoke(app, ["bench", "--sweep", "1,x"])
+    assert isinstance(result.exception, ActwatchError)
+    assert "--sweep takes camera counts >= 1" in str(result.exception)
+
+
 def test_bench_with_a_missing_video_is_a_clear_error(tmp_path: Path) -> None:
     # `actwatch` (cli.main.main) prints an ActwatchError as `error: ...` and exits 2.
     result = CliRunner().invoke(app, ["bench", "--video", str(tmp_path / "none.avi")])

@@ -37,6 +37,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import re
@@ -45,6 +46,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +54,8 @@ import numpy as np
 from actwatch.capture.settings import CaptureSettings
 from actwatch.capture.sources import SourceSpec
 from actwatch.errors import SourceError
+
+log = logging.getLogger(__name__)
 
 STDERR_TAIL_CHARS = 2000  # what is kept of FFmpeg's messages for error text
 _CAP_PROP_POS_MSEC = 0  # cv2's property ids, literal so this module needs no cv2
@@ -95,9 +99,36 @@ def ffmpeg_command(source: SourceSpec, settings: CaptureSettings, binary: str = 
         args += ["-rw_timeout", io_timeout_us]
     for key, value in settings.ffmpeg_options.items():
         args += [f"-{key}", value]
+    args += hwaccel_args(settings.hwaccel)
     args += ["-i", source.url, "-an", "-sn", "-dn", "-map", "0:v:0"]
     args += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
     return args
+
+
+def _nvidia_driver_found() -> bool:
+    from actwatch.onnx_providers import cuda_devices
+
+    return cuda_devices()[0] > 0
+
+
+def hwaccel_args(mode: str, driver_found: Callable[[], bool] = _nvidia_driver_found) -> list[str]:
+    """FFmpeg's input options for hardware decoding ``mode`` (``none``, ``cuda``, ``auto``).
+
+    FFmpeg does not fall back by itself when ``-hwaccel cuda`` finds no device (it fails the stream),
+    so ``cuda`` is asked for only where the NVIDIA driver reports a device; elsewhere the CPU decodes.
+    Frames come back to system memory as BGR either way (no ``-hwaccel_output_format``).
+
+    Example:
+        >>> hwaccel_args("cuda", driver_found=lambda: False), hwaccel_args("cuda", driver_found=lambda: True)
+        ([], ['-hwaccel', 'cuda'])
+    """
+    if mode == "auto":
+        return ["-hwaccel", "auto"]
+    if mode == "cuda":
+        if driver_found():
+            return ["-hwaccel", "cuda"]
+        log.warning("capture.hwaccel cuda: no NVIDIA device found; decoding on the CPU")
+    return []
 
 
 def parse_output_header(text: str) -> StreamFormat | None:

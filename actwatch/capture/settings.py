@@ -64,6 +64,11 @@ class CaptureSettings(StrictModel):
     rtsp_transport: Literal["tcp", "udp"] = Field(
         "tcp", description="RTSP transport: 'tcp' (survives lossy networks and NAT) or 'udp'."
     )
+    hwaccel: Literal["none", "cuda", "auto"] = Field(
+        "none",
+        description="Hardware video decoding of network cameras (FFmpeg -hwaccel): none (the CPU), cuda "
+        "(NVDEC; the CPU where no NVIDIA driver is found, with a warning) or auto (FFmpeg's pick, else the CPU).",
+    )
     ffmpeg_options: dict[str, str] = Field(
         default_factory=dict,
         description="Extra FFmpeg input options for network sources (-key value before -i), "

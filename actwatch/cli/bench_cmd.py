@@ -13,7 +13,21 @@ def register(app: typer.Typer) -> None:
 
     @app.command("bench")
     def bench(
-        cameras: Annotated[int | None, typer.Option(min=1, max=64, help="Copies of vtest.avi run as cameras.")] = None,
+        cameras: Annotated[int | None, typer.Option(min=1, max=256, help="Copies of vtest.avi run as cameras.")] = None,
+        sweep: Annotated[
+            str | None,
+            typer.Option(help="Camera counts to run in turn, comma-separated (e.g. 1,2,4); one table."),
+        ] = None,
+        sequential: Annotated[
+            bool, typer.Option("--sequential", help="Run the one-thread loop (the baseline) instead of the pipeline.")
+        ] = False,
+        both: Annotated[
+            bool, typer.Option("--both", help="Run the sequential loop and the pipeline, side by side.")
+        ] = False,
+        rate: Annotated[
+            str | None,
+            typer.Option(help="max: frames as fast as the pipeline takes them; native: the clip's frame rate."),
+        ] = None,
         frames: Annotated[int | None, typer.Option(min=1, help="Frames per camera.")] = None,
         loop: Annotated[bool | None, typer.Option(help="Restart the clip until --frames (for long runs).")] = None,
         duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (memory soak).")] = None,
@@ -32,12 +46,29 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str | None, typer.Option(help="Detector device, e.g. cpu or cuda:0.")] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     ) -> None:
-        """Run the streaming pipeline as fast as it goes and print per-stage figures.
+        """Run the streaming pipeline on K looping cameras and print per-stage figures.
 
         Options not given keep the defaults of actwatch.bench.BenchConfig: 2 cameras, 200 frames each,
-        imgsz 640, stride 1, a generated 30-crop 112x112 model, the naive method timed on every step.
+        imgsz 640, stride 1, a generated 30-crop 112x112 model, the naive method timed on every step,
+        the pipelined runtime, frames as fast as it takes them.
         """
-        from actwatch.bench import BenchConfig, run_benchmark
+        import json
+
+        from actwatch.bench import BenchConfig, Runtime, run_benchmark, run_sweep, sweep_table
+        from actwatch.errors import ConfigError
+
+        if rate not in (None, "max", "native"):
+            raise ConfigError(f"--rate must be max or native, not {rate!r}")
+        if sequential and both:
+            raise ConfigError("--sequential and --both exclude each other: give one")
+        counts: list[int] | None = None
+        if sweep is not None:
+            try:
+                counts = [int(k) for k in sweep.split(",") if k.strip()]
+            except ValueError:
+                counts = []
+            if not counts or min(counts) < 1:
+                raise ConfigError(f"--sweep takes camera counts >= 1, comma-separated (e.g. 1,2,4), not {sweep!r}")
 
         given: dict[str, Any] = {
             "cameras": cameras,
@@ -54,7 +85,17 @@ def register(app: typer.Typer) -> None:
             "video": video,
             "providers": [p.strip() for p in providers.split(",")] if providers else None,
             "device": device,
+            "rate": rate,
+            "runtime": "sequential" if sequential else None,
         }
         cfg = BenchConfig(**{name: value for name, value in given.items() if value is not None})
-        result = run_benchmark(cfg, progress=not json_out)
-        typer.echo(result.to_json() if json_out else result.table())
+        if counts is None and not both:
+            result = run_benchmark(cfg, progress=not json_out)
+            typer.echo(result.to_json() if json_out else result.table())
+            return
+        runtimes: list[Runtime] = ["sequential", "pipelined"] if both else [cfg.runtime]
+        results = run_sweep(cfg, counts or [cfg.cameras], runtimes, progress=not json_out)
+        if json_out:
+            typer.echo(json.dumps({"runs": [r.to_dict() for r in results]}, indent=2, default=str))
+        else:
+            typer.echo(sweep_table(results))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
@@ -170,6 +170,9 @@ class CameraConfig(StrictModel):
     )
     enabled: bool = Field(True, description="Whether the camera is read; disabled cameras stay configured.")
     loop: bool = Field(False, description="Restart a video file when it ends (files only).")
+    hwaccel: Literal["none", "cuda", "auto"] | None = Field(
+        None, description="Hardware decoding of this network camera (see capture.hwaccel); unset: capture.hwaccel."
+    )
     realtime: bool = Field(
         True, description="Play video files at their own frame rate (False: as fast as they decode)."
     )
@@ -222,6 +225,29 @@ class PipelineConfig(StrictModel):
     )
     publish_tracks: bool = Field(
         True, description="Broadcast live track boxes to WebSocket clients that subscribed to tracks."
+    )
+    runtime: Literal["pipelined", "sequential"] = Field(
+        "pipelined",
+        description="pipelined: each phase (detect, track, encode+head, alerts, event writer) in its own "
+        "thread with bounded queues; sequential: one thread runs every phase in turn (the old loop).",
+    )
+    queue_size: int = Field(1, ge=1, le=64, description="Batches each queue between two phases holds at most.")
+    max_frame_age_s: float | None = Field(
+        2.0,
+        gt=0,
+        le=600,
+        description="A frame older than this when the detector reaches it is dropped and counted (pipelined); "
+        "null: never.",
+    )
+    max_pending_evidence: int = Field(
+        32,
+        ge=0,
+        le=100000,
+        description="Events with snapshot and crops waiting to be written at most; beyond, new events are "
+        "written without them (counted). An event itself is never dropped.",
+    )
+    track_workers: int = Field(
+        1, ge=1, le=64, description="Threads that run the cameras' trackers side by side (1: one after another)."
     )
 
 

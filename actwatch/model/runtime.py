@@ -30,6 +30,7 @@ Example (a tiny untrained model exported to a temporary folder):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
@@ -131,7 +132,8 @@ class ActionRuntime:
         self.supports_feature_cache: bool = self.manifest.split
         self.max_batch = max_batch
         self._providers = select_providers(providers)
-        self._tensorrt = tensorrt
+        # TensorRT: one engine for every batch up to max_batch (chunks are never larger)
+        self._tensorrt = dataclasses.replace(tensorrt or TensorRTOptions(), max_batch=max_batch)
         self._threads = intra_op_threads
         self._lock = threading.Lock()
         self._sessions: dict[str, ort.InferenceSession] = {}

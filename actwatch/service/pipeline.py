@@ -1,12 +1,14 @@
-"""The compute loop: the stages built by :func:`~actwatch.service.stages.build_stages`, run step by step.
+"""The compute pipeline: the stages built by :func:`~actwatch.service.stages.build_stages`, run as
+phases over batches of frames.
 
-One thread runs :meth:`StreamPipeline.step` in a loop. Each step takes the newest frame of every camera
-(from the :class:`~actwatch.service.camera_set.CameraSet`; readers keep at most 1-2, older ones are
-dropped and counted) and runs these phases, each timed by one :class:`~actwatch.service.phases.PhaseTimer`:
+Each batch is the newest frame of every camera (from the :class:`~actwatch.service.camera_set.CameraSet`;
+readers keep at most 1-2, older ones are dropped and counted) and goes through these phases
+(:mod:`actwatch.service.phases`, each a self-contained callable timed by a
+:class:`~actwatch.service.phases.PhaseTimer`):
 
 1. **detect** — persons in all those frames in *one* batched detector call;
-2. **track** — each camera's own ByteTrack; the ends of tracks are reported here, once, to everything
-   that keeps per-track state (buffers, alert rules, live labels, metrics: the
+2. **track** — each camera's own ByteTrack; the ends of tracks are found here, once, and travel with
+   the batch to everything that keeps per-track state (buffers, alert rules, live labels, metrics: the
    :class:`~actwatch.tracker.track_end.TrackEndListener` protocol);
 3. **signals** — the behaviour signals (``fallen``, ``loitering``, ``running``) of every tracked person,
    full window or not, static or not, through the signal labels' alert rules
@@ -18,7 +20,12 @@ dropped and counted) and runs these phases, each timed by one :class:`~actwatch.
 6. **emit** — alert rules; events of both (with the confirming frame and the window's crops as evidence) and
    live track boxes go to the :class:`~actwatch.service.stages.Sink`.
 
-A failing step is logged and the loop goes on: one bad frame or camera never stops the others.
+The service runs them pipelined (``pipeline.runtime: pipelined``, the default): each phase in its own
+thread with bounded queues between them and events written by a bounded writer off the compute path
+(:class:`~actwatch.service.staged.StagedRunner`). ``pipeline.runtime: sequential`` keeps the one
+compute thread that runs :meth:`StreamPipeline.step` in a loop, every phase in turn (the baseline of
+``actwatch bench --sequential``). A failing batch is logged and the pipeline goes on: one bad frame or
+camera never stops the others.
 
 Example (a fake detector that finds nobody, one step at a time — what the tests and the benchmark do
 with the real stages):
@@ -70,63 +77,33 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from dataclasses import dataclass, field
-
-import numpy as np
+from collections.abc import Callable
 
 from actwatch.capture.reader import CameraStatus
 from actwatch.config import CameraConfig
-from actwatch.errors import ActwatchError
-from actwatch.service.camera_set import CameraFrame, CameraSet
-from actwatch.service.events import AlertRecord, Event
+from actwatch.service.camera_set import CameraSet
 from actwatch.service.live_labels import LiveLabels
-from actwatch.service.phases import CameraStep, PhaseTimer, StepMetrics
+from actwatch.service.phases import (
+    ActionPhase,
+    AlertPhase,
+    DetectPhase,
+    FrameBatch,
+    StepMetrics,
+    StepReport,
+    TrackPhase,
+)
+from actwatch.service.staged import StagedRunner
 from actwatch.service.stages import Stages
-from actwatch.tracker.buffers import PendingSample
 from actwatch.tracker.bytetrack import CameraTracker
-from actwatch.tracker.detections import Detections
 from actwatch.tracker.scene_cut import SceneCuts
 from actwatch.tracker.static import StaticTracks
-from actwatch.tracker.track_end import TrackEndListener, report_camera_dropped, report_ended
-from actwatch.tracker.window import TrackWindow
+from actwatch.tracker.track_end import TrackEndListener, report_camera_dropped
+
+__all__ = ["StepReport", "StreamPipeline"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True)
-class StepReport:
-    """What one :meth:`StreamPipeline.step` did; the benchmark adds these up.
-
-    Example:
-        >>> StepReport.idle().frames
-        0
-    """
-
-    frames: int
-    detections: int
-    tracks: int
-    crops_encoded: int
-    windows_classified: int
-    detect_s: float
-    track_s: float
-    encode_s: float
-    classify_s: float
-    events: tuple[Event, ...] = ()
-    windows: tuple[TrackWindow, ...] = field(default=(), repr=False)
-
-    @classmethod
-    def idle(cls) -> StepReport:
-        return cls(0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class _Tracked:
-    """One camera's frame after the track phase."""
-
-    source: CameraFrame[CameraTracker]
-    tracked: Detections
-    static: np.ndarray  # (len(tracked),) bool: static tracks are not sampled, so never classified
+ReportCallback = Callable[[StepReport], None]
 
 
 class StreamPipeline:
@@ -135,7 +112,8 @@ class StreamPipeline:
     Implements :class:`~actwatch.service.controller.CameraController` for the API. Its parts each have
     one owner: the cameras a :class:`~actwatch.service.camera_set.CameraSet`, the overlay labels a
     :class:`~actwatch.service.live_labels.LiveLabels`, the metrics a
-    :class:`~actwatch.service.phases.StepMetrics`; this class runs the step and the thread.
+    :class:`~actwatch.service.phases.StepMetrics`; this class runs the phases, in one thread
+    (:meth:`step`) or pipelined (:meth:`staged`).
     """
 
     def __init__(self, stages: Stages) -> None:
@@ -155,34 +133,53 @@ class StreamPipeline:
         self.scene_cuts = SceneCuts(stages.tracker.scene_cut)
         self.static_tracks = StaticTracks(stages.tracker.static)
         self.step_metrics = StepMetrics(stages.metrics)
-        # Everything that keeps per-track state, told once when a track ends or a camera goes.
-        self._track_listeners: tuple[TrackEndListener, ...] = (
-            self.buffers,
+        # The sequential loop's phases; a StagedRunner makes its own around the same state.
+        self._detect = DetectPhase(self.detector.detect)
+        self._track = TrackPhase(scene_cuts=self.scene_cuts, static_tracks=self.static_tracks)
+        self._action = ActionPhase(self.buffers, self.runtime, self.stride)
+        self._alert = AlertPhase(
             self.alerts,
             self.labels,
-            self.static_tracks,
-            self.scene_cuts,
             self.step_metrics,
-            *((self.signals,) if self.signals is not None else ()),
+            self.sink,
+            self.runtime.classes,
+            publish_tracks=self.publish_tracks,
+            signals=self.signals,
+        )
+        # Everything that keeps per-track state, told when a camera goes.
+        self._track_listeners: tuple[TrackEndListener, ...] = (
+            *self._track.listeners,
+            self.buffers,
+            *self._alert.listeners,
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._runner: StagedRunner | None = None
         self.step_failures = 0
 
     # ------------------------------------------------------------------------- CameraController
-    def start(self) -> None:
-        """Start the compute thread (idempotent)."""
-        if self._thread is not None and self._thread.is_alive():
+    def start(self, on_report: ReportCallback | None = None) -> None:
+        """Start computing (idempotent): pipelined threads, or the one sequential thread, as configured.
+
+        ``on_report`` is called with each batch's :class:`StepReport` (the benchmark's figures).
+        """
+        if self.ready():
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="actwatch-pipeline", daemon=True)
+        if self.stages.runtime_mode == "pipelined":
+            self._runner = self.staged(intake=True, lossless=False, on_report=on_report)
+            log.info("pipeline started (pipelined)")
+            return
+        self._thread = threading.Thread(target=self._run, args=(on_report,), name="actwatch-pipeline", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the compute thread and every camera reader."""
+        """Stop computing and every camera reader."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._runner is not None:
+            self._runner.stop(timeout)
         self.cameras.stop_all()
 
     def add_camera(self, cfg: CameraConfig) -> None:
@@ -201,16 +198,20 @@ class StreamPipeline:
             self.signals.set_zone(cfg.id, cfg.zone)
 
     def remove_camera(self, camera_id: str) -> None:
-        """Stop the camera; its tracks, buffers and alert state are freed by the compute thread."""
+        """Stop the camera; its tracks, buffers and alert state are freed by the compute phases."""
         self.cameras.remove(camera_id)
-        if self._thread is None or not self._thread.is_alive():
+        if not self._computing():
             self._free_removed()
 
     def statuses(self) -> list[CameraStatus]:
         return self.cameras.statuses()
 
     def ready(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+        if self._stop.is_set():
+            return False
+        if self._runner is not None:
+            return self._runner.running()
+        return self._thread is not None and self._thread.is_alive()
 
     # ------------------------------------------------------------------------------------ helpers
     def camera_ids(self) -> list[str]:
@@ -223,9 +224,42 @@ class StreamPipeline:
     def processed_fps(self, camera_id: str) -> float:
         return self.cameras.processed_fps(camera_id)
 
+    def staged(
+        self, *, intake: bool = False, lossless: bool = True, on_report: ReportCallback | None = None
+    ) -> StagedRunner:
+        """Start the phases pipelined, with this pipeline's settings, and return the runner.
+
+        Without ``intake`` the caller hands in batches (:meth:`StagedRunner.submit`) and waits for them
+        (:meth:`StagedRunner.flush`); ``lossless`` makes every queue block instead of dropping.
+        """
+        if self._runner is not None and self._runner.running():
+            raise RuntimeError("the pipeline is already running pipelined")
+        s = self.stages
+        self._runner = StagedRunner(
+            self,
+            intake=intake,
+            lossless=lossless,
+            queue_size=s.queue_size,
+            max_frame_age_s=None if lossless else s.max_frame_age_s,
+            max_pending_evidence=s.max_pending_evidence,
+            track_workers=s.track_workers,
+            on_report=on_report,
+        )
+        return self._runner
+
+    @property
+    def runner(self) -> StagedRunner | None:
+        """The pipelined runner, once :meth:`start` or :meth:`staged` made one."""
+        return self._runner
+
+    def _computing(self) -> bool:
+        return (self._thread is not None and self._thread.is_alive()) or (
+            self._runner is not None and self._runner.running()
+        )
+
     # ---------------------------------------------------------------------------------- the loop
-    def _run(self) -> None:
-        log.info("pipeline started")
+    def _run(self, on_report: ReportCallback | None) -> None:
+        log.info("pipeline started (sequential)")
         while not self._stop.is_set():
             try:
                 report = self.step()
@@ -235,6 +269,8 @@ class StreamPipeline:
                 report = StepReport.idle()
             if report.frames == 0:
                 self._stop.wait(self.stages.idle_sleep_s)
+            elif on_report is not None:
+                on_report(report)
         log.info("pipeline stopped")
 
     def _free_removed(self) -> None:
@@ -242,119 +278,9 @@ class StreamPipeline:
             report_camera_dropped(self._track_listeners, camera_id)
 
     def step(self) -> StepReport:
-        """Process the newest frame of every camera once; return what was done."""
+        """Process the newest frame of every camera once, every phase in turn; return what was done."""
         self._free_removed()
-        batch = self.cameras.newest_frames()
-        if not batch:
+        items = self.cameras.newest_frames()
+        if not items:
             return StepReport.idle()
-        now = time.perf_counter()
-        timer = PhaseTimer()
-        with timer.phase("detect"):
-            detections = self.detector.detect([item.frame.image for item in batch])
-        with timer.phase("track"):
-            tracked = self._track(batch, detections)
-        with timer.phase("signals"):
-            signal_alerts = self._signals(tracked)
-        with timer.phase("encode"):
-            pending = self._sample_and_encode(tracked)
-        with timer.phase("classify"):
-            windows = self.buffers.take_ready(self.stride)
-            probs = self._classify(windows)
-        with timer.phase("emit"):
-            events = self._emit(tracked, windows, probs, signal_alerts)
-
-        steps = []
-        for item in tracked:
-            camera = item.source.camera
-            camera.processed_times.append(now)
-            steps.append(
-                CameraStep(item.source.camera_id, item.source.skipped, len(item.tracked), camera.processed_fps())
-            )
-        self.step_metrics.record(timer, steps, encoded=bool(pending), classified=bool(windows))
-        return StepReport(
-            frames=len(batch),
-            detections=sum(len(d) for d in detections),
-            tracks=sum(len(item.tracked) for item in tracked),
-            crops_encoded=len(pending),
-            windows_classified=len(windows),
-            detect_s=timer.seconds("detect"),
-            track_s=timer.seconds("track"),
-            encode_s=timer.seconds("encode"),
-            classify_s=timer.seconds("classify"),
-            events=tuple(events),
-            windows=tuple(windows),
-        )
-
-    # ---------------------------------------------------------------------------------- phases
-    def _track(self, batch: list[CameraFrame[CameraTracker]], detections: list[Detections]) -> list[_Tracked]:
-        """Each camera's own ByteTrack; the one place where the end of a track is reported."""
-        out = []
-        for item, dets in zip(batch, detections, strict=True):
-            if self.scene_cuts.is_cut(item.camera_id, item.frame.image):
-                # A new scene: no track (and so no window) goes on across the cut.
-                item.tracker.reset()
-                report_ended(self._track_listeners, item.camera_id, item.tracker.removed_track_ids)
-            tracked = item.tracker.update(dets, item.frame.timestamp)
-            report_ended(self._track_listeners, item.camera_id, item.tracker.removed_track_ids)
-            static = self.static_tracks.flags(item.camera_id, item.frame.image, tracked, item.frame.timestamp)
-            out.append(_Tracked(item, tracked, static))
-        return out
-
-    def _signals(self, tracked: list[_Tracked]) -> list[AlertRecord]:
-        """Behaviour-signal alerts of every tracked person, with the frame that confirmed each."""
-        if self.signals is None:
-            return []
-        records = []
-        for item in tracked:
-            frame = item.source.frame
-            for event in self.signals.update(item.source.camera_id, item.tracked, frame):
-                records.append(AlertRecord(event, frame.image, None))
-        return records
-
-    def _sample_and_encode(self, tracked: list[_Tracked]) -> list[PendingSample]:
-        """Every new crop of every camera encoded once, in one batch, and committed to its window."""
-        pending: list[PendingSample] = []
-        for item in tracked:
-            pending += self.buffers.sample(item.source.frame, item.tracked.select(~item.static))
-        if pending:
-            crops = np.stack([p.crop for p in pending])
-            if self.runtime.supports_feature_cache:
-                features = self.runtime.encode(crops)
-            else:  # whole-clip models (R3D-18) keep only crops; a placeholder feature marks the slot
-                features = np.zeros((len(pending), 1), np.float32)
-            self.buffers.commit(pending, features)
-        return pending
-
-    def _classify(self, windows: list[TrackWindow]) -> np.ndarray:
-        if not windows:
-            return np.zeros((0, len(self.runtime.classes)), np.float32)
-        if self.runtime.supports_feature_cache:
-            return self.runtime.classify(np.stack([w.features for w in windows]))
-        crops = [w.crops for w in windows]
-        if any(c is None for c in crops):
-            raise ActwatchError("a whole-clip model needs the track buffers to keep crops (keep_crops=True)")
-        return self.runtime.classify_crops(np.stack([c for c in crops if c is not None]))
-
-    def _emit(
-        self, tracked: list[_Tracked], windows: list[TrackWindow], probs: np.ndarray, signal_alerts: list[AlertRecord]
-    ) -> list[Event]:
-        """Alert rules -> events (snapshot of the confirming frame, crops as evidence); live overlays."""
-        frames_by_camera = {item.source.camera_id: item.source.frame for item in tracked}
-        events: list[Event] = []
-        for record in signal_alerts:
-            self.sink.emit_event(record)
-            events.append(record.event)
-        for window, p in zip(windows, probs, strict=True):
-            best = int(np.argmax(p))
-            self.labels.record(window.camera_id, window.track_id, self.runtime.classes[best], float(p[best]))
-            for event in self.alerts.update(window, p):
-                confirming = frames_by_camera.get(window.camera_id)
-                image = confirming.image if confirming is not None else None
-                self.sink.emit_event(AlertRecord(event, image, window.crops))
-                events.append(event)
-        if self.publish_tracks:
-            for item in tracked:
-                frame = item.source.frame
-                overlay = self.labels.overlay(item.source.camera_id, frame.wall_time, item.tracked, item.static)
-                self.sink.emit_tracks(overlay, frame.image)
-        return events
+        return self._alert(self._action(self._track(self._detect(FrameBatch(tuple(items))))))

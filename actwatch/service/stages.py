@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -86,6 +86,12 @@ class Stages:
     idle_sleep_s: float = 0.01
     # per camera beside its tracker: scene cuts end its tracks; static tracks are shown, never classified
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
+    # how the phases run (see actwatch.service.staged): pipelined threads or the one sequential loop
+    runtime_mode: Literal["pipelined", "sequential"] = "pipelined"
+    queue_size: int = 1
+    max_frame_age_s: float | None = 2.0
+    max_pending_evidence: int = 32
+    track_workers: int = 1
 
 
 def camera_reader_factory(config: AppConfig) -> ReaderFactory:
@@ -94,8 +100,11 @@ def camera_reader_factory(config: AppConfig) -> ReaderFactory:
     from actwatch.capture.sources import SourceSpec
 
     def make_reader(camera: CameraConfig) -> Reader:
+        capture = config.capture
+        if camera.hwaccel is not None:  # per camera: e.g. NVDEC for the H.264 streams, the CPU for MJPEG
+            capture = capture.model_copy(update={"hwaccel": camera.hwaccel})
         return CameraReader(
-            camera.id, SourceSpec.parse(camera.url), config.capture, loop=camera.loop, realtime=camera.realtime
+            camera.id, SourceSpec.parse(camera.url), capture, loop=camera.loop, realtime=camera.realtime
         )
 
     return make_reader
@@ -105,10 +114,14 @@ def _person_detector(config: AppConfig, metrics: ServiceMetrics) -> PersonDetect
     from actwatch.assets import ensure_detector
     from actwatch.tracker.detector import PersonDetector
 
-    weights = config.detector.weights
+    settings = config.detector
+    if settings.max_batch is None:  # TensorRT's batch profile sized to the cameras (one frame each per call),
+        # with room for cameras added through the API: the next power of two, at least 8
+        settings = settings.model_copy(update={"max_batch": max(8, 1 << (len(config.cameras) - 1).bit_length())})
+    weights = settings.weights
     # Never download at start-up: a missing detector is an error that says to run `actwatch assets`.
     # An unset device is resolved by the detector itself (the best available).
-    detector = PersonDetector(weights if weights is not None else ensure_detector(fetch=False), config.detector)
+    detector = PersonDetector(weights if weights is not None else ensure_detector(fetch=False), settings)
     metrics.set_active_providers("detector", detector.providers)
     return detector
 
@@ -218,4 +231,9 @@ def build_stages(
         stride=config.pipeline.stride,
         publish_tracks=config.pipeline.publish_tracks,
         idle_sleep_s=config.pipeline.tick_interval_s,
+        runtime_mode=config.pipeline.runtime,
+        queue_size=config.pipeline.queue_size,
+        max_frame_age_s=config.pipeline.max_frame_age_s,
+        max_pending_evidence=config.pipeline.max_pending_evidence,
+        track_workers=config.pipeline.track_workers,
     )

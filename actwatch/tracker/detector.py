@@ -89,6 +89,13 @@ class DetectorSettings(StrictModel):
         None, description="Where TensorRT keeps its built engines across restarts; unset: no cache."
     )
     max_det: int = Field(100, ge=1, le=10_000, description="Most persons kept per image.")
+    max_batch: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Top of TensorRT's dynamic batch profile (frames per detector call); unset: the number "
+        "of configured cameras rounded up to a power of two, at least 8.",
+    )
     intra_op_threads: int | None = Field(None, ge=1, le=256, description="ONNX Runtime intra-op threads.")
 
     @field_validator("imgsz")
@@ -189,7 +196,7 @@ class PersonDetector:
         self.weights = weights
         self.settings = settings
         manifest = read_manifest(weights)
-        tensorrt = TensorRTOptions(settings.tensorrt_cache_dir, fp16=settings.half)
+        tensorrt = TensorRTOptions(settings.tensorrt_cache_dir, fp16=settings.half, max_batch=settings.max_batch)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: provider fallbacks are logged by actwatch itself
         if settings.intra_op_threads:

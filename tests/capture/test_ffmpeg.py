@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from actwatch.capture.ffmpeg import FfmpegCapture, FfmpegError, ffmpeg_command, start_ffmpeg
+from actwatch.capture.ffmpeg import FfmpegCapture, FfmpegError, ffmpeg_command, hwaccel_args, start_ffmpeg
 from actwatch.capture.openers import Interruptible, open_source
 from actwatch.capture.reader import CameraReader, CameraState
 from actwatch.capture.settings import CaptureSettings
@@ -35,6 +35,16 @@ def test_settings_map_onto_ffmpeg_input_options() -> None:
     rtsp = ffmpeg_command(SourceSpec.parse("rtsps://cam.local/live"), settings)
     assert rtsp[rtsp.index("-rtsp_transport") + 1] == "tcp" and rtsp[rtsp.index("-timeout") + 1] == "2500000"
     assert rtsp[rtsp.index("-i") + 1] == "rtsps://cam.local/live"
+
+
+def test_hardware_decode_is_asked_for_only_where_it_can_run() -> None:
+    source = SourceSpec.parse("rtsp://cam.local/live")
+    assert "-hwaccel" not in ffmpeg_command(source, CaptureSettings())  # the CPU unless asked
+    auto = ffmpeg_command(source, CaptureSettings(hwaccel="auto"))
+    assert auto[auto.index("-hwaccel") + 1] == "auto" and auto.index("-hwaccel") < auto.index("-i")
+    # FFmpeg fails a stream whose -hwaccel cuda finds no device, so cuda needs a driver, else the CPU
+    assert hwaccel_args("cuda", driver_found=lambda: True) == ["-hwaccel", "cuda"]
+    assert hwaccel_args("cuda", driver_found=lambda: False) == []
 
 
 def test_network_sources_get_a_process_files_and_webcams_do_not(vtest_path: Path) -> None:

@@ -5,7 +5,10 @@ The stages are built by the service's own wiring (:func:`~actwatch.service.stage
 are the real ones, wrapped by recorders that delegate and remember the batch
 sizes they were called with, so the tests can check the streaming contract: one detector call per step
 for all cameras, one encoder call per step for all new crops, every crop encoded exactly once, and the
-head fed the very features the encoder produced.
+head fed the very features the encoder produced. Each test runs on both runtimes: the sequential
+loop (:meth:`StreamPipeline.step`) and the pipelined one (:meth:`StreamPipeline.staged`), driven in
+lock-step: a batch is submitted, then :meth:`~actwatch.service.staged.StagedRunner.flush` waits until
+it has gone through every phase and the event writer — the tests wait for exactly what they check.
 """
 
 from __future__ import annotations
@@ -29,6 +32,27 @@ from actwatch.tracker.detections import Detections
 from tests.tracker.videos import write_scene_cut_clip
 
 FRAMES = 30
+DRAIN_TIMEOUT_S = 600.0  # a safety net for a hung thread, never a timing assumption
+
+RUNTIMES = ["sequential", "pipelined"]
+
+
+class Driver:
+    """Runs one batch at a time through the pipeline on either runtime, and waits for its end."""
+
+    def __init__(self, pipeline: StreamPipeline, runtime: str) -> None:
+        self.pipeline = pipeline
+        self.runner = pipeline.staged() if runtime == "pipelined" else None
+
+    def step(self) -> list[StepReport]:
+        if self.runner is None:
+            return [self.pipeline.step()]
+        self.runner.submit()
+        return self.runner.flush(DRAIN_TIMEOUT_S)
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.stop()
 
 
 class RecordingDetector:
@@ -138,21 +162,23 @@ def _pipeline(
     return pipeline, readers, detector, runtime, sink
 
 
-def _replay(pipeline: StreamPipeline, readers: dict[str, ReplayReader]) -> list[StepReport]:
+def _replay(driver: Driver, readers: dict[str, ReplayReader]) -> list[StepReport]:
     reports = []
     while any([reader.feed() for reader in readers.values()]):
-        reports.append(pipeline.step())
-    reports.append(pipeline.step())  # the END sentinels
+        reports += driver.step()
+    reports += driver.step()  # the END sentinels
+    driver.close()
     return reports
 
 
+@pytest.mark.parametrize("mode", RUNTIMES)
 def test_each_crop_is_encoded_once_and_the_head_reads_the_cached_features(
-    detector_weights: Path, exported_model_dir: Path, vtest_path: Path
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path, mode: str
 ) -> None:
     pipeline, readers, recorder, runtime, sink = _pipeline(
         detector_weights, exported_model_dir, vtest_path, ["cam1", "cam2"]
     )
-    reports = _replay(pipeline, readers)
+    reports = _replay(Driver(pipeline, mode), readers)
 
     # One detector call per step, with the frames of both cameras.
     assert recorder.batches == [2] * FRAMES
@@ -182,47 +208,57 @@ def test_each_crop_is_encoded_once_and_the_head_reads_the_cached_features(
     assert pipeline.all_ended()
 
 
+@pytest.mark.parametrize("mode", RUNTIMES)
 def test_stride_sets_how_often_a_track_is_classified(
-    detector_weights: Path, exported_model_dir: Path, vtest_path: Path
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path, mode: str
 ) -> None:
     counts = {}
     for stride in (1, 4):
         pipeline, readers, _, _, _ = _pipeline(
             detector_weights, exported_model_dir, vtest_path, ["cam1"], stride=stride
         )
-        counts[stride] = sum(r.windows_classified for r in _replay(pipeline, readers))
+        counts[stride] = sum(r.windows_classified for r in _replay(Driver(pipeline, mode), readers))
     assert counts[1] > 0
     assert counts[4] < counts[1] / 2
 
 
-def test_removing_a_camera_frees_its_tracks(detector_weights: Path, exported_model_dir: Path, vtest_path: Path) -> None:
+@pytest.mark.parametrize("mode", RUNTIMES)
+def test_removing_a_camera_frees_its_tracks(
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path, mode: str
+) -> None:
     pipeline, readers, _, _, _ = _pipeline(detector_weights, exported_model_dir, vtest_path, ["cam1", "cam2"])
+    driver = Driver(pipeline, mode)
     for _ in range(10):
         for reader in readers.values():
             reader.feed()
-        pipeline.step()
+        driver.step()
     assert pipeline.buffers.track_ids("cam2")
     pipeline.remove_camera("cam2")
     readers["cam1"].feed()
-    pipeline.step()
+    driver.step()
+    driver.close()
     assert pipeline.buffers.track_ids("cam2") == []
     assert pipeline.camera_ids() == ["cam1"]
     assert [s.camera_id for s in pipeline.statuses()] == ["cam1"]
 
 
+@pytest.mark.parametrize("mode", RUNTIMES)
 def test_each_camera_tracker_gets_its_source_frame_rate(
-    detector_weights: Path, exported_model_dir: Path, vtest_path: Path
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path, mode: str
 ) -> None:
     pipeline, readers, _, _, _ = _pipeline(detector_weights, exported_model_dir, vtest_path, ["cam1"])
     assert pipeline.cameras.tracker("cam1") is None  # made at the first frame, when the rate is known
     readers["cam1"].feed()
-    pipeline.step()
+    driver = Driver(pipeline, mode)
+    driver.step()
+    driver.close()
     tracker = pipeline.cameras.tracker("cam1")
     assert tracker is not None and tracker.frame_rate == 10.0  # vtest.avi's own rate, not a default
 
 
+@pytest.mark.parametrize("mode", RUNTIMES)
 def test_static_tracks_are_shown_but_never_sampled(
-    detector_weights: Path, exported_model_dir: Path, vtest_path: Path
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path, mode: str
 ) -> None:
     # The yellow cloth on the grass is a "person" from the first frame; still for 1 s, it is static.
     encoded, overlays = {}, {}
@@ -231,7 +267,7 @@ def test_static_tracks_are_shown_but_never_sampled(
         pipeline, readers, _, _, sink = _pipeline(
             detector_weights, exported_model_dir, vtest_path, ["cam1"], tracker=tracker
         )
-        encoded[enabled] = sum(r.crops_encoded for r in _replay(pipeline, readers))
+        encoded[enabled] = sum(r.crops_encoded for r in _replay(Driver(pipeline, mode), readers))
         overlays[enabled] = [t for overlay in sink.tracks for t in overlay.tracks]
     static = [t for t in overlays[True] if t.static]
     assert static and not any(t.static for t in overlays[False])
@@ -243,12 +279,13 @@ def test_static_tracks_are_shown_but_never_sampled(
     assert encoded[False] - encoded[True] == len(static)
 
 
+@pytest.mark.parametrize("mode", RUNTIMES)
 def test_a_scene_cut_ends_every_track_of_the_camera(
-    detector_weights: Path, exported_model_dir: Path, vtest_path: Path, tmp_path: Path
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path, tmp_path: Path, mode: str
 ) -> None:
     clip = write_scene_cut_clip(vtest_path, tmp_path / "cut.avi", 2.0, 4.0)  # mirrored from 2.0 s (frame 20)
     pipeline, readers, _, _, sink = _pipeline(detector_weights, exported_model_dir, clip, ["cam1"], stride=1)
-    reports = _replay(pipeline, readers)
+    reports = _replay(Driver(pipeline, mode), readers)
     assert pipeline.scene_cuts.cuts == 1
     # One overlay per step: the first 20 frames are the first scene. No id lives on both sides of the cut.
     ids = [{t.track_id for t in overlay.tracks} for overlay in sink.tracks]

@@ -1,0 +1,181 @@
+"""The pipelined runtime's own parts, with fakes for the models (the real ones are in test_pipeline.py):
+bounded queues that drop the oldest work but never a control message, the event writer that drops
+evidence before events, stale frames dropped before detection, and the service's intake thread.
+
+Every wait is on the condition the test checks (a flush marker through every stage, an event the slow
+sink releases), never on a sleep.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from actwatch.capture.frame import Frame
+from actwatch.capture.handoff import DropOldestQueue
+from actwatch.capture.reader import CameraState, CameraStatus
+from actwatch.capture.sources import SourceSpec
+from actwatch.config import CameraConfig
+from actwatch.model.config import InputSpec
+from actwatch.service.alerts import AlertEngine
+from actwatch.service.event_writer import EventWriter
+from actwatch.service.events import AlertRecord, Event, FrameOverlay
+from actwatch.service.metrics import ServiceMetrics
+from actwatch.service.phases import CameraRemoved, StepReport
+from actwatch.service.pipeline import StreamPipeline
+from actwatch.service.staged import StageQueue
+from actwatch.service.stages import Stages
+from actwatch.tracker.buffers import TrackBufferStore
+from actwatch.tracker.bytetrack import CameraTracker
+from actwatch.tracker.detections import Detections
+from tests.support.polling import wait_until
+
+WAIT_S = 120.0  # bounds a broken build's hang; never what a test asserts
+
+
+class CountingDetector:
+    def __init__(self) -> None:
+        self.images = 0
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        self.images += len(images)
+        return [Detections.empty() for _ in images]
+
+
+class Runtime:
+    classes, spec, supports_feature_cache = ["walking"], InputSpec(seq_len=4, input_size=(32, 32)), True
+
+
+class Replay:
+    def __init__(self, camera_id: str, frames: list[Frame]) -> None:
+        self.source, self.frame_rate = SourceSpec.parse("rtsp://cam.local/1"), 10.0
+        self.frames: DropOldestQueue[Frame] = DropOldestQueue(maxsize=len(frames) + 1)
+        for frame in frames:
+            self.frames.put(frame)
+
+    def start(self) -> None:
+        pass
+
+    def stop(self, timeout: float = 0.0) -> None:
+        pass
+
+    def status(self) -> CameraStatus:
+        return CameraStatus("cam1", "rtsp://cam.local/1", CameraState.STREAMING, None, 0, 0, 0.0, 0, None)
+
+
+class NullSink:
+    def emit_event(self, alert: AlertRecord) -> None:
+        pass
+
+    def emit_tracks(self, overlay: FrameOverlay, image: np.ndarray | None = None) -> None:
+        pass
+
+
+def _frame(camera_id: str, index: int, wall_time: float) -> Frame:
+    return Frame(camera_id, index, index / 10, wall_time, np.zeros((48, 64, 3), np.uint8))
+
+
+def _pipeline(replay: Replay, detector: CountingDetector, **settings: object) -> StreamPipeline:
+    stages = Stages(
+        reader_factory=lambda camera: replay,
+        detector=detector,
+        tracker_factory=CameraTracker,
+        buffers=TrackBufferStore(Runtime.spec),
+        runtime=Runtime(),  # type: ignore[arg-type]
+        alerts=AlertEngine([], ["walking"]),
+        sink=NullSink(),
+        metrics=ServiceMetrics(),
+        **settings,  # type: ignore[arg-type]
+    )
+    pipeline = StreamPipeline(stages)
+    pipeline.add_camera(CameraConfig(id="cam1", url="rtsp://cam.local/1"))
+    return pipeline
+
+
+def test_a_stage_queue_drops_the_oldest_work_but_never_a_control_message() -> None:
+    queue: StageQueue[int] = StageQueue("detected", maxsize=2, drop_oldest=True)
+    queue.put(1)
+    queue.put(CameraRemoved("cam1"))
+    for item in (2, 3, 4):
+        queue.put(item)
+    assert queue.drops == 2
+    assert [queue.get() for _ in range(3)] == [CameraRemoved("cam1"), 3, 4]
+
+
+def test_a_blocking_stage_queue_makes_the_producer_wait_for_room() -> None:
+    queue: StageQueue[int] = StageQueue("tracked", maxsize=1, drop_oldest=False)
+    queue.put(1)
+    second_put = threading.Thread(target=queue.put, args=(2,))
+    second_put.start()
+    assert wait_until(lambda: len(queue) == 1 and second_put.is_alive(), WAIT_S)
+    assert queue.get() == 1
+    second_put.join(WAIT_S)
+    assert queue.get() == 2 and queue.drops == 0
+
+
+def test_the_event_writer_drops_evidence_under_back_pressure_never_an_event() -> None:
+    release = threading.Event()
+    written: list[tuple[str, bool]] = []
+
+    class SlowSink(NullSink):
+        def emit_event(self, alert: AlertRecord) -> None:
+            release.wait(WAIT_S)  # the store is stuck until the test says so
+            written.append((alert.event.id, alert.frame_bgr is not None))
+
+    writer = EventWriter(SlowSink(), max_pending_evidence=2)
+    image = np.zeros((8, 8, 3), np.uint8)
+    ids = [f"ev{i}" for i in range(6)]
+    for event_id in ids:
+        writer.emit_event(AlertRecord(Event("cam1", 1, "fall", 0.9, 0.0, 1.0, (0, 0, 1, 1), id=event_id), image, None))
+    release.set()
+    assert writer.flush(WAIT_S)
+    writer.close()
+    assert [event_id for event_id, _ in written] == ids  # every event, in order
+    # The first may have been taken before the queue filled; at most 2 others wait with evidence.
+    assert sum(with_evidence for _, with_evidence in written) <= 3
+    assert writer.evidence_dropped == sum(not with_evidence for _, with_evidence in written) >= 3
+
+
+def test_frames_older_than_the_age_limit_are_dropped_before_detection() -> None:
+    now = time.time()
+    replay = Replay("cam1", [_frame("cam1", 0, now - 60.0)])
+    detector = CountingDetector()
+    pipeline = _pipeline(replay, detector, max_frame_age_s=5.0)
+    runner = pipeline.staged(lossless=False)
+    assert runner.submit() == 1
+    assert runner.flush(WAIT_S) == []  # nothing reached the end: the one frame was too old
+    counters = runner.counters()
+    runner.stop()
+    assert detector.images == 0 and counters.stale == 1
+
+
+def test_the_service_runtime_takes_frames_by_itself_and_drains_on_stop() -> None:
+    now = time.time()
+    replay = Replay("cam1", [_frame("cam1", i, now) for i in range(3)])
+    replay.frames.close()  # the end of the stream, after the frames
+    detector = CountingDetector()
+    reports: list[StepReport] = []
+    pipeline = _pipeline(replay, detector, max_frame_age_s=None)
+    pipeline.start(on_report=reports.append)
+    assert pipeline.ready()
+    assert wait_until(pipeline.all_ended, WAIT_S)  # the intake thread took every frame and the END
+    pipeline.stop(WAIT_S)  # the end sentinel passes every stage, so what was taken is finished
+    assert not pipeline.ready()
+    # The reader held three frames at once: the intake takes the newest and counts the others skipped.
+    assert sum(r.frames for r in reports) == detector.images >= 1
+    assert pipeline.runner is not None and pipeline.runner.counters().failures == 0
+
+
+def test_the_sequential_setting_keeps_the_one_thread_loop() -> None:
+    replay = Replay("cam1", [_frame("cam1", 0, time.time())])
+    replay.frames.close()
+    detector = CountingDetector()
+    reports: list[StepReport] = []
+    pipeline = _pipeline(replay, detector, runtime_mode="sequential")
+    pipeline.start(on_report=reports.append)
+    assert wait_until(pipeline.all_ended, WAIT_S)
+    pipeline.stop(WAIT_S)
+    assert pipeline.runner is None and [r.frames for r in reports] == [1] and detector.images == 1

@@ -4,8 +4,9 @@ that fire on what happens in the clip, and the untrained action head, marked as 
 Measured on vtest.avi with the default detector and tracker (the figures the settings below come from):
 
 * **loitering**: in :data:`VTEST_ZONE` (the walkway around the lamp post, where two people stand and
-  talk at the start) one person stays 11-13 s; everyone else passes in under 8.5 s. ``min_dwell_s`` 10
-  alerts for that person at about 12.6 s of stream time, whatever rate the demo is processed at.
+  talk at the start) one person stays over 15 s (one track with the default tracker); another stops to
+  talk right of the sign and passes 10 s there at about 16 s. ``min_dwell_s`` 10 alerts for the first at
+  about 11 s of stream time, whatever rate the demo is processed at.
 * **running**: nobody runs in vtest.avi. Walking speeds are 0.41 body heights per second (median),
   0.8 (90th percentile), 1.24 (fastest); the service's default ``min_speed`` of 1.5 never fires here. The
   demo lowers it to 0.8, so brisk walkers show the path (first alert at 12-17 s of stream time).

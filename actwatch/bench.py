@@ -85,6 +85,7 @@ def bench_app_config(
         AppConfig,
         {
             "data_dir": str(work),
+            "server": {"max_cameras": max(64, cfg.cameras)},  # the sweep goes past the service's default
             "sources": {"file_dirs": [str(video.parent)]},  # the benchmark's own clip, nothing else
             "cameras": [{"id": f"cam{i}", "url": str(video), "loop": cfg.loop} for i in range(cfg.cameras)],
             "detector": offline_detector_section(weights, cfg.imgsz, cfg.device),

@@ -129,7 +129,37 @@ def train(
     temporal: Annotated[str | None, typer.Option("--temporal", help="Temporal head: lstm, gru, transformer.")] = None,
     seq_len: Annotated[int | None, typer.Option("--seq-len", help="Frames per window.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Windows per batch.")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="AdamW learning rate.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="AdamW peak learning rate (default 1e-3).")] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option("--weight-decay", help="AdamW weight decay (default 0.05).")
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler", help="Learning-rate schedule: cosine (warm-up + cosine decay, default), plateau or none."
+        ),
+    ] = None,
+    monitor: Annotated[
+        str | None,
+        typer.Option(
+            "--monitor",
+            help="Validation figure that picks the best checkpoint and drives early stopping: macro_f1 "
+            "(default), balanced_accuracy, accuracy or loss. macro_f1 and balanced_accuracy weigh every "
+            "class equally; ties go to the lower validation loss.",
+        ),
+    ] = None,
+    early_stopping: Annotated[
+        int | None,
+        typer.Option("--early-stopping", help="Stop after this many epochs without improvement (0 = never; 15)."),
+    ] = None,
+    class_weighting: Annotated[
+        str | None,
+        typer.Option("--class-weighting", help="Loss weight per class: balanced (default), sqrt or none."),
+    ] = None,
+    windows_per_sequence: Annotated[
+        int | None,
+        typer.Option("--windows-per-sequence", help="Random training windows per sequence and epoch (default 1)."),
+    ] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="DataLoader worker processes.")] = None,
@@ -143,7 +173,13 @@ def train(
     out: Annotated[Path | None, typer.Option("--out", help="Parent folder of run folders.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
-    """Train an action model; writes experiments/<name>_<timestamp>/ (checkpoints, plots, report)."""
+    """Train an action model; writes experiments/<name>_<timestamp>/ (checkpoints, plots, report).
+
+    Options left out take TrainConfig's defaults (actwatch.train.config; every setting, e.g. seq_len,
+    plateau_patience, label_smoothing, augment, can also be set in the --config YAML file). The summary
+    shows accuracy, macro-F1 and balanced accuracy beside the majority-class and uniform baselines and
+    warns when the model is no better than them.
+    """
     from actwatch.train import runs
     from actwatch.train.config import load_train_config
     from actwatch.train.trainer import train as run_training
@@ -156,6 +192,12 @@ def train(
         "seq_len": seq_len,
         "batch_size": batch_size,
         "lr": lr,
+        "weight_decay": weight_decay,
+        "scheduler": scheduler,
+        "monitor": monitor,
+        "early_stopping": early_stopping,
+        "class_weighting": class_weighting,
+        "windows_per_sequence": windows_per_sequence,
         "device": device,
         "seed": seed,
         "num_workers": workers,
@@ -178,12 +220,13 @@ def train(
         raise ConfigError("--data is required: the dataset folder written by `actwatch extract`")
     with warnings_as_messages():
         result = run_training(cfg, data, resume=resume, progress=not quiet)
-    test = f", test accuracy {result.test['accuracy']:.4f}" if result.test else ""
-    typer.echo(
-        f"run: {result.run_dir}\nbest epoch {result.best_epoch} ({cfg.monitor} {result.best_metric:.4f}), "
-        f"val accuracy {result.val['accuracy']:.4f}{test}\ncheckpoint: {result.best_checkpoint}\n"
-        f"export: actwatch export --checkpoint {result.best_checkpoint} --out exported/"
-    )
+    typer.echo(f"run: {result.run_dir}\nbest epoch {result.best_epoch} ({cfg.monitor} {result.best_metric:.4f})")
+    for line in result.summary_lines():
+        typer.echo(line)
+    typer.echo(f"checkpoint: {result.best_checkpoint}")
+    typer.echo(f"export: actwatch export --checkpoint {result.best_checkpoint} --out exported/")
+    if result.warning is not None:
+        typer.echo(f"warning: {result.warning}", err=True)
 
 
 def evaluate(
@@ -204,10 +247,17 @@ def evaluate(
     with warnings_as_messages():
         res = evaluate_checkpoint(checkpoint, data, split=split, out_dir=out, batch_size=batch_size, device=device)
     m = res.metrics
-    typer.echo(
-        f"{split}: {m.count} windows, top-1 {m.accuracy:.4f}, top-{m.top_k} {m.top_k_accuracy:.4f}, "
-        f"macro F1 {m.macro_f1:.4f}\nreport: {res.report}"
-    )
+    typer.echo(f"{m.summary_line(split)}, top-1 {m.accuracy:.4f}, top-{m.top_k} {m.top_k_accuracy:.4f}")
+    for i, name in enumerate(m.classes):
+        if m.support[i] == 0:
+            typer.echo(f"  {name}: not evaluable (no {split} windows)")
+        else:
+            typer.echo(f"  {name}: support {int(m.support[i])}, precision {m.precision[i]:.3f}, "
+                       f"recall {m.recall[i]:.3f}, F1 {m.f1[i]:.3f}")  # fmt: skip
+    typer.echo(f"report: {res.report}")
+    warning = m.baseline_warning(split)
+    if warning is not None:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def register(app: typer.Typer) -> None:

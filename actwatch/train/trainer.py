@@ -29,7 +29,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -52,7 +54,7 @@ from actwatch.train.dataset import SequenceRecord, load_dataset
 from actwatch.train.distributed import DistContext, setup_distributed
 from actwatch.train.features import FeatureCache
 from actwatch.train.loop import WindowClassifier, evaluate, train_one_epoch
-from actwatch.train.metrics import ClassificationMetrics
+from actwatch.train.metrics import ClassificationMetrics, figures_line
 from actwatch.train.runs import RunState
 from actwatch.train.windows import FeatureWindows, PixelWindows
 
@@ -77,6 +79,22 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     val: dict[str, Any] = field(default_factory=dict)
     test: dict[str, Any] | None = None
+    warning: str | None = None  # set when the best checkpoint is no better than a baseline
+
+    def summary_lines(self) -> list[str]:
+        """The validation and test figures beside their baselines (what ``actwatch train`` prints).
+
+        Example:
+            >>> from actwatch.train.metrics import metrics_from_confusion
+            >>> val = metrics_from_confusion(np.array([[2, 0], [0, 2]]), ["a", "b"]).to_dict()
+            >>> TrainResult(Path("run"), Path("b.pt"), Path("l.pt"), 3, 1.0, val=val).summary_lines()[0][:48]
+            'val: 4 windows, accuracy 1.0000 (majority 0.5000'
+        """
+        lines = []
+        for split, figures in (("val", self.val), ("test", self.test)):
+            if figures:
+                lines.append(figures_line(split, figures))
+        return lines
 
 
 def class_weights(counts: np.ndarray, scheme: str) -> np.ndarray:
@@ -95,6 +113,43 @@ def class_weights(counts: np.ndarray, scheme: str) -> np.ndarray:
     balanced = counts.sum() / (present.sum() * np.maximum(counts, 1))
     weights[present] = (np.sqrt(balanced) if scheme == "sqrt" else balanced)[present]
     return weights
+
+
+def monitored_value(metrics: ClassificationMetrics, monitor: str) -> float:
+    """The figure ``monitor`` names (``TrainConfig.monitor``) of a validation pass.
+
+    Example:
+        >>> from actwatch.train.metrics import metrics_from_confusion
+        >>> m = metrics_from_confusion(np.array([[5, 0], [1, 0]]), ["a", "b"], loss=0.7)
+        >>> [round(monitored_value(m, k), 3) for k in ("accuracy", "macro_f1", "balanced_accuracy", "loss")]
+        [0.833, 0.455, 0.5, 0.7]
+    """
+    if monitor == "loss":
+        return metrics.loss if metrics.loss is not None else math.inf
+    return {
+        "accuracy": metrics.accuracy,
+        "macro_f1": metrics.macro_f1,
+        "balanced_accuracy": metrics.balanced_accuracy,
+    }[monitor]
+
+
+def is_improvement(value: float, loss: float, best_value: float, best_loss: float, tol: float = 1e-9) -> bool:
+    """Whether an epoch beats the best so far: a higher (signed) monitored value, or an equal one with a
+    lower validation loss.
+
+    The tie-breaker matters on small data: a handful of validation windows gives the same accuracy or
+    F1 for many epochs while the model still learns, and without it the first of those epochs (often
+    one that answers the majority class for everything) would stay the best checkpoint.
+
+    Example:
+        >>> is_improvement(0.5, 0.60, best_value=0.5, best_loss=0.69), is_improvement(0.5, 0.7, 0.5, 0.69)
+        (True, False)
+        >>> is_improvement(0.6, 0.9, best_value=0.5, best_loss=0.69)
+        True
+    """
+    if value > best_value + tol:
+        return True
+    return abs(value - best_value) <= tol and loss < best_loss - tol
 
 
 def train(config: TrainConfig, data_dir: Path, *, resume: Path | None = None, progress: bool = True) -> TrainResult:
@@ -118,8 +173,23 @@ def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> tuple[torch.
             patience=cfg.plateau_patience,
         )
     elif cfg.scheduler == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+        scale = functools.partial(warmup_cosine, warmup=cfg.warmup_epochs, epochs=cfg.epochs)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, scale)
     return optimizer, scheduler
+
+
+def warmup_cosine(epoch: int, *, warmup: int, epochs: int, floor: float = 0.01) -> float:
+    """Learning-rate factor of ``epoch`` (0-based): linear warm-up, then cosine decay to ``floor``.
+
+    Example:
+        >>> [round(warmup_cosine(e, warmup=2, epochs=6), 3) for e in range(6)]
+        [0.333, 0.667, 1.0, 0.752, 0.258, 0.01]
+    """
+    if epoch < warmup:
+        return (epoch + 1) / (warmup + 1)
+    span = max(1, epochs - warmup - 1)
+    progress = min(1.0, (epoch - warmup) / span)
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class _Trainer:
@@ -307,8 +377,9 @@ class _Trainer:
                 progress=self.progress,
             )
             val = self._evaluate(classifier, val_loader)
-            value = {"accuracy": val.accuracy, "macro_f1": val.macro_f1, "loss": val.loss or 0.0}[cfg.monitor]
-            improved = sign * value > state.best_metric
+            value = monitored_value(val, cfg.monitor)
+            val_loss = val.loss if val.loss is not None else math.inf
+            improved = is_improvement(sign * value, val_loss, state.best_metric, state.best_loss)
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(value)
             elif scheduler is not None:
@@ -320,18 +391,21 @@ class _Trainer:
                 "val_loss": val.loss,
                 "val_accuracy": val.accuracy,
                 "val_macro_f1": val.macro_f1,
+                "val_balanced_accuracy": val.balanced_accuracy,
                 "lr": optimizer.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - started,
             }
             if improved:
-                best_metric, best_epoch, bad_epochs = float(sign * value), epoch + 1, 0
+                best_metric, best_loss, best_epoch, bad_epochs = float(sign * value), val_loss, epoch + 1, 0
             else:
-                best_metric, best_epoch, bad_epochs = state.best_metric, state.best_epoch, state.bad_epochs + 1
+                best_metric, best_loss, best_epoch = state.best_metric, state.best_loss, state.best_epoch
+                bad_epochs = state.bad_epochs + 1
             state = RunState(
                 epoch=epoch + 1,
                 best_metric=best_metric,
                 best_epoch=best_epoch,
                 bad_epochs=bad_epochs,
+                best_loss=best_loss,
                 history=(*state.history, row),
                 optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict() if scheduler is not None else None,
@@ -431,8 +505,13 @@ class _Trainer:
             val=val.to_dict(),
             test=test.to_dict() if test is not None else None,
         )
+        shown, split = (test, "test") if test is not None else (val, "val")
+        result.warning = shown.baseline_warning(split)
         if self.ctx.is_main:
             summary = {"best_epoch": state.best_epoch, "monitor": self.cfg.monitor, "best_metric": state.best_metric}
-            summary |= {"epochs_run": len(history), "stopped_early": stopped_early}
+            summary |= {"epochs_run": len(history), "stopped_early": stopped_early, "backbone": self.backbone}
+            summary |= {"warning": result.warning}
             runs.write_results(self.run_dir, self.classes, history, summary, val, test)
+            if result.warning is not None:
+                log.warning("%s", result.warning)
         return result

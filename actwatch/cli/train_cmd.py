@@ -56,7 +56,21 @@ def extract(
     whole_frame: Annotated[
         bool | None, typer.Option("--whole-frame", help="Store whole frames (clips without detectable persons).")
     ] = None,
-    min_frames: Annotated[int | None, typer.Option("--min-frames", help="Shortest sequence kept, in samples.")] = None,
+    min_frames: Annotated[
+        int | None,
+        typer.Option(
+            "--min-frames",
+            help="Shortest sequence kept, in samples (default 15: the shortest track `actwatch predict` classifies "
+            "with the default 30-sample window).",
+        ),
+    ] = None,
+    keep_static: Annotated[
+        bool | None,
+        typer.Option("--keep-static", help="Keep static tracks (a box that does not move, crops that do not change)."),
+    ] = None,
+    contact_sheet: Annotated[
+        int | None, typer.Option("--contact-sheet", help="Sample crops per class on contact_sheet.png (default 8).")
+    ] = None,
     imgsz: Annotated[int | None, typer.Option("--imgsz", help="Detector input size in pixels.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Detector device: cpu, cuda, cuda:0...")] = None,
     frames_fps: Annotated[
@@ -82,7 +96,9 @@ def extract(
 ) -> None:
     """Track persons in labelled videos and store their crop sequences as a training dataset.
 
-    Options left out take ExtractSettings' defaults (actwatch.train.extract).
+    Static tracks and tracks shorter than --min-frames are left out and counted. The dataset report
+    (report.md, report.json and contact_sheet.png, sample crops per class) is written beside the dataset:
+    look at it before training. Options left out take ExtractSettings' defaults (actwatch.train.extract).
     """
     from actwatch.train.extract import DatasetExtractor, ExtractSettings
 
@@ -98,6 +114,8 @@ def extract(
         input_size=parse_size(input_size) if input_size is not None else None,
         whole_frame=whole_frame,
         min_frames=min_frames,
+        keep_static=keep_static,
+        contact_sheet=contact_sheet,
         imgsz=imgsz,
         device=device,
         frames_fps=frames_fps,
@@ -115,6 +133,10 @@ def extract(
         raise DatasetError(f"no sequence could be extracted from {src}; see the warnings above")
     splits = {s: len(summary.index.split(s)) for s in ("train", "val", "test")}
     typer.echo(f"dataset: {out} ({len(summary.index.classes)} classes; sequences per split: {splits})")
+    typer.echo(f"report: {out / 'report.md'}; look at {out / 'contact_sheet.png'} to see what each class holds")
+    if summary.report is not None:
+        for warning in summary.report.warnings:
+            typer.echo(f"warning: {warning}", err=True)
 
 
 def train(

@@ -282,8 +282,51 @@ def evaluate(
         typer.echo(f"warning: {warning}", err=True)
 
 
+def add_false_positives(
+    out: Annotated[Path, typer.Option("--out", help="Dataset folder written by `actwatch extract` to add to.")],
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="The service's data folder (events.db and media/); default: the config's."),
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Event database URL (default: sqlite:///DATA_DIR/events.db).")
+    ] = None,
+    label: Annotated[
+        str, typer.Option("--class", help="Class the false positives are added as (default background).")
+    ] = "background",
+) -> None:
+    """Add the crops of events reviewed as false positives to a dataset, as sequences of a background class.
+
+    Run it after reviewing events in the dashboard; events added before are skipped. The dataset's
+    splits, report and contact sheet are rebuilt. Then train again: the model learns from its mistakes.
+    """
+    from actwatch.config import AppConfig
+    from actwatch.train import hard_examples
+
+    if not label or not all(c.isalnum() or c in "_-" for c in label):
+        raise ConfigError(f"--class {label!r}: use letters, digits, '_' or '-'")
+    folder = data_dir if data_dir is not None else Path(AppConfig.model_fields["data_dir"].default)
+    url = db or f"sqlite:///{(folder / 'events.db').as_posix()}"
+    events = hard_examples.false_positive_events(url, folder / "media")
+    if not events:
+        raise DatasetError(
+            f"no event is marked as a false positive in {folder}; review events in the dashboard's history first"
+        )
+    with warnings_as_messages():
+        summary = hard_examples.add_false_positives(events, out, label=label)
+    assert summary.index is not None
+    count = sum(r.label == label for r in summary.index.sequences)
+    typer.echo(
+        f"{summary.added} false positive(s) added as {label!r}, {summary.skipped} added before, "
+        f"{len(summary.failed)} failed; {label!r} now has {count} sequence(s)\nreport: {out / 'report.md'}"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.command("extract")(extract)
     app.command("train")(train)
     app.command("evaluate")(evaluate)
+    dataset = typer.Typer(help="Grow an extracted dataset (hard examples from reviewed events).", no_args_is_help=True)
+    dataset.command("add-false-positives")(add_false_positives)
+    app.add_typer(dataset, name="dataset")

@@ -14,6 +14,7 @@ Example (a finite file replayed one frame per step, as the tests and the benchma
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -29,6 +30,8 @@ from actwatch.service.metrics import ServiceMetrics
 from actwatch.tracker.buffers import TrackBufferStore
 from actwatch.tracker.bytetrack import CameraTracker
 from actwatch.tracker.detections import Detections
+
+log = logging.getLogger(__name__)
 
 
 class Detector(Protocol):
@@ -118,6 +121,7 @@ def build_stages(
     Raises :class:`~actwatch.errors.ActwatchError` for a missing or corrupt model or detector file, and
     :class:`~actwatch.errors.ConfigError` for an alert rule naming a class the model does not have.
     """
+    from actwatch.model.provenance import manifest_provenance
     from actwatch.model.runtime import ActionRuntime
 
     # capture
@@ -133,6 +137,12 @@ def build_stages(
     model = config.model
     action_runtime = ActionRuntime(model.dir, providers=model.providers, intra_op_threads=model.intra_op_threads)
     metrics.set_active_providers("model", action_runtime.providers)
+    provenance = manifest_provenance(action_runtime.manifest)
+    metrics.set_model_provenance(provenance)
+    if provenance.untrained:
+        log.warning("action model %s is %s", model.dir, provenance.describe())
+    else:
+        log.info("action model %s: %s", model.dir, provenance.describe())
     runtime = wrap_runtime(action_runtime)
     buffers = TrackBufferStore(
         runtime.spec,

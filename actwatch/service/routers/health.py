@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Response, status
 from fastapi.responses import JSONResponse
 
 from actwatch.service.deps import Services, require_token
-from actwatch.service.schemas import PROTECTED, Health, Readiness, error_responses
+from actwatch.service.schemas import PROTECTED, Health, ModelState, Readiness, error_responses
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,12 @@ def router() -> APIRouter:
             log.exception("controller.ready() failed")
             ready = False
         code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
-        body = Readiness(status="ready" if ready else "starting", providers=services.metrics.active_providers() or None)
+        provenance = services.metrics.model_provenance()
+        body = Readiness(
+            status="ready" if ready else "starting",
+            providers=services.metrics.active_providers() or None,
+            model=ModelState(**provenance.to_json()) if provenance is not None else None,
+        )
         return JSONResponse(body.model_dump(exclude_none=True), status_code=code)
 
     @api.get(

@@ -48,6 +48,7 @@ from actwatch.errors import DatasetError, StateError
 from actwatch.model.checkpoint import Checkpoint, init_metadata, init_model, load_checkpoint, save_checkpoint
 from actwatch.model.config import InputSpec
 from actwatch.model.recognizer import Recognizer
+from actwatch.model.windows import min_window_samples
 from actwatch.train import runs
 from actwatch.train.config import TrainConfig
 from actwatch.train.dataset import SequenceRecord, load_dataset
@@ -212,6 +213,15 @@ class _Trainer:
                 "both are needed (re-run extraction with more videos or a larger --val-ratio)"
             )
         self.classes = list(self.dataset.classes)
+        shortest = min_window_samples(config.seq_len)
+        short = sum(r.frames < shortest for r in self.dataset.sequences)
+        if short and ctx.is_main:
+            log.warning(
+                "%d of %d sequences have fewer than %d samples, the fewest `actwatch predict` classifies with "
+                "windows of %d: training loops them, but such short tracks are never classified in use "
+                "(re-extract with --min-frames %d to leave them out)",
+                short, len(self.dataset.sequences), shortest, config.seq_len, shortest,
+            )  # fmt: skip
         self.spec = InputSpec.for_arch(
             config.model.arch, seq_len=config.seq_len, input_size=self.dataset.input_size, fps=self.dataset.fps
         )

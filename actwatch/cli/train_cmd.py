@@ -260,14 +260,20 @@ def evaluate(
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per batch.")] = 32,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Top-1/top-5 accuracy, per-class precision/recall/F1 and confusion matrix as a Markdown report."""
+    """Accuracy, macro-F1 and balanced accuracy beside the majority-class and uniform baselines, per-class
+    precision/recall/F1 with support ("not evaluable" without), confusion matrix: a Markdown report.
+
+    Crops not in the training feature cache are encoded first, with a progress bar (crops per second)."""
     from actwatch.train.evaluate import evaluate_checkpoint
 
     if batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     with warnings_as_messages():
-        res = evaluate_checkpoint(checkpoint, data, split=split, out_dir=out, batch_size=batch_size, device=device)
+        res = evaluate_checkpoint(
+            checkpoint, data, split=split, out_dir=out, batch_size=batch_size, device=device, progress=not quiet
+        )
     m = res.metrics
     typer.echo(f"{m.summary_line(split)}, top-1 {m.accuracy:.4f}, top-{m.top_k} {m.top_k_accuracy:.4f}")
     for i, name in enumerate(m.classes):

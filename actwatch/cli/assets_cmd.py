@@ -1,4 +1,5 @@
-"""``actwatch assets``: fetch the detector and the sample video into the cache; derive the serving detector.
+"""``actwatch assets``: fetch the detector, the ImageNet backbone weights and the sample video into the cache;
+derive the serving detector.
 
 Example:
     $ actwatch assets --cache-dir /tmp/aw
@@ -36,8 +37,8 @@ def assets(
         ),
     ] = None,
 ) -> None:
-    """Fetch the person detector and the sample video, derive the serving (ONNX) detector; print where
-    each one is."""
+    """Fetch the person detector, the ImageNet backbone weights and the sample video, derive the serving
+    (ONNX) detector; print where each one is."""
     name = detector if detector is not None else DEFAULT_DETECTOR
     if name not in DETECTOR_NAMES:
         raise ActwatchError(f"unknown detector {name!r}; choose one of {', '.join(DETECTOR_NAMES)}")
@@ -52,6 +53,8 @@ def assets(
     weights = torch_weights_path(report.cache_dir, name)
     if weights.is_file():
         typer.echo(f"detector .pt   {weights}   (training and export only)")
+    if report.backbone is not None:
+        typer.echo(f"backbone       {report.backbone}   (ImageNet MobileNetV2 features, training and export only)")
     typer.echo(f"sample video   {report.sample_video}")
     typer.echo(f"manifest       {report.manifest}")
     for record in report.records:

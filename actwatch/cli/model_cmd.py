@@ -46,7 +46,8 @@ def init_model(
         bool | None,
         typer.Option(
             "--pretrained/--no-pretrained",
-            help="Start from torchvision's pretrained backbone if it is in the torch hub cache (default).",
+            help="Start from a pretrained backbone (default): torchvision's file in the torch hub cache, else the "
+            "ImageNet weights `actwatch assets` fetched; random init with a warning when neither is there.",
         ),
     ] = None,
     backbone_weights: Annotated[
@@ -127,8 +128,16 @@ def _print_checkpoint(ckpt: Any) -> None:
         ckpt.classes, ckpt.input.seq_len, ckpt.input.input_size, ckpt.input.fps, ckpt.input.mean, ckpt.input.std
     )
     typer.echo(f"model:      {ModelProvenance.from_metadata(ckpt.metadata).describe()}")
+    _print_backbone(ckpt.metadata)
     if ckpt.metadata:
         typer.echo("metadata:   " + ", ".join(f"{k}={v}" for k, v in sorted(ckpt.metadata.items())))
+
+
+def _print_backbone(metadata: Any) -> None:
+    """Which weights the backbone started from (``backbone`` and ``backbone_sha256`` of the metadata)."""
+    source = metadata.get("backbone", "unknown (not recorded)") if isinstance(metadata, dict) else "unknown"
+    sha256 = metadata.get("backbone_sha256") if isinstance(metadata, dict) else None
+    typer.echo(f"backbone:   started from {source}" + (f" (sha256 {sha256})" if sha256 else ""))
 
 
 def model_info(
@@ -149,6 +158,7 @@ def model_info(
         typer.echo(f"model:      {manifest_provenance(m).describe()}")
         _print_spec(m.classes, m.seq_len, m.input_size, m.fps, m.mean, m.std)
         typer.echo("graphs:     " + ", ".join(f"{role}={g.file}" for role, g in m.graphs.items()))
+        _print_backbone(m.checkpoint.get("metadata", {}))
         return
     from actwatch.model.checkpoint import load_checkpoint
 

@@ -187,7 +187,11 @@ def train(
     workers: Annotated[int | None, typer.Option("--workers", help="DataLoader worker processes.")] = None,
     pretrained: Annotated[
         bool | None,
-        typer.Option("--pretrained/--no-pretrained", help="Start from pretrained backbone weights if cached."),
+        typer.Option(
+            "--pretrained/--no-pretrained",
+            help="Start from pretrained backbone weights (default): the torch hub cache's file, else the ImageNet "
+            "file `actwatch assets` fetched.",
+        ),
     ] = None,
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue a run: its folder or its checkpoints/last.pt.")

@@ -4,7 +4,8 @@ Four modules: :mod:`~actwatch.config.sections` (the service's own sections: serv
 pipeline, alerts, storage), :mod:`~actwatch.config.app` (:class:`AppConfig`, which composes those and
 the stages' own settings models: ``capture:`` is :class:`~actwatch.capture.settings.CaptureSettings`,
 ``detector:`` is :class:`~actwatch.tracker.detector.DetectorSettings`, ``tracker:`` is
-:class:`~actwatch.tracker.bytetrack.TrackerSettings`), :mod:`~actwatch.config.loading`
+:class:`~actwatch.tracker.bytetrack.TrackerSettings`, ``signals:`` is
+:class:`~actwatch.signals.settings.SignalsSettings`), :mod:`~actwatch.config.loading`
 (:func:`load_config`) and :mod:`~actwatch.config.secrets` (``${VAR}`` in the YAML and ``*_FILE``
 variables: where camera credentials, the token and the database URL come from, masked when shown).
 
@@ -49,6 +50,7 @@ from actwatch.config.sections import (
 )
 from actwatch.errors import ConfigError
 from actwatch.settings import StrictModel, format_validation_error
+from actwatch.signals.settings import SignalsSettings
 from actwatch.tracker.bytetrack import TrackerSettings
 from actwatch.tracker.detector import DetectorSettings
 
@@ -70,6 +72,7 @@ __all__ = [
     "PipelineConfig",
     "Point",
     "ServerConfig",
+    "SignalsSettings",
     "SourcePolicy",
     "SourceUrl",
     "StorageConfig",

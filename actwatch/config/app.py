@@ -30,6 +30,7 @@ from actwatch.config.sections import (
     mask_url,
 )
 from actwatch.errors import SourceError
+from actwatch.signals.settings import SignalsSettings
 from actwatch.tracker.bytetrack import TrackerSettings
 from actwatch.tracker.detector import DetectorSettings
 
@@ -76,7 +77,13 @@ class AppConfig(BaseSettings):
     )
     model: ModelSection = Field(default_factory=ModelSection, description="Exported action model.")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Compute loop.")
-    alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert rules.")
+    alerts: AlertsConfig = Field(
+        default_factory=AlertsConfig, description="Alert rules, for the model's classes and the behaviour signals."
+    )
+    signals: SignalsSettings = Field(
+        default_factory=SignalsSettings,
+        description="Behaviour signals that need no training: fallen, loitering, running (actwatch.signals).",
+    )
     storage: StorageConfig = Field(default_factory=StorageConfig, description="Event storage.")
     log_level: LogLevel = Field("INFO", description="Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
     # Values that came from ${VAR} or *_FILE (actwatch.config.secrets): masked wherever shown.

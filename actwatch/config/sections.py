@@ -225,8 +225,15 @@ class AlertRuleConfig(StrictModel):
         30.0
     """
 
-    label: str = Field(min_length=1, max_length=128, description="Class name of the action model.")
-    threshold: float = Field(0.5, gt=0, le=1, description="Probability a window needs to count as agreeing.")
+    label: str = Field(
+        min_length=1,
+        max_length=128,
+        description="Class name of the action model, or the label of a behaviour signal (signals: fallen, "
+        "loitering, running).",
+    )
+    threshold: float = Field(
+        0.5, gt=0, le=1, description="Probability (or signal score) a window (or step) needs to count as agreeing."
+    )
     n: int = Field(3, ge=1, le=1000, description="Agreeing windows needed among the last m windows.")
     m: int = Field(5, ge=1, le=1000, description="Windows considered (n <= m).")
     cooldown_s: float = Field(30.0, ge=0, le=86400, description="Quiet time per camera x track x class.")

@@ -133,9 +133,10 @@ class Checkpoint:
 def init_model(classes: Sequence[str], model_config: ModelConfig, input_spec: InputSpec) -> Recognizer:
     """An untrained network: pretrained backbone when available (see ModelConfig), random head.
 
-    A random backbone gets BatchNorm statistics from random crops (see ``calibrate_batchnorm``) so
-    that its features respond to the input. Training starts from this network itself (built once);
-    :func:`init_checkpoint` stores it.
+    Pretrained weights keep their own BatchNorm statistics. Only a random backbone (no weights
+    available, or ``pretrained: false``) gets statistics from random crops (see ``calibrate_batchnorm``):
+    with identity statistics its features would be degenerate, the same for every input. Training starts
+    from this network itself (built once); :func:`init_checkpoint` stores it.
 
     Example:
         >>> model = init_model(["a", "b"], ModelConfig(hidden_size=8, fc_size=4, pretrained=False), InputSpec())
@@ -153,10 +154,21 @@ def init_model(classes: Sequence[str], model_config: ModelConfig, input_spec: In
     return model
 
 
+def backbone_metadata(model: Recognizer) -> dict[str, Any]:
+    """Which weights ``model``'s backbone started from: the file (or ``"random"``) and its sha256.
+
+    Example:
+        >>> model = init_model(["a"], ModelConfig(hidden_size=8, fc_size=4, pretrained=False), InputSpec())
+        >>> backbone_metadata(model)
+        {'backbone': 'random', 'backbone_sha256': None}
+    """
+    return {"backbone": model.backbone_source, "backbone_sha256": model.backbone_sha256}
+
+
 def init_metadata(model: Recognizer) -> dict[str, Any]:
     """The metadata of an untrained checkpoint of ``model`` (where its backbone came from)."""
     calibrated = model.backbone_source == "random"
-    return {"trained": False, "backbone": model.backbone_source, "batchnorm_calibrated_on_noise": calibrated}
+    return {"trained": False, **backbone_metadata(model), "batchnorm_calibrated_on_noise": calibrated}
 
 
 def init_checkpoint(

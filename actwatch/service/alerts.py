@@ -29,15 +29,31 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from actwatch.config import AlertRuleConfig
 from actwatch.errors import ConfigError
 from actwatch.service.events import Event
-from actwatch.tracker.window import TrackWindow
 
 Polygon = Sequence[tuple[float, float]]
+
+
+class AlertSubject(Protocol):
+    """What a rule gates on: one track at one time (a model's :class:`~actwatch.tracker.window.TrackWindow`,
+    or a behaviour signal's :class:`~actwatch.signals.behaviour.TrackSignals`)."""
+
+    @property
+    def camera_id(self) -> str: ...
+    @property
+    def track_id(self) -> int: ...
+    @property
+    def box(self) -> tuple[float, float, float, float]: ...
+    @property
+    def first_seen(self) -> float: ...
+    @property
+    def frame_time(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +216,7 @@ class AlertEngine:
                 del self._tracks[key]
         self._zones.pop(camera_id, None)
 
-    def update(self, window: TrackWindow, probs: np.ndarray) -> list[Event]:
+    def update(self, window: AlertSubject, probs: np.ndarray) -> list[Event]:
         """Record ``probs`` (one probability per class) for ``window``'s track; the alerts it triggers."""
         scores = np.asarray(probs, dtype=np.float64).reshape(-1)
         if scores.shape[0] != len(self._classes):
@@ -220,7 +236,7 @@ class AlertEngine:
                 self._tracks.popitem(last=False)
             return self._apply(window, scores, state)
 
-    def _apply(self, window: TrackWindow, scores: np.ndarray, state: _TrackState) -> list[Event]:
+    def _apply(self, window: AlertSubject, scores: np.ndarray, state: _TrackState) -> list[Event]:
         age_s = window.frame_time - window.first_seen
         zone = self._zones.get(window.camera_id)
         x1, _, x2, y2 = window.box

@@ -1,7 +1,7 @@
 """Timing the compute step's named phases in one place, and feeding the step's figures to the metrics.
 
 :class:`PhaseTimer` measures each phase of one :meth:`~actwatch.service.pipeline.StreamPipeline.step`
-(``detect``, ``track``, ``encode``, ``classify``, ``emit``); :class:`StepMetrics` is the one owner of
+(``detect``, ``track``, ``signals``, ``encode``, ``classify``, ``emit``); :class:`StepMetrics` is the one owner of
 what the compute loop tells :class:`~actwatch.service.metrics.ServiceMetrics`.
 
 Example:
@@ -22,7 +22,7 @@ from typing import Literal
 
 from actwatch.service.metrics import ServiceMetrics
 
-Phase = Literal["detect", "track", "encode", "classify", "emit"]
+Phase = Literal["detect", "track", "signals", "encode", "classify", "emit"]
 
 
 class PhaseTimer:

@@ -8,11 +8,14 @@ dropped and counted) and runs these phases, each timed by one :class:`~actwatch.
 2. **track** — each camera's own ByteTrack; the ends of tracks are reported here, once, to everything
    that keeps per-track state (buffers, alert rules, live labels, metrics: the
    :class:`~actwatch.tracker.track_end.TrackEndListener` protocol);
-3. **encode** — samples every track at the model's fps, crops the due tracks and encodes all new crops
+3. **signals** — the behaviour signals (``fallen``, ``loitering``, ``running``) of every tracked person,
+   full window or not, static or not, through the signal labels' alert rules
+   (:class:`~actwatch.signals.stage.SignalStage`);
+4. **encode** — samples every track at the model's fps, crops the due tracks and encodes all new crops
    of all cameras in *one* ``encoder.onnx`` batch (each crop is encoded once, ever);
-4. **classify** — ``head.onnx`` on the cached features of every track with ``stride`` new samples and a
+5. **classify** — ``head.onnx`` on the cached features of every track with ``stride`` new samples and a
    full window, all such tracks in one batch;
-5. **emit** — alert rules; events (with the confirming frame and the window's crops as evidence) and
+6. **emit** — alert rules; events of both (with the confirming frame and the window's crops as evidence) and
    live track boxes go to the :class:`~actwatch.service.stages.Sink`.
 
 A failing step is logged and the loop goes on: one bad frame or camera never stops the others.
@@ -143,6 +146,7 @@ class StreamPipeline:
         self.sink = stages.sink
         self.stride = stages.stride
         self.publish_tracks = stages.publish_tracks
+        self.signals = stages.signals
         self.cameras: CameraSet[CameraTracker] = CameraSet(stages.reader_factory, stages.tracker_factory)
         self.labels = LiveLabels()
         self.step_metrics = StepMetrics(stages.metrics)
@@ -152,6 +156,7 @@ class StreamPipeline:
             self.alerts,
             self.labels,
             self.step_metrics,
+            *((self.signals,) if self.signals is not None else ()),
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -176,12 +181,17 @@ class StreamPipeline:
     def add_camera(self, cfg: CameraConfig) -> None:
         """Start reading ``cfg``; a bad URL raises :class:`~actwatch.errors.ActwatchError`."""
         self.cameras.add(cfg)
-        self.alerts.set_zone(cfg.id, cfg.zone)
+        self._set_zone(cfg)
 
     def update_camera(self, cfg: CameraConfig) -> None:
         """Apply a new name or zone without reconnecting."""
         self.cameras.update(cfg)
+        self._set_zone(cfg)
+
+    def _set_zone(self, cfg: CameraConfig) -> None:
         self.alerts.set_zone(cfg.id, cfg.zone)
+        if self.signals is not None:
+            self.signals.set_zone(cfg.id, cfg.zone)
 
     def remove_camera(self, camera_id: str) -> None:
         """Stop the camera; its tracks, buffers and alert state are freed by the compute thread."""
@@ -236,13 +246,15 @@ class StreamPipeline:
             detections = self.detector.detect([item.frame.image for item in batch])
         with timer.phase("track"):
             tracked = self._track(batch, detections)
+        with timer.phase("signals"):
+            signal_alerts = self._signals(tracked)
         with timer.phase("encode"):
             pending = self._sample_and_encode(tracked)
         with timer.phase("classify"):
             windows = self.buffers.take_ready(self.stride)
             probs = self._classify(windows)
         with timer.phase("emit"):
-            events = self._emit(tracked, windows, probs)
+            events = self._emit(tracked, windows, probs, signal_alerts)
 
         steps = []
         for item in tracked:
@@ -276,6 +288,17 @@ class StreamPipeline:
             out.append(_Tracked(item, tracked))
         return out
 
+    def _signals(self, tracked: list[_Tracked]) -> list[AlertRecord]:
+        """Behaviour-signal alerts of every tracked person, with the frame that confirmed each."""
+        if self.signals is None:
+            return []
+        records = []
+        for item in tracked:
+            frame = item.source.frame
+            for event in self.signals.update(item.source.camera_id, item.tracked, frame):
+                records.append(AlertRecord(event, frame.image, None))
+        return records
+
     def _sample_and_encode(self, tracked: list[_Tracked]) -> list[PendingSample]:
         """Every new crop of every camera encoded once, in one batch, and committed to its window."""
         pending: list[PendingSample] = []
@@ -300,10 +323,15 @@ class StreamPipeline:
             raise ActwatchError("a whole-clip model needs the track buffers to keep crops (keep_crops=True)")
         return self.runtime.classify_crops(np.stack([c for c in crops if c is not None]))
 
-    def _emit(self, tracked: list[_Tracked], windows: list[TrackWindow], probs: np.ndarray) -> list[Event]:
+    def _emit(
+        self, tracked: list[_Tracked], windows: list[TrackWindow], probs: np.ndarray, signal_alerts: list[AlertRecord]
+    ) -> list[Event]:
         """Alert rules -> events (snapshot of the confirming frame, crops as evidence); live overlays."""
         frames_by_camera = {item.source.camera_id: item.source.frame for item in tracked}
         events: list[Event] = []
+        for record in signal_alerts:
+            self.sink.emit_event(record)
+            events.append(record.event)
         for window, p in zip(windows, probs, strict=True):
             best = int(np.argmax(p))
             self.labels.record(window.camera_id, window.track_id, self.runtime.classes[best], float(p[best]))

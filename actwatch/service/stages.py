@@ -17,21 +17,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 
 from actwatch.config import AppConfig, CameraConfig
+from actwatch.errors import ConfigError
 from actwatch.model.runtime import RecognitionRuntime
 from actwatch.service.alerts import AlertEngine
 from actwatch.service.camera_set import Reader, ReaderFactory
 from actwatch.service.events import AlertRecord, FrameOverlay
 from actwatch.service.metrics import ServiceMetrics
+from actwatch.signals.stage import SignalStage
 from actwatch.tracker.buffers import TrackBufferStore
 from actwatch.tracker.bytetrack import CameraTracker
 from actwatch.tracker.detections import Detections
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from actwatch.tracker.detector import PersonDetector
 
 
 class Detector(Protocol):
@@ -73,6 +78,8 @@ class Stages:
     alerts: AlertEngine
     sink: Sink
     metrics: ServiceMetrics
+    # signals: fallen / loitering / running of every tracked person, under the signal labels' rules
+    signals: SignalStage | None = None
     stride: int = 5
     publish_tracks: bool = True
     idle_sleep_s: float = 0.01
@@ -91,7 +98,7 @@ def camera_reader_factory(config: AppConfig) -> ReaderFactory:
     return make_reader
 
 
-def _person_detector(config: AppConfig, metrics: ServiceMetrics) -> Detector:
+def _person_detector(config: AppConfig, metrics: ServiceMetrics) -> PersonDetector:
     from actwatch.assets import ensure_detector
     from actwatch.tracker.detector import PersonDetector
 
@@ -119,15 +126,19 @@ def build_stages(
     same object, a recorder around it, or one warmed up first).
 
     Raises :class:`~actwatch.errors.ActwatchError` for a missing or corrupt model or detector file, and
-    :class:`~actwatch.errors.ConfigError` for an alert rule naming a class the model does not have.
+    :class:`~actwatch.errors.ConfigError` for an alert rule naming neither a class the model has nor a
+    behaviour signal, a label that names both, or a ``fallen`` rule with a detector that has no such class.
     """
     from actwatch.model.provenance import manifest_provenance
     from actwatch.model.runtime import ActionRuntime
+    from actwatch.signals.behaviour import fallen_class_ids
+    from actwatch.signals.stage import split_rules
 
     # capture
     readers = reader_factory or camera_reader_factory(config)
     # tracker
-    detector = wrap_detector(_person_detector(config, metrics))
+    person_detector = _person_detector(config, metrics)
+    detector = wrap_detector(person_detector)
     tracker_settings = config.tracker
 
     def make_tracker(camera_id: str, frame_rate: float) -> CameraTracker:
@@ -149,8 +160,17 @@ def build_stages(
         max_tracks_per_camera=config.pipeline.max_tracks_per_camera,
         max_total_mb=config.pipeline.max_buffer_mb,
     )
-    # service
-    alerts = AlertEngine(config.alerts.rules, runtime.classes)
+    # signals + service: the rules of the signal labels go to the signals phase, the others to the model's
+    model_rules, signal_rules = split_rules(config.alerts.rules, runtime.classes, config.signals.labels())
+    fallen = fallen_class_ids(config.signals, person_detector.class_names)
+    if not fallen and any(rule.label == config.signals.fallen.label for rule in signal_rules):
+        raise ConfigError(
+            f"alert rule '{config.signals.fallen.label}': the detector has no class for a fallen person (its "
+            f"classes: {person_detector.class_names}); set signals.fallen.class_names or class_ids, or use the "
+            "default detector (classes Normal and Fall)"
+        )
+    signals = SignalStage(config.signals, fallen, signal_rules)
+    alerts = AlertEngine(model_rules, runtime.classes)
     return Stages(
         reader_factory=readers,
         detector=detector,
@@ -160,6 +180,7 @@ def build_stages(
         alerts=alerts,
         sink=sink,
         metrics=metrics,
+        signals=signals,
         stride=config.pipeline.stride,
         publish_tracks=config.pipeline.publish_tracks,
         idle_sleep_s=config.pipeline.tick_interval_s,

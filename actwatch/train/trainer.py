@@ -45,7 +45,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from actwatch.errors import DatasetError, StateError
-from actwatch.model.checkpoint import Checkpoint, init_metadata, init_model, load_checkpoint, save_checkpoint
+from actwatch.model.checkpoint import Checkpoint, backbone_metadata, init_model, load_checkpoint, save_checkpoint
 from actwatch.model.config import InputSpec
 from actwatch.model.recognizer import Recognizer
 from actwatch.model.windows import min_window_samples
@@ -237,11 +237,13 @@ class _Trainer:
             self.state = runs.load_state(state_path)
             self.run_dir = run_dir
             self.backbone = str(ckpt.metadata.get("backbone", "unknown"))
+            self.backbone_sha256 = ckpt.metadata.get("backbone_sha256")
             model = ckpt.build_model()
         else:
             torch.manual_seed(config.seed)  # the head's (and a random backbone's) initial weights
             model = init_model(self.classes, config.model, self.spec)
-            self.backbone = str(init_metadata(model)["backbone"])
+            self.backbone = model.backbone_source
+            self.backbone_sha256 = backbone_metadata(model)["backbone_sha256"]
             self.run_dir = ctx.broadcast(runs.new_run_dir(config.out_dir, config.name) if ctx.is_main else None)
         if config.mode != "finetune":
             model.freeze_backbone()
@@ -466,6 +468,7 @@ class _Trainer:
             "backend": torch.distributed.get_backend() if self.ctx.distributed else None,
             "device": str(self.device),
             "backbone": self.backbone,
+            "backbone_sha256": self.backbone_sha256,
             "torch": torch.__version__,
             "python": platform.python_version(),
             "started": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -484,6 +487,7 @@ class _Trainer:
             "run": self.run_dir.name,
             "mode": self.cfg.mode,
             "backbone": self.backbone,
+            "backbone_sha256": self.backbone_sha256,
             "dataset": str(self.dataset.root.resolve()),
             "short_policy": self.cfg.short_policy,
             "train_config": self.cfg.model_dump(mode="json"),

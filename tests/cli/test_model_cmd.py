@@ -69,6 +69,30 @@ def test_init_model_export_and_info(tmp_path: Path) -> None:
     assert "model:      UNTRAINED" in result.output and "backbone random" in result.output
 
 
+def test_model_info_shows_the_pretrained_backbone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, assets_dir: Path
+) -> None:
+    """init-model starts from `actwatch assets`' ImageNet weights by default; the checkpoint, the exported
+    manifest and model-info all say which file (and its sha256)."""
+    from actwatch.assets import BACKBONE_SHA256, ensure_backbone_weights
+
+    asset = ensure_backbone_weights(assets_dir)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no torchvision file: the asset is used
+    monkeypatch.setenv("ACTWATCH_CACHE_DIR", str(assets_dir))
+    ckpt, out = tmp_path / "m.pt", tmp_path / "exported"
+    result = runner.invoke(app, ["init-model", "--classes", "a,b", "--out", str(ckpt), *TINY[:-1]])
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
+    metadata = load_checkpoint(ckpt).metadata
+    assert (metadata["backbone"], metadata["backbone_sha256"]) == (str(asset), BACKBONE_SHA256)
+    assert metadata["batchnorm_calibrated_on_noise"] is False  # pretrained statistics are kept
+    assert runner.invoke(app, ["export", "--checkpoint", str(ckpt), "--out", str(out)]).exit_code == 0
+    assert load_manifest(out).checkpoint["metadata"]["backbone_sha256"] == BACKBONE_SHA256
+    for path in (ckpt, out):
+        result = runner.invoke(app, ["model-info", str(path)])
+        assert result.exit_code == 0, result.output
+        assert f"backbone:   started from {asset} (sha256 {BACKBONE_SHA256})" in result.output
+
+
 def test_init_model_r3d_and_rectangular_input(tmp_path: Path) -> None:
     ckpt = tmp_path / "r3d.pt"
     result = runner.invoke(
@@ -97,6 +121,7 @@ def test_init_model_r3d_and_rectangular_input(tmp_path: Path) -> None:
 
 def test_pretrained_fallback_is_reported_as_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("ACTWATCH_CACHE_DIR", str(tmp_path / "actwatch"))  # no `actwatch assets` weights either
     ckpt = tmp_path / "m.pt"
     result = runner.invoke(app, ["init-model", "--classes", "a,b", "--out", str(ckpt), *TINY[:-1], "--pretrained"])
     assert result.exit_code == 0, result.output

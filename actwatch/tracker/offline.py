@@ -31,6 +31,7 @@ from actwatch.tracker.crops import crop_boxes
 from actwatch.tracker.detections import Detections
 from actwatch.tracker.detector import PersonDetector
 from actwatch.tracker.sampling import FpsSampler
+from actwatch.tracker.scene_cut import SceneCuts
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -124,7 +125,8 @@ class VideoTrackExtractor:
     * ``max_samples_per_track``: split longer tracks into segments of this many samples.
     * ``min_samples``: tracks (segments) with fewer samples are not yielded (counted as dropped_short).
 
-    A track is yielded when the tracker ends it, remaining ones when the source ends (by track id).
+    A track is yielded when the tracker ends it (also at a scene cut, ``tracker_settings.scene_cut``),
+    remaining ones when the source ends (by track id).
     """
 
     def __init__(
@@ -166,23 +168,29 @@ class VideoTrackExtractor:
         """Tracks of any finite sequence of frames of one camera delivered at ``frame_rate``."""
         self.stats = ExtractionStats()
         tracker = CameraTracker("offline", frame_rate, self.tracker_settings)
+        cuts = SceneCuts(self.tracker_settings.scene_cut)
         active: dict[int, _Accumulator] = {}
         batch: list[Frame] = []
         for frame in frames:
             batch.append(frame)
             if len(batch) >= self.batch_size:
-                yield from self._process(batch, tracker, active)
+                yield from self._process(batch, tracker, cuts, active)
                 batch = []
         if batch:
-            yield from self._process(batch, tracker, active)
+            yield from self._process(batch, tracker, cuts, active)
         for tid in sorted(active):
             yield from self._emit(tid, active.pop(tid))
 
     def _process(
-        self, batch: list[Frame], tracker: CameraTracker, active: dict[int, _Accumulator]
+        self, batch: list[Frame], tracker: CameraTracker, cuts: SceneCuts, active: dict[int, _Accumulator]
     ) -> Iterator[TrackSequence]:
         for frame, dets in zip(batch, self.detector.detect([f.image for f in batch]), strict=True):
             self.stats.frames += 1
+            if cuts.is_cut("offline", frame.image):  # a new scene: every track ends before it
+                tracker.reset()
+                for tid in tracker.removed_track_ids:
+                    if tid in active:
+                        yield from self._emit(tid, active.pop(tid))
             dets = self._filter(dets)
             self.stats.detections += len(dets)
             tracked = tracker.update(dets, frame.timestamp)

@@ -199,7 +199,7 @@ def test_numpy_values_are_serialised(loop_thread: LoopThread) -> None:
     loop_thread.settle()
     (msg,) = drain(loop_thread, client)
     assert msg["tracks"] == [
-        {"track_id": 3, "bbox": [1.0, 2.0, 3.0, 4.0], "confidence": 0.5, "label": None, "score": None}
+        {"track_id": 3, "bbox": [1.0, 2.0, 3.0, 4.0], "confidence": 0.5, "label": None, "score": None, "static": False}
     ]
     assert msg["frame_time"] == 2.5
 

@@ -10,10 +10,12 @@ head fed the very features the encoder produced.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from actwatch.capture.replay import ReplayReader
 from actwatch.config import AppConfig
@@ -24,6 +26,7 @@ from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.pipeline import StepReport, StreamPipeline
 from actwatch.service.stages import Detector, build_stages
 from actwatch.tracker.detections import Detections
+from tests.tracker.videos import write_scene_cut_clip
 
 FRAMES = 30
 
@@ -84,7 +87,13 @@ class CollectingSink:
 
 
 def _pipeline(
-    detector_weights: Path, model_dir: Path, vtest: Path, cameras: Sequence[str], stride: int = 2
+    detector_weights: Path,
+    model_dir: Path,
+    vtest: Path,
+    cameras: Sequence[str],
+    stride: int = 2,
+    tracker: Mapping[str, object] | None = None,
+    pipeline_settings: Mapping[str, object] | None = None,
 ) -> tuple[StreamPipeline, dict[str, ReplayReader], RecordingDetector, RecordingRuntime, CollectingSink]:
     config = AppConfig.model_validate(
         {
@@ -92,7 +101,8 @@ def _pipeline(
             "sources": {"file_dirs": [str(vtest.parent)]},
             "detector": {"weights": str(detector_weights), "person_class_ids": [0, 1], "conf": 0.1},
             "model": {"dir": str(model_dir)},
-            "pipeline": {"stride": stride},
+            "pipeline": {"stride": stride, **(pipeline_settings or {})},
+            "tracker": tracker or {},
             "alerts": {
                 "rules": [
                     {"label": "walking", "threshold": 0.01, "n": 1, "m": 1, "cooldown_s": 0, "min_track_age_s": 0}
@@ -209,3 +219,65 @@ def test_each_camera_tracker_gets_its_source_frame_rate(
     pipeline.step()
     tracker = pipeline.cameras.tracker("cam1")
     assert tracker is not None and tracker.frame_rate == 10.0  # vtest.avi's own rate, not a default
+
+
+def test_static_tracks_are_shown_but_never_sampled(
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path
+) -> None:
+    # The yellow cloth on the grass is a "person" from the first frame; still for 1 s, it is static.
+    encoded, overlays = {}, {}
+    for enabled in (False, True):
+        tracker = {"static": {"enabled": enabled, "min_duration_s": 1.0}}
+        pipeline, readers, _, _, sink = _pipeline(
+            detector_weights, exported_model_dir, vtest_path, ["cam1"], tracker=tracker
+        )
+        encoded[enabled] = sum(r.crops_encoded for r in _replay(pipeline, readers))
+        overlays[enabled] = [t for overlay in sink.tracks for t in overlay.tracks]
+    static = [t for t in overlays[True] if t.static]
+    assert static and not any(t.static for t in overlays[False])
+    # Only the cloth (lying on the grass, bottom left) is static, and it is still shown in the overlay.
+    assert {t.track_id for t in static} == {static[0].track_id}
+    assert all(t.bbox[0] >= 50 and t.bbox[1] >= 480 and t.bbox[2] <= 175 for t in static)
+    # vtest.avi runs at the model's 10 fps, so every tracked box is due every frame: each static sighting
+    # is exactly one crop the encoder did not see, and no other crop was skipped.
+    assert encoded[False] - encoded[True] == len(static)
+
+
+def test_a_scene_cut_ends_every_track_of_the_camera(
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path, tmp_path: Path
+) -> None:
+    clip = write_scene_cut_clip(vtest_path, tmp_path / "cut.avi", 2.0, 4.0)  # mirrored from 2.0 s (frame 20)
+    pipeline, readers, _, _, sink = _pipeline(detector_weights, exported_model_dir, clip, ["cam1"], stride=1)
+    reports = _replay(pipeline, readers)
+    assert pipeline.scene_cuts.cuts == 1
+    # One overlay per step: the first 20 frames are the first scene. No id lives on both sides of the cut.
+    ids = [{t.track_id for t in overlay.tracks} for overlay in sink.tracks]
+    before, after = set().union(*ids[:20]), set().union(*ids[20:])
+    assert before and after and not before & after
+    assert not before & set(pipeline.buffers.track_ids("cam1"))  # their buffers were freed at the cut
+    # No classified window holds samples from both scenes.
+    windows = [w for r in reports for w in r.windows]
+    assert windows and all(w.timestamps[0] >= 2.0 - 1e-6 or w.timestamps[-1] < 2.0 - 1e-6 for w in windows)
+
+
+def test_the_detector_and_the_model_are_warmed_up_before_the_first_frame(
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="actwatch.service.stages"):
+        pipeline, readers, recorder, runtime, _ = _pipeline(detector_weights, exported_model_dir, vtest_path, ["cam1"])
+    warmed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("warmed up the detector")]
+    assert len(warmed) == 1 and "and the action model in" in warmed[0]
+    # Done while the stages were built, on the networks themselves: the pipeline has not seen a frame.
+    assert recorder.batches == [] and runtime.encode_calls == 0
+    readers["cam1"].feed()
+    pipeline.step()
+    assert recorder.batches == [1]
+
+
+def test_the_window_gap_setting_reaches_the_track_buffers(
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path
+) -> None:
+    pipeline, *_ = _pipeline(
+        detector_weights, exported_model_dir, vtest_path, ["cam1"], pipeline_settings={"window_gap_s": 3.5}
+    )
+    assert pipeline.buffers.max_gap_s == 3.5

@@ -118,7 +118,14 @@ def test_subscription_filter(app: FastAPI, client: TestClient) -> None:
         msg = filtered.receive_json()
         assert msg["type"] == "tracks" and msg["camera_id"] == "cam2"
         assert msg["tracks"] == [
-            {"track_id": 4, "bbox": [1.0, 2.0, 3.0, 4.0], "confidence": 0.8, "label": "falling", "score": 0.7}
+            {
+                "track_id": 4,
+                "bbox": [1.0, 2.0, 3.0, 4.0],
+                "confidence": 0.8,
+                "label": "falling",
+                "score": 0.7,
+                "static": False,
+            }
         ]
         msg = filtered.receive_json()
         assert msg["type"] == "event" and msg["event"]["id"] == wanted.id

@@ -191,6 +191,20 @@ def test_commit_for_a_freed_track_is_discarded() -> None:
     assert store.sample_count("cam", 1) == 1 and store.sample_count("cam", 2) == 0
 
 
+def test_track_back_after_a_short_gap_keeps_its_window() -> None:
+    store = TrackBufferStore(SPEC, max_gap_s=3.0)
+    _feed(store, 10.0, 5)  # 0.0 .. 0.4 s
+    # Hidden for 2.5 s (the tracker kept the id), seen again: the window goes on from its 5 samples.
+    pending = store.sample(_frame(30, 2.9), _tracked(1))
+    store.commit(pending, np.zeros((1, D), np.float32))
+    assert store.sample_count("cam", 1) == 6
+    # The same gap with a shorter setting starts a fresh window.
+    store = TrackBufferStore(SPEC, max_gap_s=2.0)
+    _feed(store, 10.0, 5)
+    store.commit(store.sample(_frame(30, 2.9), _tracked(1)), np.zeros((1, D), np.float32))
+    assert store.sample_count("cam", 1) == 1
+
+
 def test_track_back_after_a_long_gap_starts_a_fresh_window() -> None:
     store = TrackBufferStore(SPEC, max_gap_s=1.0)
     _feed(store, 10.0, 8)

@@ -36,11 +36,12 @@ def _dets(*boxes: list[float], conf: float = 0.9) -> Detections:
     return Detections.from_arrays(boxes, [conf] * len(boxes), [0] * len(boxes))
 
 
-def test_settings_are_strict_and_default_to_bytetrack_yaml() -> None:
+def test_settings_are_strict_and_default_to_the_values_measured_on_vtest() -> None:
     s = TrackerSettings()
-    assert (s.track_high_thresh, s.track_low_thresh, s.new_track_thresh) == (0.25, 0.1, 0.25)
-    # bytetrack.yaml's track_buffer: 30 frames at 30 fps, i.e. one second of stream time.
-    assert (s.lost_track_s, s.match_thresh, s.fuse_score) == (1.0, 0.8, True)
+    # bytetrack.yaml's detection thresholds; new tracks, lifetime, fusion and buffering tuned on vtest.avi
+    # (benchmarks/fragmentation.py): see TrackerSettings' docstring.
+    assert (s.track_high_thresh, s.track_low_thresh, s.new_track_thresh) == (0.25, 0.1, 0.4)
+    assert (s.lost_track_s, s.match_thresh, s.fuse_score, s.match_buffer_per_s) == (2.0, 0.8, False, 2.0)
     with pytest.raises(ValidationError):
         TrackerSettings(lost_track_z=10)  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
@@ -226,10 +227,12 @@ def test_matches_ultralytics_bytetrack_on_real_detections(
     from actwatch.tracker.ultralytics_env import configure_ultralytics
 
     configure_ultralytics()
-    params = TrackerSettings(new_track_thresh=0.2).model_dump(exclude={"lost_track_s"})
+    # ByteTrack's own matching (score fusion, plain IoU), as Ultralytics runs it.
+    bytetrack = TrackerSettings(new_track_thresh=0.2, fuse_score=True, match_buffer_per_s=0.0)
+    params = bytetrack.model_dump(exclude={"lost_track_s", "match_buffer_per_s", "static"})
     # 1 s at 10 fps = 10 frames; Ultralytics counts frames at its default 30 fps rate (track_buffer x 30/30).
     reference = byte_tracker.BYTETracker(IterableSimpleNamespace(tracker_type="bytetrack", track_buffer=10, **params))
-    ours = CameraTracker("cam", FPS, TrackerSettings(new_track_thresh=0.2))
+    ours = CameraTracker("cam", FPS, bytetrack.model_copy(update={"lost_track_s": 1.0}))
     ours_to_theirs: dict[int, int] = {}
     for d, f in zip(vtest_detections, vtest_frames, strict=True):
         tracked = ours.update(d, f.timestamp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -19,4 +20,18 @@ def write_video(path: Path, n_frames: int, fps: float, size: tuple[int, int] = (
         cv2.rectangle(img, (i * 2 % w, 10), (i * 2 % w + 10, 30), (255, 255, 255), -1)
         writer.write(img)
     writer.release()
+    return path
+
+
+def write_scene_cut_clip(source: Path, path: Path, cut_s: float, end_s: float) -> Path:
+    """``source`` up to ``cut_s``, then its next stretch up to ``end_s`` mirrored: one scene cut at ``cut_s``.
+
+    Made by ``ffmpeg`` (a run-time dependency of actwatch), MJPG in an .avi at the source's frame rate.
+    """
+    graph = (
+        f"[0:v]trim=0:{cut_s},setpts=PTS-STARTPTS[a];"
+        f"[0:v]trim={cut_s}:{end_s},setpts=PTS-STARTPTS,hflip[b];[a][b]concat=n=2:v=1[v]"
+    )
+    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(source), "-filter_complex", graph]
+    subprocess.run([*cmd, "-map", "[v]", "-c:v", "mjpeg", "-q:v", "3", str(path)], check=True)
     return path

@@ -109,6 +109,14 @@ class TrainConfig(BaseModel):
     class_weighting: Literal["balanced", "sqrt", "none"] = Field(
         "balanced", description="Loss weights per class from training counts: N/(C*n_c), its square root, or none."
     )
+    feature_dropout: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Share of the frozen encoder's feature channels dropped at the head's input while "
+        "training, the same channels on every frame of a window (cached and frozen modes): a regulariser "
+        "against memorising the people of few sequences (0 = off).",
+    )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Cross-entropy label smoothing.")
     grad_clip: float = Field(1.0, ge=0.0, description="Clip the gradient norm to this value (0 = off).")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Pixel augmentation.")

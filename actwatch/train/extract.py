@@ -45,6 +45,7 @@ from actwatch.errors import ActwatchError
 from actwatch.model.config import InputSpec
 from actwatch.model.windows import min_window_samples
 from actwatch.tracker.offline import TrackSequence
+from actwatch.tracker.static import StaticSettings, crop_thumbnail, is_static_sequence
 from actwatch.train.dataset import DatasetIndex, DatasetWriter, VideoMarker
 from actwatch.train.dataset_report import DatasetReport, build_report, write_report
 from actwatch.train.layouts import VideoItem, discover_videos
@@ -85,6 +86,11 @@ class ExtractSettings(BaseModel):
         False,
         description="Keep static tracks (a box that does not move and crops that do not change: usually "
         "false detections such as a cloth or a parked bike); left out and counted by default.",
+    )
+    static: StaticSettings = Field(
+        default_factory=StaticSettings,
+        description="The static rule, the live service's (tracker.static): a lying person whose crops change "
+        "is not static.",
     )
     contact_sheet: int = Field(8, ge=1, le=32, description="Sample crops per class on the contact sheet.")
     imgsz: int | None = Field(None, ge=32, description="Detector input size in pixels; unset: the model's size.")
@@ -454,4 +460,5 @@ class DatasetExtractor:
 
     def _is_static(self, seq: TrackSequence) -> bool:
         """The live service's static rule on a whole track (its boxes, crops and times)."""
-        return False
+        thumbs = [crop_thumbnail(crop) for crop in seq.crops]
+        return is_static_sequence(seq.boxes, thumbs, seq.timestamps, self.settings.static)

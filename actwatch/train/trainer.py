@@ -315,7 +315,9 @@ class _Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             net = DistributedDataParallel(net, device_ids=ids)
-        return WindowClassifier(self.model, features_in=self.cfg.mode == "cached", net=net)
+        return WindowClassifier(
+            self.model, features_in=self.cfg.mode == "cached", net=net, feature_dropout=self.cfg.feature_dropout
+        )
 
     def _criterion(self) -> nn.Module:
         counts = np.bincount([self.dataset.label_index(r.label) for r in self.train_recs], minlength=len(self.classes))

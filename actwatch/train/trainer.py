@@ -524,8 +524,13 @@ class _Trainer:
         shown, split = (test, "test") if test is not None else (val, "val")
         result.warning = shown.baseline_warning(split)
         if self.ctx.is_main:
-            summary = {"best_epoch": state.best_epoch, "monitor": self.cfg.monitor, "best_metric": state.best_metric}
-            summary |= {"epochs_run": len(history), "stopped_early": stopped_early, "backbone": self.backbone}
+            summary: dict[str, Any] = {"best_epoch": state.best_epoch, "monitor": self.cfg.monitor}
+            summary |= {
+                "best_metric": state.best_metric,
+                "epochs_run": len(history),
+                "stopped_early": stopped_early,
+                "backbone": self.backbone,
+            }
             summary |= {"warning": result.warning}
             runs.write_results(self.run_dir, self.classes, history, summary, val, test)
             if result.warning is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,6 +74,5 @@ def test_default_training_on_vtest_is_reported_against_its_baselines(
         assert "no better than a baseline on test" in text
 
 
-def counts_of(results: dict[str, object]) -> list[int]:
-    per_class = results["test"]["per_class"]  # type: ignore[index]
-    return [int(c["support"]) for c in per_class.values()]  # type: ignore[union-attr]
+def counts_of(results: dict[str, Any]) -> list[int]:
+    return [int(c["support"]) for c in results["test"]["per_class"].values()]

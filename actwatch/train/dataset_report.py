@@ -101,7 +101,7 @@ class DatasetReport:
             "# Dataset report",
             "",
             f"- **sampling**: {self.fps:g} fps, crops {self.input_size[0]}x{self.input_size[1]} (HxW)",
-            f"- **shortest sequence kept**: {self.min_frames or 'as extracted'} samples",
+            f"- **shortest sequence kept**: {f'{self.min_frames} samples' if self.min_frames else 'not recorded'}",
             f"- **static tracks**: {static}",
             "",
             "![contact sheet](contact_sheet.png)",

@@ -53,7 +53,8 @@ def test_default_training_on_vtest_is_reported_against_its_baselines(
     assert result.test is not None
     test, majority = result.test, result.test["baselines"]["majority"]
     print(
-        f"\ndefault run on vtest walking/standing ({counts}, {static} static tracks left out): test macro-F1 {test['macro_f1']:.3f} "
+        f"\ndefault run on vtest walking/standing ({counts}, {static} static tracks left out): "
+        f"test macro-F1 {test['macro_f1']:.3f} "
         f"(majority baseline {majority['macro_f1']:.3f}), balanced accuracy {test['balanced_accuracy']:.3f} "
         f"(majority {majority['balanced_accuracy']:.3f}), accuracy {test['accuracy']:.3f} "
         f"(majority {majority['accuracy']:.3f}); warning: {result.warning}"

@@ -67,7 +67,7 @@ def test_an_untrained_model_is_visible_in_the_start_up_log_readyz_and_metrics(
     with caplog.at_level(logging.INFO, logger="actwatch.service.stages"):
         build_stages(config, sink=NoSink(), metrics=metrics)
     # The session's exported model was never trained (init-model): the start-up log says so, loudly.
-    (record,) = [r for r in caplog.records if r.name == "actwatch.service.stages" and "action model" in r.getMessage()]
+    (record,) = [r for r in caplog.records if r.name == "actwatch.service.stages" and "backbone" in r.getMessage()]
     assert record.levelno == logging.WARNING and "UNTRAINED" in record.getMessage()
     assert "backbone random" in record.getMessage()
     assert metrics.registry.get_sample_value("actwatch_model_trained") == 0.0

@@ -179,6 +179,25 @@ def probe_video(path: Path | str, *, max_frames: int | None = None) -> VideoProb
         capture.release()
 
 
+def video_frame_count(path: Path | str) -> int | None:
+    """The number of frames ``path`` says it holds (a frame folder: its images), for progress bars;
+    None when the container does not say. An estimate: some containers count approximately.
+
+    Example:
+        >>> import tempfile
+        >>> video_frame_count(tempfile.mkdtemp())
+        0
+    """
+    if Path(path).is_dir():
+        return len(frame_image_files(Path(path)))
+    capture = open_video(path)
+    try:
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+    return count if count > 0 else None
+
+
 def read_video(
     path: Path | str,
     *,

@@ -17,6 +17,7 @@ import typer
 
 from actwatch.cli.options import parse_size, settings_from_options, warnings_as_messages
 from actwatch.errors import AssetMissingError, ConfigError
+from actwatch.model.provenance import ModelProvenance, manifest_provenance
 
 
 def init_model(
@@ -126,6 +127,7 @@ def _print_checkpoint(ckpt: Any) -> None:
     _print_spec(
         ckpt.classes, ckpt.input.seq_len, ckpt.input.input_size, ckpt.input.fps, ckpt.input.mean, ckpt.input.std
     )
+    typer.echo(f"model:      {ModelProvenance.from_metadata(ckpt.metadata).describe()}")
     _print_backbone(ckpt.metadata)
     if ckpt.metadata:
         typer.echo("metadata:   " + ", ".join(f"{k}={v}" for k, v in sorted(ckpt.metadata.items())))
@@ -153,6 +155,7 @@ def model_info(
             f"exported model folder {path} (opset {m.opset}, {precision}, created {m.created_at:%Y-%m-%d %H:%M} UTC)"
         )
         typer.echo(f"arch:       {m.arch} (feature cache: {'yes' if m.split else 'no'}, feature dim {m.feature_dim})")
+        typer.echo(f"model:      {manifest_provenance(m).describe()}")
         _print_spec(m.classes, m.seq_len, m.input_size, m.fps, m.mean, m.std)
         typer.echo("graphs:     " + ", ".join(f"{role}={g.file}" for role, g in m.graphs.items()))
         _print_backbone(m.checkpoint.get("metadata", {}))

@@ -2,7 +2,7 @@
 
 Example:
     $ actwatch predict clip.mp4 --model exported/
-    clip.mp4: 120 frames, 2 persons tracked ...
+    clip.mp4: 120 frames, 2 tracks between 0.0 s and 11.9 s ...
 """
 
 from __future__ import annotations
@@ -96,9 +96,19 @@ def predict(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of tracks instead of a table.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Detect and track persons in VIDEO and print each person's action probabilities, highest first."""
+    """Detect and track persons in VIDEO and print each track's action probabilities, highest first.
+
+    A track is one tracker id with its time span; one person may appear as several tracks (after an
+    occlusion). A progress bar with frames per second runs on stderr while the video is read.
+    """
+    from tqdm import tqdm
+
     from actwatch.assets import default_cache_dir, ensure_detector
+    from actwatch.capture.video_file import read_video, video_fps, video_frame_count
+    from actwatch.model.provenance import manifest_provenance
+    from actwatch.model.windows import min_window_samples
     from actwatch.tracker.detector import DetectorSettings, PersonDetector
     from actwatch.tracker.offline import VideoTrackExtractor
     from actwatch.tracker.track_predict import format_table, predict_sequence
@@ -114,13 +124,30 @@ def predict(
         spec = runtime.spec
         seq_len = int(spec.seq_len)
         stride_n = stride or max(1, seq_len // 2)
-        min_n = min_samples or max(1, seq_len // 2)
+        min_n = min_samples or min_window_samples(seq_len)
+        provenance = manifest_provenance(runtime.manifest)
+        if provenance.untrained:
+            typer.echo(f"warning: the model {model} is {provenance.describe()}", err=True)
         det = PersonDetector(weights, detector_settings)
         extractor = VideoTrackExtractor(det, crop_hw=tuple(spec.input_size), fps=float(spec.fps), batch_size=batch)
-        predictions = [
-            predict_sequence(runtime, seq, seq_len=seq_len, stride=stride_n, min_samples=min_n)
-            for seq in extractor.extract(video, max_frames=max_frames)
-        ]
+        total = video_frame_count(video)
+        if total is not None and max_frames is not None:
+            total = min(total, max_frames)
+        frames = tqdm(
+            read_video(video, max_frames=max_frames),
+            total=total,
+            desc=f"predict {video.name}",
+            unit="frame",
+            disable=quiet,
+            dynamic_ncols=True,
+        )
+        try:
+            predictions = [
+                predict_sequence(runtime, seq, seq_len=seq_len, stride=stride_n, min_samples=min_n)
+                for seq in extractor.extract_frames(frames, frame_rate=video_fps(video))
+            ]
+        finally:
+            frames.close()
     predictions.sort(key=lambda p: (p.track_id, p.segment))
     stats = extractor.stats
     if as_json:
@@ -131,10 +158,12 @@ def predict(
     if not predictions:
         typer.echo(f"{video.name}: no persons tracked in {stats.frames} frames")
         return
+    first = min(p.first_time for p in predictions)
+    last = max(p.last_time for p in predictions)
     typer.echo(
-        f"{video.name}: {stats.frames} frames, {len(predictions)} persons tracked; "
-        f"model {len(runtime.classes)} classes, windows of {seq_len} samples at {spec.fps:g} fps, "
-        f"one every {stride_n} samples"
+        f"{video.name}: {stats.frames} frames, {len(predictions)} tracks between {first:.1f} s and {last:.1f} s "
+        f"(one person can be several tracks); model {len(runtime.classes)} classes ({provenance.describe()}), "
+        f"windows of {seq_len} samples at {spec.fps:g} fps, one every {stride_n} samples"
     )
     typer.echo(format_table(predictions))
     if any(p.status == "padded" for p in predictions):

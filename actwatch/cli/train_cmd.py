@@ -56,7 +56,21 @@ def extract(
     whole_frame: Annotated[
         bool | None, typer.Option("--whole-frame", help="Store whole frames (clips without detectable persons).")
     ] = None,
-    min_frames: Annotated[int | None, typer.Option("--min-frames", help="Shortest sequence kept, in samples.")] = None,
+    min_frames: Annotated[
+        int | None,
+        typer.Option(
+            "--min-frames",
+            help="Shortest sequence kept, in samples (default 15: the shortest track `actwatch predict` classifies "
+            "with the default 30-sample window).",
+        ),
+    ] = None,
+    keep_static: Annotated[
+        bool | None,
+        typer.Option("--keep-static", help="Keep static tracks (a box that does not move, crops that do not change)."),
+    ] = None,
+    contact_sheet: Annotated[
+        int | None, typer.Option("--contact-sheet", help="Sample crops per class on contact_sheet.png (default 8).")
+    ] = None,
     imgsz: Annotated[int | None, typer.Option("--imgsz", help="Detector input size in pixels.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Detector device: cpu, cuda, cuda:0...")] = None,
     frames_fps: Annotated[
@@ -82,7 +96,9 @@ def extract(
 ) -> None:
     """Track persons in labelled videos and store their crop sequences as a training dataset.
 
-    Options left out take ExtractSettings' defaults (actwatch.train.extract).
+    Static tracks and tracks shorter than --min-frames are left out and counted. The dataset report
+    (report.md, report.json and contact_sheet.png, sample crops per class) is written beside the dataset:
+    look at it before training. Options left out take ExtractSettings' defaults (actwatch.train.extract).
     """
     from actwatch.train.extract import DatasetExtractor, ExtractSettings
 
@@ -98,6 +114,8 @@ def extract(
         input_size=parse_size(input_size) if input_size is not None else None,
         whole_frame=whole_frame,
         min_frames=min_frames,
+        keep_static=keep_static,
+        contact_sheet=contact_sheet,
         imgsz=imgsz,
         device=device,
         frames_fps=frames_fps,
@@ -115,6 +133,10 @@ def extract(
         raise DatasetError(f"no sequence could be extracted from {src}; see the warnings above")
     splits = {s: len(summary.index.split(s)) for s in ("train", "val", "test")}
     typer.echo(f"dataset: {out} ({len(summary.index.classes)} classes; sequences per split: {splits})")
+    typer.echo(f"report: {out / 'report.md'}; look at {out / 'contact_sheet.png'} to see what each class holds")
+    if summary.report is not None:
+        for warning in summary.report.warnings:
+            typer.echo(f"warning: {warning}", err=True)
 
 
 def train(
@@ -129,7 +151,37 @@ def train(
     temporal: Annotated[str | None, typer.Option("--temporal", help="Temporal head: lstm, gru, transformer.")] = None,
     seq_len: Annotated[int | None, typer.Option("--seq-len", help="Frames per window.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Windows per batch.")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="AdamW learning rate.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="AdamW peak learning rate (default 1e-3).")] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option("--weight-decay", help="AdamW weight decay (default 0.05).")
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler", help="Learning-rate schedule: cosine (warm-up + cosine decay, default), plateau or none."
+        ),
+    ] = None,
+    monitor: Annotated[
+        str | None,
+        typer.Option(
+            "--monitor",
+            help="Validation figure that picks the best checkpoint and drives early stopping: macro_f1 "
+            "(default), balanced_accuracy, accuracy or loss. macro_f1 and balanced_accuracy weigh every "
+            "class equally; ties go to the lower validation loss.",
+        ),
+    ] = None,
+    early_stopping: Annotated[
+        int | None,
+        typer.Option("--early-stopping", help="Stop after this many epochs without improvement (0 = never; 15)."),
+    ] = None,
+    class_weighting: Annotated[
+        str | None,
+        typer.Option("--class-weighting", help="Loss weight per class: balanced (default), sqrt or none."),
+    ] = None,
+    windows_per_sequence: Annotated[
+        int | None,
+        typer.Option("--windows-per-sequence", help="Random training windows per sequence and epoch (default 1)."),
+    ] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="DataLoader worker processes.")] = None,
@@ -147,7 +199,13 @@ def train(
     out: Annotated[Path | None, typer.Option("--out", help="Parent folder of run folders.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
-    """Train an action model; writes experiments/<name>_<timestamp>/ (checkpoints, plots, report)."""
+    """Train an action model; writes experiments/<name>_<timestamp>/ (checkpoints, plots, report).
+
+    Options left out take TrainConfig's defaults (actwatch.train.config; every setting, e.g. seq_len,
+    plateau_patience, label_smoothing, augment, can also be set in the --config YAML file). The summary
+    shows accuracy, macro-F1 and balanced accuracy beside the majority-class and uniform baselines and
+    warns when the model is no better than them.
+    """
     from actwatch.train import runs
     from actwatch.train.config import load_train_config
     from actwatch.train.trainer import train as run_training
@@ -160,6 +218,12 @@ def train(
         "seq_len": seq_len,
         "batch_size": batch_size,
         "lr": lr,
+        "weight_decay": weight_decay,
+        "scheduler": scheduler,
+        "monitor": monitor,
+        "early_stopping": early_stopping,
+        "class_weighting": class_weighting,
+        "windows_per_sequence": windows_per_sequence,
         "device": device,
         "seed": seed,
         "num_workers": workers,
@@ -182,12 +246,13 @@ def train(
         raise ConfigError("--data is required: the dataset folder written by `actwatch extract`")
     with warnings_as_messages():
         result = run_training(cfg, data, resume=resume, progress=not quiet)
-    test = f", test accuracy {result.test['accuracy']:.4f}" if result.test else ""
-    typer.echo(
-        f"run: {result.run_dir}\nbest epoch {result.best_epoch} ({cfg.monitor} {result.best_metric:.4f}), "
-        f"val accuracy {result.val['accuracy']:.4f}{test}\ncheckpoint: {result.best_checkpoint}\n"
-        f"export: actwatch export --checkpoint {result.best_checkpoint} --out exported/"
-    )
+    typer.echo(f"run: {result.run_dir}\nbest epoch {result.best_epoch} ({cfg.monitor} {result.best_metric:.4f})")
+    for line in result.summary_lines():
+        typer.echo(line)
+    typer.echo(f"checkpoint: {result.best_checkpoint}")
+    typer.echo(f"export: actwatch export --checkpoint {result.best_checkpoint} --out exported/")
+    if result.warning is not None:
+        typer.echo(f"warning: {result.warning}", err=True)
 
 
 def evaluate(
@@ -199,18 +264,71 @@ def evaluate(
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per batch.")] = 32,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Top-1/top-5 accuracy, per-class precision/recall/F1 and confusion matrix as a Markdown report."""
+    """Accuracy, macro-F1 and balanced accuracy beside the majority-class and uniform baselines, per-class
+    precision/recall/F1 with support ("not evaluable" without), confusion matrix: a Markdown report.
+
+    Crops not in the training feature cache are encoded first, with a progress bar (crops per second)."""
     from actwatch.train.evaluate import evaluate_checkpoint
 
     if batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     with warnings_as_messages():
-        res = evaluate_checkpoint(checkpoint, data, split=split, out_dir=out, batch_size=batch_size, device=device)
+        res = evaluate_checkpoint(
+            checkpoint, data, split=split, out_dir=out, batch_size=batch_size, device=device, progress=not quiet
+        )
     m = res.metrics
+    typer.echo(f"{m.summary_line(split)}, top-1 {m.accuracy:.4f}, top-{m.top_k} {m.top_k_accuracy:.4f}")
+    for i, name in enumerate(m.classes):
+        if m.support[i] == 0:
+            typer.echo(f"  {name}: not evaluable (no {split} windows)")
+        else:
+            typer.echo(f"  {name}: support {int(m.support[i])}, precision {m.precision[i]:.3f}, "
+                       f"recall {m.recall[i]:.3f}, F1 {m.f1[i]:.3f}")  # fmt: skip
+    typer.echo(f"report: {res.report}")
+    warning = m.baseline_warning(split)
+    if warning is not None:
+        typer.echo(f"warning: {warning}", err=True)
+
+
+def add_false_positives(
+    out: Annotated[Path, typer.Option("--out", help="Dataset folder written by `actwatch extract` to add to.")],
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="The service's data folder (events.db and media/); default: the config's."),
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Event database URL (default: sqlite:///DATA_DIR/events.db).")
+    ] = None,
+    label: Annotated[
+        str, typer.Option("--class", help="Class the false positives are added as (default background).")
+    ] = "background",
+) -> None:
+    """Add the crops of events reviewed as false positives to a dataset, as sequences of a background class.
+
+    Run it after reviewing events in the dashboard; events added before are skipped. The dataset's
+    splits, report and contact sheet are rebuilt. Then train again: the model learns from its mistakes.
+    """
+    from actwatch.config import AppConfig
+    from actwatch.train import hard_examples
+
+    if not label or not all(c.isalnum() or c in "_-" for c in label):
+        raise ConfigError(f"--class {label!r}: use letters, digits, '_' or '-'")
+    folder = data_dir if data_dir is not None else Path(AppConfig.model_fields["data_dir"].default)
+    url = db or f"sqlite:///{(folder / 'events.db').as_posix()}"
+    events = hard_examples.false_positive_events(url, folder / "media")
+    if not events:
+        raise DatasetError(
+            f"no event is marked as a false positive in {folder}; review events in the dashboard's history first"
+        )
+    with warnings_as_messages():
+        summary = hard_examples.add_false_positives(events, out, label=label)
+    assert summary.index is not None
+    count = sum(r.label == label for r in summary.index.sequences)
     typer.echo(
-        f"{split}: {m.count} windows, top-1 {m.accuracy:.4f}, top-{m.top_k} {m.top_k_accuracy:.4f}, "
-        f"macro F1 {m.macro_f1:.4f}\nreport: {res.report}"
+        f"{summary.added} false positive(s) added as {label!r}, {summary.skipped} added before, "
+        f"{len(summary.failed)} failed; {label!r} now has {count} sequence(s)\nreport: {out / 'report.md'}"
     )
 
 
@@ -219,3 +337,6 @@ def register(app: typer.Typer) -> None:
     app.command("extract")(extract)
     app.command("train")(train)
     app.command("evaluate")(evaluate)
+    dataset = typer.Typer(help="Grow an extracted dataset (hard examples from reviewed events).", no_args_is_help=True)
+    dataset.command("add-false-positives")(add_false_positives)
+    app.add_typer(dataset, name="dataset")

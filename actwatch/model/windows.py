@@ -64,3 +64,15 @@ def window_indices(
             raise ValueError(f"offset {offset} is outside 0..{n - seq_len} for {n} samples and seq_len {seq_len}")
         start = offset
     return start + steps
+
+
+def min_window_samples(seq_len: int) -> int:
+    """The fewest samples a track needs to be classified (``predict``'s default ``--min-samples``):
+    half a window; shorter tracks are too short. Extraction keeps no shorter sequence than this for
+    the default window, so what training learns from, ``predict`` accepts.
+
+    Example:
+        >>> min_window_samples(30), min_window_samples(8), min_window_samples(1)
+        (15, 4, 1)
+    """
+    return max(1, seq_len // 2)

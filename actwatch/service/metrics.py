@@ -29,6 +29,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from actwatch.model.provenance import ModelProvenance
+
 Stage = Literal["detect", "track", "encode", "classify"]
 STAGES: tuple[Stage, ...] = ("detect", "track", "encode", "classify")
 _STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -136,7 +138,13 @@ class ServiceMetrics:
             ["target"],
             registry=r,
         )
+        self.model_trained = Gauge(
+            "actwatch_model_trained",
+            "1 when the action model was trained, 0 when it never was (its answers are meaningless).",
+            registry=r,
+        )
         self._providers: dict[str, tuple[str, ...]] = {}
+        self._model: ModelProvenance | None = None
         self._totals: dict[str, _CameraTotals] = {}
         self._lock = threading.Lock()
         for stage in STAGES:  # export every stage from the start, so dashboards see zeros, not gaps
@@ -214,6 +222,23 @@ class ServiceMetrics:
             self._providers[component] = tuple(providers)
         for provider in providers:
             self.onnx_provider_active.labels(component=component, provider=provider).set(1)
+
+    def set_model_provenance(self, provenance: ModelProvenance) -> None:
+        """Record whether the action model was trained and its backbone's starting weights (``/readyz``).
+
+        Example:
+            >>> m = ServiceMetrics()
+            >>> m.set_model_provenance(ModelProvenance(False, "random"))
+            >>> m.model_provenance(), m.registry.get_sample_value("actwatch_model_trained")
+            (ModelProvenance(trained=False, backbone='random'), 0.0)
+        """
+        with self._lock:
+            self._model = provenance
+        self.model_trained.set(1.0 if provenance.trained else 0.0)
+
+    def model_provenance(self) -> ModelProvenance | None:
+        with self._lock:
+            return self._model
 
     def active_providers(self) -> dict[str, list[str]]:
         """The providers each network runs on, best first (shown by ``/readyz``)."""

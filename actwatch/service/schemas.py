@@ -263,8 +263,21 @@ class DeliveryState(BaseModel):
     pending: int = Field(description="Events waiting in the outbox for this target.")
 
 
+class ModelState(BaseModel):
+    """Whether the action model was ever trained, and its backbone's starting weights."""
+
+    trained: bool | None = Field(
+        description="False: the model was never trained and its answers are meaningless; null: not recorded."
+    )
+    backbone: str = Field(description="The backbone's starting weights: a weights file name, 'random' or 'unknown'.")
+
+
 class Readiness(Health):
     """``/readyz``: readiness, and what the networks run on once they are loaded."""
+
+    model: ModelState | None = Field(
+        None, description="Whether the action model was trained (and from which backbone); absent until loaded."
+    )
 
     providers: dict[str, list[str]] | None = Field(
         None,

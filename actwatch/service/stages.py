@@ -34,6 +34,8 @@ from actwatch.tracker.buffers import TrackBufferStore
 from actwatch.tracker.bytetrack import CameraTracker, TrackerSettings
 from actwatch.tracker.detections import Detections
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from actwatch.tracker.detector import PersonDetector
 
@@ -180,6 +182,7 @@ def build_stages(
     :class:`~actwatch.errors.ConfigError` for an alert rule naming neither a class the model has nor a
     behaviour signal, a label that names both, or a ``fallen`` rule with a detector that has no such class.
     """
+    from actwatch.model.provenance import manifest_provenance
     from actwatch.model.runtime import ActionRuntime
     from actwatch.signals.behaviour import fallen_class_ids
     from actwatch.signals.stage import split_rules
@@ -197,6 +200,12 @@ def build_stages(
     model = config.model
     action_runtime = ActionRuntime(model.dir, providers=model.providers, intra_op_threads=model.intra_op_threads)
     metrics.set_active_providers("model", action_runtime.providers)
+    provenance = manifest_provenance(action_runtime.manifest)
+    metrics.set_model_provenance(provenance)
+    if provenance.untrained:
+        log.warning("action model %s is %s", model.dir, provenance.describe())
+    else:
+        log.info("action model %s: %s", model.dir, provenance.describe())
     warm_up(person_detector, action_runtime, cameras=len(config.cameras))
     detector = wrap_detector(person_detector)
     runtime = wrap_runtime(action_runtime)

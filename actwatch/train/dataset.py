@@ -117,6 +117,8 @@ class VideoMarker:
     frames: int = 0  # frames sampled at the dataset fps
     persons: int = 0  # tracks seen (capped at max persons)
     sequences: tuple[StoredSequence, ...] = ()
+    static_tracks: int = 0  # tracks left out as static (a box that does not move, crops that do not change)
+    short_tracks: int = 0  # tracks left out as shorter than the minimum
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VideoMarker:

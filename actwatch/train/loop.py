@@ -51,19 +51,37 @@ class WindowClassifier(nn.Module):
     which go to the feature head. Otherwise they hold frames: a split network with a frozen backbone
     encodes them without gradients first, any other network takes them whole. ``net`` is the module
     that trains (:meth:`Recognizer.trainable_module`, possibly wrapped in DistributedDataParallel).
+
+    ``feature_dropout``: while training, drop this share of the head's input feature channels, the
+    same channels on every frame of a window (scaled as ``nn.Dropout`` does), so that how features
+    change over time survives while no single channel (what a person looks like) can be relied on; a
+    head on few sequences of frozen features otherwise memorises the people instead of the action.
+    Not applied in evaluation, nor when the whole network trains.
     """
 
-    def __init__(self, recognizer: Recognizer, *, features_in: bool, net: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        recognizer: Recognizer,
+        *,
+        features_in: bool,
+        net: nn.Module | None = None,
+        feature_dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.recognizer = recognizer
         self.encode_first = recognizer.takes_features and not features_in
         head_only = features_in or self.encode_first
         self.net = net if net is not None else (recognizer.feature_head() if head_only else recognizer)
+        self.feature_dropout = feature_dropout if head_only else 0.0
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         if self.encode_first:
             with torch.no_grad():
                 batch = self.recognizer.encode_frames(batch)
+        if self.training and self.feature_dropout > 0 and batch.ndim == 3:  # (B, T, D): one mask per window
+            keep = 1.0 - self.feature_dropout
+            mask = torch.bernoulli(torch.full((batch.shape[0], 1, batch.shape[2]), keep, device=batch.device))
+            batch = batch * mask / keep
         return self.net(batch)
 
 

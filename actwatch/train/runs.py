@@ -93,7 +93,8 @@ def write_run_files(run_dir: Path, config: TrainConfig, info: dict[str, Any]) ->
 class RunState:
     """Where a run stands after ``epoch`` finished epochs: everything ``--resume`` restores.
 
-    ``best_metric`` is signed so that higher is better (a monitored loss is stored negated).
+    ``best_metric`` is signed so that higher is better (a monitored loss is stored negated);
+    ``best_loss`` is the validation loss of the best epoch, the tie-breaker of equal metrics.
     ``optimizer``/``scheduler``/``scaler`` are the state dicts of those objects (None before the first
     epoch). Saved as one object with :func:`save_state`, read back with :func:`load_state`.
 
@@ -106,6 +107,7 @@ class RunState:
     best_metric: float = -math.inf
     best_epoch: int = 0
     bad_epochs: int = 0
+    best_loss: float = math.inf
     history: tuple[dict[str, Any], ...] = ()
     optimizer: dict[str, Any] | None = field(default=None, repr=False)
     scheduler: dict[str, Any] | None = field(default=None, repr=False)
@@ -124,6 +126,7 @@ class RunState:
             best_metric=float(state["best_metric"]),
             best_epoch=int(state["best_epoch"]),
             bad_epochs=int(state["bad_epochs"]),
+            best_loss=float(state.get("best_loss", math.inf)),  # absent in state files of older versions
             history=tuple(state["history"]),
             optimizer=state.get("optimizer"),
             scheduler=state.get("scheduler"),

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -46,13 +47,15 @@ from actwatch.errors import DatasetError, StateError
 from actwatch.model.checkpoint import Checkpoint, backbone_metadata, init_model, load_checkpoint, save_checkpoint
 from actwatch.model.config import InputSpec
 from actwatch.model.recognizer import Recognizer
+from actwatch.model.windows import min_window_samples
 from actwatch.train import runs
 from actwatch.train.config import TrainConfig
 from actwatch.train.dataset import SequenceRecord, load_dataset
 from actwatch.train.distributed import DistContext, setup_distributed
 from actwatch.train.features import FeatureCache
 from actwatch.train.loop import WindowClassifier, evaluate, train_one_epoch
-from actwatch.train.metrics import ClassificationMetrics
+from actwatch.train.metrics import ClassificationMetrics, figures_line
+from actwatch.train.optim import is_improvement, make_optimizer, monitored_value
 from actwatch.train.runs import RunState
 from actwatch.train.windows import FeatureWindows, PixelWindows
 
@@ -77,6 +80,22 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     val: dict[str, Any] = field(default_factory=dict)
     test: dict[str, Any] | None = None
+    warning: str | None = None  # set when the best checkpoint is no better than a baseline
+
+    def summary_lines(self) -> list[str]:
+        """The validation and test figures beside their baselines (what ``actwatch train`` prints).
+
+        Example:
+            >>> from actwatch.train.metrics import metrics_from_confusion
+            >>> val = metrics_from_confusion(np.array([[2, 0], [0, 2]]), ["a", "b"]).to_dict()
+            >>> TrainResult(Path("run"), Path("b.pt"), Path("l.pt"), 3, 1.0, val=val).summary_lines()[0][:48]
+            'val: 4 windows, accuracy 1.0000 (majority 0.5000'
+        """
+        lines = []
+        for split, figures in (("val", self.val), ("test", self.test)):
+            if figures:
+                lines.append(figures_line(split, figures))
+        return lines
 
 
 def class_weights(counts: np.ndarray, scheme: str) -> np.ndarray:
@@ -106,22 +125,6 @@ def train(config: TrainConfig, data_dir: Path, *, resume: Path | None = None, pr
         ctx.close()
 
 
-def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> tuple[torch.optim.Optimizer, Any]:
-    """AdamW over ``params`` and the learning-rate scheduler ``cfg`` asks for (or None)."""
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler: Any = None
-    if cfg.scheduler == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer,
-            mode="min" if cfg.monitor == "loss" else "max",
-            factor=cfg.plateau_factor,
-            patience=cfg.plateau_patience,
-        )
-    elif cfg.scheduler == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    return optimizer, scheduler
-
-
 class _Trainer:
     """One run: the dataset, the network (built once), the run folder and the epoch loop around
     :func:`~actwatch.train.loop.train_one_epoch` and :func:`~actwatch.train.loop.evaluate`."""
@@ -142,6 +145,15 @@ class _Trainer:
                 "both are needed (re-run extraction with more videos or a larger --val-ratio)"
             )
         self.classes = list(self.dataset.classes)
+        shortest = min_window_samples(config.seq_len)
+        short = sum(r.frames < shortest for r in self.dataset.sequences)
+        if short and ctx.is_main:
+            log.warning(
+                "%d of %d sequences have fewer than %d samples, the fewest `actwatch predict` classifies with "
+                "windows of %d: training loops them, but such short tracks are never classified in use "
+                "(re-extract with --min-frames %d to leave them out)",
+                short, len(self.dataset.sequences), shortest, config.seq_len, shortest,
+            )  # fmt: skip
         self.spec = InputSpec.for_arch(
             config.model.arch, seq_len=config.seq_len, input_size=self.dataset.input_size, fps=self.dataset.fps
         )
@@ -235,7 +247,9 @@ class _Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             net = DistributedDataParallel(net, device_ids=ids)
-        return WindowClassifier(self.model, features_in=self.cfg.mode == "cached", net=net)
+        return WindowClassifier(
+            self.model, features_in=self.cfg.mode == "cached", net=net, feature_dropout=self.cfg.feature_dropout
+        )
 
     def _criterion(self) -> nn.Module:
         counts = np.bincount([self.dataset.label_index(r.label) for r in self.train_recs], minlength=len(self.classes))
@@ -309,8 +323,9 @@ class _Trainer:
                 progress=self.progress,
             )
             val = self._evaluate(classifier, val_loader)
-            value = {"accuracy": val.accuracy, "macro_f1": val.macro_f1, "loss": val.loss or 0.0}[cfg.monitor]
-            improved = sign * value > state.best_metric
+            value = monitored_value(val, cfg.monitor)
+            val_loss = val.loss if val.loss is not None else math.inf
+            improved = is_improvement(sign * value, val_loss, state.best_metric, state.best_loss)
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(value)
             elif scheduler is not None:
@@ -322,18 +337,21 @@ class _Trainer:
                 "val_loss": val.loss,
                 "val_accuracy": val.accuracy,
                 "val_macro_f1": val.macro_f1,
+                "val_balanced_accuracy": val.balanced_accuracy,
                 "lr": optimizer.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - started,
             }
             if improved:
-                best_metric, best_epoch, bad_epochs = float(sign * value), epoch + 1, 0
+                best_metric, best_loss, best_epoch, bad_epochs = float(sign * value), val_loss, epoch + 1, 0
             else:
-                best_metric, best_epoch, bad_epochs = state.best_metric, state.best_epoch, state.bad_epochs + 1
+                best_metric, best_loss, best_epoch = state.best_metric, state.best_loss, state.best_epoch
+                bad_epochs = state.bad_epochs + 1
             state = RunState(
                 epoch=epoch + 1,
                 best_metric=best_metric,
                 best_epoch=best_epoch,
                 bad_epochs=bad_epochs,
+                best_loss=best_loss,
                 history=(*state.history, row),
                 optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict() if scheduler is not None else None,
@@ -435,8 +453,18 @@ class _Trainer:
             val=val.to_dict(),
             test=test.to_dict() if test is not None else None,
         )
+        shown, split = (test, "test") if test is not None else (val, "val")
+        result.warning = shown.baseline_warning(split)
         if self.ctx.is_main:
-            summary = {"best_epoch": state.best_epoch, "monitor": self.cfg.monitor, "best_metric": state.best_metric}
-            summary |= {"epochs_run": len(history), "stopped_early": stopped_early}
+            summary: dict[str, Any] = {"best_epoch": state.best_epoch, "monitor": self.cfg.monitor}
+            summary |= {
+                "best_metric": state.best_metric,
+                "epochs_run": len(history),
+                "stopped_early": stopped_early,
+                "backbone": self.backbone,
+            }
+            summary |= {"warning": result.warning}
             runs.write_results(self.run_dir, self.classes, history, summary, val, test)
+            if result.warning is not None:
+                log.warning("%s", result.warning)
         return result

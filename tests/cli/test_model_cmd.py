@@ -61,9 +61,12 @@ def test_init_model_export_and_info(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "exported model folder" in result.output and "feature dim 1280" in result.output
     assert "input size: 32x32" in result.output
+    # Never trained: said on its own line, with the backbone's starting weights, for both forms.
+    assert "model:      UNTRAINED" in result.output and "backbone random" in result.output
     result = runner.invoke(app, ["model-info", str(ckpt)])
     assert result.exit_code == 0, result.output
     assert "mobilenet_v2_lstm, gru head" in result.output and "trained=False" in result.output
+    assert "model:      UNTRAINED" in result.output and "backbone random" in result.output
 
 
 def test_model_info_shows_the_pretrained_backbone(

@@ -57,7 +57,10 @@ def test_vtest_table_from_a_checkpoint(vtest_path: Path, checkpoint_path: Path, 
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "16 frames" in result.output and "persons tracked" in result.output
+    # Track ids are counted as tracks (one person can be several), with the time span they cover.
+    assert "16 frames" in result.output and "tracks between 0.0 s and" in result.output
+    # The checkpoint was never trained: predict says so, with the backbone's starting weights.
+    assert "UNTRAINED" in result.output and "backbone random" in result.output
     lines = result.output.splitlines()
     header = next(i for i, line in enumerate(lines) if line.lstrip().startswith("track"))
     rows = [line for line in lines[header + 1 :] if line[:5].strip().isdigit()]

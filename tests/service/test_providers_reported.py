@@ -3,9 +3,11 @@ configuration (real detector, real exported model), at ``/readyz`` and as a ``/m
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -54,3 +56,25 @@ def test_readyz_and_metrics_show_the_providers(app: FastAPI) -> None:
         metrics.set_active_providers("detector", [CPU])
         text = client.get("/metrics", headers=auth()).text
         assert "CUDAExecutionProvider" not in text and f'{GAUGE}{{component="detector",provider="{CPU}"}} 1.0' in text
+
+
+def test_an_untrained_model_is_visible_in_the_start_up_log_readyz_and_metrics(
+    app: FastAPI, detector_weights: Path, exported_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = AppConfig.model_validate(
+        {"detector": {"weights": str(detector_weights)}, "model": {"dir": str(exported_model_dir)}, "cameras": []}
+    )
+    metrics = ServiceMetrics()
+    with caplog.at_level(logging.INFO, logger="actwatch.service.stages"):
+        build_stages(config, sink=NoSink(), metrics=metrics)
+    # The session's exported model was never trained (init-model): the start-up log says so, loudly.
+    (record,) = [r for r in caplog.records if r.name == "actwatch.service.stages" and "backbone" in r.getMessage()]
+    assert record.levelno == logging.WARNING and "UNTRAINED" in record.getMessage()
+    assert "backbone random" in record.getMessage()
+    assert metrics.registry.get_sample_value("actwatch_model_trained") == 0.0
+    provenance = metrics.model_provenance()
+    assert provenance is not None and provenance.untrained
+    with TestClient(app) as client:
+        services_of(app).metrics.set_model_provenance(provenance)
+        body = client.get("/readyz").json()
+        assert body == {"status": "ready", "model": {"trained": False, "backbone": "random"}}

@@ -4,7 +4,8 @@ their rules.
 
 What the clip holds (measured on all of it, and the reason for the figures below): two people stand
 and talk by the lamp post at the start; one of them stays over 15 s in the zone around it (one track
-with the default tracker), another stops to talk right of the sign and passes 10 s there at 16 s. Nobody runs: walking speeds are 0.41 body heights per second (median), 0.8
+with the default tracker), another stops to talk right of the sign and passes 10 s there at 16 s.
+Nobody runs: walking speeds are 0.41 body heights per second (median), 0.8
 (90th percentile), 1.24 (fastest).
 """
 

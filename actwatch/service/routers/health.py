@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Response, status
 from fastapi.responses import JSONResponse
 
 from actwatch.service.deps import Services, require_token
-from actwatch.service.schemas import PROTECTED, DeliveryState, Health, Readiness, error_responses
+from actwatch.service.schemas import PROTECTED, DeliveryState, Health, ModelState, Readiness, error_responses
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,12 @@ def router() -> APIRouter:
         delivery = None
         if services.delivery is not None:
             delivery = {name: DeliveryState(**asdict(s)) for name, s in services.delivery.statuses().items()}
+        provenance = services.metrics.model_provenance()
         body = Readiness(
             status="ready" if ready else "starting",
             providers=services.metrics.active_providers() or None,
             delivery=delivery,
+            model=ModelState(**provenance.to_json()) if provenance is not None else None,
         )
         return JSONResponse(body.model_dump(exclude_none=True), status_code=code)
 

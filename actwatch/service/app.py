@@ -289,7 +289,9 @@ def _default_controller(config: AppConfig, sink: EventSink, metrics: ServiceMetr
     return pipeline
 
 
-def _upload_parts(config: AppConfig, controller: CameraController) -> tuple[JobRunner | None, ModelInfo | None]:
+def _upload_parts(
+    config: AppConfig, controller: CameraController, metrics: ServiceMetrics
+) -> tuple[JobRunner | None, ModelInfo | None]:
     """The upload jobs' runner and the model's description, from the compute pipeline's own stages
     (a :class:`~actwatch.service.pipeline.StreamPipeline` has them); ``(None, None)`` for any other
     controller (a test's fake): uploads then answer 503."""
@@ -305,6 +307,7 @@ def _upload_parts(config: AppConfig, controller: CameraController) -> tuple[JobR
     runtime = live.runtime
     spec = runtime.spec
     manifest = getattr(runtime, "manifest", None)
+    provenance = metrics.model_provenance()
     model = ModelInfo(
         classes=list(runtime.classes),
         arch=getattr(manifest, "arch", None),
@@ -314,6 +317,8 @@ def _upload_parts(config: AppConfig, controller: CameraController) -> tuple[JobR
         mean=spec.mean,
         std=spec.std,
         feature_cache=runtime.supports_feature_cache,
+        trained=provenance.trained if provenance is not None else None,
+        backbone=provenance.backbone if provenance is not None else None,
     )
     return stages_runner(live, config.pipeline), model
 
@@ -393,7 +398,7 @@ def create_app(
     clips = ClipRecorder(ClipStore(config.media_dir / "clips", media.clips.retention_days), media.clips)
     sink = EventSink(store, broadcaster, metrics, outbox=delivery, live_frames=live_frames, clips=clips)
     controller = controller if controller is not None else _default_controller(config, sink, metrics)
-    upload_runner, model = _upload_parts(config, controller)
+    upload_runner, model = _upload_parts(config, controller, metrics)
     services = ServiceState(
         config=config,
         token=SecretStr(token),

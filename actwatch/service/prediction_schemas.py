@@ -141,6 +141,10 @@ class ModelInfo(BaseModel):
     mean: tuple[float, float, float] = Field(description="Normalisation mean (RGB).")
     std: tuple[float, float, float] = Field(description="Normalisation standard deviation (RGB).")
     feature_cache: bool = Field(description="Encoder once per crop + head per window (split graphs).")
+    trained: bool | None = Field(
+        None, description="False: the model was never trained and its labels are noise; null: not recorded."
+    )
+    backbone: str | None = Field(None, description="The backbone's starting weights (a file name, 'random').")
 
 
 class StageTiming(BaseModel):

@@ -124,6 +124,8 @@ def test_system_describes_model_providers_and_stages(
     assert system["model"]["classes"] == TEST_CLASSES
     assert system["model"]["seq_len"] == 8 and system["model"]["input_size"] == [64, 64]
     assert system["model"]["arch"] and system["model"]["feature_cache"] is True
+    # the test model is an untrained checkpoint on a random backbone: the page must say so
+    assert system["model"]["trained"] is False and system["model"]["backbone"] == "random"
     assert "CPUExecutionProvider" in system["providers"]["detector"] + system["providers"]["model"]
     assert [s["stage"] for s in system["stages"]] == ["detect", "track", "encode", "classify"]
     assert system["uploads"]["available"] is True and system["stride"] == 2

@@ -188,6 +188,7 @@ def test_system_page_and_offline_docs(
         assert classes == TEST_CLASSES
         spec = driver.find_element(By.ID, "model-spec").text
         assert "8 crops at 10 fps" in spec and "64 × 64 px" in spec
+        assert "never trained" in spec and "random" in spec  # the untrained test model is marked as such
         assert "CPUExecutionProvider" in driver.find_element(By.ID, "providers").text
         stages = [tr.get_attribute("data-stage") for tr in driver.find_elements(By.CSS_SELECTOR, "#stages tr")]
         assert stages == ["detect", "track", "encode", "classify"]

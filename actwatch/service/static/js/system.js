@@ -25,7 +25,15 @@ export function createView({ api }) {
     const model = info.model;
     $("model-none").classList.toggle("hidden", model !== null);
     if (model) {
+      const trained =
+        model.trained === false
+          ? "NO: this model was never trained; its labels are noise (train one: actwatch train)"
+          : model.trained
+            ? "yes"
+            : "not recorded";
       entries($("model-spec"), [
+        ["Trained", trained],
+        ["Backbone weights", model.backbone || "not recorded"],
         ["Architecture", model.arch || "unknown"],
         ["Window", model.seq_len + " crops at " + model.fps + " fps"],
         ["Crop size", model.input_size[0] + " × " + model.input_size[1] + " px (height × width)"],

@@ -433,3 +433,14 @@ class AlertPhase:
                 overlay = self.labels.overlay(item.source.camera_id, frame.wall_time, item.tracked, item.static)
                 self.sink.emit_tracks(overlay, frame.image)
         return events
+
+
+@dataclass(frozen=True, slots=True)
+class Phases:
+    """The four phases of one runtime, made together around the same per-track state
+    (:meth:`~actwatch.service.pipeline.StreamPipeline.make_phases`)."""
+
+    detect: DetectPhase
+    track: TrackPhase
+    action: ActionPhase
+    alert: AlertPhase

@@ -78,6 +78,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Executor
 
 from actwatch.capture.reader import CameraStatus
 from actwatch.config import CameraConfig
@@ -88,12 +89,13 @@ from actwatch.service.phases import (
     AlertPhase,
     DetectPhase,
     FrameBatch,
+    Phases,
     StepMetrics,
     StepReport,
     TrackPhase,
 )
 from actwatch.service.staged import StagedRunner
-from actwatch.service.stages import Stages
+from actwatch.service.stages import Sink, Stages
 from actwatch.tracker.bytetrack import CameraTracker
 from actwatch.tracker.scene_cut import SceneCuts
 from actwatch.tracker.static import StaticTracks
@@ -134,18 +136,8 @@ class StreamPipeline:
         self.static_tracks = StaticTracks(stages.tracker.static)
         self.step_metrics = StepMetrics(stages.metrics)
         # The sequential loop's phases; a StagedRunner makes its own around the same state.
-        self._detect = DetectPhase(self.detector.detect)
-        self._track = TrackPhase(scene_cuts=self.scene_cuts, static_tracks=self.static_tracks)
-        self._action = ActionPhase(self.buffers, self.runtime, self.stride)
-        self._alert = AlertPhase(
-            self.alerts,
-            self.labels,
-            self.step_metrics,
-            self.sink,
-            self.runtime.classes,
-            publish_tracks=self.publish_tracks,
-            signals=self.signals,
-        )
+        phases = self.make_phases(self.sink)
+        self._detect, self._track, self._action, self._alert = phases.detect, phases.track, phases.action, phases.alert
         # Everything that keeps per-track state, told when a camera goes.
         self._track_listeners: tuple[TrackEndListener, ...] = (
             *self._track.listeners,
@@ -156,6 +148,24 @@ class StreamPipeline:
         self._thread: threading.Thread | None = None
         self._runner: StagedRunner | None = None
         self.step_failures = 0
+
+    def make_phases(self, sink: Sink, executor: Executor | None = None) -> Phases:
+        """The four phases around this pipeline's per-track state, sending events to ``sink`` (the
+        sequential loop: the sink itself; the pipelined runtime: its bounded writer)."""
+        return Phases(
+            detect=DetectPhase(self.detector.detect),
+            track=TrackPhase(executor, scene_cuts=self.scene_cuts, static_tracks=self.static_tracks),
+            action=ActionPhase(self.buffers, self.runtime, self.stride),
+            alert=AlertPhase(
+                self.alerts,
+                self.labels,
+                self.step_metrics,
+                sink,
+                self.runtime.classes,
+                publish_tracks=self.publish_tracks,
+                signals=self.signals,
+            ),
+        )
 
     # ------------------------------------------------------------------------- CameraController
     def start(self, on_report: ReportCallback | None = None) -> None:

@@ -37,13 +37,9 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from actwatch.service.event_writer import EventWriter
 from actwatch.service.phases import (
-    ActionPhase,
-    AlertPhase,
     CameraRemoved,
-    DetectPhase,
     FrameBatch,
     StepReport,
-    TrackPhase,
 )
 
 if TYPE_CHECKING:
@@ -193,18 +189,8 @@ class StagedRunner:
         self.detected: StageQueue[object] = StageQueue("detected", queue_size, drop_oldest=drop)
         self.tracked: StageQueue[object] = StageQueue("tracked", queue_size, drop_oldest=False)
         self.classified: StageQueue[object] = StageQueue("classified", queue_size, drop_oldest=False)
-        self._detect = DetectPhase(pipeline.detector.detect)
-        self._track = TrackPhase(self._executor, scene_cuts=pipeline.scene_cuts, static_tracks=pipeline.static_tracks)
-        self._action = ActionPhase(pipeline.buffers, pipeline.runtime, pipeline.stride)
-        self._alert = AlertPhase(
-            pipeline.alerts,
-            pipeline.labels,
-            pipeline.step_metrics,
-            self.writer,
-            pipeline.runtime.classes,
-            publish_tracks=pipeline.publish_tracks,
-            signals=pipeline.signals,
-        )
+        phases = pipeline.make_phases(self.writer, self._executor)
+        self._detect, self._track, self._action, self._alert = phases.detect, phases.track, phases.action, phases.alert
         # the phases that keep per-camera state free it when a CameraRemoved passes them
         self._drops_camera = {
             "track": self._track.drop_camera,

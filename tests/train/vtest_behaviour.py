@@ -7,10 +7,9 @@ pieces of ``piece_len`` samples; a piece whose box centre moves at least one box
 one that moves less than a third of a box width is ``standing`` (pieces in between are left out). All
 pieces of one track go to one split, so a person never appears in two splits.
 
-Measured (walking-direction labels were tried first, then these): the default training run does
-not generalise from this little data. The head learns the training people, not the motion; a linear
-probe on the standard deviation of each feature over the window (how much the person changes) does
-separate the classes on the same splits, so the information is there. See test_default_training.py.
+Measured (walking-direction labels were tried first, then these): with this tree's detector and
+tracker the set has 113 pieces (33 standing, 80 walking), and the default training run beats the
+majority and uniform baselines on its test split; see test_default_training.py for the figures.
 """
 
 from __future__ import annotations

@@ -146,6 +146,8 @@ def test_alert_opens_with_snapshot_and_clip_and_is_acknowledged(
     open_view(browser, "live")
     wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#live-events li[data-event-id]"))
     wait(browser).until(lambda d: image_loaded(d, "#live-events li[data-event-id] img"))
+    # the stored events beside the feed follow it, also while alerts keep coming (at most one reload a second)
+    wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#recent-events li[data-event-id]"))
     browser.save_screenshot(str(shots / "live.png"))  # tiles, boxes and the alert feed
     # At most media.clips.max_pending clips are collected at once, and this camera alerts often, so
     # some events get no clip (logged): open one of the feed whose clip the service is writing.

@@ -227,8 +227,13 @@ export function createView({ api, socket, navigate }) {
       list.prepend(eventItem(ev, true, urls, open));
       while (list.children.length > MAX_LIVE) list.lastElementChild.remove();
       $("live-empty").classList.add("hidden");
-      clearTimeout(recentSoon);
-      recentSoon = setTimeout(refreshRecent, 1000);
+      // at most one refresh a second: a debounce would never fire while alerts keep coming
+      if (recentSoon === null) {
+        recentSoon = setTimeout(() => {
+          recentSoon = null;
+          refreshRecent();
+        }, 1000);
+      }
     },
     onTracks(message) {
       const tile = tiles.get(message.camera_id);

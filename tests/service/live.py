@@ -147,19 +147,30 @@ class RawWebSocket:
             data += chunk
         return data
 
-    def send_frame(self, opcode: int, payload: bytes) -> None:
-        """One masked frame (client frames must be masked)."""
-        n = len(payload)
+    @staticmethod
+    def _frame_head(opcode: int, n: int, mask: bytes) -> bytes:
+        """The header of a masked frame of ``n`` payload bytes (client frames must be masked)."""
         if n < 126:
             head = bytes([0x80 | opcode, 0x80 | n])
         elif n < 1 << 16:
             head = bytes([0x80 | opcode, 0x80 | 126]) + struct.pack(">H", n)
         else:
             head = bytes([0x80 | opcode, 0x80 | 127]) + struct.pack(">Q", n)
+        return head + mask
+
+    def send_frame(self, opcode: int, payload: bytes) -> None:
+        """One masked frame."""
+        n = len(payload)
         mask = os.urandom(4)
         key = (mask * (n // 4 + 1))[:n]
         masked = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big") if n else b""
-        self.sock.sendall(head + mask + masked)
+        self.sock.sendall(self._frame_head(opcode, n, mask) + masked)
+
+    def send_frame_head(self, opcode: int, n: int) -> None:
+        """Only the header of a frame that announces ``n`` payload bytes: the server judges a frame's size
+        from its header, so a test of the size limit needs no payload (and does not race the server's
+        close against a large send, which the kernel's buffer sizes would decide)."""
+        self.sock.sendall(self._frame_head(opcode, n, os.urandom(4)))
 
     def send_text(self, text: str) -> None:
         self.send_frame(OP_TEXT, text.encode())

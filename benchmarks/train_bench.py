@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from actwatch.capture.video_file import write_video
 from actwatch.model.config import ModelConfig
 from actwatch.train.config import TrainConfig
 from actwatch.train.extract import DatasetExtractor, ExtractSettings
-from actwatch.train.synthetic import write_motion_dataset, write_video
+from actwatch.train.synthetic import write_motion_dataset
 from actwatch.train.trainer import train
 
 

@@ -39,7 +39,7 @@ def main() -> None:
     from fastapi.testclient import TestClient
 
     from actwatch.assets import ensure_detector, ensure_sample_video
-    from actwatch.capture.video_file import probe_video, read_video
+    from actwatch.capture.video_file import probe_video, read_video, write_video
     from actwatch.cli.service_cmd import demo_model_dir
     from actwatch.config import AppConfig
     from actwatch.paths import default_cache_dir
@@ -50,18 +50,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="actwatch-upload-bench-") as tmp:
         work = Path(tmp)
         if args.frames:
-            import cv2
-
-            clip = work / "clip.avi"
-            writer = None
-            for frame in read_video(video, max_frames=args.frames):
-                if writer is None:
-                    h, w = frame.image.shape[:2]
-                    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (w, h))
-                writer.write(frame.image)
-            assert writer is not None
-            writer.release()
-            video = clip
+            images = [frame.image for frame in read_video(video, max_frames=args.frames)]
+            video = write_video(work / "clip.avi", images, fps=10.0)
         probe = probe_video(video)
         config = AppConfig.model_validate(
             {

@@ -35,7 +35,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -168,9 +168,9 @@ def probe_video(path: Path | str, *, max_frames: int | None = None) -> VideoProb
         if not ok or first is None:
             raise SourceError(f"cannot read video {path}: no frame could be decoded")
         height, width = first.shape[:2]
-        count = capture.get(_CAP_PROP_FRAME_COUNT)
-        if math.isfinite(count) and 0 < count < 1e9:
-            return VideoProbe(int(count), fps, width, height)
+        count = _container_frame_count(capture)
+        if count is not None:
+            return VideoProbe(count, fps, width, height)
         frames = 1
         while (max_frames is None or frames < max_frames) and capture.grab():
             frames += 1
@@ -192,10 +192,15 @@ def video_frame_count(path: Path | str) -> int | None:
         return len(frame_image_files(Path(path)))
     capture = open_video(path)
     try:
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        return _container_frame_count(capture)
     finally:
         capture.release()
-    return count if count > 0 else None
+
+
+def _container_frame_count(capture: cv2.VideoCapture) -> int | None:
+    """The frame count the container states; None where it states none (or nonsense)."""
+    count = capture.get(_CAP_PROP_FRAME_COUNT)
+    return int(count) if math.isfinite(count) and 0 < count < 1e9 else None
 
 
 def read_video(
@@ -247,3 +252,26 @@ def _folder_frames(folder: Path, camera_id: str, start: float, fps: float) -> Ge
             continue
         yield Frame(camera_id, index, start + index / fps, time.time(), image)
         index += 1
+
+
+def write_video(path: Path, frames: np.ndarray | Sequence[np.ndarray], fps: float = 10.0) -> Path:
+    """Write BGR frames as a video (``.avi``: MJPG, else ``mp4v``); returns ``path``.
+
+    Example:
+        >>> import tempfile
+        >>> clip = write_video(Path(tempfile.mkdtemp()) / "clip.avi", [np.zeros((24, 32, 3), np.uint8)] * 5)
+        >>> probe_video(clip).frames
+        5
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    fourcc = cv2.VideoWriter.fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
+    out = cv2.VideoWriter(str(path), fourcc, fps, (w, h))
+    if not out.isOpened():
+        raise OSError(f"OpenCV cannot write {path}")
+    try:
+        for frame in frames:
+            out.write(np.ascontiguousarray(frame))
+    finally:
+        out.release()
+    return path

@@ -18,12 +18,12 @@ Example:
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from actwatch.capture.video_file import write_video
 from actwatch.train.dataset import DatasetIndex, DatasetWriter, VideoMarker
 from actwatch.train.extract import whole_frame_sequence
 
@@ -77,22 +77,6 @@ def write_motion_dataset(
                 VideoMarker(video_id, f"synthetic:{video_id}", label, None, None, "ok", "", n_frames, 1, (stored,))
             )
     return writer.finalize(val_ratio=val_ratio, test_ratio=test_ratio, seed=seed)
-
-
-def write_video(path: Path, frames: np.ndarray | Sequence[np.ndarray], fps: float = 10.0) -> Path:
-    """Write BGR frames as a video (``.avi``: MJPG, else ``mp4v``); returns ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames[0].shape[:2]
-    fourcc = cv2.VideoWriter.fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
-    out = cv2.VideoWriter(str(path), fourcc, fps, (w, h))
-    if not out.isOpened():
-        raise OSError(f"OpenCV cannot write {path}")
-    try:
-        for frame in frames:
-            out.write(np.ascontiguousarray(frame))
-    finally:
-        out.release()
-    return path
 
 
 def write_frame_folder(folder: Path, frames: np.ndarray) -> Path:

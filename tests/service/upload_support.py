@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import cv2
 import pytest
 from fastapi import FastAPI
 
-from actwatch.capture.video_file import read_video
+from actwatch.capture.video_file import read_video, write_video
 from actwatch.config import AppConfig
 from actwatch.service.app import create_app
 from actwatch.service.metrics import ServiceMetrics
@@ -24,15 +23,7 @@ CLIP_FRAMES = 24  # at 10 fps: a window of 8 samples after 0.8 s, then one every
 
 def write_clip(source: Path, target: Path, frames: int) -> Path:
     """The first ``frames`` frames of ``source`` as an MJPG AVI (what a user might upload)."""
-    writer: cv2.VideoWriter | None = None
-    for frame in read_video(source, max_frames=frames):
-        if writer is None:
-            h, w = frame.shape
-            writer = cv2.VideoWriter(str(target), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (w, h))
-        writer.write(frame.image)
-    assert writer is not None
-    writer.release()
-    return target
+    return write_video(target, [frame.image for frame in read_video(source, max_frames=frames)], fps=10.0)
 
 
 def make_clip(vtest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -8,19 +8,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from actwatch.capture import video_file
+
 
 def write_video(path: Path, n_frames: int, fps: float, size: tuple[int, int] = (160, 120)) -> Path:
     """A small MJPG .avi with a moving gradient (no persons)."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, size)
-    assert writer.isOpened()
     w, h = size
+    frames = []
     for i in range(n_frames):
         img = np.zeros((h, w, 3), np.uint8)
         img[:, :, 1] = (np.arange(w)[None, :] + 3 * i) % 256
         cv2.rectangle(img, (i * 2 % w, 10), (i * 2 % w + 10, 30), (255, 255, 255), -1)
-        writer.write(img)
-    writer.release()
-    return path
+        frames.append(img)
+    return video_file.write_video(path, frames, fps)
 
 
 def write_scene_cut_clip(source: Path, path: Path, cut_s: float, end_s: float) -> Path:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actwatch.capture.video_file import read_video
+from actwatch.capture.video_file import read_video, write_video
 from actwatch.train.dataset import load_dataset
 from actwatch.train.extract import DatasetExtractor, ExtractionSummary, ExtractSettings
-from actwatch.train.synthetic import MOTION_CLASSES, motion_clip, write_motion_source, write_video
+from actwatch.train.synthetic import MOTION_CLASSES, motion_clip, write_motion_source
 
 WHOLE = ExtractSettings(whole_frame=True, input_size=(32, 32), fps=10.0, min_frames=8, frames_fps=10.0)
 

@@ -76,7 +76,7 @@ def bench_app_config(
 ) -> AppConfig:
     """The service configuration the benchmark runs: ``cfg.cameras`` copies of ``video``, no overlays,
     one alert rule that fires easily (so storing and publishing events is part of what is measured)."""
-    from actwatch.config import AppConfig
+    from actwatch.config import AppConfig, ServerConfig
     from actwatch.demo_model import low_bar_rule, offline_detector_section
     from actwatch.settings import validate_settings
 
@@ -85,7 +85,8 @@ def bench_app_config(
         AppConfig,
         {
             "data_dir": str(work),
-            "server": {"max_cameras": max(64, cfg.cameras)},  # the sweep goes past the service's default
+            # the sweep may go past the service's default camera limit
+            "server": {"max_cameras": max(ServerConfig().max_cameras, cfg.cameras)},
             "sources": {"file_dirs": [str(video.parent)]},  # the benchmark's own clip, nothing else
             "cameras": [{"id": f"cam{i}", "url": str(video), "loop": cfg.loop} for i in range(cfg.cameras)],
             "detector": offline_detector_section(weights, cfg.imgsz, cfg.device),

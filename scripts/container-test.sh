@@ -119,6 +119,8 @@ from actwatch.cli.service_cmd import demo_model_dir
 print(demo_model_dir(default_cache_dir() / "demo"))
 EOF
 ) || die "demo model" "the host Python could not export the untrained demo model (needs actwatch's train tools)"
+# the demo model's first class (its classes say it is untrained: "untrained-walking", ...)
+label=$("$PYTHON" -c 'from actwatch.demo_model import DEMO_CLASSES; print(DEMO_CLASSES[0])')
 port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 token=$("$PYTHON" -c 'import secrets; print(secrets.token_hex(24))')
 mkdir -p "$work/config" "$work/data"
@@ -131,7 +133,7 @@ cameras:
 model: {dir: /model}
 alerts:
   rules:   # fires for any tracked person (the model is untrained): the event path is what is tested
-    - {label: walking, threshold: 0.01, n: 1, m: 1, cooldown_s: 60, min_track_age_s: 1}
+    - {label: $label, threshold: 0.01, n: 1, m: 1, cooldown_s: 60, min_track_age_s: 1}
 EOF
 chmod -R a+rX "$work/config" "$model"
 

@@ -211,8 +211,8 @@ def sweep_table(results: list[BenchResult]) -> str:
         ['| K', 'runtime', 'frames/s in', 'processed/s']
     """
     head = (
-        "| K | runtime | frames/s in | processed/s | p50 ms | p95 ms | detect | track | encode | classify "
-        "| emit ms/step | occupancy | drops | naive/ours | CPU | RSS MB | GPU MiB / util |"
+        "| K | runtime | frames/s in | processed/s | p50 ms | p95 ms | frames/step | detect | track | encode "
+        "| classify | emit ms/step | occupancy | drops | naive/ours | CPU | RSS MB | GPU MiB / util |"
     )
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     if results:
@@ -229,7 +229,7 @@ def sweep_table(results: list[BenchResult]) -> str:
         gpu = f"{r.gpu_mem_mib_max:.0f} / {_fmt(r.gpu_util_mean)}%" if r.gpu_mem_mib_max is not None else "-"
         lines.append(
             f"| {r.config['cameras']} | {r.runtime} | {r.fps_in:.2f} | {r.fps_end_to_end:.2f} "
-            f"| {_fmt(r.latency_ms_p50)} | {_fmt(r.latency_ms_p95)} "
+            f"| {_fmt(r.latency_ms_p50)} | {_fmt(r.latency_ms_p95)} | {r.frames / max(r.steps, 1):.1f} "
             f"| {ms.get('detect', 0):.0f} | {ms.get('track', 0):.0f} | {ms.get('encode', 0):.0f} "
             f"| {ms.get('classify', 0):.0f} | {ms.get('emit', 0):.0f} | {occupancy} | {drops} "
             f"| {_fmt(r.naive_over_ours, '.1f')} | {r.cpu_percent:.0f}% | {r.peak_rss_mb:.0f} | {gpu} |"

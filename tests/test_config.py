@@ -172,6 +172,9 @@ def test_unknown_key_is_named_with_a_suggestion(tmp_path: Path) -> None:
         ("log_level: verbose\n", "log_level", "DEBUG"),
         ("capture:\n  backoff_initial_s: 5\n  backoff_max_s: 1\n", "capture", "backoff_max_s"),
         ("tracker:\n  lost_track_s: 0\n", "tracker.lost_track_s", "greater than 0"),
+        ("pipeline:\n  detect_batch: 0\n", "pipeline.detect_batch", "'auto' or a number of frames from 1"),
+        ("pipeline:\n  detect_batch: fast\n", "pipeline.detect_batch", "got 'fast'"),
+        ("pipeline:\n  detect_niceness: 20\n", "pipeline.detect_niceness", "niceness from 0 to 19, got 20"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str, fragment: str) -> None:

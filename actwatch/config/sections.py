@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from actwatch.capture.sources import SourceSpec, mask_credentials
 from actwatch.errors import SourceError
@@ -204,6 +204,13 @@ class ModelSection(StrictModel):
         None, description="ONNX Runtime providers in order; unset: TensorRT, CUDA, CPU among those available."
     )
     intra_op_threads: int | None = Field(None, ge=1, le=256, description="ONNX Runtime intra-op threads.")
+    preprocess: Literal["auto", "host", "graph"] = Field(
+        "auto",
+        description="Where crops become the encoder's input (uint8 BGR -> normalised float RGB CHW). host: "
+        "numpy on the CPU. graph: the first nodes of a derived copy of the encoder that takes uint8 crops "
+        "(cached under the actwatch cache folder), on the model's device: on a GPU a crop crosses the bus "
+        "once, as a quarter of the bytes. auto: graph when the model is to run on CUDA or TensorRT.",
+    )
 
 
 class PipelineConfig(StrictModel):
@@ -249,6 +256,30 @@ class PipelineConfig(StrictModel):
     track_workers: int = Field(
         1, ge=1, le=64, description="Threads that run the cameras' trackers side by side (1: one after another)."
     )
+    detect_batch: int | Literal["auto"] = Field(
+        "auto",
+        description="Frames per detector call at most (pipelined runtime); the cameras whose frame was taken "
+        "longest ago go first. auto: 1 when the detector runs on the CPU (a batch buys a CPU no throughput, "
+        "and each frame in it waits for the whole batch), every camera's newest frame on a GPU (whose "
+        "throughput comes from batches).",
+    )
+    detect_niceness: int | Literal["auto"] = Field(
+        "auto",
+        description="OS niceness of the detector's threads (pipelined runtime, Linux; 0 to 19): where the "
+        "phases share the cores, a frame's later phases (tracking, the action model, the event writer) then go "
+        "first and each frame reaches its event sooner; the detector takes the cores they leave. 0: equal "
+        "priority. auto: 10 where the detector runs on the CPU, 0 on a GPU (its threads mostly wait there).",
+    )
+
+    @field_validator("detect_batch", "detect_niceness", mode="before")
+    @classmethod
+    def _auto_or_in_range(cls, value: Any, info: ValidationInfo) -> Any:
+        # One message instead of one per member of the union
+        batch = info.field_name == "detect_batch"
+        low, high, what = (1, 4096, "a number of frames") if batch else (0, 19, "a niceness")
+        if value != "auto" and not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
+            raise ValueError(f"must be 'auto' or {what} from {low} to {high}, got {value!r}")
+        return value
 
 
 class AlertRuleConfig(StrictModel):

@@ -23,7 +23,7 @@ import numpy as np
 from actwatch.model.config import InputSpec
 
 
-def _stack(crops: np.ndarray | Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
+def stack_crops(crops: np.ndarray | Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
     """``(N, height, width, 3)`` uint8 from an array or a list of crops of any size."""
     if isinstance(crops, np.ndarray):
         if crops.ndim != 4 or crops.shape[-1] != 3:
@@ -52,7 +52,7 @@ def _stack(crops: np.ndarray | Sequence[np.ndarray], height: int, width: int) ->
 def preprocess_crops(crops: np.ndarray | Sequence[np.ndarray], spec: InputSpec) -> np.ndarray:
     """BGR uint8 crops (``(N, H, W, 3)`` array or a list of ``(h, w, 3)``) -> ``(N, 3, H, W)`` float32."""
     height, width = spec.input_size
-    stacked = _stack(crops, height, width)
+    stacked = stack_crops(crops, height, width)
     # (x / 255 - mean) / std == x * scale - offset, done in one pass over float32 RGB.
     std = np.asarray(spec.std, np.float32)
     scale = 1.0 / (255.0 * std)

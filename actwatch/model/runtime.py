@@ -35,16 +35,17 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import onnxruntime as ort
 
-from actwatch.errors import FeatureCacheUnsupportedError, ManifestError
+from actwatch.errors import ActwatchError, FeatureCacheUnsupportedError, ManifestError
 from actwatch.model.config import InputSpec
 from actwatch.model.manifest import Manifest, load_manifest
-from actwatch.model.preprocess import preprocess_crops, preprocess_windows
-from actwatch.onnx_providers import CPU, Requested, TensorRTOptions, create_session, select_providers
+from actwatch.model.preprocess import preprocess_crops, preprocess_windows, stack_crops
+from actwatch.onnx_inputs import UINT8_INPUT, uint8_input_graph
+from actwatch.onnx_providers import CPU, CUDA, TENSORRT, Requested, TensorRTOptions, create_session, select_providers
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class ActionRuntime:
         max_batch: int = 256,
         tensorrt: TensorRTOptions | None = None,
         pad_batches: bool | None = None,
+        preprocess: Literal["auto", "host", "graph"] = "auto",
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
@@ -137,6 +139,10 @@ class ActionRuntime:
         self._threads = intra_op_threads
         self._lock = threading.Lock()
         self._sessions: dict[str, ort.InferenceSession] = {}
+        # The encoder converts its uint8 crops itself (actwatch.onnx_inputs) where it runs on a GPU: each
+        # crop crosses the bus once, as uint8. ``preprocess``: auto (so), host (numpy) or graph (always).
+        on_gpu = bool(self._providers) and self._providers[0] in (TENSORRT, CUDA)
+        self.preprocess_in_graph = self.manifest.split and (preprocess == "graph" or (preprocess == "auto" and on_gpu))
         # The whole graph of a split model serves only the naive path: created on first use.
         for role in ("encoder", "head") if self.manifest.split else ("model",):
             self._sessions[role] = self._make(role)
@@ -155,8 +161,18 @@ class ActionRuntime:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def _input_name(self, role: str) -> str:
+        return UINT8_INPUT if role == "encoder" and self.preprocess_in_graph else self.manifest.graphs[role].inputs[0]
+
     def _make(self, role: str) -> ort.InferenceSession:
         path = self.model_dir / self.manifest.graphs[role].file
+        if role == "encoder" and self.preprocess_in_graph:
+            try:
+                path = uint8_input_graph(path, mean=self.spec.mean, std=self.spec.std)
+            except (ActwatchError, OSError) as exc:
+                raise ManifestError(
+                    f"cannot derive the uint8-input encoder of {self.model_dir} ({exc}); set model.preprocess to host"
+                ) from exc
         return make_session(
             path, self._providers, fp16=self.manifest.fp16, intra_op_threads=self._threads, tensorrt=self._tensorrt
         )
@@ -172,7 +188,7 @@ class ActionRuntime:
 
     def _run(self, role: str, x: np.ndarray, chunk: int) -> np.ndarray:
         session = self._session(role)
-        name = self.manifest.graphs[role].inputs[0]
+        name = self._input_name(role)
         parts = []
         for i in range(0, len(x), chunk):
             part = x[i : i + chunk]
@@ -195,7 +211,10 @@ class ActionRuntime:
         """Features of each crop: ``(N, H, W, 3)`` BGR uint8 (or a list of crops) -> ``(N, D)`` float32."""
         self._need_split("encode")
         assert self.feature_dim is not None
-        frames = preprocess_crops(crops_bgr_uint8, self.spec)
+        if self.preprocess_in_graph:  # resized on the host if need be, converted by the graph
+            frames = stack_crops(crops_bgr_uint8, *self.spec.input_size)
+        else:
+            frames = preprocess_crops(crops_bgr_uint8, self.spec)
         if len(frames) == 0:
             return np.zeros((0, self.feature_dim), np.float32)
         return self._run("encoder", frames, self.max_batch)

@@ -76,6 +76,7 @@ class RunningCamera(Generic[TrackerT]):
     tracker: TrackerT | None = None
     ended: bool = False
     processed_times: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=128))
+    served: int = 0  # when a frame of this camera was last taken (the set's turn counter); 0: never
 
     def processed_fps(self) -> float:
         """Frames per second this camera was processed at, over its last 128 processed frames."""
@@ -111,6 +112,7 @@ class CameraSet(Generic[TrackerT]):
         self._cameras: dict[str, RunningCamera[TrackerT]] = {}
         self._removed: collections.deque[str] = collections.deque()
         self._lock = threading.Lock()
+        self._turn = 0  # counts frames taken; a camera's ``served`` is the turn its last frame was taken
 
     def add(self, cfg: CameraConfig) -> None:
         """Create and start ``cfg``'s reader; a bad URL raises :class:`~actwatch.errors.ActwatchError`."""
@@ -172,10 +174,19 @@ class CameraSet(Generic[TrackerT]):
             cam = self._cameras.get(camera_id)
         return cam.processed_fps() if cam is not None else 0.0
 
-    def newest_frames(self) -> list[CameraFrame[TrackerT]]:
-        """The newest waiting frame of every camera that has one (older ones are skipped and counted)."""
-        out = []
-        for cam in self._running():
+    def newest_frames(self, limit: int | None = None) -> list[CameraFrame[TrackerT]]:
+        """The newest waiting frame of every camera that has one (older ones are skipped and counted).
+
+        With ``limit``, of at most that many cameras: those whose frame was taken longest ago go first
+        (round robin), and the others' frames stay with their readers, where newer ones replace them.
+        """
+        running = self._running()
+        if limit is not None:
+            running = sorted((cam for cam in running if len(cam.reader.frames)), key=lambda cam: cam.served)
+        out: list[CameraFrame[TrackerT]] = []
+        for cam in running:
+            if limit is not None and len(out) >= limit:
+                break
             frames = []
             for item in cam.reader.frames.drain():
                 if item is END:
@@ -186,6 +197,8 @@ class CameraSet(Generic[TrackerT]):
                 continue
             if cam.tracker is None:
                 cam.tracker = self._tracker_factory(cam.config.id, cam.reader.frame_rate or DEFAULT_FRAME_RATE)
+            self._turn += 1
+            cam.served = self._turn
             out.append(CameraFrame(cam, frames[-1], skipped=len(frames) - 1))
         return out
 

@@ -253,6 +253,8 @@ class StreamPipeline:
             max_frame_age_s=None if lossless else s.max_frame_age_s,
             max_pending_evidence=s.max_pending_evidence,
             track_workers=s.track_workers,
+            detect_batch=s.detect_batch,
+            detect_niceness=s.detect_niceness,
             on_report=on_report,
         )
         return self._runner

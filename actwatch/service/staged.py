@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from actwatch.priority import lower_thread_priority
 from actwatch.service.event_writer import EventWriter
 from actwatch.service.phases import (
     CameraRemoved,
@@ -163,8 +164,9 @@ class StageCounters:
 class StagedRunner:
     """Runs a :class:`~actwatch.service.pipeline.StreamPipeline`'s phases, one thread each.
 
-    ``intake``: a thread takes the newest frame of every camera as soon as the detector can take a batch
-    (the service); without it the caller hands batches in with :meth:`submit` (tests, benchmark).
+    ``intake``: a thread takes the newest frame of every camera (of ``detect_batch`` cameras at most, in
+    turn) as soon as the detector can take a batch (the service); without it the caller hands batches in
+    with :meth:`submit` (tests, benchmark).
     """
 
     def __init__(
@@ -177,10 +179,14 @@ class StagedRunner:
         max_frame_age_s: float | None = None,
         max_pending_evidence: int = 32,
         track_workers: int = 1,
+        detect_batch: int | None = None,
+        detect_niceness: int = 0,
         on_report: Callable[[StepReport], None] | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._max_age = max_frame_age_s
+        self.detect_batch = detect_batch
+        self._detect_niceness = detect_niceness
         self._on_report = on_report
         self._executor = ThreadPoolExecutor(track_workers, "actwatch-track") if track_workers > 1 else None
         self.writer = EventWriter(pipeline.sink, max_pending_evidence=max_pending_evidence)
@@ -220,11 +226,12 @@ class StagedRunner:
             thread.start()
 
     # ------------------------------------------------------------------------------- callers
-    def submit(self) -> int:
-        """Hand the newest frame of every camera to the detector as one batch; how many frames."""
+    def submit(self, limit: int | None = None) -> int:
+        """Hand the newest frame of every camera (of at most ``limit`` cameras, those that waited longest)
+        to the detector as one batch; how many frames."""
         for camera_id in self._pipeline.cameras.take_removed():
             self.frames.put(CameraRemoved(camera_id))
-        items = self._pipeline.cameras.newest_frames()
+        items = self._pipeline.cameras.newest_frames(limit)
         if items:
             self.frames.put(FrameBatch(tuple(items)))
         return len(items)
@@ -286,7 +293,7 @@ class StagedRunner:
             if not self.frames.wait_until_idle(idle):
                 continue  # the detector is still busy: its next batch is taken when it is free
             start = time.perf_counter()
-            taken = self.submit()
+            taken = self.submit(self.detect_batch)
             if taken:
                 with self._lock:
                     self._busy["intake"] += time.perf_counter() - start
@@ -311,6 +318,8 @@ class StagedRunner:
     def _stage(
         self, name: str, inbox: StageQueue[object], fn: Callable[[object], object], outbox: StageQueue[object] | None
     ) -> None:
+        if name == "detect":  # the later phases of a frame take the cores first (actwatch.priority)
+            lower_thread_priority(self._detect_niceness)
         while True:
             item = inbox.get()
             try:

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import cv2
 import numpy as np
@@ -33,10 +33,16 @@ import onnxruntime as ort
 from pydantic import Field, field_validator
 
 from actwatch.errors import ActwatchError, AssetMissingError, ConfigError
-from actwatch.onnx_providers import TensorRTOptions, create_session, select_providers
+from actwatch.onnx_inputs import uint8_input_graph
+from actwatch.onnx_providers import CUDA, TENSORRT, TensorRTOptions, create_session, select_providers
+from actwatch.priority import call_at_niceness
 from actwatch.settings import StrictModel
 from actwatch.tracker.detections import Detections
-from actwatch.tracker.detector_model import infer_person_classes, metadata_model_info, read_manifest
+from actwatch.tracker.detector_model import (
+    infer_person_classes,
+    metadata_model_info,
+    read_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +89,14 @@ class DetectorSettings(StrictModel):
         None,
         description="ONNX Runtime providers: 'auto' or unset (the best available: TensorRT, CUDA, OpenVINO, "
         "CPU), one of 'tensorrt', 'cuda', 'cuda:1', 'openvino', 'cpu', or a list in order of preference.",
+    )
+    preprocess: Literal["auto", "host", "graph"] = Field(
+        "auto",
+        description="Where a letterboxed frame becomes the network's input (uint8 BGR HWC -> float RGB CHW, "
+        "/255). host: numpy on the CPU. graph: the first nodes of a derived copy of the graph that takes "
+        "uint8 frames (cached under the actwatch cache folder), run on the detector's device: on a GPU a "
+        "frame crosses the bus once, as a quarter of the bytes. auto: graph when the detector is to run on "
+        "CUDA or TensorRT, host otherwise.",
     )
     half: bool = Field(False, description="FP16 kernels where the provider offers them (TensorRT).")
     tensorrt_cache_dir: Path | None = Field(
@@ -176,7 +190,9 @@ class PersonDetector:
     Not thread-safe: one compute thread owns it.
     """
 
-    def __init__(self, weights: Path, settings: DetectorSettings) -> None:
+    def __init__(self, weights: Path, settings: DetectorSettings, *, niceness: int = 0) -> None:
+        """``niceness``: ONNX Runtime's compute threads of this detector start at that OS niceness
+        (:mod:`actwatch.priority`; the pipelined runtime lowers the detector's priority)."""
         weights = Path(weights).expanduser()
         if weights.suffix in (".pt", ".pth", ".torchscript", ".engine"):
             raise ActwatchError(
@@ -195,15 +211,20 @@ class PersonDetector:
 
         self.weights = weights
         self.settings = settings
+        self.niceness = niceness
         manifest = read_manifest(weights)
         tensorrt = TensorRTOptions(settings.tensorrt_cache_dir, fp16=settings.half, max_batch=settings.max_batch)
+        selected = select_providers(settings.device)
+        self.preprocess_in_graph = self._preprocess_in_graph(settings.preprocess, selected)
+        graph = self._graph(weights, settings.preprocess)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: provider fallbacks are logged by actwatch itself
         if settings.intra_op_threads:
             options.intra_op_num_threads = settings.intra_op_threads
         try:
-            self._session = create_session(
-                weights, select_providers(settings.device), options, tensorrt=tensorrt, component="person detector"
+            self._session = call_at_niceness(
+                niceness,
+                lambda: create_session(graph, selected, options, tensorrt=tensorrt, component="person detector"),
             )
         except Exception as exc:  # onnxruntime's own types: the file is not a usable graph
             first = str(exc).strip().splitlines()
@@ -216,7 +237,8 @@ class PersonDetector:
 
         graph_input = self._session.get_inputs()[0]
         self._input_name = graph_input.name
-        batch, _, h, w = graph_input.shape
+        batch, *chw = graph_input.shape
+        h, w = chw[:2] if self.preprocess_in_graph else chw[1:]  # (N, H, W, 3) uint8 or (N, 3, H, W)
         self._max_batch = batch if isinstance(batch, int) else None  # None: any batch in one call
         names, meta_size = metadata_model_info(dict(self._session.get_modelmeta().custom_metadata_map))
         self.class_names: dict[int, str] = dict(manifest.class_names) if manifest else names
@@ -254,6 +276,28 @@ class PersonDetector:
             ", ".join(self.providers),
         )
 
+    def _graph(self, weights: Path, setting: str) -> Path:
+        """The graph to load: ``weights``, or its uint8-input copy when preprocessing runs in the graph."""
+        if not self.preprocess_in_graph:
+            return weights
+        try:
+            return uint8_input_graph(weights)
+        except (ActwatchError, OSError) as exc:
+            if setting == "graph":
+                raise ActwatchError(
+                    f"detector.preprocess: graph: cannot derive the uint8-input graph of {weights.name} ({exc}); "
+                    "set detector.preprocess to host"
+                ) from exc
+            log.warning("person detector: preprocessing stays on the host (%s)", exc)
+            self.preprocess_in_graph = False
+            return weights
+
+    @staticmethod
+    def _preprocess_in_graph(setting: str, selected: Sequence[str]) -> bool:
+        if setting == "auto":
+            return bool(selected) and selected[0] in (TENSORRT, CUDA)
+        return setting == "graph"
+
     def _input_size(self, h: object, w: object, known: tuple[int, int] | None) -> tuple[int, int]:
         wanted = self.settings.imgsz
         if isinstance(h, int) and isinstance(w, int):
@@ -278,9 +322,11 @@ class PersonDetector:
         if len(images) == 0:
             return []
         boxes = [letterbox(image, self.input_size) for image in images]
-        # BGR -> RGB, HWC -> CHW, 0..1: what Ultralytics feeds the network.
-        batch = np.stack([b[0] for b in boxes])[..., ::-1].transpose(0, 3, 1, 2)
-        blob = np.ascontiguousarray(batch, dtype=np.float32) / np.float32(255.0)
+        if self.preprocess_in_graph:  # the graph converts the frames itself, on its device
+            blob = np.ascontiguousarray(np.stack([b[0] for b in boxes]))
+        else:  # BGR -> RGB, HWC -> CHW, 0..1: what Ultralytics feeds the network.
+            batch = np.stack([b[0] for b in boxes])[..., ::-1].transpose(0, 3, 1, 2)
+            blob = np.ascontiguousarray(batch, dtype=np.float32) / np.float32(255.0)
         step = self._max_batch or len(blob)
         outputs = np.concatenate(
             [self._session.run(None, {self._input_name: blob[i : i + step]})[0] for i in range(0, len(blob), step)]

@@ -14,7 +14,9 @@ from actwatch.errors import ManifestError
 from actwatch.model.checkpoint import load_checkpoint
 from actwatch.model.preprocess import preprocess_windows
 from actwatch.model.runtime import ActionRuntime, softmax
+from actwatch.onnx_inputs import UINT8_INPUT
 from actwatch.onnx_providers import CPU, CUDA, TENSORRT, select_providers
+from actwatch.paths import CACHE_DIR_ENV
 
 CLASSES = ("walking", "standing", "fighting")
 
@@ -137,3 +139,20 @@ def test_padded_batches_give_the_same_results(exported_model_dir: Path, runtime:
     np.testing.assert_allclose(features, runtime.encode(crops), rtol=1e-5, atol=1e-5)
     windows = np.random.default_rng(1).standard_normal((3, runtime.spec.seq_len, features.shape[1]), np.float32)
     np.testing.assert_allclose(padded.classify(windows), runtime.classify(windows), rtol=1e-5, atol=1e-6)
+
+
+def test_normalising_in_the_graph_gives_the_host_s_features(
+    exported_model_dir: Path, runtime: ActionRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The GPU path: the encoder takes uint8 crops and normalises them itself (run here on the CPU).
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path))  # the derived encoder goes to a fresh cache
+    in_graph = ActionRuntime(exported_model_dir, intra_op_threads=1, preprocess="graph")
+    assert in_graph.preprocess_in_graph and not runtime.preprocess_in_graph  # auto on the CPU: host
+    encoder = ort.InferenceSession(str(next((tmp_path / "derived").glob("*.u8.onnx"))), providers=[CPU])
+    assert [(i.name, i.type) for i in encoder.get_inputs()] == [(UINT8_INPUT, "tensor(uint8)")]
+    rng = np.random.default_rng(5)
+    crops = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(64, 64), (120, 50), (30, 20)]]
+    features = in_graph.encode(crops)
+    assert features.shape == (3, 1280) and float(np.abs(features).max()) > 0
+    np.testing.assert_allclose(features, runtime.encode(crops), rtol=1e-4, atol=1e-4)
+    assert in_graph.encode([]).shape == (0, 1280)

@@ -318,3 +318,19 @@ def test_the_window_gap_setting_reaches_the_track_buffers(
         detector_weights, exported_model_dir, vtest_path, ["cam1"], pipeline_settings={"window_gap_s": 3.5}
     )
     assert pipeline.buffers.max_gap_s == 3.5
+
+
+def test_on_the_cpu_the_pipelined_detector_takes_the_cameras_one_at_a_time(
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path
+) -> None:
+    # detect_batch: auto resolves to 1 where the real detector runs on the CPU (this machine).
+    pipeline, readers, recorder, _, _ = _pipeline(detector_weights, exported_model_dir, vtest_path, ["cam1", "cam2"])
+    assert pipeline.stages.detect_batch == 1
+    runner = pipeline.staged(lossless=True)
+    for reader in readers.values():
+        reader.feed()
+    assert [runner.submit(runner.detect_batch) for _ in range(3)] == [1, 1, 0]
+    reports = runner.flush(DRAIN_TIMEOUT_S)
+    runner.stop()
+    pipeline.stop()
+    assert recorder.batches == [1, 1] and [r.frames for r in reports] == [1, 1]

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
 
 from actwatch.capture.frame import Frame
 from actwatch.capture.handoff import DropOldestQueue
@@ -20,6 +21,7 @@ from actwatch.capture.reader import CameraState, CameraStatus
 from actwatch.capture.sources import SourceSpec
 from actwatch.config import CameraConfig
 from actwatch.model.config import InputSpec
+from actwatch.priority import PER_THREAD_NICENESS, current_niceness
 from actwatch.service.alerts import AlertEngine
 from actwatch.service.event_writer import EventWriter
 from actwatch.service.events import AlertRecord, Event, FrameOverlay
@@ -27,7 +29,7 @@ from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.phases import CameraRemoved, StepReport
 from actwatch.service.pipeline import StreamPipeline
 from actwatch.service.staged import StageQueue
-from actwatch.service.stages import Stages
+from actwatch.service.stages import Detector, Stages
 from actwatch.tracker.buffers import TrackBufferStore
 from actwatch.tracker.bytetrack import CameraTracker
 from actwatch.tracker.detections import Detections
@@ -78,21 +80,26 @@ def _frame(camera_id: str, index: int, wall_time: float) -> Frame:
     return Frame(camera_id, index, index / 10, wall_time, np.zeros((48, 64, 3), np.uint8))
 
 
-def _pipeline(replay: Replay, detector: CountingDetector, **settings: object) -> StreamPipeline:
+def _cameras(detector: Detector, replays: dict[str, Replay], **settings: object) -> StreamPipeline:
+    parts: dict[str, object] = {"sink": NullSink(), **settings}
     stages = Stages(
-        reader_factory=lambda camera: replay,
+        reader_factory=lambda camera: replays[camera.id],
         detector=detector,
         tracker_factory=CameraTracker,
         buffers=TrackBufferStore(Runtime.spec),
         runtime=Runtime(),  # type: ignore[arg-type]
         alerts=AlertEngine([], ["walking"]),
-        sink=NullSink(),
         metrics=ServiceMetrics(),
-        **settings,  # type: ignore[arg-type]
+        **parts,  # type: ignore[arg-type]
     )
     pipeline = StreamPipeline(stages)
-    pipeline.add_camera(CameraConfig(id="cam1", url="rtsp://cam.local/1"))
+    for camera_id in replays:
+        pipeline.add_camera(CameraConfig(id=camera_id, url="rtsp://cam.local/1"))
     return pipeline
+
+
+def _pipeline(replay: Replay, detector: CountingDetector, **settings: object) -> StreamPipeline:
+    return _cameras(detector, {"cam1": replay}, **settings)
 
 
 def test_a_stage_queue_drops_the_oldest_work_but_never_a_control_message() -> None:
@@ -179,3 +186,69 @@ def test_the_sequential_setting_keeps_the_one_thread_loop() -> None:
     assert wait_until(pipeline.all_ended, WAIT_S)
     pipeline.stop(WAIT_S)
     assert pipeline.runner is None and [r.frames for r in reports] == [1] and detector.images == 1
+
+
+class RecordingDetector:
+    """Records, for every call, the cameras of its frames and the niceness of the thread that called."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.niceness: set[int] = set()
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        self.calls.append(tuple(f"cam{int(image[0, 0, 0])}" for image in images))
+        self.niceness.add(current_niceness())
+        return [Detections.empty() for _ in images]
+
+
+def _camera_frames(camera: int, count: int) -> Replay:
+    frames = []
+    for i in range(count):
+        frame = _frame(f"cam{camera}", i, time.time())
+        frame.image[0, 0, 0] = camera  # the detector tells the cameras apart by this pixel
+        frames.append(frame)
+    return Replay(f"cam{camera}", frames)
+
+
+def test_a_detect_batch_of_one_takes_the_cameras_in_turn_and_leaves_the_others_frames_waiting() -> None:
+    replays = {"cam1": _camera_frames(1, 2), "cam2": _camera_frames(2, 1)}
+    detector = RecordingDetector()
+    pipeline = _cameras(detector, replays, detect_batch=1)
+    runner = pipeline.staged(lossless=True)
+    assert runner.detect_batch == 1
+    assert [runner.submit(runner.detect_batch) for _ in range(3)] == [1, 1, 0]
+    reports = runner.flush(WAIT_S)
+    runner.stop()
+    # One frame per call, every camera served before any is served again; cam1's older frame was
+    # replaced by its newest while it waited (counted as skipped), cam2's single frame was never lost.
+    assert detector.calls == [("cam1",), ("cam2",)] and [r.frames for r in reports] == [1, 1]
+    assert len(replays["cam1"].frames) == len(replays["cam2"].frames) == 0
+
+
+def test_without_a_batch_limit_every_camera_s_newest_frame_goes_in_one_call() -> None:
+    replays = {"cam1": _camera_frames(1, 1), "cam2": _camera_frames(2, 1)}
+    detector = RecordingDetector()
+    runner = _cameras(detector, replays).staged(lossless=True)
+    assert runner.submit(runner.detect_batch) == 2
+    runner.flush(WAIT_S)
+    runner.stop()
+    assert detector.calls == [("cam1", "cam2")]
+
+
+@pytest.mark.skipif(not PER_THREAD_NICENESS, reason="per-thread niceness is Linux's")
+def test_the_detect_phase_runs_at_its_niceness_and_the_others_do_not() -> None:
+    replays = {"cam1": _camera_frames(1, 1)}
+    detector = RecordingDetector()
+    base = current_niceness()
+    niceness_of_later_phases: list[int] = []
+
+    class Sink(NullSink):
+        def emit_tracks(self, overlay: FrameOverlay, image: np.ndarray | None = None) -> None:
+            niceness_of_later_phases.append(current_niceness())  # called by the alert phase
+
+    pipeline = _cameras(detector, replays, detect_niceness=base + 6, sink=Sink())
+    runner = pipeline.staged(lossless=True)
+    runner.submit()
+    runner.flush(WAIT_S)
+    runner.stop()
+    assert detector.niceness == {base + 6} and niceness_of_later_phases == [base]

@@ -3,6 +3,8 @@ Ultralytics' torch model on the same frames, person classes, bad weight files.""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,10 @@ import pytest
 from actwatch.assets import shipped_onnx_path, torch_weights_path
 from actwatch.capture.frame import Frame
 from actwatch.errors import ActwatchError, AssetMissingError, ConfigError
-from actwatch.onnx_providers import CPU
+from actwatch.onnx_inputs import UINT8_INPUT
+from actwatch.onnx_providers import CPU, batch_profile
+from actwatch.paths import CACHE_DIR_ENV
+from actwatch.priority import PER_THREAD_NICENESS
 from actwatch.tracker.detections import Detections
 from actwatch.tracker.detector import DetectorSettings, PersonDetector
 from actwatch.tracker.detector_model import infer_person_classes
@@ -109,6 +114,51 @@ def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
 def test_runs_on_the_cpu_here_and_says_so(person_detector: PersonDetector) -> None:
     assert person_detector.providers == [CPU]
     assert person_detector.input_size == (640, 640)
+    assert not person_detector.preprocess_in_graph  # auto: on the host, where the CPU runs the graph
+
+
+def test_preprocessing_in_the_graph_finds_what_the_host_s_finds(
+    detector_weights: Path, vtest_frames: list[Frame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The GPU path's conversion (uint8 BGR HWC -> float RGB CHW) as graph nodes, run here on the CPU.
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path))  # the derived graph goes to a fresh cache
+    settings = {"person_class_ids": [0, 1], "conf": LOW_CONF, "device": "cpu"}
+    host = PersonDetector(detector_weights, DetectorSettings(**settings, preprocess="host"))
+    graph = PersonDetector(detector_weights, DetectorSettings(**settings, preprocess="graph"))
+    assert graph.preprocess_in_graph and graph.input_size == host.input_size == (640, 640)
+    derived = list((tmp_path / "derived").glob("*.u8.onnx"))
+    assert len(derived) == 1
+    assert batch_profile(derived[0], 8)["trt_profile_max_shapes"] == f"{UINT8_INPUT}:8x640x640x3"
+    images = [f.image for f in vtest_frames[:3]] + [_bus_image()]
+    found = 0
+    for a, b in zip(host.detect(images), graph.detect(images), strict=True):
+        assert len(a) == len(b)
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=0.05)
+        np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-4)
+        assert (a.class_id == b.class_id).all()
+        found += len(a)
+    assert found >= 10  # persons on every frame: the comparison is not of empty results
+
+
+def _thread_niceness() -> dict[int, int]:
+    """Niceness of every thread of this process (field 19 of /proc/self/task/TID/stat)."""
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[int(tid)] = int(fields[16])
+    return out
+
+
+@pytest.mark.skipif(not PER_THREAD_NICENESS, reason="per-thread niceness is Linux's")
+def test_a_niceness_reaches_onnx_runtime_s_compute_threads(detector_weights: Path) -> None:
+    before = _thread_niceness()
+    detector = PersonDetector(detector_weights, DetectorSettings(intra_op_threads=2), niceness=7)
+    started = {tid: nice for tid, nice in _thread_niceness().items() if tid not in before}
+    # intra_op_threads=2: the caller's thread and one thread of ONNX Runtime's own, started with the session
+    assert started and set(started.values()) == {7}
+    assert _thread_niceness()[os.getpid()] == before[os.getpid()]  # the caller's priority is untouched
+    assert len(detector.detect([_bus_image()])[0]) > 0
 
 
 def test_person_class_filter(detector_weights: Path, vtest_frames: list[Frame]) -> None:

@@ -142,6 +142,7 @@ class ActionRuntime:
         # The encoder converts its uint8 crops itself (actwatch.onnx_inputs) where it runs on a GPU: each
         # crop crosses the bus once, as uint8. ``preprocess``: auto (so), host (numpy) or graph (always).
         on_gpu = bool(self._providers) and self._providers[0] in (TENSORRT, CUDA)
+        self._preprocess = preprocess
         self.preprocess_in_graph = self.manifest.split and (preprocess == "graph" or (preprocess == "auto" and on_gpu))
         # The whole graph of a split model serves only the naive path: created on first use.
         for role in ("encoder", "head") if self.manifest.split else ("model",):
@@ -170,9 +171,13 @@ class ActionRuntime:
             try:
                 path = uint8_input_graph(path, mean=self.spec.mean, std=self.spec.std)
             except (ActwatchError, OSError) as exc:
-                raise ManifestError(
-                    f"cannot derive the uint8-input encoder of {self.model_dir} ({exc}); set model.preprocess to host"
-                ) from exc
+                if self._preprocess == "graph":
+                    raise ManifestError(
+                        f"model.preprocess: graph: cannot derive the uint8-input encoder of {self.model_dir} "
+                        f"({exc}); set model.preprocess to host"
+                    ) from exc
+                logger.warning("action model %s: crops are converted on the host (%s)", self.model_dir, exc)
+                self.preprocess_in_graph = False
         return make_session(
             path, self._providers, fp16=self.manifest.fp16, intra_op_threads=self._threads, tensorrt=self._tensorrt
         )

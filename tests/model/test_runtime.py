@@ -156,3 +156,13 @@ def test_normalising_in_the_graph_gives_the_host_s_features(
     assert features.shape == (3, 1280) and float(np.abs(features).max()) > 0
     np.testing.assert_allclose(features, runtime.encode(crops), rtol=1e-4, atol=1e-4)
     assert in_graph.encode([]).shape == (0, 1280)
+
+
+def test_a_graph_that_cannot_be_derived_is_a_clear_error(
+    exported_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder should be")
+    monkeypatch.setenv(CACHE_DIR_ENV, str(blocked))
+    with pytest.raises(ManifestError, match=r"set model\.preprocess to host"):
+        ActionRuntime(exported_model_dir, preprocess="graph")

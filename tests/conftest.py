@@ -82,3 +82,14 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def blocked_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``ACTWATCH_CACHE_DIR`` pointing at a file: nothing can be written under it."""
+    from actwatch.paths import CACHE_DIR_ENV
+
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder should be")
+    monkeypatch.setenv(CACHE_DIR_ENV, str(blocked))
+    return blocked

@@ -158,11 +158,7 @@ def test_normalising_in_the_graph_gives_the_host_s_features(
     assert in_graph.encode([]).shape == (0, 1280)
 
 
-def test_a_graph_that_cannot_be_derived_is_a_clear_error(
-    exported_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    blocked = tmp_path / "cache"
-    blocked.write_text("a file where the cache folder should be")
-    monkeypatch.setenv(CACHE_DIR_ENV, str(blocked))
+@pytest.mark.usefixtures("blocked_cache")
+def test_a_graph_that_cannot_be_derived_is_a_clear_error(exported_model_dir: Path) -> None:
     with pytest.raises(ManifestError, match=r"set model\.preprocess to host"):
         ActionRuntime(exported_model_dir, preprocess="graph")

@@ -140,12 +140,8 @@ def test_preprocessing_in_the_graph_finds_what_the_host_s_finds(
     assert found >= 10  # persons on every frame: the comparison is not of empty results
 
 
-def test_a_detector_graph_that_cannot_be_derived_is_a_clear_error(
-    detector_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    blocked = tmp_path / "cache"
-    blocked.write_text("a file where the cache folder should be")
-    monkeypatch.setenv(CACHE_DIR_ENV, str(blocked))
+@pytest.mark.usefixtures("blocked_cache")
+def test_a_detector_graph_that_cannot_be_derived_is_a_clear_error(detector_weights: Path) -> None:
     with pytest.raises(ActwatchError, match=r"set detector\.preprocess to host"):
         PersonDetector(detector_weights, DetectorSettings(device="cpu", preprocess="graph"))
 

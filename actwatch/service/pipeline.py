@@ -178,7 +178,11 @@ class StreamPipeline:
         self._stop.clear()
         if self.stages.runtime_mode == "pipelined":
             self._runner = self.staged(intake=True, lossless=False, on_report=on_report)
-            log.info("pipeline started (pipelined)")
+            s = self.stages
+            batch = "every camera's newest frame" if s.detect_batch is None else f"at most {s.detect_batch} frame(s)"
+            log.info(
+                "pipeline started (pipelined: %s per detector call, detector niceness %d)", batch, s.detect_niceness
+            )
             return
         self._thread = threading.Thread(target=self._run, args=(on_report,), name="actwatch-pipeline", daemon=True)
         self._thread.start()

@@ -8,6 +8,7 @@ sink releases), never on a sleep.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -159,14 +160,16 @@ def test_frames_older_than_the_age_limit_are_dropped_before_detection() -> None:
     assert detector.images == 0 and counters.stale == 1
 
 
-def test_the_service_runtime_takes_frames_by_itself_and_drains_on_stop() -> None:
+def test_the_service_runtime_takes_frames_by_itself_and_drains_on_stop(caplog: pytest.LogCaptureFixture) -> None:
     now = time.time()
     replay = Replay("cam1", [_frame("cam1", i, now) for i in range(3)])
     replay.frames.close()  # the end of the stream, after the frames
     detector = CountingDetector()
     reports: list[StepReport] = []
-    pipeline = _pipeline(replay, detector, max_frame_age_s=None)
-    pipeline.start(on_report=reports.append)
+    pipeline = _pipeline(replay, detector, max_frame_age_s=None, detect_batch=1)
+    with caplog.at_level(logging.INFO, logger="actwatch.service.pipeline"):
+        pipeline.start(on_report=reports.append)
+    assert "pipelined: at most 1 frame(s) per detector call, detector niceness 0" in caplog.text
     assert pipeline.ready()
     assert wait_until(pipeline.all_ended, WAIT_S)  # the intake thread took every frame and the END
     pipeline.stop(WAIT_S)  # the end sentinel passes every stage, so what was taken is finished

@@ -2,7 +2,8 @@
 phases over batches of frames.
 
 Each batch is the newest frame of every camera (from the :class:`~actwatch.service.camera_set.CameraSet`;
-readers keep at most 1-2, older ones are dropped and counted) and goes through these phases
+readers keep at most 1-2, older ones are dropped and counted; pipelined, of ``detect_batch`` cameras at
+most, in turn) and goes through these phases
 (:mod:`actwatch.service.phases`, each a self-contained callable timed by a
 :class:`~actwatch.service.phases.PhaseTimer`):
 

@@ -71,7 +71,7 @@ class Stages:
 
     # capture: one reader per camera, made when the camera is added
     reader_factory: ReaderFactory
-    # tracker: one batched detector for all cameras, one ByteTrack per camera
+    # tracker: one batched detector for the cameras' frames, one ByteTrack per camera
     detector: Detector
     tracker_factory: TrackerFactory
     # buffers + model: encoder once per crop, head per window

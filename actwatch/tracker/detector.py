@@ -1,4 +1,4 @@
-"""The person detector: a YOLOv8 ONNX graph on ONNX Runtime, one batched call for all cameras.
+"""The person detector: a YOLOv8 ONNX graph on ONNX Runtime, one batched call for a batch of frames.
 
 :class:`DetectorSettings` is the detector's one settings model; the service configuration's
 ``detector:`` section is that model. Pre- and post-processing are numpy/OpenCV: each image is

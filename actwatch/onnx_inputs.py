@@ -27,13 +27,18 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from actwatch.errors import ActwatchError
 from actwatch.fileio import atomic_path, sha256_file
+from actwatch.onnx_providers import runs_on_gpu
+
+log = logging.getLogger(__name__)
 
 UINT8_INPUT = "images_u8"
 
@@ -56,6 +61,39 @@ def uint8_input_graph(
     if not target.is_file():
         with_uint8_input(graph, target, mean=mean, std=std)
     return target
+
+
+def uint8_input_if_wanted(
+    graph: Path,
+    setting: Literal["auto", "host", "graph"],
+    providers: Sequence[str],
+    *,
+    setting_key: str,
+    mean: Sequence[float] = (0.0, 0.0, 0.0),
+    std: Sequence[float] = (1.0, 1.0, 1.0),
+    error: type[ActwatchError] = ActwatchError,
+) -> Path | None:
+    """The uint8-input copy of ``graph`` (:func:`uint8_input_graph`) where its input is to be converted in
+    the graph: ``setting`` ``graph``, or ``auto`` where ``providers`` run it on CUDA or TensorRT; ``None``
+    where the host converts. A copy that cannot be derived is an ``error`` naming ``setting_key`` for an
+    explicit ``graph``, and under ``auto`` a warning (the host converts).
+
+    Example:
+        >>> uint8_input_if_wanted(Path("g.onnx"), "auto", ["CPUExecutionProvider"], setting_key="x") is None
+        True
+    """
+    if not (setting == "graph" or (setting == "auto" and runs_on_gpu(providers))):
+        return None
+    try:
+        return uint8_input_graph(graph, mean=mean, std=std)
+    except (ActwatchError, OSError) as exc:
+        if setting == "graph":
+            raise error(
+                f"{setting_key}: graph: cannot derive the uint8-input copy of {graph} ({exc}); set {setting_key} "
+                "to host"
+            ) from exc
+        log.warning("%s: auto: images stay converted on the host (%s)", setting_key, exc)
+        return None
 
 
 def with_uint8_input(

@@ -144,6 +144,16 @@ def canonical_provider(name: str) -> tuple[str, int | None]:
     return provider, device
 
 
+def runs_on_gpu(providers: Sequence[str]) -> bool:
+    """Whether the first of ``providers`` (selected or active; a device suffix allowed) is CUDA or TensorRT.
+
+    Example:
+        >>> runs_on_gpu(["CUDAExecutionProvider:1", CPU]), runs_on_gpu([CPU]), runs_on_gpu([])
+        (True, False, False)
+    """
+    return bool(providers) and canonical_provider(providers[0])[0] in (CUDA, TENSORRT)
+
+
 def provider_name(provider: SessionProvider) -> str:
     """The name of a session provider entry (a name, or a name with options)."""
     return provider if isinstance(provider, str) else provider[0]

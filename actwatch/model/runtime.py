@@ -40,12 +40,12 @@ from typing import Literal, Protocol
 import numpy as np
 import onnxruntime as ort
 
-from actwatch.errors import ActwatchError, FeatureCacheUnsupportedError, ManifestError
+from actwatch.errors import FeatureCacheUnsupportedError, ManifestError
 from actwatch.model.config import InputSpec
 from actwatch.model.manifest import Manifest, load_manifest
 from actwatch.model.preprocess import preprocess_crops, preprocess_windows, stack_crops
-from actwatch.onnx_inputs import UINT8_INPUT, uint8_input_graph
-from actwatch.onnx_providers import CPU, CUDA, TENSORRT, Requested, TensorRTOptions, create_session, select_providers
+from actwatch.onnx_inputs import UINT8_INPUT, uint8_input_if_wanted
+from actwatch.onnx_providers import CPU, Requested, TensorRTOptions, create_session, select_providers
 
 logger = logging.getLogger(__name__)
 
@@ -141,9 +141,20 @@ class ActionRuntime:
         self._sessions: dict[str, ort.InferenceSession] = {}
         # The encoder converts its uint8 crops itself (actwatch.onnx_inputs) where it runs on a GPU: each
         # crop crosses the bus once, as uint8. ``preprocess``: auto (so), host (numpy) or graph (always).
-        on_gpu = bool(self._providers) and self._providers[0] in (TENSORRT, CUDA)
-        self._preprocess = preprocess
-        self.preprocess_in_graph = self.manifest.split and (preprocess == "graph" or (preprocess == "auto" and on_gpu))
+        self._uint8_encoder = (
+            uint8_input_if_wanted(
+                self.model_dir / self.manifest.graphs["encoder"].file,
+                preprocess,
+                self._providers,
+                setting_key="model.preprocess",
+                mean=self.spec.mean,
+                std=self.spec.std,
+                error=ManifestError,
+            )
+            if self.manifest.split
+            else None
+        )
+        self.preprocess_in_graph = self._uint8_encoder is not None
         # The whole graph of a split model serves only the naive path: created on first use.
         for role in ("encoder", "head") if self.manifest.split else ("model",):
             self._sessions[role] = self._make(role)
@@ -167,17 +178,8 @@ class ActionRuntime:
 
     def _make(self, role: str) -> ort.InferenceSession:
         path = self.model_dir / self.manifest.graphs[role].file
-        if role == "encoder" and self.preprocess_in_graph:
-            try:
-                path = uint8_input_graph(path, mean=self.spec.mean, std=self.spec.std)
-            except (ActwatchError, OSError) as exc:
-                if self._preprocess == "graph":
-                    raise ManifestError(
-                        f"model.preprocess: graph: cannot derive the uint8-input encoder of {self.model_dir} "
-                        f"({exc}); set model.preprocess to host"
-                    ) from exc
-                logger.warning("action model %s: crops are converted on the host (%s)", self.model_dir, exc)
-                self.preprocess_in_graph = False
+        if role == "encoder" and self._uint8_encoder is not None:
+            path = self._uint8_encoder
         return make_session(
             path, self._providers, fp16=self.manifest.fp16, intra_op_threads=self._threads, tensorrt=self._tensorrt
         )

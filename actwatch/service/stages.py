@@ -25,6 +25,7 @@ import numpy as np
 from actwatch.config import AppConfig, CameraConfig
 from actwatch.errors import ConfigError
 from actwatch.model.runtime import RecognitionRuntime
+from actwatch.onnx_providers import CPU, select_providers
 from actwatch.service.alerts import AlertEngine
 from actwatch.service.camera_set import Reader, ReaderFactory
 from actwatch.service.events import AlertRecord, FrameOverlay
@@ -116,7 +117,6 @@ def camera_reader_factory(config: AppConfig) -> ReaderFactory:
 
 def _person_detector(config: AppConfig, metrics: ServiceMetrics) -> PersonDetector:
     from actwatch.assets import ensure_detector
-    from actwatch.onnx_providers import select_providers
     from actwatch.tracker.detector import PersonDetector
 
     settings = config.detector
@@ -127,10 +127,14 @@ def _person_detector(config: AppConfig, metrics: ServiceMetrics) -> PersonDetect
     # Never download at start-up: a missing detector is an error that says to run `actwatch assets`.
     # An unset device is resolved by the detector itself (the best available). Pipelined, the detector's
     # threads (its session's and the detect phase's) run at a lower priority than the later phases.
+    selected = select_providers(settings.device)
     pipelined = config.pipeline.runtime == "pipelined"
-    niceness = detect_niceness(config.pipeline.detect_niceness, select_providers(settings.device)) if pipelined else 0
+    niceness = detect_niceness(config.pipeline.detect_niceness, selected) if pipelined else 0
     detector = PersonDetector(
-        weights if weights is not None else ensure_detector(fetch=False), settings, niceness=niceness
+        weights if weights is not None else ensure_detector(fetch=False),
+        settings,
+        providers=selected,
+        niceness=niceness,
     )
     metrics.set_active_providers("detector", detector.providers)
     return detector
@@ -150,7 +154,7 @@ def detect_batch(setting: int | Literal["auto"], providers: Sequence[str]) -> in
     """
     if setting != "auto":
         return setting
-    return 1 if providers and providers[0] == "CPUExecutionProvider" else None
+    return 1 if providers and providers[0] == CPU else None
 
 
 CPU_DETECT_NICENESS = 10
@@ -168,7 +172,7 @@ def detect_niceness(setting: int | Literal["auto"], providers: Sequence[str]) ->
     """
     if setting != "auto":
         return setting
-    return CPU_DETECT_NICENESS if providers and providers[0] == "CPUExecutionProvider" else 0
+    return CPU_DETECT_NICENESS if providers and providers[0] == CPU else 0
 
 
 def warm_up(detector: Detector, runtime: RecognitionRuntime, *, cameras: int = 1) -> dict[str, float]:

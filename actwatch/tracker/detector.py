@@ -33,16 +33,12 @@ import onnxruntime as ort
 from pydantic import Field, field_validator
 
 from actwatch.errors import ActwatchError, AssetMissingError, ConfigError
-from actwatch.onnx_inputs import uint8_input_graph
-from actwatch.onnx_providers import CUDA, TENSORRT, TensorRTOptions, create_session, select_providers
+from actwatch.onnx_inputs import uint8_input_if_wanted
+from actwatch.onnx_providers import TensorRTOptions, create_session, select_providers
 from actwatch.priority import call_at_niceness
 from actwatch.settings import StrictModel
 from actwatch.tracker.detections import Detections
-from actwatch.tracker.detector_model import (
-    infer_person_classes,
-    metadata_model_info,
-    read_manifest,
-)
+from actwatch.tracker.detector_model import infer_person_classes, metadata_model_info, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +186,16 @@ class PersonDetector:
     Not thread-safe: one compute thread owns it.
     """
 
-    def __init__(self, weights: Path, settings: DetectorSettings, *, niceness: int = 0) -> None:
-        """``niceness``: ONNX Runtime's compute threads of this detector start at that OS niceness
+    def __init__(
+        self,
+        weights: Path,
+        settings: DetectorSettings,
+        *,
+        providers: Sequence[str] | None = None,
+        niceness: int = 0,
+    ) -> None:
+        """``providers``: already selected for ``settings.device`` (:func:`select_providers` when unset);
+        ``niceness``: ONNX Runtime's compute threads of this detector start at that OS niceness
         (:mod:`actwatch.priority`; the pipelined runtime lowers the detector's priority)."""
         weights = Path(weights).expanduser()
         if weights.suffix in (".pt", ".pth", ".torchscript", ".engine"):
@@ -214,9 +218,10 @@ class PersonDetector:
         self.niceness = niceness
         manifest = read_manifest(weights)
         tensorrt = TensorRTOptions(settings.tensorrt_cache_dir, fp16=settings.half, max_batch=settings.max_batch)
-        selected = select_providers(settings.device)
-        self.preprocess_in_graph = self._preprocess_in_graph(settings.preprocess, selected)
-        graph = self._graph(weights, settings.preprocess)
+        selected = list(providers) if providers is not None else select_providers(settings.device)
+        derived = uint8_input_if_wanted(weights, settings.preprocess, selected, setting_key="detector.preprocess")
+        self.preprocess_in_graph = derived is not None
+        graph = derived or weights
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: provider fallbacks are logged by actwatch itself
         if settings.intra_op_threads:
@@ -275,28 +280,6 @@ class PersonDetector:
             self.person_class_ids,
             ", ".join(self.providers),
         )
-
-    def _graph(self, weights: Path, setting: str) -> Path:
-        """The graph to load: ``weights``, or its uint8-input copy when preprocessing runs in the graph."""
-        if not self.preprocess_in_graph:
-            return weights
-        try:
-            return uint8_input_graph(weights)
-        except (ActwatchError, OSError) as exc:
-            if setting == "graph":
-                raise ActwatchError(
-                    f"detector.preprocess: graph: cannot derive the uint8-input graph of {weights.name} ({exc}); "
-                    "set detector.preprocess to host"
-                ) from exc
-            log.warning("person detector: preprocessing stays on the host (%s)", exc)
-            self.preprocess_in_graph = False
-            return weights
-
-    @staticmethod
-    def _preprocess_in_graph(setting: str, selected: Sequence[str]) -> bool:
-        if setting == "auto":
-            return bool(selected) and selected[0] in (TENSORRT, CUDA)
-        return setting == "graph"
 
     def _input_size(self, h: object, w: object, known: tuple[int, int] | None) -> tuple[int, int]:
         wanted = self.settings.imgsz

@@ -22,8 +22,11 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import itertools
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -39,8 +42,10 @@ if TYPE_CHECKING:
     from actwatch.service.events import AlertRecord, FrameOverlay
     from actwatch.service.phases import StepReport
     from actwatch.service.pipeline import StreamPipeline
+    from actwatch.service.sink import EventSink
     from actwatch.service.staged import StageCounters
-    from actwatch.service.stages import Sink
+    from actwatch.service.stages import Detector
+    from actwatch.tracker.detections import Detections
 
 __all__ = ["BenchConfig", "BenchResult", "bench_app_config", "rss_mb", "run_benchmark", "run_sweep", "sweep_table"]
 
@@ -70,6 +75,9 @@ class BenchConfig:
     memory_sample_s: float = 5.0
     runtime: Runtime = "pipelined"
     rate: Literal["max", "native"] = "max"
+    preprocess: Literal["auto", "host", "graph"] = "auto"  # detector.preprocess and model.preprocess
+    replay_detections: bool = False  # ReplayedDetector: measure everything but the detector
+    detect_batch: int | None = None  # pipeline.detect_batch (None: auto)
 
 
 def bench_app_config(
@@ -90,9 +98,14 @@ def bench_app_config(
             "server": {"max_cameras": max(ServerConfig().max_cameras, cfg.cameras)},
             "sources": {"file_dirs": [str(video.parent)]},  # the benchmark's own clip, nothing else
             "cameras": [{"id": f"cam{i}", "url": str(video), "loop": cfg.loop} for i in range(cfg.cameras)],
-            "detector": offline_detector_section(weights, cfg.imgsz, cfg.device),
-            "model": {"dir": str(model_dir), "providers": cfg.providers},
-            "pipeline": {"stride": cfg.stride, "publish_tracks": False, "runtime": cfg.runtime},
+            "detector": offline_detector_section(weights, cfg.imgsz, cfg.device) | {"preprocess": cfg.preprocess},
+            "model": {"dir": str(model_dir), "providers": cfg.providers, "preprocess": cfg.preprocess},
+            "pipeline": {
+                "stride": cfg.stride,
+                "publish_tracks": False,
+                "runtime": cfg.runtime,
+                "detect_batch": cfg.detect_batch or "auto",
+            },
             "alerts": {"rules": [low_bar_rule(alert_label, cooldown_s=5.0, min_track_age_s=0)]},
         },
         "actwatch bench",
@@ -102,7 +115,7 @@ def bench_app_config(
 class _LatencySink:
     """Times each event from its frame's capture to the moment the sink has stored and broadcast it."""
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: EventSink) -> None:
         self._sink = sink
         self.latencies_s: list[float] = []
 
@@ -113,6 +126,9 @@ class _LatencySink:
 
     def emit_tracks(self, overlay: FrameOverlay, image: np.ndarray | None = None) -> None:
         self._sink.emit_tracks(overlay, image)
+
+    def render_evidence(self, alert: AlertRecord) -> AlertRecord:
+        return self._sink.render_evidence(alert)
 
 
 def run_sweep(
@@ -148,7 +164,7 @@ def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
     from actwatch.service.metrics import ServiceMetrics
     from actwatch.service.pipeline import StreamPipeline
     from actwatch.service.sink import EventSink
-    from actwatch.service.stages import Detector, build_stages
+    from actwatch.service.stages import build_stages
     from actwatch.service.store import EventStore
     from actwatch.tracker.detector import PersonDetector
 
@@ -175,7 +191,7 @@ def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
         def warmed_up(detector: Detector) -> Detector:
             if isinstance(detector, PersonDetector):
                 detector.warmup(batch=cfg.cameras, shape=(576, 768))
-            return detector
+            return ReplayedDetector(detector, Path(video), cfg.frames) if cfg.replay_detections else detector
 
         providers: list[str] = []
 
@@ -205,6 +221,40 @@ def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
         store.close()
 
     return run.result(providers, sink.latencies_s)
+
+
+class ReplayedDetector:
+    """The detector's answers for the first ``frames`` frames of ``video``, computed before the run and
+    looked up by each frame's content: a run then measures everything but the detector, which is what a
+    GPU leaves to the host (``actwatch bench --replay-detections``, the CPU's stand-in for a GPU run). A
+    frame it has not seen goes to ``detector`` (counted in ``misses``).
+    """
+
+    def __init__(self, detector: Detector, video: Path, frames: int, batch: int = 8) -> None:
+        from actwatch.capture.video_file import read_video
+
+        self._detector = detector
+        self._known: dict[bytes, Detections] = {}
+        self.misses = 0
+        images = (frame.image for frame in read_video(video, max_frames=frames))
+        while chunk := list(itertools.islice(images, batch)):
+            for image, found in zip(chunk, detector.detect(chunk), strict=True):
+                self._known[self.key(image)] = found
+
+    @staticmethod
+    def key(image: np.ndarray) -> bytes:
+        """A frame's identity: a digest of every 8th pixel (the clip's frames all differ there)."""
+        return hashlib.blake2b(np.ascontiguousarray(image[::8, ::8]).tobytes(), digest_size=16).digest()
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        out = []
+        for image in images:
+            found = self._known.get(self.key(image))
+            if found is None:
+                self.misses += 1
+                found = self._detector.detect([image])[0]
+            out.append(found)
+        return out
 
 
 class _Run:
@@ -291,6 +341,11 @@ class _Run:
         if cfg.runtime == "sequential":
             self._sequential_counters()
         self.drops["reader"] = sum(r.frames.dropped for r in self.readers)
+        evicted = pipeline.buffers.evicted  # windows lost to the buffers' bounds, not tracks that ended
+        self.drops |= {
+            "windows evicted (memory)": evicted["memory"],
+            "windows evicted (track cap)": evicted["track_cap"],
+        }
 
     def _native(self, start: float) -> None:
         """Feed every camera at the clip's frame rate, as live cameras deliver, whatever the pipeline does."""

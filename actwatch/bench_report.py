@@ -227,8 +227,10 @@ def sweep_table(results: list[BenchResult]) -> str:
         occupancy = " ".join(f"{k[:3]} {100 * v:.0f}%" for k, v in r.occupancy.items())
         drops = sum(r.drops.values())
         gpu = f"{r.gpu_mem_mib_max:.0f} / {_fmt(r.gpu_util_mean)}%" if r.gpu_mem_mib_max is not None else "-"
+        preprocess = r.config.get("preprocess", "auto")
+        runtime = r.runtime if preprocess == "auto" else f"{r.runtime} ({preprocess} preprocessing)"
         lines.append(
-            f"| {r.config['cameras']} | {r.runtime} | {r.fps_in:.2f} | {r.fps_end_to_end:.2f} "
+            f"| {r.config['cameras']} | {runtime} | {r.fps_in:.2f} | {r.fps_end_to_end:.2f} "
             f"| {_fmt(r.latency_ms_p50)} | {_fmt(r.latency_ms_p95)} | {r.frames / max(r.steps, 1):.1f} "
             f"| {ms.get('detect', 0):.0f} | {ms.get('track', 0):.0f} | {ms.get('encode', 0):.0f} "
             f"| {ms.get('classify', 0):.0f} | {ms.get('emit', 0):.0f} | {occupancy} | {drops} "

@@ -7,15 +7,26 @@
 #
 # PAYLOAD (default .gpu_payload, git-ignored like gpu_out/) holds cache/ (the detector and
 # vtest.avi, as ACTWATCH_CACHE_DIR) and optionally wheels/ (an onnxruntime-gpu wheel and, if the
-# machine lacks them, the wheels of actwatch's dependencies): `run` installs onnxruntime-gpu from there
-# when it is present, replacing a CPU onnxruntime. Without a GPU, or with CPU_ONLY=1, it runs on the
-# CPU providers (how it is tested here: CPU_ONLY=1 SWEEP=1,2 FRAMES=6 benchmarks/gpu_sweep.sh run).
+# machine lacks them, the wheels of actwatch's dependencies, and py-spy's for PROFILE_K): `run` installs
+# onnxruntime-gpu from there when it is present, replacing a CPU onnxruntime. Without a GPU, or with
+# CPU_ONLY=1, it runs on the CPU providers (how it is tested here:
+# CPU_ONLY=1 SWEEP=1,2 FRAMES=6 benchmarks/gpu_sweep.sh run).
 #
-# Environment: SWEEP (camera counts, default 1,8,32,64,128), FRAMES (per camera, default 30),
-# RUNTIMES (both | pipelined | sequential, default both), NAIVE_EVERY (default 4), PY (default python3),
-# OUT (where the table and JSON go; default ./gpu_out), BUDGET_S (seconds for all the bench runs,
-# default 300: a K that does not fit is skipped and said so).
-# Writes $OUT/gpu_sweep.md (the table), $OUT/gpu_sweep.json (every figure), $OUT/env.txt, $OUT/bench.log.
+# Environment:
+#   SWEEP        camera counts, default 1,8,32,64,128; an entry K:S runs each runtime of that K for S
+#                seconds of looping clips (bench --duration) instead of FRAMES frames per camera
+#   FRAMES       frames per camera where SWEEP gives no seconds (default 30)
+#   RUNTIMES     both | pipelined | sequential (default both)
+#   HOST_K       camera counts that also run the pipeline with --preprocess host (frames and crops
+#                converted by numpy instead of the graph's first nodes), to compare on the same GPU
+#   PROFILE_K, PROFILE_GIL_K
+#                camera counts whose bench process runs under py-spy (installed from the wheels when
+#                absent): where each thread spends its time / which code holds the GIL, as collapsed
+#                stacks in $OUT/spy_K<K>.txt and $OUT/spy_gil_K<K>.txt (benchmarks/spy_summary.py reads them)
+#   NAIVE_EVERY  (default 4), PY (default python3), OUT (table and JSON; default ./gpu_out),
+#   BUDGET_S     seconds for all the bench runs (default 300): a K that does not fit is skipped, said so.
+# Writes $OUT/gpu_sweep.md (the table, rewritten after each K), $OUT/gpu_sweep.json, $OUT/env.txt,
+# $OUT/bench.log.
 set -euo pipefail
 
 cmd=${1:-run}
@@ -86,40 +97,73 @@ PYEOF
 )
 model=$(tail -1 <<<"$model")  # the exported folder (the last line; anything printed before it is noise)
 
-# 3. the sweep: one process per K, so a K that runs out of time leaves the others' figures
+# 3. the sweep: one process per K (and per preprocessing), so a K that runs out of time leaves the
+# others' figures; the table is rewritten after each
 case ${RUNTIMES:-both} in
     both) mode=(--both) ;;
     sequential) mode=(--sequential) ;;
     pipelined) mode=() ;;
     *) echo "error: RUNTIMES must be both, pipelined or sequential" >&2; exit 2 ;;
 esac
-budget=${BUDGET_S:-300}
-IFS=, read -ra counts <<<"${SWEEP:-1,8,32,64,128}"
-for k in "${counts[@]}"; do
-    left=$((budget - ($(date +%s) - start)))
-    if [ "$left" -lt 20 ]; then echo "K=$k skipped: the time budget is spent" | tee -a "$log"; continue; fi
-    echo "K=$k (${left} s left) ..."
-    if ! timeout "$left" $PY -m actwatch bench "${mode[@]}" --sweep "$k" --loop --frames "${FRAMES:-30}" \
-        --naive-every "${NAIVE_EVERY:-4}" --model "$model" --json "${providers[@]}" \
-        >"$work/K$k.json" 2>>"$log"; then
-        echo "K=$k did not finish (see bench.log)" | tee -a "$log"
-        rm -f "$work/K$k.json"
+in_list() { [[ ",$2," == *",$1,"* ]]; }
+spy=()
+if [ -n "${PROFILE_K:-}${PROFILE_GIL_K:-}" ]; then
+    if ! command -v py-spy >/dev/null && [ -d "$wheels" ]; then
+        $PY -m pip install -q --no-index --find-links "$wheels" --target "$work/spy" py-spy >>"$log" 2>&1 || true
+        export PATH=$work/spy/bin:$PATH
     fi
-done
+    command -v py-spy >/dev/null || echo "py-spy not found: PROFILE_K and PROFILE_GIL_K ignored" | tee -a "$log"
+fi
 
-# 4. one table and one JSON of every run
-$PY - "$work" "$OUT" <<'PYEOF'
+table() {
+    $PY - "$work" "$OUT" <<'PYEOF'
 import json, sys
 from pathlib import Path
 from actwatch.bench_report import BenchResult, sweep_table
 work, out = Path(sys.argv[1]), Path(sys.argv[2])
 runs = []
-for path in sorted(work.glob("K*.json"), key=lambda p: int(p.stem[1:])):
+for path in sorted(work.glob("K*.json"), key=lambda p: (int(p.stem[1:].split("-")[0]), p.stem)):
     text = path.read_text()
-    runs += json.loads(text[text.index("{"):])["runs"]
+    runs += json.JSONDecoder().raw_decode(text, text.index("{"))[0]["runs"]  # py-spy may print around it
 table = sweep_table([BenchResult(**run) for run in runs])
 (out / "gpu_sweep.md").write_text(table + "\n")
 (out / "gpu_sweep.json").write_text(json.dumps({"runs": runs}, indent=2))
 print(table)
 PYEOF
+}
+
+budget=${BUDGET_S:-300}
+IFS=, read -ra entries <<<"${SWEEP:-1,8,32,64,128}"
+for entry in "${entries[@]}"; do
+    k=${entry%%:*}
+    length=(--frames "${FRAMES:-30}")
+    if [[ $entry == *:* ]]; then length=(--frames 1000000 --duration "${entry#*:}"); fi
+    variants=(auto)
+    if in_list "$k" "${HOST_K:-}"; then variants+=(host); fi
+    for pre in "${variants[@]}"; do
+        left=$((budget - ($(date +%s) - start)))
+        if [ "$left" -lt 20 ]; then echo "K=$k ($pre) skipped: the time budget is spent" | tee -a "$log"; continue; fi
+        name=K$k; runtime_mode=("${mode[@]}")
+        if [ "$pre" != auto ]; then name=K$k-$pre; runtime_mode=(); fi  # the comparison is of the pipeline
+        wrap=()
+        if command -v py-spy >/dev/null && [ "$pre" = auto ]; then
+            if in_list "$k" "${PROFILE_K:-}"; then
+                wrap=(py-spy record --nonblocking --threads -r 67 -f raw -o "$OUT/spy_K$k.txt" --)
+            elif in_list "$k" "${PROFILE_GIL_K:-}"; then
+                wrap=(py-spy record --nonblocking --threads --gil -r 67 -f raw -o "$OUT/spy_gil_K$k.txt" --)
+            fi
+        fi
+        echo "K=$k, preprocess $pre (${left} s left) ..."
+        if ! timeout "$left" "${wrap[@]}" $PY -m actwatch bench "${runtime_mode[@]}" --sweep "$k" --loop "${length[@]}" \
+            --preprocess "$pre" --naive-every "${NAIVE_EVERY:-4}" --model "$model" --json "${providers[@]}" \
+            >"$work/$name.json" 2>>"$log"; then
+            echo "K=$k ($pre) did not finish (see bench.log)" | tee -a "$log"
+            rm -f "$work/$name.json"
+        fi
+        table >/dev/null 2>>"$log" || true
+    done
+done
+
+# 4. one table and one JSON of every run
+table
 echo "done in $(($(date +%s) - start)) s; figures in $OUT"

@@ -9,11 +9,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from actwatch.bench import ReplayedDetector
+from actwatch.capture.video_file import read_video
 from actwatch.cli.main import app
 from actwatch.errors import ActwatchError
+from actwatch.tracker.detector import DetectorSettings, PersonDetector
 
 
 @pytest.mark.slow
@@ -80,3 +84,37 @@ def test_bench_with_a_missing_video_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["bench", "--video", str(tmp_path / "none.avi")])
     assert isinstance(result.exception, ActwatchError)
     assert "none.avi not found; give an existing file with --video" in str(result.exception)
+
+
+def test_replayed_detections_are_the_detector_s_answers_for_the_clip(vtest_path: Path, detector_weights: Path) -> None:
+    detector = PersonDetector(detector_weights, DetectorSettings(person_class_ids=[0, 1], device="cpu"))
+    frames = [frame.image for frame in read_video(vtest_path, max_frames=4)]
+    replayed = ReplayedDetector(detector, vtest_path, frames=3, batch=2)
+    # the clip's first 3 frames come from the table, exactly as the detector found them
+    for got, want in zip(replayed.detect(frames[:3]), detector.detect(frames[:3]), strict=True):
+        np.testing.assert_array_equal(got.xyxy, want.xyxy)
+        assert len(got) > 0
+    assert replayed.misses == 0
+    [fourth] = replayed.detect(frames[3:])  # a frame it was not given goes to the detector, counted
+    np.testing.assert_array_equal(fourth.xyxy, detector.detect(frames[3:])[0].xyxy)
+    assert replayed.misses == 1
+
+
+@pytest.mark.slow
+def test_bench_with_replayed_detections_and_host_preprocessing(
+    exported_model_dir: Path, vtest_path: Path, detector_weights: Path
+) -> None:
+    args = ["bench", "--cameras", "2", "--frames", "10", "--model", str(exported_model_dir), "--video"]
+    result = CliRunner().invoke(app, [*args, str(vtest_path), "--replay-detections", "--preprocess", "host", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout[result.stdout.index("{") :])
+    assert figures["config"]["replay_detections"] is True and figures["config"]["preprocess"] == "host"
+    assert figures["frames"] == 20 and figures["mean_tracks_per_camera_frame"] > 1
+    # windows lost to the track buffers' bounds are reported with the drops (none here)
+    assert figures["drops"]["windows evicted (memory)"] == 0 == figures["drops"]["windows evicted (track cap)"]
+
+
+def test_bench_refuses_an_unknown_preprocessing() -> None:
+    result = CliRunner().invoke(app, ["bench", "--preprocess", "gpu"])
+    assert isinstance(result.exception, ActwatchError)
+    assert "--preprocess must be auto, host or graph, not 'gpu'" in str(result.exception)

@@ -44,6 +44,25 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="ONNX Runtime providers, comma-separated (default: best available)."),
         ] = None,
         device: Annotated[str | None, typer.Option(help="Detector device, e.g. cpu or cuda:0.")] = None,
+        preprocess: Annotated[
+            str | None,
+            typer.Option(
+                help="Where frames and crops become network inputs (detector.preprocess and model.preprocess): "
+                "auto, host or graph."
+            ),
+        ] = None,
+        detect_batch: Annotated[
+            int | None,
+            typer.Option(min=1, help="Frames per detector call, pipelined (default auto: 1 on a CPU, all on a GPU)."),
+        ] = None,
+        replay_detections: Annotated[
+            bool,
+            typer.Option(
+                "--replay-detections",
+                help="Detect each frame of the clip once before the run and replay the answers: the run "
+                "measures everything but the detector (what a GPU leaves to the host; the CPU's stand-in).",
+            ),
+        ] = False,
         json_out: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     ) -> None:
         """Run the streaming pipeline on K looping cameras and print per-stage figures.
@@ -59,6 +78,8 @@ def register(app: typer.Typer) -> None:
 
         if rate not in (None, "max", "native"):
             raise ConfigError(f"--rate must be max or native, not {rate!r}")
+        if preprocess not in (None, "auto", "host", "graph"):
+            raise ConfigError(f"--preprocess must be auto, host or graph, not {preprocess!r}")
         if sequential and both:
             raise ConfigError("--sequential and --both exclude each other: give one")
         counts: list[int] | None = None
@@ -86,6 +107,9 @@ def register(app: typer.Typer) -> None:
             "providers": [p.strip() for p in providers.split(",")] if providers else None,
             "device": device,
             "rate": rate,
+            "preprocess": preprocess,
+            "replay_detections": replay_detections or None,
+            "detect_batch": detect_batch,
             "runtime": "sequential" if sequential else None,
         }
         cfg = BenchConfig(**{name: value for name, value in given.items() if value is not None})

@@ -218,7 +218,21 @@ class PipelineConfig(StrictModel):
 
     stride: int = Field(5, ge=1, le=1000, description="Classify a track every N new samples.")
     max_tracks_per_camera: int = Field(32, ge=1, le=1000, description="Tracks buffered per camera at most.")
-    max_buffer_mb: float = Field(512, gt=0, le=65536, description="Memory cap of all track buffers (MiB).")
+    max_buffer_mb: float = Field(
+        512,
+        gt=0,
+        le=65536,
+        description="Memory cap of all track buffers (MiB); it grows to buffer_mb_per_camera per camera with "
+        "tracks where that is more.",
+    )
+    buffer_mb_per_camera: float = Field(
+        24,
+        ge=0,
+        le=4096,
+        description="Track-buffer memory per camera with tracks (MiB; a 30-sample window of 112x112 crops and "
+        "their features takes about 1.3): the cap is the larger of this times those cameras and max_buffer_mb, "
+        "so many cameras do not evict each other's windows before they fill. 0: max_buffer_mb alone.",
+    )
     window_gap_s: float = Field(
         2.0,
         gt=0,
@@ -252,6 +266,13 @@ class PipelineConfig(StrictModel):
         le=100000,
         description="Events with snapshot and crops waiting to be written at most; beyond, new events are "
         "written without them (counted). An event itself is never dropped.",
+    )
+    evidence_workers: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="Threads that render events' snapshot JPEGs and crop strips side by side, ahead of the "
+        "event writer that stores them in order (pipelined runtime); 0: the writer renders each itself.",
     )
     track_workers: int = Field(
         1, ge=1, le=64, description="Threads that run the cameras' trackers side by side (1: one after another)."

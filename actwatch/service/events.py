@@ -43,11 +43,17 @@ class Event:
 @dataclass(frozen=True, slots=True, eq=False)
 class AlertRecord:
     """An event with its evidence, from the pipeline to the sink: ``frame_bgr`` is the confirming frame
-    (drawn into the snapshot), ``crops`` the ``(T, H, W, 3)`` uint8 window the model classified."""
+    (drawn into the snapshot), ``crops`` the ``(T, H, W, 3)`` uint8 window the model classified.
+
+    ``snapshot_jpeg`` and ``crops_png``: that evidence already rendered (the event writer's render
+    threads, :meth:`~actwatch.service.sink.EventSink.render_evidence`), which the sink then stores as is.
+    """
 
     event: Event
     frame_bgr: np.ndarray | None = field(repr=False)
     crops: np.ndarray | None = field(repr=False)
+    snapshot_jpeg: bytes | None = field(default=None, repr=False)
+    crops_png: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

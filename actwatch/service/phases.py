@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
@@ -52,6 +53,8 @@ from actwatch.tracker.scene_cut import SceneCuts
 from actwatch.tracker.static import StaticTracks
 from actwatch.tracker.track_end import TrackEndListener, report_camera_dropped, report_ended
 from actwatch.tracker.window import TrackWindow
+
+log = logging.getLogger(__name__)
 
 Phase = Literal["detect", "track", "signals", "encode", "classify", "emit"]
 PHASES: tuple[Phase, ...] = ("detect", "track", "signals", "encode", "classify", "emit")
@@ -288,13 +291,27 @@ class ActionPhase:
     in *one* encoder batch (each crop is encoded once, ever), then runs the head on every track with
     ``stride`` new samples and a full window, all such tracks in one batch.
 
-    Owns the track buffers: ended tracks and removed cameras are freed here, in stream order.
+    Owns the track buffers: ended tracks and removed cameras are freed here, in stream order. Windows
+    evicted for memory (they start again, so their tracks go unclassified for a window's length) are
+    logged as a warning, at most once a minute.
     """
 
-    def __init__(self, buffers: TrackBufferStore, runtime: RecognitionRuntime, stride: int) -> None:
+    WARN_EVERY_S = 60.0
+
+    def __init__(
+        self,
+        buffers: TrackBufferStore,
+        runtime: RecognitionRuntime,
+        stride: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.buffers = buffers
         self.runtime = runtime
         self.stride = stride
+        self._clock = clock
+        self._evictions_told = 0  # memory evictions already in a warning
+        self._told_at: float | None = None
 
     def drop_camera(self, removed: CameraRemoved) -> None:
         report_camera_dropped([self.buffers], removed.camera_id)
@@ -308,7 +325,24 @@ class ActionPhase:
         with timer.phase("classify"):
             windows = self.buffers.take_ready(self.stride)
             probs = self._classify(windows)
+        self._tell_evictions()
         return ClassifiedBatch(tracked, len(pending), tuple(windows), probs)
+
+    def _tell_evictions(self) -> None:
+        evicted = self.buffers.evicted["memory"]
+        now = self._clock()
+        if evicted > self._evictions_told and (self._told_at is None or now - self._told_at >= self.WARN_EVERY_S):
+            b = self.buffers
+            log.warning(
+                "%d track window(s) evicted for memory (%d in all; buffers hold %.0f of %.0f MiB): their tracks "
+                "go unclassified until their windows fill again; raise pipeline.buffer_mb_per_camera or "
+                "pipeline.max_buffer_mb",
+                evicted - self._evictions_told,
+                evicted,
+                b.bytes_used / 2**20,
+                b.max_total_bytes / 2**20,
+            )
+            self._evictions_told, self._told_at = evicted, now
 
     def _sample_and_encode(self, frames: Sequence[TrackedFrame]) -> list[PendingSample]:
         pending: list[PendingSample] = []

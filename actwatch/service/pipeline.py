@@ -257,6 +257,7 @@ class StreamPipeline:
             queue_size=s.queue_size,
             max_frame_age_s=None if lossless else s.max_frame_age_s,
             max_pending_evidence=s.max_pending_evidence,
+            evidence_workers=s.evidence_workers,
             track_workers=s.track_workers,
             detect_batch=s.detect_batch,
             detect_niceness=s.detect_niceness,

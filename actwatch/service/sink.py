@@ -31,7 +31,7 @@ from actwatch.service.live_frames import LiveFrames
 from actwatch.service.messages import EventMessage, TracksMessage
 from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.schemas import EventPublic
-from actwatch.service.store import EventRecord, EventStore, render_snapshot
+from actwatch.service.store import EventRecord, EventStore, encode_crops_strip, render_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +85,25 @@ class EventSink:
         self._clock = clock
         self.failures = 0
 
+    def render_evidence(self, alert: AlertRecord) -> AlertRecord:
+        """``alert`` with its snapshot JPEG and crops PNG rendered (thread-safe: OpenCV's encoders release
+        the GIL, so several threads render side by side) and its arrays dropped."""
+        event, frame = alert.event, alert.frame_bgr
+        jpeg = render_snapshot(frame, event.bbox, event.label, event.score) if frame is not None else None
+        png = encode_crops_strip(alert.crops) if alert.crops is not None and self._store.keep_crops else None
+        return AlertRecord(event, None, None, snapshot_jpeg=jpeg, crops_png=png)
+
     def emit_event(self, alert: AlertRecord) -> EventPublic:
         """Store, count and broadcast ``alert.event`` with its evidence; return the event as broadcast."""
         event = alert.event
         stored_snapshot = stored_crops = False
         try:
             frame = alert.frame_bgr
-            jpeg = render_snapshot(frame, event.bbox, event.label, event.score) if frame is not None else None
+            jpeg = alert.snapshot_jpeg
+            if jpeg is None and frame is not None:
+                jpeg = render_snapshot(frame, event.bbox, event.label, event.score)
             enqueue = self._outbox.enqueue if self._outbox is not None else None
-            record = self._store.add(event, jpeg, alert.crops, in_transaction=enqueue)
+            record = self._store.add(event, jpeg, alert.crops, crops_png=alert.crops_png, in_transaction=enqueue)
             if self._outbox is not None:
                 self._outbox.notify()
             stored_snapshot = record.snapshot_path is not None

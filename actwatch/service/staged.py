@@ -178,6 +178,7 @@ class StagedRunner:
         queue_size: int = 1,
         max_frame_age_s: float | None = None,
         max_pending_evidence: int = 32,
+        evidence_workers: int = 0,
         track_workers: int = 1,
         detect_batch: int | None = None,
         detect_niceness: int = 0,
@@ -189,7 +190,9 @@ class StagedRunner:
         self._detect_niceness = detect_niceness
         self._on_report = on_report
         self._executor = ThreadPoolExecutor(track_workers, "actwatch-track") if track_workers > 1 else None
-        self.writer = EventWriter(pipeline.sink, max_pending_evidence=max_pending_evidence)
+        self.writer = EventWriter(
+            pipeline.sink, max_pending_evidence=max_pending_evidence, render_workers=evidence_workers
+        )
         drop = not lossless
         self.frames: StageQueue[FrameBatch] = StageQueue("frames", queue_size, drop_oldest=drop)
         self.detected: StageQueue[object] = StageQueue("detected", queue_size, drop_oldest=drop)

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -52,6 +52,15 @@ class Sink(Protocol):
 
     def emit_event(self, alert: AlertRecord) -> object: ...
     def emit_tracks(self, overlay: FrameOverlay, image: np.ndarray | None = None) -> None: ...
+
+
+@runtime_checkable
+class EvidenceRenderer(Protocol):
+    """A sink that can render an alert's evidence ahead of storing it, in another thread (the event
+    writer's render threads): ``render_evidence`` returns the record with ``snapshot_jpeg``/``crops_png``
+    set and the arrays dropped."""
+
+    def render_evidence(self, alert: AlertRecord) -> AlertRecord: ...
 
 
 log = logging.getLogger(__name__)
@@ -94,6 +103,7 @@ class Stages:
     queue_size: int = 1
     max_frame_age_s: float | None = 2.0
     max_pending_evidence: int = 32
+    evidence_workers: int = 2
     track_workers: int = 1
     detect_batch: int | None = None  # frames per detector call, pipelined (None: every camera's newest)
     detect_niceness: int = 0  # OS niceness of the detect phase's thread, pipelined (actwatch.priority)
@@ -264,6 +274,7 @@ def build_stages(
         runtime.spec,
         max_tracks_per_camera=config.pipeline.max_tracks_per_camera,
         max_total_mb=config.pipeline.max_buffer_mb,
+        mb_per_camera=config.pipeline.buffer_mb_per_camera,
         max_gap_s=config.pipeline.window_gap_s,
     )
     # signals + service: the rules of the signal labels go to the signals phase, the others to the model's
@@ -295,6 +306,7 @@ def build_stages(
         queue_size=config.pipeline.queue_size,
         max_frame_age_s=config.pipeline.max_frame_age_s,
         max_pending_evidence=config.pipeline.max_pending_evidence,
+        evidence_workers=config.pipeline.evidence_workers,
         track_workers=config.pipeline.track_workers,
         detect_batch=batch,
         detect_niceness=person_detector.niceness,

@@ -286,9 +286,11 @@ class EventStore:
         snapshot_jpeg: bytes | None,
         crops: np.ndarray | None = None,
         *,
+        crops_png: bytes | None = None,
         in_transaction: Callable[[sa.Connection, EventRecord], None] | None = None,
     ) -> EventRecord:
-        """Store ``event`` with its snapshot (JPEG bytes) and crops ``(T, H, W, 3)`` uint8 BGR.
+        """Store ``event`` with its snapshot (JPEG bytes) and crops ``(T, H, W, 3)`` uint8 BGR (or
+        ``crops_png``, the strip :func:`encode_crops_strip` made of them).
 
         Files first (atomically), then the row; if the row cannot be written the files are removed.
         ``in_transaction(conn, record)`` runs in the row's transaction (the delivery outbox enqueues there:
@@ -299,8 +301,10 @@ class EventStore:
             raise ValueError(f"event id {event.id!r} must match {EVENT_ID_PATTERN}")
         shard = event.id[:2]  # 2-character shard folders keep directories small
         snapshot_rel = f"{shard}/{event.id}.jpg" if snapshot_jpeg else None
-        crops_rel = f"{shard}/{event.id}.crops.png" if crops is not None and self.keep_crops else None
-        crops_png = encode_crops_strip(crops) if crops_rel is not None and crops is not None else None
+        has_crops = crops is not None or crops_png is not None
+        crops_rel = f"{shard}/{event.id}.crops.png" if has_crops and self.keep_crops else None
+        if crops_rel is not None and crops_png is None and crops is not None:
+            crops_png = encode_crops_strip(crops)
         written: list[Path] = []
         with self._write_lock:
             if self._row(event.id) is not None:

@@ -17,14 +17,20 @@ every frame, and a 5 fps camera every frame too (samples are never duplicated, s
 twice the time). Storage per track is a preallocated ring of ``seq_len`` slots.
 
 Bounds: at most ``max_tracks_per_camera`` tracks per camera (a new track evicts the one of that camera
-least recently seen) and ``max_total_mb`` in all (new tracks evict the least recently seen track of any
-camera). A track re-found after a gap of at most ``max_gap_s`` seconds of its camera's stream time keeps
-its window (the service's ``pipeline.window_gap_s``); a track unseen for longer is freed, and one seen
-again after such a gap starts a fresh window.
+least recently seen) and a memory cap in all, the larger of ``max_total_mb`` and ``mb_per_camera`` times
+the cameras that have tracks (new tracks evict the least recently seen track of any camera; the cap grows
+with the cameras, so 64 cameras do not evict each other's windows before they fill). Every operation on a
+sighting costs the same whatever the number of tracks: the store keeps its tracks in least-recently-seen
+order, each camera's tracks apart, and its byte count as it goes.
+
+A track re-found after a gap of at most ``max_gap_s`` seconds of its camera's stream time keeps its window
+(the service's ``pipeline.window_gap_s``); a track unseen for longer is freed, and one seen again after
+such a gap starts a fresh window.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -78,8 +84,11 @@ class _TrackBuffer:
         "wall_times",
     )
 
-    def __init__(self, seq_len: int, crop_hw: tuple[int, int], keep_crops: bool, fps: float, generation: int) -> None:
-        self.crops = np.zeros((seq_len, *crop_hw, 3), np.uint8) if keep_crops else None
+    def __init__(self, seq_len: int, keep_crops: bool, fps: float, generation: int) -> None:
+        # References to each sample's crop, never copied: a window takes the references, and only the
+        # windows that become events stack them (copying 30 crops per window per step was the action
+        # thread's largest cost at 32 cameras).
+        self.crops: list[np.ndarray | None] | None = [None] * seq_len if keep_crops else None
         self.features: np.ndarray | None = None  # allocated at the first commit, when D is known
         self.timestamps = np.zeros(seq_len, np.float64)
         self.wall_times = np.zeros(seq_len, np.float64)
@@ -93,11 +102,6 @@ class _TrackBuffer:
         self.last_seen_t = 0.0  # stream time of the camera
         self.last_used = 0  # store-wide tick of the last sighting, for least-recently-seen eviction
         self.generation = generation
-
-    @property
-    def nbytes(self) -> int:
-        arrays = (self.crops, self.features, self.timestamps, self.wall_times, self.frame_indices, self.boxes)
-        return sum(a.nbytes for a in arrays if a is not None)
 
     def clear_window(self) -> None:
         self.head = self.count = self.since_window = 0
@@ -131,6 +135,7 @@ class TrackBufferStore:
         *,
         max_tracks_per_camera: int = 32,
         max_total_mb: float = 512.0,
+        mb_per_camera: float = 0.0,
         keep_crops: bool = True,
         max_gap_s: float = 2.0,
         crop_pad: float = 0.1,
@@ -140,22 +145,27 @@ class TrackBufferStore:
             raise ValueError("max_tracks_per_camera must be >= 1")
         if max_gap_s <= 0:
             raise ValueError("max_gap_s must be > 0")
+        if mb_per_camera < 0:
+            raise ValueError("mb_per_camera must be >= 0")
         self.spec = spec
         self.seq_len = int(spec.seq_len)
         self.crop_hw = (int(spec.input_size[0]), int(spec.input_size[1]))
         self.fps = float(spec.fps)
         self.max_tracks_per_camera = max_tracks_per_camera
-        self.max_total_bytes = int(max_total_mb * 1024 * 1024)
+        self.min_total_bytes = int(max_total_mb * 1024 * 1024)
+        self.bytes_per_camera = int(mb_per_camera * 1024 * 1024)
         self.keep_crops = keep_crops
         self.max_gap_s = float(max_gap_s)
         self.crop_pad = crop_pad
         self.feature_dim = feature_dim  # learnt from the first commit when not given
-        self._tracks: dict[TrackKey, _TrackBuffer] = {}
+        self._tracks: OrderedDict[TrackKey, _TrackBuffer] = OrderedDict()  # least recently seen first
+        self._by_camera: dict[str, dict[int, _TrackBuffer]] = {}
+        self._bytes = 0  # what bytes_used says, kept as tracks come and go
         self._tick = 0
         self._generation = 0
         self.evicted: dict[str, int] = dict.fromkeys(EVICTION_REASONS, 0)
         self.discarded_samples = 0  # committed for a track freed between sample() and commit()
-        if self.track_nbytes() > self.max_total_bytes:
+        if self.track_nbytes() > self.min_total_bytes:
             raise ValueError(f"max_total_mb={max_total_mb} cannot hold even one track ({self.track_nbytes()} bytes)")
 
     # -------------------------------------------------------------------------------------- stats
@@ -167,17 +177,25 @@ class TrackBufferStore:
     @property
     def bytes_used(self) -> int:
         """Bytes held by all track buffers (crops, features, timestamps, boxes)."""
-        return sum(b.nbytes for b in self._tracks.values())
+        return self._bytes
+
+    @property
+    def max_total_bytes(self) -> int:
+        """The memory cap now: ``max_total_mb``, or ``mb_per_camera`` per camera with tracks if more."""
+        return max(self.min_total_bytes, self.bytes_per_camera * len(self._by_camera))
 
     def track_nbytes(self) -> int:
         """Bytes one track needs once its features are allocated (features omitted while D is unknown)."""
+        return self._base_nbytes() + self.seq_len * (self.feature_dim or 0) * 4
+
+    def _base_nbytes(self) -> int:
+        """Bytes of one track before its features: its crops (whole windows) and per-sample records."""
         t = self.seq_len
         crops = t * self.crop_hw[0] * self.crop_hw[1] * 3 if self.keep_crops else 0
-        feats = t * (self.feature_dim or 0) * 4
-        return crops + feats + t * (8 + 8 + 8 + 16)
+        return crops + t * (8 + 8 + 8 + 16)
 
     def track_ids(self, camera_id: str) -> list[int]:
-        return sorted(tid for cam, tid in self._tracks if cam == camera_id)
+        return sorted(self._by_camera.get(camera_id, ()))
 
     def sample_count(self, camera_id: str, track_id: int) -> int:
         """Samples currently in the track's window (0 if the track is unknown)."""
@@ -251,6 +269,7 @@ class TrackBufferStore:
                 continue
             if buf.features is None:
                 buf.features = np.zeros((self.seq_len, dim), np.float32)
+                self._bytes += buf.features.nbytes
                 allocated = True
             slot = buf.head
             buf.features[slot] = row
@@ -317,7 +336,7 @@ class TrackBufferStore:
             first_seen=buf.first_seen,
             frame_time=float(buf.wall_times[newest]),
             frame_index=int(buf.frame_indices[newest]),
-            crops=buf.crops[order] if buf.crops is not None else None,
+            crop_samples=tuple(buf.crops[i] for i in order) if buf.crops is not None else None,
         )
 
     # -------------------------------------------------------------------------------------- freeing
@@ -326,18 +345,28 @@ class TrackBufferStore:
         """Free the buffers of tracks the tracker reported as ended; return how many were freed."""
         freed = 0
         for tid in track_ids:
-            if self._tracks.pop((camera_id, int(tid)), None) is not None:
-                self.evicted["ended"] += 1
+            if self._remove((camera_id, int(tid)), "ended"):
                 freed += 1
         return freed
 
     def drop_camera(self, camera_id: str) -> int:
         """Free every track of ``camera_id`` (camera removed or reconnected); return how many."""
-        keys = [k for k in self._tracks if k[0] == camera_id]
+        keys = [(camera_id, tid) for tid in self._by_camera.get(camera_id, ())]
         for key in keys:
-            del self._tracks[key]
-        self.evicted["camera_dropped"] += len(keys)
+            self._remove(key, "camera_dropped")
         return len(keys)
+
+    def _remove(self, key: TrackKey, reason: str) -> bool:
+        buf = self._tracks.pop(key, None)
+        if buf is None:
+            return False
+        own = self._by_camera[key[0]]
+        del own[key[1]]
+        if not own:
+            del self._by_camera[key[0]]
+        self._bytes -= self._base_nbytes() + (buf.features.nbytes if buf.features is not None else 0)
+        self.evicted[reason] += 1
+        return True
 
     def _sighted(self, cam: str, tid: int, t: float, wall_time: float) -> _TrackBuffer:
         """The track's buffer (created, with eviction, if new), marked as seen now."""
@@ -347,40 +376,42 @@ class TrackBufferStore:
         if buf is None:
             self._make_room(cam)
             self._generation += 1
-            buf = _TrackBuffer(self.seq_len, self.crop_hw, self.keep_crops, self.fps, self._generation)
+            buf = _TrackBuffer(self.seq_len, self.keep_crops, self.fps, self._generation)
             buf.first_seen = float(wall_time)
             self._tracks[key] = buf
-        elif t - buf.last_seen_t > self.max_gap_s or t < buf.last_seen_t:
-            # Back after a long absence, or the stream clock restarted: old samples are not this moment.
-            buf.clear_window()
+            self._by_camera.setdefault(cam, {})[tid] = buf
+            self._bytes += self._base_nbytes()
+        else:
+            self._tracks.move_to_end(key)
+            if t - buf.last_seen_t > self.max_gap_s or t < buf.last_seen_t:
+                # Back after a long absence, or the stream clock restarted: old samples are not this moment.
+                buf.clear_window()
         buf.last_seen_t = t
         buf.last_used = self._tick
         return buf
 
     def _make_room(self, cam: str) -> None:
-        own = [k for k in self._tracks if k[0] == cam]
+        own = self._by_camera.get(cam, {})
         while len(own) >= self.max_tracks_per_camera:
-            victim = min(own, key=lambda k: self._tracks[k].last_used)
-            del self._tracks[victim]
-            own.remove(victim)
-            self.evicted["track_cap"] += 1
-        while self._tracks and self.bytes_used + self.track_nbytes() > self.max_total_bytes:
+            victim = min(own, key=lambda tid: own[tid].last_used)
+            self._remove((cam, victim), "track_cap")
+        # the cap as it will be with this camera's track in (a camera's first track raises it)
+        cameras = len(self._by_camera) + (cam not in self._by_camera)
+        cap = max(self.min_total_bytes, self.bytes_per_camera * cameras)
+        while self._tracks and self._bytes + self.track_nbytes() > cap:
             self._evict_oldest(protect=None)
 
     def _enforce_memory(self, protect: TrackKey | None) -> None:
-        while len(self._tracks) > 1 and self.bytes_used > self.max_total_bytes:
+        while len(self._tracks) > 1 and self._bytes > self.max_total_bytes:
             self._evict_oldest(protect)
 
     def _evict_oldest(self, protect: TrackKey | None) -> None:
-        candidates = [k for k in self._tracks if k != protect]
-        if not candidates:
-            return
-        victim = min(candidates, key=lambda k: self._tracks[k].last_used)
-        del self._tracks[victim]
-        self.evicted["memory"] += 1
+        victim = next((k for k in self._tracks if k != protect), None)  # least recently seen first
+        if victim is not None:
+            self._remove(victim, "memory")
 
     def _free_stale(self, cam: str, now: float) -> None:
-        stale = [k for k, b in self._tracks.items() if k[0] == cam and now - b.last_seen_t > self.max_gap_s]
-        for key in stale:
-            del self._tracks[key]
-        self.evicted["stale"] += len(stale)
+        own = self._by_camera.get(cam, {})
+        stale = [tid for tid, b in own.items() if now - b.last_seen_t > self.max_gap_s]
+        for tid in stale:
+            self._remove((cam, tid), "stale")

@@ -149,9 +149,11 @@ class _Track:
     public_id: int | None = None  # given when first published
     row: int = -1  # the detection row matched in the current update, -1 if none
 
-    @property
-    def xyxy(self) -> np.ndarray:
-        return xyah_to_xyxy(self.mean[None, :4])[0]
+
+def _boxes(tracks: list[_Track]) -> np.ndarray:
+    """``(len(tracks), 4)`` predicted corner boxes, in one conversion (not one per track: this runs for
+    every camera's every frame)."""
+    return xyah_to_xyxy(np.stack([t.mean[:4] for t in tracks]))
 
 
 def _grow(xyxy: np.ndarray, by: np.ndarray) -> np.ndarray:
@@ -164,7 +166,7 @@ def _grow(xyxy: np.ndarray, by: np.ndarray) -> np.ndarray:
 def _too_far(tracks: list[_Track], boxes: np.ndarray, reach: np.ndarray) -> np.ndarray:
     """``(len(tracks), len(boxes))``: whether each detection's centre is further from the track's predicted
     centre than that track's ``reach``, in the pair's mean box height."""
-    a = np.stack([t.xyxy for t in tracks])[:, None, :]
+    a = _boxes(tracks)[:, None, :]
     b = np.asarray(boxes, np.float64)[None, :, :]
     centre_a = (a[..., :2] + a[..., 2:]) / 2
     centre_b = (b[..., :2] + b[..., 2:]) / 2
@@ -181,7 +183,7 @@ def _iou_cost(tracks: list[_Track], boxes: np.ndarray, buffers: np.ndarray | Non
     """
     if not tracks or not len(boxes):
         return np.ones((len(tracks), len(boxes)))
-    a = np.stack([t.xyxy for t in tracks])[:, None, :]
+    a = _boxes(tracks)[:, None, :]
     b = np.asarray(boxes, np.float64)[None, :, :]
     if buffers is not None:
         grow = np.asarray(buffers, np.float64)[:, None]
@@ -390,7 +392,7 @@ class CameraTracker:
         lost = [t for t in self._tracks if t.lost]
         if not tracked or not lost:
             return
-        cost = _iou_cost(tracked, np.stack([t.xyxy for t in lost]))
+        cost = _iou_cost(tracked, _boxes(lost))
         gone: set[int] = set()
         for i, j in zip(*np.nonzero(cost < _DUPLICATE_THRESH), strict=True):
             a, b = tracked[i], lost[j]

@@ -29,8 +29,14 @@ class TrackWindow:
     first_seen: float  # wall time the track was first seen
     frame_time: float  # wall time of the newest sample
     frame_index: int  # index of the newest sample's frame
-    crops: np.ndarray | None = field(default=None, repr=False)  # (T, H, W, 3) uint8 BGR, evidence
+    # each sample's (H, W, 3) uint8 BGR crop, as references: the window does not copy them
+    crop_samples: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
 
     @property
     def length(self) -> int:
         return int(self.features.shape[0])
+
+    @property
+    def crops(self) -> np.ndarray | None:
+        """The crops as one ``(T, H, W, 3)`` array (evidence, whole-clip models), stacked when asked for."""
+        return np.stack(self.crop_samples) if self.crop_samples is not None else None

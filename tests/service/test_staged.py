@@ -82,13 +82,16 @@ def _frame(camera_id: str, index: int, wall_time: float) -> Frame:
 
 
 def _cameras(detector: Detector, replays: dict[str, Replay], **settings: object) -> StreamPipeline:
-    parts: dict[str, object] = {"sink": NullSink(), **settings}
+    parts: dict[str, object] = {
+        "sink": NullSink(),
+        "buffers": TrackBufferStore(Runtime.spec),
+        "runtime": Runtime(),
+        **settings,
+    }
     stages = Stages(
         reader_factory=lambda camera: replays[camera.id],
         detector=detector,
         tracker_factory=CameraTracker,
-        buffers=TrackBufferStore(Runtime.spec),
-        runtime=Runtime(),  # type: ignore[arg-type]
         alerts=AlertEngine([], ["walking"]),
         metrics=ServiceMetrics(),
         **parts,  # type: ignore[arg-type]
@@ -99,7 +102,7 @@ def _cameras(detector: Detector, replays: dict[str, Replay], **settings: object)
     return pipeline
 
 
-def _pipeline(replay: Replay, detector: CountingDetector, **settings: object) -> StreamPipeline:
+def _pipeline(replay: Replay, detector: Detector, **settings: object) -> StreamPipeline:
     return _cameras(detector, {"cam1": replay}, **settings)
 
 
@@ -255,3 +258,37 @@ def test_the_detect_phase_runs_at_its_niceness_and_the_others_do_not() -> None:
     runner.flush(WAIT_S)
     runner.stop()
     assert detector.niceness == {base + 6} and niceness_of_later_phases == [base]
+
+
+class PersonsDetector:
+    """Six persons side by side in every frame."""
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        boxes = [[2 + 10 * i, 4, 10 + 10 * i, 40] for i in range(6)]
+        return [Detections.from_arrays(boxes, [0.9] * 6, [0] * 6) for _ in images]
+
+
+class EncodingRuntime(Runtime):
+    def encode(self, crops: np.ndarray) -> np.ndarray:
+        return np.zeros((len(crops), 8), np.float32)
+
+    def classify(self, features: np.ndarray) -> np.ndarray:
+        return np.full((len(features), 1), 1.0, np.float32)
+
+
+def test_windows_evicted_for_memory_are_told_once_a_minute_with_the_setting_to_raise(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    one_track = TrackBufferStore(Runtime.spec, feature_dim=8).track_nbytes()
+    buffers = TrackBufferStore(Runtime.spec, max_total_mb=3 * one_track / 2**20)  # 3 of the 6 tracks fit
+    replay = Replay("cam1", [_frame("cam1", i, time.time()) for i in range(3)])
+    replay.frames.close()
+    pipeline = _pipeline(replay, PersonsDetector(), buffers=buffers, runtime=EncodingRuntime())
+    with caplog.at_level(logging.WARNING, logger="actwatch.service.phases"):
+        for _ in range(3):
+            pipeline.step()
+    pipeline.stop(WAIT_S)
+    warnings = [r.getMessage() for r in caplog.records if "evicted for memory" in r.getMessage()]
+    assert buffers.evicted["memory"] >= 3
+    assert len(warnings) == 1  # the later evictions of the same minute are not told again
+    assert "raise pipeline.buffer_mb_per_camera or pipeline.max_buffer_mb" in warnings[0]

@@ -151,6 +151,50 @@ def test_memory_cap_and_accounting() -> None:
     assert TrackBufferStore(SPEC, feature_dim=D, keep_crops=False).track_nbytes() < per_track / 10
 
 
+def test_memory_cap_grows_with_the_cameras_that_have_tracks() -> None:
+    """64 cameras of 3 tracks each: a fixed cap of 8 tracks evicts windows before they fill (each camera's
+    tracks are the least recently seen by the time the others had their turn); per camera, none is lost."""
+    per_track = TrackBufferStore(SPEC, feature_dim=D).track_nbytes()
+    fixed = TrackBufferStore(SPEC, feature_dim=D, max_total_mb=8 * per_track / 2**20)
+    grows = TrackBufferStore(
+        SPEC, feature_dim=D, max_total_mb=8 * per_track / 2**20, mb_per_camera=3 * per_track / 2**20
+    )
+    rng = np.random.default_rng(3)
+    for store in (fixed, grows):
+        for i in range(SPEC.seq_len):
+            for cam in range(64):
+                pending = store.sample(_frame(i, i / 10, cam=f"cam{cam}"), _tracked(1, 2, 3))
+                store.commit(pending, _features(pending, rng))
+    assert fixed.evicted["memory"] > 0 and fixed.windows() == []
+    assert grows.evicted["memory"] == 0 and len(grows.windows()) == 64 * 3
+    assert grows.max_total_bytes == 64 * 3 * per_track // 1 and grows.bytes_used == 64 * 3 * per_track
+    grows.drop_camera("cam0")  # the cap shrinks with the cameras
+    assert grows.max_total_bytes == 63 * 3 * per_track and grows.bytes_used == 63 * 3 * per_track
+
+
+def test_byte_count_follows_every_way_a_track_comes_and_goes() -> None:
+    """bytes_used is kept as it goes: it always equals the bytes of the tracks there are."""
+    per_track = TrackBufferStore(SPEC, feature_dim=D).track_nbytes()
+    store = TrackBufferStore(SPEC, max_tracks_per_camera=3, max_total_mb=5 * per_track / 2**20, max_gap_s=0.35)
+    rng = np.random.default_rng(4)
+    for i in range(60):
+        cam = f"cam{i % 3}"
+        ids = tuple(int(x) for x in rng.choice(8, size=int(rng.integers(0, 5)), replace=False))
+        pending = store.sample(_frame(i, i / 10, cam=cam), _tracked(*ids))
+        store.commit(pending, _features(pending, rng))
+        if i % 7 == 0:
+            store.end_tracks(cam, ids[:1])
+        if i == 40:
+            store.drop_camera("cam1")
+        buffers = [(cam, tid) for cam in ("cam0", "cam1", "cam2") for tid in store.track_ids(cam)]
+        with_features = sum(store.sample_count(*key) > 0 for key in buffers)
+        expected = len(buffers) * store.track_nbytes() - (len(buffers) - with_features) * SPEC.seq_len * D * 4
+        assert store.bytes_used == expected <= store.max_total_bytes
+    assert sum(store.evicted.values()) > 0 and all(
+        store.evicted[r] > 0 for r in ("memory", "stale", "ended", "track_cap")
+    )
+
+
 def test_feature_dim_learnt_at_first_commit_counts_in_memory() -> None:
     store = TrackBufferStore(SPEC)
     store.sample(_frame(0, 0.0), _tracked(1))

@@ -206,6 +206,22 @@ class ActionRuntime:
             parts.append(session.run(None, {name: part})[0][:n])
         return np.concatenate(parts).astype(np.float32, copy=False)
 
+    def call_batch_sizes(self) -> list[int]:
+        """The batch sizes of this runtime's calls to ONNX Runtime that each need their own preparation:
+        with padding (a GPU), every power of two up to ``max_batch`` and ``max_batch`` itself; else ``[1]``
+        (the CPU provider prepares nothing per size). Warming each up before the first frame keeps the
+        first steps of every new batch size from stalling.
+
+        Example:
+            >>> class Padded(ActionRuntime):
+            ...     def __init__(self): self.max_batch, self.pad_batches = 48, True
+            >>> Padded().call_batch_sizes()
+            [1, 2, 4, 8, 16, 32, 48]
+        """
+        if not self.pad_batches:
+            return [1]
+        return sorted({min(1 << k, self.max_batch) for k in range(self.max_batch.bit_length() + 1)})
+
     def _need_split(self, call: str) -> None:
         if not self.supports_feature_cache:
             raise FeatureCacheUnsupportedError(

@@ -24,7 +24,7 @@ import numpy as np
 
 from actwatch.config import AppConfig, CameraConfig
 from actwatch.errors import ConfigError
-from actwatch.model.runtime import RecognitionRuntime
+from actwatch.model.runtime import ActionRuntime, RecognitionRuntime
 from actwatch.onnx_providers import CPU, select_providers
 from actwatch.service.alerts import AlertEngine
 from actwatch.service.camera_set import Reader, ReaderFactory
@@ -188,8 +188,11 @@ def detect_niceness(setting: int | Literal["auto"], providers: Sequence[str]) ->
 def warm_up(detector: Detector, runtime: RecognitionRuntime, *, cameras: int = 1) -> dict[str, float]:
     """One inference of each network on blank input, before the first frame; seconds each took (logged).
 
-    ONNX Runtime prepares kernels (and a GPU provider allocates memory) at the first run; without this the
-    first real frame pays for it. The detector sees a batch of ``cameras`` images, the pipeline's batch.
+    ONNX Runtime prepares kernels (and a GPU provider allocates memory) at the first run of each input
+    shape; without this the first real frame pays for it. The detector sees a batch of ``cameras`` images,
+    the pipeline's batch; the action model every batch size its calls can have
+    (:meth:`~actwatch.model.runtime.ActionRuntime.call_batch_sizes`: one on the CPU, each padded size on a
+    GPU, where a first-seen size stalled a step).
 
     Example (stand-ins that count their calls):
         >>> from actwatch.model.config import InputSpec
@@ -202,18 +205,24 @@ def warm_up(detector: Detector, runtime: RecognitionRuntime, *, cameras: int = 1
         >>> sorted(warm_up(part, part, cameras=2)), part.calls
         (['detector', 'model'], [('detect', 2), ('encode', 1), ('classify', (1, 4, 8))])
     """
+    from actwatch.tracker.detector import PersonDetector
+
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    detector.detect([np.zeros((480, 640, 3), np.uint8)] * max(1, cameras))
+    batches = detector.call_batch_sizes(cameras) if isinstance(detector, PersonDetector) else [max(1, cameras)]
+    for size in batches:
+        detector.detect([np.zeros((480, 640, 3), np.uint8)] * size)
     seconds["detector"] = time.perf_counter() - start
     spec = runtime.spec
-    crops = np.zeros((1, spec.input_size[0], spec.input_size[1], 3), np.uint8)
+    sizes = runtime.call_batch_sizes() if isinstance(runtime, ActionRuntime) and runtime.supports_feature_cache else [1]
     start = time.perf_counter()
-    if runtime.supports_feature_cache:
-        features = np.asarray(runtime.encode(crops), np.float32)
-        runtime.classify(np.repeat(features[:, None, :], spec.seq_len, axis=1))
-    else:
-        runtime.classify_crops(np.repeat(crops[:, None], spec.seq_len, axis=1))
+    for size in sizes:
+        crops = np.zeros((size, spec.input_size[0], spec.input_size[1], 3), np.uint8)
+        if runtime.supports_feature_cache:
+            features = np.asarray(runtime.encode(crops), np.float32)
+            runtime.classify(np.repeat(features[:, None, :], spec.seq_len, axis=1))
+        else:
+            runtime.classify_crops(np.repeat(crops[:, None], spec.seq_len, axis=1))
     seconds["model"] = time.perf_counter() - start
     log.info("warmed up the detector in %.2f s and the action model in %.2f s", seconds["detector"], seconds["model"])
     return seconds
@@ -240,7 +249,6 @@ def build_stages(
     behaviour signal, a label that names both, or a ``fallen`` rule with a detector that has no such class.
     """
     from actwatch.model.provenance import manifest_provenance
-    from actwatch.model.runtime import ActionRuntime
     from actwatch.signals.behaviour import fallen_class_ids
     from actwatch.signals.stage import split_rules
 

@@ -34,7 +34,7 @@ from pydantic import Field, field_validator
 
 from actwatch.errors import ActwatchError, AssetMissingError, ConfigError
 from actwatch.onnx_inputs import uint8_input_if_wanted
-from actwatch.onnx_providers import TensorRTOptions, create_session, select_providers
+from actwatch.onnx_providers import TensorRTOptions, create_session, runs_on_gpu, select_providers
 from actwatch.priority import call_at_niceness
 from actwatch.settings import StrictModel
 from actwatch.tracker.detections import Detections
@@ -193,10 +193,14 @@ class PersonDetector:
         *,
         providers: Sequence[str] | None = None,
         niceness: int = 0,
+        pad_batches: bool | None = None,
     ) -> None:
         """``providers``: already selected for ``settings.device`` (:func:`select_providers` when unset);
         ``niceness``: ONNX Runtime's compute threads of this detector start at that OS niceness
-        (:mod:`actwatch.priority`; the pipelined runtime lowers the detector's priority)."""
+        (:mod:`actwatch.priority`; the pipelined runtime lowers the detector's priority);
+        ``pad_batches``: round each call's batch up to a power of two with blank frames (their results
+        dropped), so a GPU provider prepares its kernels for a few batch sizes, not for every number of
+        cameras that had a new frame; unset, on where the detector runs on a GPU."""
         weights = Path(weights).expanduser()
         if weights.suffix in (".pt", ".pth", ".torchscript", ".engine"):
             raise ActwatchError(
@@ -239,6 +243,7 @@ class PersonDetector:
                 "not a YOLOv8 model — run `actwatch assets` to fetch it again"
             ) from exc
         self.providers: list[str] = list(self._session.get_providers())
+        self.pad_batches = runs_on_gpu(self.providers) if pad_batches is None else pad_batches
 
         graph_input = self._session.get_inputs()[0]
         self._input_name = graph_input.name
@@ -300,6 +305,22 @@ class PersonDetector:
         """Run the model once on blank images so the first real frame does not pay set-up costs."""
         self.detect([np.zeros((*shape, 3), np.uint8)] * max(1, batch))
 
+    def call_batch_sizes(self, frames: int) -> list[int]:
+        """The batch sizes of its calls for up to ``frames`` frames per call, each of which ONNX Runtime
+        prepares once: with padding, the powers of two up to the one that holds ``frames``; else ``frames``
+        alone (the pipeline's usual batch).
+
+        Example:
+            >>> class Padded(PersonDetector):
+            ...     def __init__(self): self.pad_batches, self._max_batch = True, None
+            >>> Padded().call_batch_sizes(5)
+            [1, 2, 4, 8]
+        """
+        if not self.pad_batches or self._max_batch is not None:
+            return [max(1, frames)]
+        top = 1 << (max(1, frames) - 1).bit_length()  # the smallest power of two that holds ``frames``
+        return [1 << k for k in range(top.bit_length())]
+
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Persons in each BGR ``HxWx3`` image, in that image's pixel coordinates (one call per batch)."""
         if len(images) == 0:
@@ -310,10 +331,13 @@ class PersonDetector:
         else:  # BGR -> RGB, HWC -> CHW, 0..1: what Ultralytics feeds the network.
             batch = np.stack([b[0] for b in boxes])[..., ::-1].transpose(0, 3, 1, 2)
             blob = np.ascontiguousarray(batch, dtype=np.float32) / np.float32(255.0)
+        n = len(blob)
+        if self.pad_batches and self._max_batch is None and n & (n - 1):  # blank frames up to a power of two
+            blob = np.concatenate([blob, np.zeros(((1 << n.bit_length()) - n, *blob.shape[1:]), blob.dtype)])
         step = self._max_batch or len(blob)
         outputs = np.concatenate(
             [self._session.run(None, {self._input_name: blob[i : i + step]})[0] for i in range(0, len(blob), step)]
-        )
+        )[:n]
         return [
             self._to_detections(out, fit, image.shape)
             for out, (_, fit), image in zip(outputs, boxes, images, strict=True)

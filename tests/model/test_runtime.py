@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +163,38 @@ def test_normalising_in_the_graph_gives_the_host_s_features(
 def test_a_graph_that_cannot_be_derived_is_a_clear_error(exported_model_dir: Path) -> None:
     with pytest.raises(ManifestError, match=r"set model\.preprocess to host"):
         ActionRuntime(exported_model_dir, preprocess="graph")
+
+
+class RecordingRuntime(ActionRuntime):
+    """The real runtime; records the batch sizes its networks are run at."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.encoded: list[int] = []
+        self.classified: list[int] = []
+
+    def encode(self, crops_bgr_uint8: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        self.encoded.append(len(crops_bgr_uint8))
+        return super().encode(crops_bgr_uint8)
+
+    def classify(self, features: np.ndarray) -> np.ndarray:
+        self.classified.append(len(features))
+        return super().classify(features)
+
+
+def test_warm_up_runs_every_padded_batch_size_once(exported_model_dir: Path) -> None:
+    """Where batches are padded (a GPU), each padded size is prepared before the first frame; on the CPU,
+    where nothing is prepared per size, one size is enough."""
+    from actwatch.service.stages import warm_up
+
+    class NoDetector:
+        def detect(self, images: Sequence[np.ndarray]) -> list[object]:
+            return []
+
+    padded = RecordingRuntime(exported_model_dir, [CPU], max_batch=12, pad_batches=True)
+    assert padded.call_batch_sizes() == [1, 2, 4, 8, 12]
+    warm_up(NoDetector(), padded)  # type: ignore[arg-type]
+    assert padded.encoded == padded.classified == [1, 2, 4, 8, 12]
+    plain = RecordingRuntime(exported_model_dir, [CPU], max_batch=12)
+    warm_up(NoDetector(), plain)  # type: ignore[arg-type]
+    assert plain.call_batch_sizes() == [1] and plain.encoded == plain.classified == [1]

@@ -16,6 +16,7 @@ import pytest
 from actwatch.assets import shipped_onnx_path, torch_weights_path
 from actwatch.capture.frame import Frame
 from actwatch.errors import ActwatchError, AssetMissingError, ConfigError
+from actwatch.model.config import InputSpec
 from actwatch.onnx_inputs import UINT8_INPUT
 from actwatch.onnx_providers import CPU, batch_profile
 from actwatch.paths import CACHE_DIR_ENV
@@ -77,6 +78,52 @@ def test_batched_detect_equals_per_image_detect(person_detector: PersonDetector,
         np.testing.assert_allclose(b.xyxy[order_b], s.xyxy[order_s], atol=0.5)
         np.testing.assert_allclose(b.confidence[order_b], s.confidence[order_s], atol=1e-3)
         assert b.class_id[order_b].tolist() == s.class_id[order_s].tolist()
+
+
+class RecordingDetector(PersonDetector):
+    """The real detector; records the batch of each call it makes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches: list[int] = []
+
+    def detect(self, images: Any) -> list[Detections]:
+        self.batches.append(len(images))
+        return super().detect(images)
+
+
+def test_padded_batches_find_the_same_persons_and_warm_up_each_size(
+    detector_weights: Path, person_detector: PersonDetector, vtest_frames: list[Frame]
+) -> None:
+    """On a GPU each call's batch is padded to a power of two with blank frames (a few shapes for ONNX
+    Runtime to prepare, all warmed up at start); the blank frames' results never reach the caller."""
+    from actwatch.service.stages import warm_up
+
+    settings = DetectorSettings(person_class_ids=[0, 1], conf=LOW_CONF, device="cpu")
+    padded = RecordingDetector(detector_weights, settings, pad_batches=True)
+    assert person_detector.pad_batches is False and padded.call_batch_sizes(5) == [1, 2, 4, 8]
+    images = [f.image for f in vtest_frames[:3]]  # padded to 4
+    for got, want in zip(padded.detect(images), person_detector.detect(images), strict=True):
+        assert len(got) == len(want) > 0  # as batched against per-image detection (above)
+        order_g, order_w = np.argsort(-got.confidence), np.argsort(-want.confidence)
+        np.testing.assert_allclose(got.xyxy[order_g], want.xyxy[order_w], atol=0.5)
+        np.testing.assert_allclose(got.confidence[order_g], want.confidence[order_w], atol=1e-3)
+    padded.batches.clear()
+
+    class Runtime:
+        spec, supports_feature_cache = InputSpec(seq_len=2, input_size=(32, 32)), True
+
+        def encode(self, crops: np.ndarray) -> np.ndarray:
+            return np.zeros((len(crops), 4), np.float32)
+
+        def classify(self, features: np.ndarray) -> np.ndarray:
+            return np.zeros((len(features), 1), np.float32)
+
+    warm_up(padded, Runtime(), cameras=5)  # type: ignore[arg-type]
+    assert padded.batches == [1, 2, 4, 8]
+    person_detector_calls = RecordingDetector(detector_weights, settings)
+    warm_up(person_detector_calls, Runtime(), cameras=5)  # type: ignore[arg-type]
+    assert person_detector_calls.batches == [5]  # unpadded (the CPU): the pipeline's one batch
 
 
 def test_parity_with_the_ultralytics_torch_model(

@@ -274,7 +274,9 @@ class TrackBufferStore:
             slot = buf.head
             buf.features[slot] = row
             if buf.crops is not None:
-                buf.crops[slot] = item.crop
+                # its own copy: ``item.crop`` is a view of the frame's crop batch, which it would keep
+                # alive whole (and the memory cap counts one crop per slot)
+                buf.crops[slot] = item.crop.copy()
             buf.timestamps[slot] = item.timestamp
             buf.wall_times[slot] = item.wall_time
             buf.frame_indices[slot] = item.frame_index

@@ -85,10 +85,14 @@ def test_window_is_oldest_first_and_holds_exactly_the_committed_features() -> No
     np.testing.assert_array_equal(w.timestamps, [p.timestamp for p in pending[-8:]])
     assert w.frame_index == 12 and w.box == pending[-1].box
     assert w.first_seen == pytest.approx(1_700_000_000.0) and w.frame_time == pytest.approx(1_700_000_001.2)
+    # The window holds each sample's crop, each its own array: not a view that keeps the crop batch of
+    # its whole frame alive (the memory cap counts one crop per slot).
+    assert w.crop_samples is not None and all(c.base is None for c in w.crop_samples)
     # Later commits do not change a window already handed out.
-    before = w.features.copy()
+    before, crops_before = w.features.copy(), w.crops.copy()
     _feed(store, 10.0, 3)
     np.testing.assert_array_equal(w.features, before)
+    np.testing.assert_array_equal(w.crops, crops_before)
 
 
 def test_pending_crops_are_the_frame_crops() -> None:

@@ -10,7 +10,7 @@
 # machine lacks them, the wheels of actwatch's dependencies, and py-spy's for PROFILE_K): `run` installs
 # onnxruntime-gpu from there when it is present, replacing a CPU onnxruntime. Without a GPU, or with
 # CPU_ONLY=1, it runs on the CPU providers (how it is tested here:
-# CPU_ONLY=1 SWEEP=1,2 FRAMES=6 benchmarks/gpu_sweep.sh run).
+# CPU_ONLY=1 SWEEP=1,2 FRAMES=6 benchmarks/gpu_sweep.sh run; tests/test_gpu_sweep.py does so).
 #
 # Environment:
 #   SWEEP        camera counts, default 1,8,32,64,128; an entry K:S runs each runtime of that K for S

@@ -1,0 +1,75 @@
+"""``benchmarks/gpu_sweep.sh``, the GPU sweep's one script, on this machine's CPU (it must fall back
+cleanly where there is no GPU), and ``benchmarks/spy_summary.py``, which reads the profiles it takes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "gpu_sweep.sh"
+
+
+@pytest.mark.slow
+def test_the_gpu_sweep_falls_back_to_the_cpu_and_writes_its_table(
+    tmp_path: Path, detector_weights: Path, vtest_path: Path
+) -> None:
+    env = {**os.environ, "ACTWATCH_CACHE_DIR": str(detector_weights.parents[1])}
+    payload, out = tmp_path / "payload", tmp_path / "out"
+    prepared = subprocess.run(["bash", str(SCRIPT), "prepare", str(payload)], env=env, capture_output=True, text=True)
+    assert prepared.returncode == 0, prepared.stderr
+    assert (payload / "cache" / "detectors" / detector_weights.name).is_file()
+    assert (payload / "cache" / "samples" / vtest_path.name).is_file()
+    run_env = {
+        **env,
+        "CPU_ONLY": "1",
+        "PY": sys.executable,
+        "SWEEP": "1:3",  # one camera, each runtime for 3 s of looping clip
+        "HOST_K": "1",  # and the pipeline with host preprocessing beside it
+        "PROFILE_K": "1",  # py-spy is not installed here: said, and ignored
+        "OUT": str(out),
+    }
+    ran = subprocess.run(["bash", str(SCRIPT), "run", str(payload)], env=run_env, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "py-spy not found: PROFILE_K and PROFILE_GIL_K ignored" in ran.stdout
+    runs = json.loads((out / "gpu_sweep.json").read_text())["runs"]
+    assert [(r["config"]["cameras"], r["runtime"], r["config"]["preprocess"]) for r in runs] == [
+        (1, "sequential", "auto"),
+        (1, "pipelined", "auto"),
+        (1, "pipelined", "host"),
+    ]
+    assert all(r["frames"] > 0 and r["providers"] == ["CPUExecutionProvider"] for r in runs)
+    table = (out / "gpu_sweep.md").read_text()
+    assert "GPU: none" in table and "| 1 | pipelined (host preprocessing) |" in table
+    assert "GPU: none (no nvidia-smi)" in (out / "env.txt").read_text()
+
+
+def test_gpu_sweep_refuses_an_unknown_command() -> None:
+    ran = subprocess.run(["bash", str(SCRIPT), "sweep"], capture_output=True, text=True)
+    assert ran.returncode == 2 and "error: unknown command 'sweep': use prepare or run" in ran.stderr
+
+
+def test_spy_summary_adds_up_each_thread_s_samples(tmp_path: Path) -> None:
+    stacks = tmp_path / "spy.txt"
+    stacks.write_text(
+        "thread (1): actwatch-track;run (threading.py:1);update (actwatch/tracker/bytetrack.py:9) 6\n"
+        "thread (1): actwatch-track;run (threading.py:1);flags (actwatch/tracker/static.py:3) 2\n"
+        "thread (2): actwatch-action;run (threading.py:1);encode (actwatch/model/runtime.py:5) 4\n"
+        "not a stack line\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "spy_summary.py"), str(stacks), "--top", "2"],
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout
+    assert "## actwatch-track: 8 samples (100% of the busiest)" in text
+    assert "## actwatch-action: 4 samples (50% of the busiest)" in text
+    assert " 75.0%  update (actwatch/tracker/bytetrack.py:9)" in text
+    assert text.index("actwatch-track") < text.index("actwatch-action")  # the busiest first

@@ -118,10 +118,13 @@ class _LatencySink:
     def __init__(self, sink: EventSink) -> None:
         self._sink = sink
         self.latencies_s: list[float] = []
+        self.stored_at: dict[str, float] = {}  # event id -> when it was stored and broadcast
 
     def emit_event(self, alert: AlertRecord) -> object:
         out = self._sink.emit_event(alert)
-        self.latencies_s.append(time.time() - alert.event.frame_time)
+        now = time.time()
+        self.latencies_s.append(now - alert.event.frame_time)
+        self.stored_at[alert.event.id] = now
         return out
 
     def emit_tracks(self, overlay: FrameOverlay, image: np.ndarray | None = None) -> None:
@@ -220,7 +223,45 @@ def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
         run.go()
         store.close()
 
-    return run.result(providers, sink.latencies_s)
+    return run.result(providers, sink.latencies_s, sink.stored_at)
+
+
+LATENCY_PARTS = ("to detector", "detector", "tracking", "action model", "alert and store")
+
+
+def latency_parts(reports: Sequence[StepReport], stored_at: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Where each event's frame-to-event time went: from the frame's capture to the detector, then each
+    stage up to the next one's start (its queue included), then from the alert phase to the stored and
+    broadcast event; p50, p95 and mean ms of each part over the events (the parts add up to each
+    event's latency).
+
+    Example (one event: captured at 10.0 s, detected from 10.05, tracked from 10.2, ... stored at 10.4):
+        >>> from actwatch.service.events import Event
+        >>> from actwatch.service.phases import StepReport
+        >>> from actwatch.service.step_timing import StageTimes
+        >>> event = Event("cam1", 1, "fall", 0.9, 9.0, 10.0, (0, 0, 1, 1), id="ev1")
+        >>> report = StepReport(1, 1, 1, 1, 1, 0.1, 0.0, 0.0, 0.0, events=(event,),
+        ...                     began=StageTimes(10.05, 10.2, 10.25, 10.3))
+        >>> {k: round(v["p50"]) for k, v in latency_parts([report], {"ev1": 10.4}).items()}
+        {'to detector': 50, 'detector': 150, 'tracking': 50, 'action model': 50, 'alert and store': 100}
+    """
+    parts: dict[str, list[float]] = {name: [] for name in LATENCY_PARTS}
+    for report in reports:
+        b = report.began
+        if b.detect is None or b.track is None or b.action is None or b.alert is None:
+            continue
+        for event in report.events:
+            stored = stored_at.get(event.id)
+            if stored is None:
+                continue
+            marks = (event.frame_time, b.detect, b.track, b.action, b.alert, stored)
+            for name, (begin, end) in zip(LATENCY_PARTS, itertools.pairwise(marks), strict=True):
+                parts[name].append(1000.0 * (end - begin))
+    return {
+        name: {"p50": percentile(ms, 50) or 0.0, "p95": percentile(ms, 95) or 0.0, "mean": float(np.mean(ms))}
+        for name, ms in parts.items()
+        if ms
+    }
 
 
 class ReplayedDetector:
@@ -386,7 +427,7 @@ class _Run:
             done = sum(r.frames for r in list(self.reports))
             print(f"  {self.frames_in} frames in, {done / (now - start):.2f} frames/s processed", flush=True)
 
-    def result(self, providers: list[str], latencies_s: list[float]) -> BenchResult:
+    def result(self, providers: list[str], latencies_s: list[float], stored_at: dict[str, float]) -> BenchResult:
         reports, cfg, wall = self.reports, self.cfg, self.wall
         steps = len(reports)
         frames = sum(r.frames for r in reports)
@@ -421,6 +462,7 @@ class _Run:
             events=len(latencies_s),
             latency_ms_p50=percentile(lat_ms, 50),
             latency_ms_p95=percentile(lat_ms, 95),
+            latency_parts_ms=latency_parts(reports, stored_at),
             ours_action_ms_measured=1000.0 * self.ours_s,
             naive_action_ms_measured=1000.0 * self.naive_s,
             naive_over_ours=self.naive_s / self.ours_s if self.ours_s > 0 else None,

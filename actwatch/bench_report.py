@@ -150,6 +150,8 @@ class BenchResult:
     gpu_mem_mib_max: float | None = None
     gpu_util_mean: float | None = None
     rss_samples_mb: list[tuple[float, float]] = field(default_factory=list)
+    # where the frame-to-event time went, per part (actwatch.bench.latency_parts): {part: {p50, p95, mean}}
+    latency_parts_ms: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -181,6 +183,10 @@ class BenchResult:
             f"| crops encoded / windows classified | {self.crops_encoded} / {self.windows_classified} |",
             f"| events | {self.events} |",
             f"| frame-to-event latency p50 / p95 ms | {_fmt(self.latency_ms_p50)} / {_fmt(self.latency_ms_p95)} |",
+            *(
+                f"| … {part} (with the wait for the next) p50 / p95 ms | {ms['p50']:.0f} / {ms['p95']:.0f} |"
+                for part, ms in self.latency_parts_ms.items()
+            ),
             f"| action recognition, ours (encode+head) ms, measured steps | {self.ours_action_ms_measured:.1f} |",
             f"| action recognition, naive (model.onnx on whole windows) ms | {self.naive_action_ms_measured:.1f} |",
             f"| naive / ours | {_fmt(self.naive_over_ours, '.1f')} |",

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from actwatch.bench import ReplayedDetector
+from actwatch.bench import LATENCY_PARTS, ReplayedDetector
 from actwatch.capture.video_file import read_video
 from actwatch.cli.main import app
 from actwatch.errors import ActwatchError
@@ -47,6 +47,10 @@ def test_bench_runs_the_pipeline_and_times_the_naive_path(
     assert figures["crops_encoded"] > 0 and figures["windows_classified"] > 0  # 8-sample test windows
     assert figures["naive_action_ms_measured"] > 0 and figures["naive_over_ours"] is not None
     assert set(figures["stage_ms_per_step"]) >= {"detect", "track", "encode", "classify"}
+    # where each event's time went, part by part (they follow each other in time: none is negative)
+    parts = figures["latency_parts_ms"]
+    assert list(parts) == list(LATENCY_PARTS) and figures["events"] > 0
+    assert all(0 <= ms["p50"] <= ms["p95"] for ms in parts.values())
 
 
 @pytest.mark.slow

@@ -13,27 +13,17 @@ action phase, the alert state, behaviour signals, live labels and metrics by the
 of a track travels with the batch
 (:attr:`TrackedBatch.ended`) so each phase frees its own state in its own thread, in stream order.
 
-:class:`PhaseTimer` measures each phase of one batch (``detect``, ``track``, ``signals``, ``encode``,
-``classify``, ``emit``); :class:`StepMetrics` is the one owner of what the compute loop tells
-:class:`~actwatch.service.metrics.ServiceMetrics`.
-
-Example:
-    >>> timer = PhaseTimer()
-    >>> with timer.phase("detect"):
-    ...     pass
-    >>> timer.seconds("detect") >= 0.0, timer.seconds("classify")
-    (True, 0.0)
+:mod:`actwatch.service.step_timing` times each phase (:class:`~actwatch.service.step_timing.PhaseTimer`)
+and feeds the metrics (:class:`~actwatch.service.step_timing.StepMetrics`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
@@ -43,8 +33,8 @@ from actwatch.service.alerts import AlertEngine
 from actwatch.service.camera_set import CameraFrame
 from actwatch.service.events import AlertRecord, Event
 from actwatch.service.live_labels import LiveLabels
-from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.stages import Sink
+from actwatch.service.step_timing import CameraStep, PhaseTimer, StageTimes, StepMetrics
 from actwatch.signals.stage import SignalStage
 from actwatch.tracker.buffers import PendingSample, TrackBufferStore
 from actwatch.tracker.bytetrack import CameraTracker
@@ -55,74 +45,6 @@ from actwatch.tracker.track_end import TrackEndListener, report_camera_dropped, 
 from actwatch.tracker.window import TrackWindow
 
 log = logging.getLogger(__name__)
-
-Phase = Literal["detect", "track", "signals", "encode", "classify", "emit"]
-PHASES: tuple[Phase, ...] = ("detect", "track", "signals", "encode", "classify", "emit")
-
-
-class PhaseTimer:
-    """Seconds spent in each phase of one step (a phase not run took 0 s)."""
-
-    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
-        self._clock = clock
-        self._seconds: dict[Phase, float] = {}
-
-    @contextlib.contextmanager
-    def phase(self, name: Phase) -> Iterator[None]:
-        start = self._clock()
-        try:
-            yield
-        finally:
-            self._seconds[name] = self._seconds.get(name, 0.0) + self._clock() - start
-
-    def seconds(self, name: Phase) -> float:
-        return self._seconds.get(name, 0.0)
-
-
-@dataclass(frozen=True, slots=True)
-class CameraStep:
-    """What one step did for one camera, for the per-camera metrics."""
-
-    camera_id: str
-    skipped_frames: int  # older frames of the camera dropped in favour of the newest
-    tracks: int
-    processed_fps: float
-
-
-class StepMetrics:
-    """Feeds one step's phase latencies and per-camera figures to ``metrics``.
-
-    Example:
-        >>> m = ServiceMetrics()
-        >>> timer = PhaseTimer()
-        >>> StepMetrics(m).record(timer, [CameraStep("cam1", 2, 3, 9.5)], encoded=False, classified=False)
-        >>> m.registry.get_sample_value("actwatch_camera_frames_dropped_total", {"camera": "cam1"})
-        2.0
-    """
-
-    def __init__(self, metrics: ServiceMetrics) -> None:
-        self.metrics = metrics
-
-    def record(self, timer: PhaseTimer, cameras: Sequence[CameraStep], *, encoded: bool, classified: bool) -> None:
-        """``encoded``/``classified``: whether those phases had work (idle phases are not observed)."""
-        m = self.metrics
-        m.observe_stage("detect", timer.seconds("detect"))
-        m.observe_stage("track", timer.seconds("track"))
-        if encoded:
-            m.observe_stage("encode", timer.seconds("encode"))
-        if classified:
-            m.observe_stage("classify", timer.seconds("classify"))
-        for cam in cameras:
-            m.count_skipped(cam.camera_id, cam.skipped_frames)
-            m.count_processed(cam.camera_id)
-            m.set_active_tracks(cam.camera_id, cam.tracks)
-            m.set_processed_fps(cam.camera_id, cam.processed_fps)
-
-    def end_tracks(self, camera_id: str, track_ids: Sequence[int]) -> None:
-        """Nothing per track here; present so this is a track-end listener like the others."""
-
-    def drop_camera(self, camera_id: str) -> None:
-        self.metrics.remove_camera(camera_id)
 
 
 # ------------------------------------------------------------------------------------- messages
@@ -147,6 +69,7 @@ class StepReport:
     events: tuple[Event, ...] = ()
     windows: tuple[TrackWindow, ...] = field(default=(), repr=False)
     emit_s: float = 0.0
+    began: StageTimes = field(default_factory=StageTimes, repr=False)
 
     @classmethod
     def idle(cls) -> StepReport:
@@ -435,6 +358,7 @@ class AlertPhase:
             events=tuple(events),
             windows=windows,
             emit_s=timer.seconds("emit"),
+            began=timer.stage_times(),
         )
 
     def _signals(self, frames: Sequence[TrackedFrame]) -> list[Event]:

@@ -5,7 +5,7 @@ Each batch is the newest frame of every camera (from the :class:`~actwatch.servi
 readers keep at most 1-2, older ones are dropped and counted; pipelined, of ``detect_batch`` cameras at
 most, in turn) and goes through these phases
 (:mod:`actwatch.service.phases`, each a self-contained callable timed by a
-:class:`~actwatch.service.phases.PhaseTimer`):
+:class:`~actwatch.service.step_timing.PhaseTimer`):
 
 1. **detect** — persons in all those frames in *one* batched detector call;
 2. **track** — each camera's own ByteTrack; the ends of tracks are found here, once, and travel with
@@ -91,12 +91,12 @@ from actwatch.service.phases import (
     DetectPhase,
     FrameBatch,
     Phases,
-    StepMetrics,
     StepReport,
     TrackPhase,
 )
 from actwatch.service.staged import StagedRunner
 from actwatch.service.stages import Sink, Stages
+from actwatch.service.step_timing import StepMetrics
 from actwatch.tracker.bytetrack import CameraTracker
 from actwatch.tracker.scene_cut import SceneCuts
 from actwatch.tracker.static import StaticTracks
@@ -115,7 +115,7 @@ class StreamPipeline:
     Implements :class:`~actwatch.service.controller.CameraController` for the API. Its parts each have
     one owner: the cameras a :class:`~actwatch.service.camera_set.CameraSet`, the overlay labels a
     :class:`~actwatch.service.live_labels.LiveLabels`, the metrics a
-    :class:`~actwatch.service.phases.StepMetrics`; this class runs the phases, in one thread
+    :class:`~actwatch.service.step_timing.StepMetrics`; this class runs the phases, in one thread
     (:meth:`step`) or pipelined (:meth:`staged`).
     """
 

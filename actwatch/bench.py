@@ -169,7 +169,6 @@ def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
     from actwatch.service.sink import EventSink
     from actwatch.service.stages import build_stages
     from actwatch.service.store import EventStore
-    from actwatch.tracker.detector import PersonDetector
 
     if cfg.cameras < 1 or cfg.frames < 1:
         raise ActwatchError("bench needs at least one camera and one frame")
@@ -191,9 +190,8 @@ def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
             for camera in config.cameras
         }
 
-        def warmed_up(detector: Detector) -> Detector:
-            if isinstance(detector, PersonDetector):
-                detector.warmup(batch=cfg.cameras, shape=(576, 768))
+        def replayed_if_asked(detector: Detector) -> Detector:
+            # (build_stages has warmed it up at the batch sizes the run's pipeline uses)
             return ReplayedDetector(detector, Path(video), cfg.frames) if cfg.replay_detections else detector
 
         providers: list[str] = []
@@ -213,7 +211,7 @@ def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
             sink=sink,
             metrics=metrics,
             reader_factory=lambda camera: readers[camera.id],
-            wrap_detector=warmed_up,
+            wrap_detector=replayed_if_asked,
             wrap_runtime=split_model_only,
         )
         pipeline = StreamPipeline(stages)

@@ -44,7 +44,7 @@ from actwatch.errors import FeatureCacheUnsupportedError, ManifestError
 from actwatch.model.config import InputSpec
 from actwatch.model.manifest import Manifest, load_manifest
 from actwatch.model.preprocess import preprocess_crops, preprocess_windows, stack_crops
-from actwatch.onnx_inputs import UINT8_INPUT, uint8_input_if_wanted
+from actwatch.onnx_inputs import UINT8_INPUT, pad_to_power_of_two, padded_batch_sizes, uint8_input_if_wanted
 from actwatch.onnx_providers import CPU, Requested, TensorRTOptions, create_session, select_providers
 
 logger = logging.getLogger(__name__)
@@ -200,9 +200,8 @@ class ActionRuntime:
         for i in range(0, len(x), chunk):
             part = x[i : i + chunk]
             n = len(part)
-            if self.pad_batches and n & (n - 1):  # not a power of two: pad with zero rows
-                size = min(1 << n.bit_length(), chunk)
-                part = np.concatenate([part, np.zeros((size - n, *part.shape[1:]), part.dtype)])
+            if self.pad_batches:
+                part = pad_to_power_of_two(part, limit=chunk)
             parts.append(session.run(None, {name: part})[0][:n])
         return np.concatenate(parts).astype(np.float32, copy=False)
 
@@ -218,9 +217,7 @@ class ActionRuntime:
             >>> Padded().call_batch_sizes()
             [1, 2, 4, 8, 16, 32, 48]
         """
-        if not self.pad_batches:
-            return [1]
-        return sorted({min(1 << k, self.max_batch) for k in range(self.max_batch.bit_length() + 1)})
+        return padded_batch_sizes(self.max_batch, limit=self.max_batch) if self.pad_batches else [1]
 
     def _need_split(self, call: str) -> None:
         if not self.supports_feature_cache:

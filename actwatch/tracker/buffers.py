@@ -182,7 +182,10 @@ class TrackBufferStore:
     @property
     def max_total_bytes(self) -> int:
         """The memory cap now: ``max_total_mb``, or ``mb_per_camera`` per camera with tracks if more."""
-        return max(self.min_total_bytes, self.bytes_per_camera * len(self._by_camera))
+        return self._cap(len(self._by_camera))
+
+    def _cap(self, cameras: int) -> int:
+        return max(self.min_total_bytes, self.bytes_per_camera * cameras)
 
     def track_nbytes(self) -> int:
         """Bytes one track needs once its features are allocated (features omitted while D is unknown)."""
@@ -398,8 +401,7 @@ class TrackBufferStore:
             victim = min(own, key=lambda tid: own[tid].last_used)
             self._remove((cam, victim), "track_cap")
         # the cap as it will be with this camera's track in (a camera's first track raises it)
-        cameras = len(self._by_camera) + (cam not in self._by_camera)
-        cap = max(self.min_total_bytes, self.bytes_per_camera * cameras)
+        cap = self._cap(len(self._by_camera) + (cam not in self._by_camera))
         while self._tracks and self._bytes + self.track_nbytes() > cap:
             self._evict_oldest(protect=None)
 

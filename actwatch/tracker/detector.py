@@ -33,7 +33,7 @@ import onnxruntime as ort
 from pydantic import Field, field_validator
 
 from actwatch.errors import ActwatchError, AssetMissingError, ConfigError
-from actwatch.onnx_inputs import uint8_input_if_wanted
+from actwatch.onnx_inputs import pad_to_power_of_two, padded_batch_sizes, uint8_input_if_wanted
 from actwatch.onnx_providers import TensorRTOptions, create_session, runs_on_gpu, select_providers
 from actwatch.priority import call_at_niceness
 from actwatch.settings import StrictModel
@@ -318,8 +318,7 @@ class PersonDetector:
         """
         if not self.pad_batches or self._max_batch is not None:
             return [max(1, frames)]
-        top = 1 << (max(1, frames) - 1).bit_length()  # the smallest power of two that holds ``frames``
-        return [1 << k for k in range(top.bit_length())]
+        return padded_batch_sizes(frames)
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Persons in each BGR ``HxWx3`` image, in that image's pixel coordinates (one call per batch)."""
@@ -332,8 +331,8 @@ class PersonDetector:
             batch = np.stack([b[0] for b in boxes])[..., ::-1].transpose(0, 3, 1, 2)
             blob = np.ascontiguousarray(batch, dtype=np.float32) / np.float32(255.0)
         n = len(blob)
-        if self.pad_batches and self._max_batch is None and n & (n - 1):  # blank frames up to a power of two
-            blob = np.concatenate([blob, np.zeros(((1 << n.bit_length()) - n, *blob.shape[1:]), blob.dtype)])
+        if self.pad_batches and self._max_batch is None:  # blank frames up to a power of two
+            blob = pad_to_power_of_two(blob)
         step = self._max_batch or len(blob)
         outputs = np.concatenate(
             [self._session.run(None, {self._input_name: blob[i : i + step]})[0] for i in range(0, len(blob), step)]

@@ -246,8 +246,9 @@ class ActionPhase:
                 report_ended([self.buffers], ended.camera_id, ended.track_ids)
             pending = self._sample_and_encode(tracked.frames)
         with timer.phase("classify"):
-            windows = self.buffers.take_ready(self.stride)
-            probs = self._classify(windows)
+            ready = self.buffers.take_ready_batch(self.stride)
+            windows = list(ready.windows)
+            probs = self._classify(windows, ready.features)
         self._tell_evictions()
         return ClassifiedBatch(tracked, len(pending), tuple(windows), probs)
 
@@ -280,11 +281,11 @@ class ActionPhase:
             self.buffers.commit(pending, features)
         return pending
 
-    def _classify(self, windows: list[TrackWindow]) -> np.ndarray:
+    def _classify(self, windows: list[TrackWindow], features: np.ndarray) -> np.ndarray:
         if not windows:
             return np.zeros((0, len(self.runtime.classes)), np.float32)
         if self.runtime.supports_feature_cache:
-            return self.runtime.classify(np.stack([w.features for w in windows]))
+            return self.runtime.classify(features)  # (B, T, D), the windows' features gathered once
         crops = [w.crops for w in windows]
         if any(c is None for c in crops):
             raise ActwatchError("a whole-clip model needs the track buffers to keep crops (keep_crops=True)")

@@ -29,17 +29,23 @@ def crop_boxes(image: np.ndarray, xyxy: np.ndarray, out_hw: tuple[int, int], pad
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     boxes = np.asarray(xyxy, np.float64).reshape(-1, 4)
     crops = np.zeros((len(boxes), out_h, out_w, 3), np.uint8)
+    if not len(boxes):
+        return crops
     img_h, img_w = image.shape[:2]
-    for i, (x1, y1, x2, y2) in enumerate(boxes):
-        if not np.isfinite((x1, y1, x2, y2)).all():
-            continue
-        dx, dy = (x2 - x1) * pad, (y2 - y1) * pad
-        left = max(0, int(np.floor(x1 - dx)))
-        top = max(0, int(np.floor(y1 - dy)))
-        right = min(img_w, int(np.ceil(x2 + dx)))
-        bottom = min(img_h, int(np.ceil(y2 + dy)))
-        if right <= left or bottom <= top:
-            continue
+    # The boxes' bounds for all boxes at once (per-box numpy scalars cost more than the resizes); bounds
+    # are clipped to the image before becoming integers, so a huge or non-finite box gives an empty patch.
+    finite = np.asarray(np.isfinite(boxes).all(axis=1))
+    b = np.where(finite[:, None], boxes, 0.0)
+    grow = (b[:, 2:] - b[:, :2]) * pad
+    low = np.floor(b[:, :2] - grow)
+    high = np.ceil(b[:, 2:] + grow)
+    limit = np.array([img_w, img_h], np.float64)
+    low = np.clip(low, 0, limit).astype(np.int64)
+    high = np.clip(high, 0, limit).astype(np.int64)
+    usable = finite & (high > low).all(axis=1)
+    for i, (left, top), (right, bottom) in zip(
+        np.flatnonzero(usable).tolist(), low[usable].tolist(), high[usable].tolist(), strict=True
+    ):
         patch = image[top:bottom, left:right]
         shrinking = patch.shape[0] >= out_h and patch.shape[1] >= out_w
         interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR

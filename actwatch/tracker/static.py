@@ -30,9 +30,7 @@ Example (a box that never moves, with the same thumbnail, is static after 3 s; o
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -98,15 +96,21 @@ def crop_thumbnail(crop: np.ndarray) -> np.ndarray:
     return small.astype(np.float32) / 255.0
 
 
-def box_thumbnails(image: np.ndarray, boxes_xyxy: np.ndarray) -> list[np.ndarray]:
-    """The thumbnail of each ``x1 y1 x2 y2`` box of a frame (unpadded), as :func:`crop_thumbnail` makes it.
+def box_thumbnails(image: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
+    """The thumbnail of each ``x1 y1 x2 y2`` box of a frame (unpadded), as :func:`crop_thumbnail` makes it,
+    as one ``(N, THUMBNAIL_SIZE, THUMBNAIL_SIZE)`` array (all boxes in one grey conversion: this runs for
+    every camera's every frame).
 
     Example:
-        >>> [t.shape for t in box_thumbnails(np.zeros((120, 160, 3), np.uint8), np.array([[10, 10, 50, 90]]))]
-        [(16, 16)]
+        >>> box_thumbnails(np.zeros((120, 160, 3), np.uint8), np.array([[10, 10, 50, 90]])).shape
+        (1, 16, 16)
     """
-    crops = crop_boxes(image, boxes_xyxy, (THUMBNAIL_SIZE, THUMBNAIL_SIZE), pad=0.0)
-    return [crop_thumbnail(crop) for crop in crops]
+    side = THUMBNAIL_SIZE
+    crops = crop_boxes(image, boxes_xyxy, (side, side), pad=0.0)  # (N, side, side, 3): resized as crop_thumbnail
+    if not len(crops):
+        return np.zeros((0, side, side), np.float32)
+    grey = cv2.cvtColor(crops.reshape(-1, side, 3), cv2.COLOR_BGR2GRAY).reshape(-1, side, side)
+    return grey.astype(np.float32) / np.float32(255.0)
 
 
 def box_motion(a: np.ndarray, b: np.ndarray) -> float:
@@ -117,21 +121,82 @@ def box_motion(a: np.ndarray, b: np.ndarray) -> float:
         >>> box_motion(np.array([0, 0, 10, 20]), np.array([2, 0, 12, 20]))
         0.1
     """
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
+    return float(box_motions(np.asarray(a, np.float64).reshape(1, 4), np.asarray(b, np.float64))[0])
+
+
+def box_motions(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """:func:`box_motion` of each of ``boxes`` ``(N, 4)`` against one ``box``, in one go.
+
+    Example:
+        >>> box_motions(np.array([[0.0, 0, 10, 20], [0, 0, 10, 20]]), np.array([0.0, 0, 10, 40])).tolist()
+        [0.666666667, 0.666666667]
+    """
+    a = np.asarray(boxes, np.float64).reshape(-1, 4)
+    b = np.asarray(box, np.float64).reshape(4)
     # The longer side: a person's height upright, and still its length lying (the cloth, a fallen person),
     # where a pixel of jitter on the short side would otherwise count as a large move.
-    size = max((max(a[2] - a[0], a[3] - a[1]) + max(b[2] - b[0], b[3] - b[1])) / 2.0, 1e-6)
-    ca = np.array([(a[0] + a[2]) / 2, (a[1] + a[3]) / 2, a[2] - a[0], a[3] - a[1]])
-    cb = np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2, b[2] - b[0], b[3] - b[1]])
-    return round(float(np.abs(ca - cb).max() / size), 9)
+    a_wh = a[:, 2:] - a[:, :2]
+    b_wh = b[2:] - b[:2]
+    size = np.maximum((a_wh.max(axis=1) + b_wh.max()) / 2.0, 1e-6)
+    change = np.maximum(np.abs((a[:, :2] + a[:, 2:]) - (b[:2] + b[2:])) / 2, np.abs(a_wh - b_wh)).max(axis=1)
+    return np.round(change / size, 9)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class _Sighting:
-    timestamp: float
-    box: np.ndarray
-    thumb: np.ndarray
+class _History:
+    """One track's kept sightings, oldest first, as arrays: the newest is compared with all of them at once
+    (a loop over them, per track and frame, was the track thread's largest cost at many cameras)."""
+
+    __slots__ = ("boxes", "end", "start", "thumbs", "times")
+
+    def __init__(self, thumb_shape: tuple[int, ...], capacity: int = 40) -> None:
+        self.times = np.zeros(capacity, np.float64)
+        self.boxes = np.zeros((capacity, 4), np.float64)
+        self.thumbs = np.zeros((capacity, *thumb_shape), np.float32)
+        self.start = self.end = 0  # the kept sightings are rows start..end-1
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    @property
+    def thumb_shape(self) -> tuple[int, ...]:
+        return tuple(self.thumbs.shape[1:])
+
+    def first_time(self) -> float:
+        return float(self.times[self.start])
+
+    def second_time(self) -> float:
+        return float(self.times[self.start + 1])
+
+    def last_time(self) -> float:
+        return float(self.times[self.end - 1])
+
+    def append(self, timestamp: float, box: np.ndarray, thumb: np.ndarray) -> None:
+        if self.end == len(self.times):  # full at the back: move the kept rows to the front, or grow
+            n = len(self)
+            if 2 * n > len(self.times):
+                self.times, self.boxes, self.thumbs = (
+                    np.concatenate([a[self.start : self.end], np.zeros_like(a[self.start : self.end])])
+                    for a in (self.times, self.boxes, self.thumbs)
+                )
+            else:
+                for a in (self.times, self.boxes, self.thumbs):
+                    a[:n] = a[self.start : self.end]
+            self.start, self.end = 0, n
+        self.times[self.end], self.boxes[self.end], self.thumbs[self.end] = timestamp, box, thumb
+        self.end += 1
+
+    def popleft(self) -> None:
+        self.start += 1
+
+    def clear(self) -> None:
+        self.start = self.end = 0
+
+    def still(self, box: np.ndarray, thumb: np.ndarray, max_motion: float, max_change: float) -> bool:
+        """Whether ``box`` and ``thumb`` are within those bounds of every kept sighting."""
+        rows = slice(self.start, self.end)
+        if (box_motions(self.boxes[rows], box) > max_motion).any():
+            return False
+        return not bool((np.abs(self.thumbs[rows] - thumb).mean(axis=(1, 2)) > max_change).any())
 
 
 class StaticTrackFilter:
@@ -147,7 +212,7 @@ class StaticTrackFilter:
     def __init__(self, settings: StaticSettings) -> None:
         self.settings = settings
         # per track: its sightings over the last min_duration_s, plus the one just before that span
-        self._tracks: dict[int, deque[_Sighting]] = {}
+        self._tracks: dict[int, _History] = {}
         self._min_spacing = settings.min_duration_s / 30.0
 
     @property
@@ -159,17 +224,19 @@ class StaticTrackFilter:
         s = self.settings
         if not s.enabled:
             return False
-        history = self._tracks.setdefault(int(track_id), deque())
-        now = float(timestamp)
-        if history and now < history[-1].timestamp:
-            history.clear()  # the stream clock went back: earlier sightings are not comparable
         box = np.asarray(box_xyxy, np.float64).reshape(4)
         thumb = np.asarray(thumb, np.float32)
+        history = self._tracks.get(int(track_id))
+        if history is None or history.thumb_shape != thumb.shape:
+            history = self._tracks[int(track_id)] = _History(thumb.shape)
+        now = float(timestamp)
+        if len(history) and now < history.last_time():
+            history.clear()  # the stream clock went back: earlier sightings are not comparable
         static = self._still_since(history, box, thumb, now - s.min_duration_s)
-        if not history or now - history[-1].timestamp >= self._min_spacing:
-            history.append(_Sighting(now, box, thumb))
+        if not len(history) or now - history.last_time() >= self._min_spacing:
+            history.append(now, box, thumb)
         # Keep one sighting at or before the start of the span, so the span can be checked next time.
-        while len(history) >= 2 and history[1].timestamp <= now - s.min_duration_s:
+        while len(history) >= 2 and history.second_time() <= now - s.min_duration_s:
             history.popleft()
         return static
 
@@ -177,16 +244,10 @@ class StaticTrackFilter:
         """Forget ``track_id`` (the tracker ended it); a later track with that id starts afresh."""
         self._tracks.pop(int(track_id), None)
 
-    def _still_since(self, history: deque[_Sighting], box: np.ndarray, thumb: np.ndarray, start: float) -> bool:
-        if not history or history[0].timestamp > start + 1e-9:
+    def _still_since(self, history: _History, box: np.ndarray, thumb: np.ndarray, start: float) -> bool:
+        if not len(history) or history.first_time() > start + 1e-9:
             return False  # not seen for long enough yet
-        s = self.settings
-        for sighting in history:
-            if box_motion(sighting.box, box) > s.max_box_motion:
-                return False
-            if sighting.thumb.shape != thumb.shape or float(np.abs(sighting.thumb - thumb).mean()) > s.max_crop_change:
-                return False
-        return True
+        return history.still(box, thumb, self.settings.max_box_motion, self.settings.max_crop_change)
 
 
 def is_static_sequence(

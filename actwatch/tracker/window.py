@@ -40,3 +40,12 @@ class TrackWindow:
     def crops(self) -> np.ndarray | None:
         """The crops as one ``(T, H, W, 3)`` array (evidence, whole-clip models), stacked when asked for."""
         return np.stack(self.crop_samples) if self.crop_samples is not None else None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ReadyWindows:
+    """The windows ready for the head in one step, with their features as one ``(B, T, D)`` batch (row
+    ``i`` is ``windows[i].features``)."""
+
+    windows: tuple[TrackWindow, ...]
+    features: np.ndarray = field(repr=False)  # (B, T, D) float32

@@ -291,3 +291,20 @@ def test_two_cameras_one_encode_batch() -> None:
     windows = store.windows()
     assert [(w.camera_id, w.track_id) for w in windows] == [("fast", 1), ("slow", 1), ("slow", 2)]
     assert all(w.timestamps[-1] - w.timestamps[0] == pytest.approx(0.7) for w in windows)
+
+
+def test_ready_batch_is_the_windows_features_in_order_after_the_ring_wraps() -> None:
+    store = TrackBufferStore(SPEC)
+    pending, feats = _feed(store, 10.0, 11, track_ids=(1, 2))  # 11 samples each into 8 slots
+    ready = store.take_ready_batch(stride=1)
+    assert ready.features.shape == (2, SPEC.seq_len, D) and [w.track_id for w in ready.windows] == [1, 2]
+    for row, window in enumerate(ready.windows):
+        mine = [i for i, p in enumerate(pending) if p.track_id == window.track_id][-SPEC.seq_len :]
+        np.testing.assert_array_equal(ready.features[row], feats[mine])  # oldest first, as committed
+        assert window.features.base is ready.features
+        assert np.round(window.timestamps * 10).tolist() == list(range(3, 11))
+    # the batch is the step's own copy: later commits do not change it
+    before = ready.features.copy()
+    _feed(store, 10.0, 2, track_ids=(1, 2))
+    np.testing.assert_array_equal(ready.features, before)
+    assert store.take_ready_batch(stride=5).features.shape == (0, SPEC.seq_len, D)

@@ -59,3 +59,8 @@ def test_upscaling_small_boxes_keeps_content() -> None:
 def test_bad_output_size() -> None:
     with pytest.raises(ValueError):
         crop_boxes(_image(), np.array([[0, 0, 10, 10]]), (0, 10))
+
+
+def test_huge_and_infinite_boxes_give_black_crops() -> None:
+    boxes = np.array([[1e30, 0, 2e30, 10], [-np.inf, 0, np.inf, 10], [-1e30, -1e30, -1e29, -1e29]], np.float64)
+    assert not crop_boxes(_image(), boxes, (8, 8)).any()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -17,6 +18,8 @@ from actwatch.tracker.static import (
     StaticSettings,
     StaticTrackFilter,
     StaticTracks,
+    box_motion,
+    box_motions,
     box_thumbnails,
     crop_thumbnail,
     is_static_sequence,
@@ -121,3 +124,36 @@ def test_static_settings_are_part_of_the_tracker_settings() -> None:
     assert settings.static.min_duration_s == 5.0 and settings.static.enabled
     with pytest.raises(ConfigError, match=r"static\.max_crop_change"):
         validate_settings(TrackerSettings, {"static": {"max_crop_change": 2}}, "actwatch.yaml")
+
+
+def test_box_motions_is_box_motion_for_each_box() -> None:
+    rng = np.random.default_rng(0)
+    boxes = rng.uniform(0, 100, (50, 4))
+    boxes[:, 2:] += boxes[:, :2]
+    box = boxes[0] + rng.normal(0, 2, 4)
+    assert box_motions(boxes, box).tolist() == [box_motion(b, box) for b in boxes]
+
+
+def test_box_thumbnails_are_crop_thumbnail_of_each_box() -> None:
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    boxes = np.array([[10, 10, 50, 90], [100, 5, 150, 60], [0, 0, 160, 120]], np.float32)
+    thumbs = box_thumbnails(image, boxes)
+    for thumb, (x1, y1, x2, y2) in zip(thumbs, boxes.astype(int), strict=True):
+        np.testing.assert_array_equal(
+            thumb, crop_thumbnail(cv2.resize(image[y1:y2, x1:x2], (16, 16), interpolation=cv2.INTER_AREA))
+        )
+    assert box_thumbnails(image, np.zeros((0, 4))).shape == (0, 16, 16)
+
+
+def test_a_long_still_history_is_kept_in_order_past_its_first_arrays() -> None:
+    # 100 fps for 10 s: the kept sightings move to the front of their arrays many times
+    rule = StaticTrackFilter(StaticSettings(min_duration_s=1.0))
+    box, thumb = np.array([10.0, 10.0, 50.0, 90.0]), np.zeros((16, 16), np.float32)
+    flags = [rule.update(1, box, thumb, i / 100) for i in range(1000)]
+    assert not any(flags[:100]) and all(flags[100:])
+    history = rule._tracks[1]
+    times = history.times[history.start : history.end]
+    assert (np.diff(times) > 0).all() and times[0] <= 9.99 - 1.0 < times[1]
+    # one sighting that moved more than max_box_motion, however far back in the span, makes it not static
+    assert rule.update(1, box + np.array([0.0, 0.0, 0.0, 30.0]), thumb, 10.0) is False

@@ -26,7 +26,7 @@ import hashlib
 import itertools
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -78,6 +78,8 @@ class BenchConfig:
     preprocess: Literal["auto", "host", "graph"] = "auto"  # detector.preprocess and model.preprocess
     replay_detections: bool = False  # ReplayedDetector: measure everything but the detector
     detect_batch: int | None = None  # pipeline.detect_batch (None: auto)
+    # > 1: the cameras split over that many processes, each its own pipeline (actwatch.bench_shards)
+    processes: int = 1
 
 
 def bench_app_config(
@@ -155,8 +157,17 @@ def run_sweep(
     return results
 
 
-def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
-    """Run the benchmark described by ``cfg`` and return its figures."""
+def run_benchmark(
+    cfg: BenchConfig, progress: bool = False, *, on_ready: Callable[[], None] | None = None
+) -> BenchResult:
+    """Run the benchmark described by ``cfg`` and return its figures; ``on_ready`` is called once the
+    stages are built and warmed up, just before the first frame (the shards of a sharded run meet there).
+    With ``cfg.processes`` > 1 the cameras are split over that many processes
+    (:func:`actwatch.bench_shards.run_sharded`)."""
+    if cfg.processes > 1:
+        from actwatch.bench_shards import run_sharded
+
+        return run_sharded(cfg, progress=progress)
     from actwatch.assets import default_cache_dir, ensure_detector, ensure_sample_video
     from actwatch.capture.replay import ReplayReader
     from actwatch.demo_model import export_untrained_model
@@ -218,6 +229,8 @@ def run_benchmark(cfg: BenchConfig, progress: bool = False) -> BenchResult:
         for camera in config.cameras:
             pipeline.add_camera(camera)
         run = _Run(cfg, pipeline, list(readers.values()), progress)
+        if on_ready is not None:
+            on_ready()
         run.go()
         store.close()
 
@@ -471,4 +484,5 @@ class _Run:
             gpu_mem_mib_max=max(sampler.gpu_mem_mib) if sampler.gpu_mem_mib else None,
             gpu_util_mean=float(np.mean(sampler.gpu_util)) if sampler.gpu_util else None,
             rss_samples_mb=sampler.rss[:: max(1, int(cfg.memory_sample_s / sampler.interval_s))],
+            latencies_ms=lat_ms,
         )

@@ -152,17 +152,28 @@ class BenchResult:
     rss_samples_mb: list[tuple[float, float]] = field(default_factory=list)
     # where the frame-to-event time went, per part (actwatch.bench.latency_parts): {part: {p50, p95, mean}}
     latency_parts_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    processes: int = 1  # the processes the cameras were split over (each its own pipeline)
+    # every event's frame-to-event time (ms): what the processes of a sharded run pool their percentiles
+    # from; not printed (the percentiles are)
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        del out["latencies_ms"]
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)
 
     def table(self) -> str:
         rss = self.rss_samples_mb
+        sharded = self.processes > 1
+        cpu_of = "all processes" if sharded else "this process"
+        rss_of = " (the sum of the processes' peaks)" if sharded else ""
         lines = [
-            f"actwatch bench: {self.config['cameras']} x vtest.avi, {self.runtime}, rate {self.rate}, "
+            f"actwatch bench: {self.config['cameras']} x vtest.avi, {self.runtime}"
+            + (f" in {self.processes} processes" if self.processes > 1 else "")
+            + f", rate {self.rate}, "
             f"{self.frames} of {self.frames_in} frames processed in {self.wall_s:.1f} s, "
             f"providers {', '.join(self.providers)}, CPU {self.cpu_name}"
             + (f", GPU {self.gpu_name}" if self.gpu_name else ""),
@@ -191,8 +202,8 @@ class BenchResult:
             f"| action recognition, naive (model.onnx on whole windows) ms | {self.naive_action_ms_measured:.1f} |",
             f"| naive / ours | {_fmt(self.naive_over_ours, '.1f')} |",
             f"| action recognition / (detection+tracking) | {100 * self.action_share_of_detect_track:.1f}% |",
-            f"| CPU (this process) | {self.cpu_percent:.0f}% |",
-            f"| peak RSS MB | {self.peak_rss_mb:.0f} |",
+            f"| CPU ({cpu_of}) | {self.cpu_percent:.0f}% |",
+            f"| peak RSS MB{rss_of} | {self.peak_rss_mb:.0f} |",
         ]
         if self.gpu_mem_mib_max is not None:
             lines.append(
@@ -234,7 +245,8 @@ def sweep_table(results: list[BenchResult]) -> str:
         drops = sum(r.drops.values())
         gpu = f"{r.gpu_mem_mib_max:.0f} / {_fmt(r.gpu_util_mean)}%" if r.gpu_mem_mib_max is not None else "-"
         preprocess = r.config.get("preprocess", "auto")
-        runtime = r.runtime if preprocess == "auto" else f"{r.runtime} ({preprocess} preprocessing)"
+        runtime = r.runtime if r.processes == 1 else f"{r.runtime} x{r.processes} processes"
+        runtime = runtime if preprocess == "auto" else f"{runtime} ({preprocess} preprocessing)"
         lines.append(
             f"| {r.config['cameras']} | {runtime} | {r.fps_in:.2f} | {r.fps_end_to_end:.2f} "
             f"| {_fmt(r.latency_ms_p50)} | {_fmt(r.latency_ms_p95)} | {r.frames / max(r.steps, 1):.1f} "

@@ -19,6 +19,8 @@
 #   RUNTIMES     both | pipelined | sequential (default both)
 #   HOST_K       camera counts that also run the pipeline with --preprocess host (frames and crops
 #                converted by numpy instead of the graph's first nodes), to compare on the same GPU
+#   SHARDS       entries K:P: at camera count K, also run the pipeline with its cameras split over P
+#                processes (bench --processes P: what P services on one box reach), e.g. 64:4,128:8
 #   PROFILE_K, PROFILE_GIL_K
 #                camera counts whose bench process runs under py-spy (installed from the wheels when
 #                absent): where each thread spends its time / which code holds the GIL, as collapsed
@@ -140,24 +142,30 @@ for entry in "${entries[@]}"; do
     if [[ $entry == *:* ]]; then length=(--frames 1000000 --duration "${entry#*:}"); fi
     variants=(auto)
     if in_list "$k" "${HOST_K:-}"; then variants+=(host); fi
-    for pre in "${variants[@]}"; do
+    IFS=, read -ra shard_entries <<<"${SHARDS:-}"
+    for shard in "${shard_entries[@]}"; do
+        if [[ $shard == "$k:"* ]]; then variants+=("processes${shard#*:}"); fi
+    done
+    for variant in "${variants[@]}"; do
+        pre=$variant; split=()
+        if [[ $variant == processes* ]]; then pre=auto; split=(--processes "${variant#processes}"); fi
         left=$((budget - ($(date +%s) - start)))
-        if [ "$left" -lt 20 ]; then echo "K=$k ($pre) skipped: the time budget is spent" | tee -a "$log"; continue; fi
+        if [ "$left" -lt 20 ]; then echo "K=$k ($variant) skipped: the time budget is spent" | tee -a "$log"; continue; fi
         name=K$k; runtime_mode=("${mode[@]}")
-        if [ "$pre" != auto ]; then name=K$k-$pre; runtime_mode=(); fi  # the comparison is of the pipeline
+        if [ "$variant" != auto ]; then name=K$k-$variant; runtime_mode=(); fi  # the comparison is of the pipeline
         wrap=()
-        if command -v py-spy >/dev/null && [ "$pre" = auto ]; then
+        if command -v py-spy >/dev/null && [ "$variant" = auto ]; then
             if in_list "$k" "${PROFILE_K:-}"; then
                 wrap=(py-spy record --nonblocking --threads -r 67 -f raw -o "$OUT/spy_K$k.txt" --)
             elif in_list "$k" "${PROFILE_GIL_K:-}"; then
                 wrap=(py-spy record --nonblocking --threads --gil -r 67 -f raw -o "$OUT/spy_gil_K$k.txt" --)
             fi
         fi
-        echo "K=$k, preprocess $pre (${left} s left) ..."
+        echo "K=$k, $variant (${left} s left) ..."
         if ! timeout "$left" "${wrap[@]}" $PY -m actwatch bench "${runtime_mode[@]}" --sweep "$k" --loop "${length[@]}" \
-            --preprocess "$pre" --naive-every "${NAIVE_EVERY:-4}" --model "$model" --json "${providers[@]}" \
-            >"$work/$name.json" 2>>"$log"; then
-            echo "K=$k ($pre) did not finish (see bench.log)" | tee -a "$log"
+            --preprocess "$pre" "${split[@]}" --naive-every "${NAIVE_EVERY:-4}" --model "$model" --json \
+            "${providers[@]}" >"$work/$name.json" 2>>"$log"; then
+            echo "K=$k ($variant) did not finish (see bench.log)" | tee -a "$log"
             rm -f "$work/$name.json"
         fi
         table >/dev/null 2>>"$log" || true

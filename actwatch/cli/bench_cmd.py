@@ -63,6 +63,15 @@ def register(app: typer.Typer) -> None:
                 "measures everything but the detector (what a GPU leaves to the host; the CPU's stand-in).",
             ),
         ] = False,
+        processes: Annotated[
+            int | None,
+            typer.Option(
+                min=1,
+                max=64,
+                help="Split the cameras over this many processes, each running its own pipeline on the same "
+                "device (what N services on one box do), started together; their figures pooled.",
+            ),
+        ] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     ) -> None:
         """Run the streaming pipeline on K looping cameras and print per-stage figures.
@@ -111,6 +120,7 @@ def register(app: typer.Typer) -> None:
             "replay_detections": replay_detections or None,
             "detect_batch": detect_batch,
             "runtime": "sequential" if sequential else None,
+            "processes": processes,
         }
         cfg = BenchConfig(**{name: value for name, value in given.items() if value is not None})
         if counts is None and not both:

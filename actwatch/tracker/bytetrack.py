@@ -142,6 +142,7 @@ class _Track:
 
     mean: np.ndarray  # (8,) Kalman state
     cov: np.ndarray  # (8, 8)
+    box: np.ndarray  # (4,) x1 y1 x2 y2 of ``mean``, kept with it: every association stage reads it
     first_seen: float  # stream seconds
     last_seen: float
     confirmed: bool = False
@@ -151,22 +152,35 @@ class _Track:
 
 
 def _boxes(tracks: list[_Track]) -> np.ndarray:
-    """``(len(tracks), 4)`` predicted corner boxes, in one conversion (not one per track: this runs for
-    every camera's every frame)."""
-    return xyah_to_xyxy(np.stack([t.mean[:4] for t in tracks]))
+    """``(len(tracks), 4)`` predicted corner boxes (each track keeps its own, converted once per state)."""
+    return np.array([t.box for t in tracks], np.float64).reshape(-1, 4)
+
+
+def _set_states(tracks: list[_Track], mean: np.ndarray, cov: np.ndarray) -> None:
+    """Give each track its row of ``mean`` and ``cov``, and its box, all tracks' boxes in one conversion."""
+    boxes = xyah_to_xyxy(mean[:, :4])
+    for track, m, c, box in zip(tracks, mean, cov, boxes, strict=True):
+        track.mean, track.cov, track.box = m, c, box
 
 
 def _grow(xyxy: np.ndarray, by: np.ndarray) -> np.ndarray:
     """Boxes ``(..., 4)`` grown on every side by ``by`` (broadcast) times their width and height."""
     w = (xyxy[..., 2] - xyxy[..., 0]) * by
     h = (xyxy[..., 3] - xyxy[..., 1]) * by
-    return np.stack([xyxy[..., 0] - w, xyxy[..., 1] - h, xyxy[..., 2] + w, xyxy[..., 3] + h], axis=-1)
+    out = np.empty(np.broadcast_shapes(xyxy.shape, (*w.shape, 4)), np.float64)  # filled in place: no stack
+    out[..., 0], out[..., 1], out[..., 2], out[..., 3] = (
+        xyxy[..., 0] - w,
+        xyxy[..., 1] - h,
+        xyxy[..., 2] + w,
+        xyxy[..., 3] + h,
+    )
+    return out
 
 
-def _too_far(tracks: list[_Track], boxes: np.ndarray, reach: np.ndarray) -> np.ndarray:
-    """``(len(tracks), len(boxes))``: whether each detection's centre is further from the track's predicted
-    centre than that track's ``reach``, in the pair's mean box height."""
-    a = _boxes(tracks)[:, None, :]
+def _too_far(track_boxes: np.ndarray, boxes: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """``(len(track_boxes), len(boxes))``: whether each detection's centre is further from the track's
+    predicted centre than that track's ``reach``, in the pair's mean box height."""
+    a = track_boxes[:, None, :]
     b = np.asarray(boxes, np.float64)[None, :, :]
     centre_a = (a[..., :2] + a[..., 2:]) / 2
     centre_b = (b[..., :2] + b[..., 2:]) / 2
@@ -174,20 +188,20 @@ def _too_far(tracks: list[_Track], boxes: np.ndarray, reach: np.ndarray) -> np.n
     return np.linalg.norm(centre_a - centre_b, axis=-1) / height > np.asarray(reach)[:, None]
 
 
-def _iou_cost(tracks: list[_Track], boxes: np.ndarray, buffers: np.ndarray | None = None) -> np.ndarray:
-    """``1 - IoU`` of every track's predicted box with every detection box, ``(len(tracks), len(boxes))``.
+def _iou_cost(track_boxes: np.ndarray, boxes: np.ndarray, buffers: np.ndarray | None = None) -> np.ndarray:
+    """``1 - IoU`` of every track's predicted box with every detection box, ``(len(track_boxes), len(boxes))``.
 
     ``buffers`` (one per track): both boxes of a pair are grown by that fraction of their size first
     (buffered IoU, Yang et al., WACV 2023), so a person who moved further than their own width since the
     track was last seen still overlaps it.
     """
-    if not tracks or not len(boxes):
-        return np.ones((len(tracks), len(boxes)))
-    a = _boxes(tracks)[:, None, :]
+    if not len(track_boxes) or not len(boxes):
+        return np.ones((len(track_boxes), len(boxes)))
+    a = track_boxes[:, None, :]
     b = np.asarray(boxes, np.float64)[None, :, :]
     if buffers is not None:
         grow = np.asarray(buffers, np.float64)[:, None]
-        a, b = _grow(a, grow), _grow(np.broadcast_to(b, (len(tracks), *b.shape[1:])), grow)
+        a, b = _grow(a, grow), _grow(np.broadcast_to(b, (len(track_boxes), *b.shape[1:])), grow)
     iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
     ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
     inter = iw * ih
@@ -310,13 +324,12 @@ class CameraTracker:
         tracks = [t for t in self._tracks if t.confirmed]
         if not tracks:
             return
-        mean = np.stack([t.mean for t in tracks])
-        cov = np.stack([t.cov for t in tracks])
+        mean = np.array([t.mean for t in tracks])
+        cov = np.array([t.cov for t in tracks])
         lost = np.asarray([t.lost for t in tracks])
         mean[lost, 7] = 0.0  # a lost box keeps its size: no height velocity while unseen
         mean, cov = self._kalman.predict(mean, cov, np.full(len(mean), steps))
-        for track, m, c in zip(tracks, mean, cov, strict=True):
-            track.mean, track.cov = m, c
+        _set_states(tracks, mean, cov)
 
     def _correct(self, pairs: list[tuple[_Track, int]], detections: Detections, now: float) -> None:
         """Kalman-correct each matched track with its detection; the track is (again) tracked."""
@@ -325,10 +338,11 @@ class CameraTracker:
         tracks = [t for t, _ in pairs]
         rows = np.asarray([r for _, r in pairs], np.int64)
         mean, cov = self._kalman.update(
-            np.stack([t.mean for t in tracks]), np.stack([t.cov for t in tracks]), xyxy_to_xyah(detections.xyxy[rows])
+            np.array([t.mean for t in tracks]), np.array([t.cov for t in tracks]), xyxy_to_xyah(detections.xyxy[rows])
         )
-        for track, row, m, c in zip(tracks, rows.tolist(), mean, cov, strict=True):
-            track.mean, track.cov, track.row = m, c, row
+        _set_states(tracks, mean, cov)
+        for track, row in zip(tracks, rows.tolist(), strict=True):
+            track.row = row
             track.last_seen, track.lost, track.confirmed = now, False, True
 
     def _associate(self, detections: Detections, now: float, first_frame: bool) -> None:
@@ -366,8 +380,9 @@ class CameraTracker:
         if new_rows:
             rows = np.asarray(new_rows, np.int64)
             mean, cov = self._kalman.initiate(xyxy_to_xyah(boxes[rows]))
-            for row, m, c in zip(new_rows, mean, cov, strict=True):
-                self._tracks.append(_Track(m, c, first_seen=now, last_seen=now, confirmed=first_frame, row=row))
+            for row, m, c, box in zip(new_rows, mean, cov, xyah_to_xyxy(mean[:, :4]), strict=True):
+                track = _Track(m, c, box, first_seen=now, last_seen=now, confirmed=first_frame, row=row)
+                self._tracks.append(track)
         self._drop_duplicates(now)
 
     def _cost(self, tracks: list[_Track], boxes: np.ndarray, scores: np.ndarray | None, now: float) -> np.ndarray:
@@ -376,14 +391,15 @@ class CameraTracker:
         s = self.settings
         elapsed = np.asarray([now - t.last_seen for t in tracks], np.float64)
         buffers = np.minimum(elapsed * s.match_buffer_per_s, _MAX_BUFFER) if s.match_buffer_per_s > 0 else None
-        cost = _iou_cost(tracks, boxes, buffers)
+        track_boxes = _boxes(tracks)
+        cost = _iou_cost(track_boxes, boxes, buffers)
         if not cost.size:
             return cost
         if scores is not None:
             cost = 1.0 - (1.0 - cost) * scores[None, :]
         if s.max_speed is not None:
             # A buffered box overlaps far-away people too: no one moves further than this since last seen.
-            cost[_too_far(tracks, boxes, _REACH_BASE + s.max_speed * elapsed)] = 1.0
+            cost[_too_far(track_boxes, boxes, _REACH_BASE + s.max_speed * elapsed)] = 1.0
         return cost
 
     def _drop_duplicates(self, now: float) -> None:
@@ -392,7 +408,7 @@ class CameraTracker:
         lost = [t for t in self._tracks if t.lost]
         if not tracked or not lost:
             return
-        cost = _iou_cost(tracked, _boxes(lost))
+        cost = _iou_cost(_boxes(tracked), _boxes(lost))
         gone: set[int] = set()
         for i, j in zip(*np.nonzero(cost < _DUPLICATE_THRESH), strict=True):
             a, b = tracked[i], lost[j]

@@ -32,14 +32,23 @@ def xyxy_to_xyah(xyxy: np.ndarray) -> np.ndarray:
     xyxy = np.asarray(xyxy, np.float64)
     w = xyxy[:, 2] - xyxy[:, 0]
     h = np.maximum(xyxy[:, 3] - xyxy[:, 1], 1e-6)
-    return np.stack([xyxy[:, 0] + w / 2, xyxy[:, 1] + h / 2, w / h, h], axis=1)
+    out = np.empty((len(xyxy), 4))  # filled column by column: np.stack costs more than the arithmetic here
+    out[:, 0], out[:, 1], out[:, 2], out[:, 3] = xyxy[:, 0] + w / 2, xyxy[:, 1] + h / 2, w / h, h
+    return out
 
 
 def xyah_to_xyxy(xyah: np.ndarray) -> np.ndarray:
     """``(N, 4)`` ``(cx, cy, w / h, h)`` -> ``(N, 4)`` corner boxes."""
     w = xyah[:, 2] * xyah[:, 3]
     h = xyah[:, 3]
-    return np.stack([xyah[:, 0] - w / 2, xyah[:, 1] - h / 2, xyah[:, 0] + w / 2, xyah[:, 1] + h / 2], axis=1)
+    out = np.empty((len(xyah), 4), np.result_type(xyah.dtype, np.float32))
+    out[:, 0], out[:, 1], out[:, 2], out[:, 3] = (
+        xyah[:, 0] - w / 2,
+        xyah[:, 1] - h / 2,
+        xyah[:, 0] + w / 2,
+        xyah[:, 1] + h / 2,
+    )
+    return out
 
 
 def _diag(std: np.ndarray) -> np.ndarray:

@@ -80,6 +80,7 @@ class BenchConfig:
     detect_batch: int | None = None  # pipeline.detect_batch (None: auto)
     # > 1: the cameras split over that many processes, each its own pipeline (actwatch.bench_shards)
     processes: int = 1
+    intra_op_threads: int | None = None  # detector.intra_op_threads and model.intra_op_threads (None: ORT's)
 
 
 def bench_app_config(
@@ -100,8 +101,14 @@ def bench_app_config(
             "server": {"max_cameras": max(ServerConfig().max_cameras, cfg.cameras)},
             "sources": {"file_dirs": [str(video.parent)]},  # the benchmark's own clip, nothing else
             "cameras": [{"id": f"cam{i}", "url": str(video), "loop": cfg.loop} for i in range(cfg.cameras)],
-            "detector": offline_detector_section(weights, cfg.imgsz, cfg.device) | {"preprocess": cfg.preprocess},
-            "model": {"dir": str(model_dir), "providers": cfg.providers, "preprocess": cfg.preprocess},
+            "detector": offline_detector_section(weights, cfg.imgsz, cfg.device)
+            | {"preprocess": cfg.preprocess, "intra_op_threads": cfg.intra_op_threads},
+            "model": {
+                "dir": str(model_dir),
+                "providers": cfg.providers,
+                "preprocess": cfg.preprocess,
+                "intra_op_threads": cfg.intra_op_threads,
+            },
             "pipeline": {
                 "stride": cfg.stride,
                 "publish_tracks": False,

@@ -16,6 +16,10 @@ and their figures are pooled into one :class:`~actwatch.bench_report.BenchResult
 - CPU is the shards' sum (200% = two cores), RSS the sum of their peaks; the GPU figures are the
   device's, from nvidia-smi (memory: the largest sample; utilisation: the shards' mean).
 
+Each shard's ONNX Runtime sessions get the usable cores divided by P as intra-op threads (unless
+``intra_op_threads`` is given): by default every session takes every core, and P processes would ask
+for P times the machine.
+
 Example (how 10 cameras are split over 4 processes):
     >>> shard_sizes(10, 4)
     [3, 3, 2, 2]
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.process
+import os
 import queue as queue_module
 import threading
 import time
@@ -58,6 +63,11 @@ def shard_sizes(cameras: int, processes: int) -> list[int]:
     return [cameras // processes + (i < cameras % processes) for i in range(processes)]
 
 
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 @dataclass(frozen=True, slots=True)
 class ShardOutcome:
     """One shard's figures and when its run started (epoch seconds, at the barrier)."""
@@ -84,6 +94,9 @@ def run_sharded(cfg: BenchConfig, progress: bool = False) -> BenchResult:
     from actwatch.model.config import InputSpec
 
     sizes = shard_sizes(cfg.cameras, cfg.processes)
+    if cfg.intra_op_threads is None:
+        # ONNX Runtime gives each session every core; P processes would ask for P times the cores
+        cfg = replace(cfg, intra_op_threads=max(1, usable_cores() // len(sizes)))
     with tempfile.TemporaryDirectory(prefix="actwatch-shards-") as tmp:
         if cfg.model_dir is None:  # one export for every shard
             spec = InputSpec(seq_len=cfg.seq_len, input_size=cfg.input_size, fps=10.0)

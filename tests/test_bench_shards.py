@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from actwatch.bench import BenchConfig
 from actwatch.bench_report import BenchResult, sweep_table
-from actwatch.bench_shards import ShardOutcome, merge_shards, shard_sizes
+from actwatch.bench_shards import ShardOutcome, merge_shards, shard_sizes, usable_cores
 from actwatch.cli.main import app
 from actwatch.errors import ActwatchError
 
@@ -26,6 +26,8 @@ def test_two_processes_each_run_their_cameras_and_the_figures_pool(
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout[result.stdout.index("{") :])
     assert figures["processes"] == 2 and figures["config"]["processes"] == 2
+    # each process's sessions take their share of the cores, not every core each
+    assert figures["config"]["intra_op_threads"] == max(1, usable_cores() // 2)
     # every camera of both shards (2 + 1) ran all its frames, one detector call each on this CPU
     assert figures["frames"] == figures["frames_in"] == 30 and figures["steps"] == 30
     assert figures["mean_tracks_per_camera_frame"] > 1 and figures["crops_encoded"] > 0

@@ -72,6 +72,15 @@ def register(app: typer.Typer) -> None:
                 "device (what N services on one box do), started together; their figures pooled.",
             ),
         ] = None,
+        intra_op_threads: Annotated[
+            int | None,
+            typer.Option(
+                min=1,
+                max=256,
+                help="ONNX Runtime intra-op threads of the detector and the action model (default: every core; "
+                "with --processes, the cores divided among the processes).",
+            ),
+        ] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     ) -> None:
         """Run the streaming pipeline on K looping cameras and print per-stage figures.
@@ -121,6 +130,7 @@ def register(app: typer.Typer) -> None:
             "detect_batch": detect_batch,
             "runtime": "sequential" if sequential else None,
             "processes": processes,
+            "intra_op_threads": intra_op_threads,
         }
         cfg = BenchConfig(**{name: value for name, value in given.items() if value is not None})
         if counts is None and not both:

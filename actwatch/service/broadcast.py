@@ -85,7 +85,7 @@ class Client:
         self.maxsize = maxsize
         self.dropped_total = 0
         self._metrics = metrics
-        self._items: collections.deque[str] = collections.deque()
+        self._items: collections.deque[Outgoing] = collections.deque()
         self._replies: collections.deque[str] = collections.deque(maxlen=_MAX_REPLIES)
         self._pending_dropped = 0
         self._wakeup = asyncio.Event()
@@ -105,8 +105,25 @@ class Client:
         if len(self._items) >= self.maxsize:
             self._items.popleft()
             self.add_dropped(1)
-        self._items.append(message.text)
+        self._items.append(message)
         self._wakeup.set()
+
+    def subscribe(self, subscription: Subscription) -> None:
+        """Change what this client gets from now on, and drop the queued broadcasts the new subscription
+        does not want: the acknowledgement (a reply) goes out ahead of the queue, so a client that reads
+        it gets only what it asked for after it (not counted as dropped: the client does not want them).
+
+        Example:
+            >>> from actwatch.service.events import FrameOverlay
+            >>> from actwatch.service.messages import TracksMessage
+            >>> c = Client(maxsize=4, subscription=Subscription(tracks=True))
+            >>> for camera in ("door", "hall", "door"):
+            ...     c.offer(Outgoing.of(TracksMessage(FrameOverlay(camera, 1.0, ()))))
+            >>> c.subscribe(Subscription.of(["door"], None, True)); len(c), c.dropped_total
+            (2, 0)
+        """
+        self.subscription = subscription
+        self._items = collections.deque(item for item in self._items if subscription.wants(item.message))
 
     def add_dropped(self, count: int) -> None:
         self._pending_dropped += count
@@ -129,7 +146,7 @@ class Client:
             count, self._pending_dropped = self._pending_dropped, 0
             return encode(DroppedMessage(count))
         if self._items:
-            return self._items.popleft()
+            return self._items.popleft().text
         return None
 
     async def get(self) -> str | None:

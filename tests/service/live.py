@@ -93,6 +93,9 @@ class LiveService:
             assert hello["type"] == "hello", hello
             if subscribe is not None:
                 ws.send(json.dumps({"type": "subscribe", **subscribe}))
+                # What arrives before the acknowledgement was sent under the subscription before it.
+                while json.loads(ws.recv(timeout=30))["type"] != "subscribed":
+                    pass
             yield ws
 
     def raw_websocket(self, subscribe: dict[str, Any]) -> RawWebSocket:

@@ -166,6 +166,30 @@ def test_subscription_filters(loop_thread: LoopThread) -> None:
     assert [m["type"] for m in got] == ["event", "tracks"] and got[0]["event"]["track_id"] == 3
 
 
+def test_after_a_subscription_is_acknowledged_only_what_it_wants_arrives(loop_thread: LoopThread) -> None:
+    # The acknowledgement is a reply, and replies go out ahead of queued broadcasts: what was queued under
+    # the old subscription must not follow it unless the new one wants it too.
+    b = Broadcaster(queue_size=100)
+    b.bind(loop_thread.loop)
+    client = loop_thread.call(b.connect, Subscription())
+    for n, camera in enumerate(("cam1", "cam2", "cam1", "cam2")):
+        b.publish(event_msg(n, camera))
+    loop_thread.settle()
+    loop_thread.call(client.subscribe, Subscription.of(cameras=["cam2"]))
+    loop_thread.call(client.reply, PongMessage())  # stands for the acknowledgement
+    b.publish(event_msg(4, "cam1"))
+    b.publish(event_msg(5, "cam2"))
+    loop_thread.settle()
+    got = drain(loop_thread, client)
+    assert got[0]["type"] == "pong"
+    assert [(m["event"]["camera_id"], m["event"]["track_id"]) for m in got[1:]] == [
+        ("cam2", 1),
+        ("cam2", 3),
+        ("cam2", 5),
+    ]
+    assert client.dropped_total == 0  # the client did not want them: not messages it lost
+
+
 def test_replies_come_first_and_close_wakes_the_reader(loop_thread: LoopThread) -> None:
     b = Broadcaster(queue_size=4)
     b.bind(loop_thread.loop)

@@ -127,7 +127,7 @@ def _handle(text: str, client: Client) -> ReplyMessage:
         )
         return ErrorMessage(f"invalid {kind} message: {problems}")
     if isinstance(message, SubscribeMessage):
-        client.subscription = Subscription.of(message.cameras, message.labels, message.tracks)
+        client.subscribe(Subscription.of(message.cameras, message.labels, message.tracks))
         return SubscribedMessage(client.subscription)
     return PongMessage()
 

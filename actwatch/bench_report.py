@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -259,8 +260,6 @@ def sweep_table(results: list[BenchResult]) -> str:
 
 def cpu_name() -> str:
     """The CPU's model name and this process's usable cores, from ``/proc/cpuinfo``."""
-    import os
-
     name = "unknown CPU"
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
@@ -270,5 +269,9 @@ def cpu_name() -> str:
                     break
     except OSError:
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{name} ({cores} cores)"
+    return f"{name} ({usable_cores()} cores)"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

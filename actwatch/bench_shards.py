@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.process
-import os
 import queue as queue_module
 import threading
 import time
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from actwatch.bench_report import BenchResult, percentile
+from actwatch.bench_report import BenchResult, percentile, usable_cores
 from actwatch.errors import ActwatchError
 
 if TYPE_CHECKING:
@@ -61,11 +60,6 @@ def shard_sizes(cameras: int, processes: int) -> list[int]:
             "give fewer processes or more cameras"
         )
     return [cameras // processes + (i < cameras % processes) for i in range(processes)]
-
-
-def usable_cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass(frozen=True, slots=True)

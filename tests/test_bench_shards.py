@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from actwatch.bench import BenchConfig
-from actwatch.bench_report import BenchResult, sweep_table
-from actwatch.bench_shards import ShardOutcome, merge_shards, shard_sizes, usable_cores
+from actwatch.bench_report import BenchResult, sweep_table, usable_cores
+from actwatch.bench_shards import ShardOutcome, merge_shards, shard_sizes
 from actwatch.cli.main import app
 from actwatch.errors import ActwatchError
 

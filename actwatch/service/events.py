@@ -43,7 +43,9 @@ class Event:
 @dataclass(frozen=True, slots=True, eq=False)
 class AlertRecord:
     """An event with its evidence, from the pipeline to the sink: ``frame_bgr`` is the confirming frame
-    (drawn into the snapshot), ``crops`` the ``(T, H, W, 3)`` uint8 window the model classified.
+    (drawn into the snapshot), ``crops`` the window the model classified: its ``T`` crops ``(H, W, 3)``
+    uint8 as the track buffers hold them (the pipeline passes these: no stacked copy of each window on the
+    alert thread, and none held while the event waits), or one ``(T, H, W, 3)`` array.
 
     ``snapshot_jpeg`` and ``crops_png``: that evidence already rendered (the event writer's render
     threads, :meth:`~actwatch.service.sink.EventSink.render_evidence`), which the sink then stores as is.
@@ -51,7 +53,7 @@ class AlertRecord:
 
     event: Event
     frame_bgr: np.ndarray | None = field(repr=False)
-    crops: np.ndarray | None = field(repr=False)
+    crops: np.ndarray | tuple[np.ndarray, ...] | None = field(repr=False)
     snapshot_jpeg: bytes | None = field(default=None, repr=False)
     crops_png: bytes | None = field(default=None, repr=False)
 

@@ -384,7 +384,7 @@ class AlertPhase:
             for event in self.alerts.update(window, p):
                 confirming = frames_by_camera.get(window.camera_id)
                 image = confirming.image if confirming is not None else None
-                self.sink.emit_event(AlertRecord(event, image, window.crops))
+                self.sink.emit_event(AlertRecord(event, image, window.crop_samples))
                 events.append(event)
         if self.publish_tracks:
             for item in frames:

@@ -202,7 +202,8 @@ def test_each_crop_is_encoded_once_and_the_head_reads_the_cached_features(
     event, frame, evidence = sink.events[0].event, sink.events[0].frame_bgr, sink.events[0].crops
     assert event.label == "walking" and event.camera_id in {"cam1", "cam2"}
     assert frame is not None and frame.shape == (576, 768, 3)
-    assert evidence is not None and evidence.shape[0] == seq_len
+    # the window's own crops, one per sample, as the track buffers hold them (no stacked copy per event)
+    assert evidence is not None and len(evidence) == seq_len and evidence[0].shape[-1] == 3
     # The live overlay got the current label once a track was classified.
     assert any(t.label is not None for overlay in sink.tracks for t in overlay.tracks)
     assert pipeline.all_ended()

@@ -201,3 +201,13 @@ def test_render_snapshot_draws_the_box() -> None:
 def test_crops_strip_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError, match="crops must be"):
         encode_crops_strip(np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="crops must be"):
+        encode_crops_strip([np.zeros((8, 8, 3), np.uint8), np.zeros((9, 8, 3), np.uint8)])  # unequal heights
+    with pytest.raises(ValueError, match="crops must be"):
+        encode_crops_strip(())
+
+
+def test_crops_strip_of_a_window_s_own_crops_is_that_of_the_stacked_window() -> None:
+    rng = np.random.default_rng(3)
+    crops = tuple(rng.integers(0, 255, (16, 12, 3), dtype=np.uint8) for _ in range(5))
+    assert encode_crops_strip(crops) == encode_crops_strip(np.stack(crops))

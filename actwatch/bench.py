@@ -82,6 +82,10 @@ class BenchConfig:
     processes: int = 1
     intra_op_threads: int | None = None  # detector.intra_op_threads and model.intra_op_threads (None: ORT's)
 
+    def as_dict(self) -> dict[str, object]:
+        """The settings as a result reports them (paths as strings)."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
 
 def bench_app_config(
     cfg: BenchConfig, *, work: Path, video: Path, weights: Path, model_dir: Path, alert_label: str
@@ -459,7 +463,7 @@ class _Run:
         lat_ms = [1000.0 * s for s in latencies_s]
         sampler = self.sampler
         return BenchResult(
-            config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+            config=cfg.as_dict(),
             runtime=cfg.runtime,
             rate=cfg.rate,
             cpu_name=cpu_name(),

@@ -33,9 +33,9 @@ import queue as queue_module
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -221,9 +221,8 @@ def merge_shards(cfg: BenchConfig, outcomes: list[ShardOutcome]) -> BenchResult:
     )
     gpu_mem = [r.gpu_mem_mib_max for r in results if r.gpu_mem_mib_max is not None]
     gpu_util = [r.gpu_util_mean for r in results if r.gpu_util_mean is not None]
-    config: dict[str, Any] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
     return BenchResult(
-        config=config,
+        config=cfg.as_dict(),
         runtime=cfg.runtime,
         rate=cfg.rate,
         cpu_name=results[0].cpu_name,

@@ -9,9 +9,8 @@ runs several camera counts and both runtimes in one run, for one table. The fram
 :class:`~actwatch.service.pipeline.StreamPipeline` the service runs, its stages built by the service's
 own wiring (:func:`~actwatch.service.stages.build_stages`) from an :class:`~actwatch.config.AppConfig`
 made for the run (:func:`bench_app_config`), with the real detector, real ONNX graphs and a real event
-store. On the same steps, the naive method of simple pipelines — every stride,
-each classified track's whole ``seq_len``-crop window re-encoded by the whole model (``model.onnx``) —
-is timed on exactly the windows ours classified, so the ratio compares like with like in one run.
+store. The naive method of simple pipelines (each classified track's whole window re-encoded by
+``model.onnx``) is timed on exactly the windows ours classified: like with like, in one run.
 
 Example:
     >>> cfg = BenchConfig(cameras=2, frames=60, imgsz=320)
@@ -78,6 +77,7 @@ class BenchConfig:
     preprocess: Literal["auto", "host", "graph"] = "auto"  # detector.preprocess and model.preprocess
     replay_detections: bool = False  # ReplayedDetector: measure everything but the detector
     detect_batch: int | None = None  # pipeline.detect_batch (None: auto)
+    frame_wait_ms: int | None = None  # pipeline.frame_wait_ms (None: auto)
     # > 1: the cameras split over that many processes, each its own pipeline (actwatch.bench_shards)
     processes: int = 1
     intra_op_threads: int | None = None  # detector.intra_op_threads and model.intra_op_threads (None: ORT's)
@@ -118,6 +118,7 @@ def bench_app_config(
                 "publish_tracks": False,
                 "runtime": cfg.runtime,
                 "detect_batch": cfg.detect_batch or "auto",
+                "frame_wait_ms": "auto" if cfg.frame_wait_ms is None else cfg.frame_wait_ms,
             },
             "alerts": {"rules": [low_bar_rule(alert_label, cooldown_s=5.0, min_track_age_s=0)]},
         },
@@ -430,7 +431,8 @@ class _Run:
             self._stage_counters(runner.counters())
 
     def _stage_counters(self, counters: StageCounters) -> None:
-        self.counters = counters.occupancy
+        # the intake's waits for frames due soon, as a share of the wall time (pipelined.frame_wait_ms)
+        self.counters = counters.occupancy | {"wait": counters.frame_waited_s / max(counters.wall_s, 1e-9)}
         self.drops = {f"queue {k}": v for k, v in counters.drops.items()}
         self.drops |= {"stale": counters.stale, "evidence": counters.evidence_dropped}
 

@@ -115,9 +115,9 @@ class BenchResult:
     """Figures of one run (all times in milliseconds unless named otherwise).
 
     ``occupancy``: busy seconds / wall seconds of each stage (pipelined: each thread; sequential: each
-    phase of the one loop); ``drops``: frames and work dropped, by where (reader queues, stage queues,
-    stale frames, evidence of events written without it); ``cpu_percent``: this process's CPU time over
-    the wall time (200% = two cores busy).
+    phase of the one loop; ``wait``: the pipelined intake's waits for frames due soon); ``drops``: frames
+    and work dropped, by where (reader queues, stage queues, stale frames, evidence of events written
+    without it); ``cpu_percent``: this process's CPU time over the wall time (200% = two cores busy).
     """
 
     config: dict[str, Any]
@@ -242,7 +242,7 @@ def sweep_table(results: list[BenchResult]) -> str:
         )
     for r in results:
         ms = r.stage_ms_per_step
-        occupancy = " ".join(f"{k[:3]} {100 * v:.0f}%" for k, v in r.occupancy.items())
+        occupancy = " ".join(f"{k if len(k) <= 4 else k[:3]} {100 * v:.0f}%" for k, v in r.occupancy.items())
         drops = sum(r.drops.values())
         gpu = f"{r.gpu_mem_mib_max:.0f} / {_fmt(r.gpu_util_mean)}%" if r.gpu_mem_mib_max is not None else "-"
         preprocess = r.config.get("preprocess", "auto")

@@ -175,6 +175,8 @@ def test_unknown_key_is_named_with_a_suggestion(tmp_path: Path) -> None:
         ("pipeline:\n  detect_batch: 0\n", "pipeline.detect_batch", "'auto' or a number of frames from 1"),
         ("pipeline:\n  detect_batch: fast\n", "pipeline.detect_batch", "got 'fast'"),
         ("pipeline:\n  detect_niceness: 20\n", "pipeline.detect_niceness", "niceness from 0 to 19, got 20"),
+        ("pipeline:\n  frame_wait_ms: -5\n", "pipeline.frame_wait_ms", "milliseconds from 0 to 1000, got -5"),
+        ("pipeline:\n  frame_wait_ms: true\n", "pipeline.frame_wait_ms", "got True"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str, fragment: str) -> None:

@@ -54,7 +54,7 @@ class DropOldestQueue(Generic[T]):
                 self.dropped += 1
             self._items.append(item)
             self.put_count += 1
-            self._cond.notify()
+            self._cond.notify_all()  # a get() and a wait_for_put() may both wait
 
     def close(self) -> None:
         """Put the end-of-stream sentinel :data:`END`."""
@@ -78,6 +78,27 @@ class DropOldestQueue(Generic[T]):
             items = list(self._items)
             self._items.clear()
             return items
+
+    def newest(self) -> T | _EndOfStream | None:
+        """The newest item, left on the queue; ``None`` if the queue is empty."""
+        with self._cond:
+            return self._items[-1] if self._items else None
+
+    def wait_for_put(self, seen: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until an item is put after the ``seen``-th (``put_count`` read
+        before); whether one was.
+
+        Example:
+            >>> q = DropOldestQueue[int]()
+            >>> seen = q.put_count
+            >>> q.wait_for_put(seen, timeout=0.0)
+            False
+            >>> q.put(1)
+            >>> q.wait_for_put(seen, timeout=0.0)
+            True
+        """
+        with self._cond:
+            return self._cond.wait_for(lambda: self.put_count > seen, timeout=timeout)
 
     def __len__(self) -> int:
         with self._cond:

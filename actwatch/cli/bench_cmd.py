@@ -55,6 +55,15 @@ def register(app: typer.Typer) -> None:
             int | None,
             typer.Option(min=1, help="Frames per detector call, pipelined (default auto: 1 on a CPU, all on a GPU)."),
         ] = None,
+        frame_wait_ms: Annotated[
+            int | None,
+            typer.Option(
+                min=0,
+                max=1000,
+                help="Pipelined: wait this long at most for a camera's frame due that soon (default auto: 30 "
+                "on a CPU, 0 on a GPU).",
+            ),
+        ] = None,
         replay_detections: Annotated[
             bool,
             typer.Option(
@@ -128,6 +137,7 @@ def register(app: typer.Typer) -> None:
             "preprocess": preprocess,
             "replay_detections": replay_detections or None,
             "detect_batch": detect_batch,
+            "frame_wait_ms": frame_wait_ms,
             "runtime": "sequential" if sequential else None,
             "processes": processes,
             "intra_op_threads": intra_op_threads,

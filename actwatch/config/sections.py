@@ -292,12 +292,24 @@ class PipelineConfig(StrictModel):
         "priority. auto: 10 where the detector runs on the CPU, 0 on a GPU (its threads mostly wait there).",
     )
 
-    @field_validator("detect_batch", "detect_niceness", mode="before")
+    frame_wait_ms: int | Literal["auto"] = Field(
+        "auto",
+        description="When the detector is free and the next camera's next frame is due within this many "
+        "milliseconds (its newest frame's capture time plus one frame interval), wait for it, this long at "
+        "most (pipelined runtime): the detector takes a fresher frame, and waits while the later phases of the "
+        "frame before take the cores anyway. 0: never wait. auto: 30 where the detector runs on the CPU, 0 on "
+        "a GPU (which takes every camera's frame at once).",
+    )
+
+    @field_validator("detect_batch", "detect_niceness", "frame_wait_ms", mode="before")
     @classmethod
     def _auto_or_in_range(cls, value: Any, info: ValidationInfo) -> Any:
         # One message instead of one per member of the union
-        batch = info.field_name == "detect_batch"
-        low, high, what = (1, 4096, "a number of frames") if batch else (0, 19, "a niceness")
+        low, high, what = {
+            "detect_batch": (1, 4096, "a number of frames"),
+            "detect_niceness": (0, 19, "a niceness"),
+            "frame_wait_ms": (0, 1000, "milliseconds"),
+        }[str(info.field_name)]
         if value != "auto" and not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
             raise ValueError(f"must be 'auto' or {what} from {low} to {high}, got {value!r}")
         return value

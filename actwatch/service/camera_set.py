@@ -31,6 +31,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
@@ -45,6 +46,7 @@ from actwatch.errors import ActwatchError
 log = logging.getLogger(__name__)
 
 DEFAULT_FRAME_RATE = 30.0  # a source that does not say its frame rate (ByteTrack's own default)
+MAX_WAIT_SHARE = 0.3  # of a camera's frame interval: the most the intake waits for its next frame
 
 
 class Reader(Protocol):
@@ -180,11 +182,8 @@ class CameraSet(Generic[TrackerT]):
         With ``limit``, of at most that many cameras: those whose frame was taken longest ago go first
         (round robin), and the others' frames stay with their readers, where newer ones replace them.
         """
-        running = self._running()
-        if limit is not None:
-            running = sorted((cam for cam in running if len(cam.reader.frames)), key=lambda cam: cam.served)
         out: list[CameraFrame[TrackerT]] = []
-        for cam in running:
+        for cam in self._in_turn(limit):
             if limit is not None and len(out) >= limit:
                 break
             frames = []
@@ -201,6 +200,41 @@ class CameraSet(Generic[TrackerT]):
             cam.served = self._turn
             out.append(CameraFrame(cam, frames[-1], skipped=len(frames) - 1))
         return out
+
+    def wait_for_due_frames(self, limit: int | None, within_s: float) -> float:
+        """Wait for the next frame of each camera whose turn is next (:meth:`newest_frames` with ``limit``)
+        if it is due within ``within_s`` seconds and within :data:`MAX_WAIT_SHARE` of its frame interval
+        (due: its newest frame's capture time plus one interval), ``within_s`` seconds at most in all; the
+        seconds waited.
+
+        The frame the detector takes is then at most one interval minus the wait old, instead of up to a
+        whole interval. The wait costs the detector about ``wait² / (2 x interval)`` idle per call (the
+        frame age is uniform over the interval), which the share of the interval bounds for fast cameras:
+        at 10 fps a 30 ms wait idles 4.5 ms per call, at 30 fps the wait is 10 ms at most.
+        """
+        if within_s <= 0:
+            return 0.0
+        start = time.monotonic()  # the allowance on the monotonic clock: a step of the wall clock can't stretch it
+        for cam in self._in_turn(limit)[:limit]:
+            left = within_s - (time.monotonic() - start)
+            if left <= 0:
+                break
+            queue, rate = cam.reader.frames, cam.reader.frame_rate
+            seen = queue.put_count
+            newest = queue.newest()
+            if not isinstance(newest, Frame) or not rate or rate <= 0:
+                continue
+            if 0 < newest.wall_time + 1.0 / rate - time.time() <= min(left, MAX_WAIT_SHARE / rate):
+                queue.wait_for_put(seen, left)
+        return time.monotonic() - start
+
+    def _in_turn(self, limit: int | None) -> list[RunningCamera[TrackerT]]:
+        """The running cameras; with ``limit``, those with a frame waiting, whose frame was taken longest
+        ago first (round robin)."""
+        running = self._running()
+        if limit is None:
+            return running
+        return sorted((cam for cam in running if len(cam.reader.frames)), key=lambda cam: cam.served)
 
     def _running(self) -> list[RunningCamera[TrackerT]]:
         with self._lock:

@@ -149,7 +149,8 @@ class StageCounters:
 
     ``occupancy``: busy seconds / wall seconds per stage; ``drops``: work items dropped per queue;
     ``stale``: frames dropped for being older than ``max_frame_age_s``; ``evidence_dropped``: events
-    written without their snapshot and crops under back-pressure.
+    written without their snapshot and crops under back-pressure; ``frame_waited_s``: how long the intake
+    waited in all for frames due soon.
     """
 
     wall_s: float
@@ -159,14 +160,16 @@ class StageCounters:
     stale: int
     evidence_dropped: int
     failures: int
+    frame_waited_s: float = 0.0
 
 
 class StagedRunner:
     """Runs a :class:`~actwatch.service.pipeline.StreamPipeline`'s phases, one thread each.
 
     ``intake``: a thread takes the newest frame of every camera (of ``detect_batch`` cameras at most, in
-    turn) as soon as the detector can take a batch (the service); without it the caller hands batches in
-    with :meth:`submit` (tests, benchmark).
+    turn) as soon as the detector can take a batch (the service), or up to ``frame_wait_s`` later when
+    their next frames are due by then (:meth:`~actwatch.service.camera_set.CameraSet.wait_for_due_frames`);
+    without it the caller hands batches in with :meth:`submit` (tests, benchmark).
     """
 
     def __init__(
@@ -182,12 +185,14 @@ class StagedRunner:
         track_workers: int = 1,
         detect_batch: int | None = None,
         detect_niceness: int = 0,
+        frame_wait_s: float = 0.0,
         on_report: Callable[[StepReport], None] | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._max_age = max_frame_age_s
         self.detect_batch = detect_batch
         self._detect_niceness = detect_niceness
+        self._max_frame_wait_s = frame_wait_s
         self._on_report = on_report
         self._executor = ThreadPoolExecutor(track_workers, "actwatch-track") if track_workers > 1 else None
         self.writer = EventWriter(
@@ -213,6 +218,7 @@ class StagedRunner:
         self._stop = threading.Event()
         self.stale = 0
         self.failures = 0
+        self.frame_waited_s = 0.0  # the intake's waits for a frame due soon (seconds in all)
         self._started = time.perf_counter()
         self._threads = [
             threading.Thread(target=self._stage, args=(name, inbox, fn, outbox), name=f"actwatch-{name}", daemon=True)
@@ -269,6 +275,7 @@ class StagedRunner:
             stale=self.stale,
             evidence_dropped=self.writer.evidence_dropped,
             failures=self.failures,
+            frame_waited_s=self.frame_waited_s,
         )
 
     def running(self) -> bool:
@@ -295,6 +302,10 @@ class StagedRunner:
         while not self._stop.is_set():
             if not self.frames.wait_until_idle(idle):
                 continue  # the detector is still busy: its next batch is taken when it is free
+            if self._max_frame_wait_s > 0:  # a fresher frame due soon (actwatch.service.camera_set)
+                waited = self._pipeline.cameras.wait_for_due_frames(self.detect_batch, self._max_frame_wait_s)
+                with self._lock:
+                    self.frame_waited_s += waited
             start = time.perf_counter()
             taken = self.submit(self.detect_batch)
             if taken:

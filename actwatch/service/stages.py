@@ -107,6 +107,7 @@ class Stages:
     track_workers: int = 1
     detect_batch: int | None = None  # frames per detector call, pipelined (None: every camera's newest)
     detect_niceness: int = 0  # OS niceness of the detect phase's thread, pipelined (actwatch.priority)
+    frame_wait_s: float = 0.0  # the intake waits this long at most for a camera's frame due soon, pipelined
 
 
 def camera_reader_factory(config: AppConfig) -> ReaderFactory:
@@ -162,9 +163,7 @@ def detect_batch(setting: int | Literal["auto"], providers: Sequence[str]) -> in
         >>> detect_batch(4, ["CPUExecutionProvider"])
         4
     """
-    if setting != "auto":
-        return setting
-    return 1 if providers and providers[0] == CPU else None
+    return _resolve_auto(setting, providers, on_cpu=1, on_gpu=None)
 
 
 CPU_DETECT_NICENESS = 10
@@ -180,9 +179,34 @@ def detect_niceness(setting: int | Literal["auto"], providers: Sequence[str]) ->
         >>> detect_niceness(3, ["CUDAExecutionProvider"])
         3
     """
+    return _resolve_auto(setting, providers, on_cpu=CPU_DETECT_NICENESS, on_gpu=0)
+
+
+CPU_FRAME_WAIT_MS = 30
+
+
+def frame_wait_ms(setting: int | Literal["auto"], providers: Sequence[str]) -> int:
+    """How long the pipelined intake waits at most for a camera's next frame when it is due that soon
+    (``pipeline.frame_wait_ms``): ``auto`` is :data:`CPU_FRAME_WAIT_MS` where the detector runs on the CPU
+    and 0 on a GPU.
+
+    Example:
+        >>> frame_wait_ms("auto", ["CPUExecutionProvider"]), frame_wait_ms("auto", ["CUDAExecutionProvider"])
+        (30, 0)
+        >>> frame_wait_ms(0, ["CPUExecutionProvider"])
+        0
+    """
+    return _resolve_auto(setting, providers, on_cpu=CPU_FRAME_WAIT_MS, on_gpu=0)
+
+
+A = TypeVar("A")
+
+
+def _resolve_auto(setting: int | Literal["auto"], providers: Sequence[str], *, on_cpu: A, on_gpu: A) -> int | A:
+    """``setting``, or for ``auto`` the value for where the detector runs (its first provider)."""
     if setting != "auto":
         return setting
-    return CPU_DETECT_NICENESS if providers and providers[0] == CPU else 0
+    return on_cpu if providers and providers[0] == CPU else on_gpu
 
 
 def warm_up(detector: Detector, runtime: RecognitionRuntime, *, cameras: int = 1) -> dict[str, float]:
@@ -318,4 +342,5 @@ def build_stages(
         track_workers=config.pipeline.track_workers,
         detect_batch=batch,
         detect_niceness=person_detector.niceness,
+        frame_wait_s=frame_wait_ms(config.pipeline.frame_wait_ms, person_detector.providers) / 1000,
     )

@@ -27,7 +27,7 @@ from actwatch.model.runtime import RecognitionRuntime
 from actwatch.service.events import AlertRecord, FrameOverlay
 from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.pipeline import StepReport, StreamPipeline
-from actwatch.service.stages import Detector, build_stages
+from actwatch.service.stages import CPU_FRAME_WAIT_MS, Detector, build_stages
 from actwatch.tracker.detections import Detections
 from tests.tracker.videos import write_scene_cut_clip
 
@@ -327,6 +327,8 @@ def test_on_the_cpu_the_pipelined_detector_takes_the_cameras_one_at_a_time(
     # detect_batch: auto resolves to 1 where the real detector runs on the CPU (this machine).
     pipeline, readers, recorder, _, _ = _pipeline(detector_weights, exported_model_dir, vtest_path, ["cam1", "cam2"])
     assert pipeline.stages.detect_batch == 1
+    # frame_wait_ms: auto resolves to the CPU's wait there too (only the service's intake waits)
+    assert pipeline.stages.frame_wait_s == CPU_FRAME_WAIT_MS / 1000
     runner = pipeline.staged(lossless=True)
     for reader in readers.values():
         reader.feed()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pytest
@@ -24,6 +24,7 @@ from actwatch.config import CameraConfig
 from actwatch.model.config import InputSpec
 from actwatch.priority import PER_THREAD_NICENESS, current_niceness
 from actwatch.service.alerts import AlertEngine
+from actwatch.service.camera_set import Reader as ReaderLike
 from actwatch.service.event_writer import EventWriter
 from actwatch.service.events import AlertRecord, Event, FrameOverlay
 from actwatch.service.metrics import ServiceMetrics
@@ -34,6 +35,7 @@ from actwatch.service.stages import Detector, Stages
 from actwatch.tracker.buffers import TrackBufferStore
 from actwatch.tracker.bytetrack import CameraTracker
 from actwatch.tracker.detections import Detections
+from tests.service.test_camera_set import INTERVAL_S, Reader
 from tests.support.polling import wait_until
 
 WAIT_S = 120.0  # bounds a broken build's hang; never what a test asserts
@@ -81,7 +83,7 @@ def _frame(camera_id: str, index: int, wall_time: float) -> Frame:
     return Frame(camera_id, index, index / 10, wall_time, np.zeros((48, 64, 3), np.uint8))
 
 
-def _cameras(detector: Detector, replays: dict[str, Replay], **settings: object) -> StreamPipeline:
+def _cameras(detector: Detector, replays: Mapping[str, ReaderLike], **settings: object) -> StreamPipeline:
     parts: dict[str, object] = {
         "sink": NullSink(),
         "buffers": TrackBufferStore(Runtime.spec),
@@ -292,3 +294,27 @@ def test_windows_evicted_for_memory_are_told_once_a_minute_with_the_setting_to_r
     assert buffers.evicted["memory"] >= 3
     assert len(warnings) == 1  # the later evictions of the same minute are not told again
     assert "raise pipeline.buffer_mb_per_camera or pipeline.max_buffer_mb" in warnings[0]
+
+
+def test_the_service_intake_waits_for_a_frame_due_soon_and_detects_that_one() -> None:
+    reader = Reader("cam1")
+    reader.put(0, age_s=INTERVAL_S - 20)  # the camera's next frame is due in 20 s, within the wait
+    indices: list[int] = []
+
+    class Detector:
+        def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+            indices.extend(int(image[0, 0, 0]) for image in images)
+            return [Detections.empty() for _ in images]
+
+    pipeline = _cameras(Detector(), {"cam1": reader}, detect_batch=1, frame_wait_s=INTERVAL_S, max_frame_age_s=None)
+    pipeline.start()
+    try:
+        assert reader.queue.waiting.wait(WAIT_S)
+        reader.put(1, age_s=0.0)
+        assert wait_until(lambda: bool(indices), WAIT_S)
+        runner = pipeline.runner
+        assert runner is not None
+    finally:
+        pipeline.stop()
+    # The detector took the frame that came during the wait, not the one that was waiting before it
+    assert indices == [1] and 0 < runner.counters().frame_waited_s < INTERVAL_S

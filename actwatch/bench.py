@@ -78,6 +78,7 @@ class BenchConfig:
     replay_detections: bool = False  # ReplayedDetector: measure everything but the detector
     detect_batch: int | None = None  # pipeline.detect_batch (None: auto)
     frame_wait_ms: int | None = None  # pipeline.frame_wait_ms (None: auto)
+    detect_niceness: int | None = None  # pipeline.detect_niceness (None: auto)
     # > 1: the cameras split over that many processes, each its own pipeline (actwatch.bench_shards)
     processes: int = 1
     intra_op_threads: int | None = None  # detector.intra_op_threads and model.intra_op_threads (None: ORT's)
@@ -97,6 +98,10 @@ def bench_app_config(
     from actwatch.settings import validate_settings
 
     video = Path(video).resolve()
+    # the pipeline's scheduling settings the run was given; None: the service's auto
+    scheduling = dict(
+        detect_batch=cfg.detect_batch, frame_wait_ms=cfg.frame_wait_ms, detect_niceness=cfg.detect_niceness
+    )
     return validate_settings(
         AppConfig,
         {
@@ -113,13 +118,8 @@ def bench_app_config(
                 "preprocess": cfg.preprocess,
                 "intra_op_threads": cfg.intra_op_threads,
             },
-            "pipeline": {
-                "stride": cfg.stride,
-                "publish_tracks": False,
-                "runtime": cfg.runtime,
-                "detect_batch": cfg.detect_batch or "auto",
-                "frame_wait_ms": "auto" if cfg.frame_wait_ms is None else cfg.frame_wait_ms,
-            },
+            "pipeline": {"stride": cfg.stride, "publish_tracks": False, "runtime": cfg.runtime}
+            | {name: "auto" if value is None else value for name, value in scheduling.items()},
             "alerts": {"rules": [low_bar_rule(alert_label, cooldown_s=5.0, min_track_age_s=0)]},
         },
         "actwatch bench",

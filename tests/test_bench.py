@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from actwatch.bench import LATENCY_PARTS, ReplayedDetector
+from actwatch.bench import LATENCY_PARTS, BenchConfig, ReplayedDetector, bench_app_config
 from actwatch.capture.video_file import read_video
 from actwatch.cli.main import app
 from actwatch.errors import ActwatchError
@@ -122,3 +122,15 @@ def test_bench_refuses_an_unknown_preprocessing() -> None:
     result = CliRunner().invoke(app, ["bench", "--preprocess", "gpu"])
     assert isinstance(result.exception, ActwatchError)
     assert "--preprocess must be auto, host or graph, not 'gpu'" in str(result.exception)
+
+
+def test_the_bench_s_scheduling_options_reach_the_service_settings(
+    tmp_path: Path, vtest_path: Path, detector_weights: Path, exported_model_dir: Path
+) -> None:
+    def pipeline_of(cfg: BenchConfig) -> tuple[object, object, object]:
+        files = {"video": vtest_path, "weights": detector_weights, "model_dir": exported_model_dir}
+        settings = bench_app_config(cfg, work=tmp_path, alert_label="walking", **files).pipeline
+        return settings.detect_batch, settings.frame_wait_ms, settings.detect_niceness
+
+    assert pipeline_of(BenchConfig()) == ("auto", "auto", "auto")
+    assert pipeline_of(BenchConfig(detect_batch=2, frame_wait_ms=0, detect_niceness=19)) == (2, 0, 19)

@@ -64,6 +64,14 @@ def register(app: typer.Typer) -> None:
                 "on a CPU, 0 on a GPU).",
             ),
         ] = None,
+        detect_niceness: Annotated[
+            int | None,
+            typer.Option(
+                min=0,
+                max=19,
+                help="Pipelined: the detector threads' OS niceness (default auto: 10 on a CPU, 0 on a GPU).",
+            ),
+        ] = None,
         replay_detections: Annotated[
             bool,
             typer.Option(
@@ -138,6 +146,7 @@ def register(app: typer.Typer) -> None:
             "replay_detections": replay_detections or None,
             "detect_batch": detect_batch,
             "frame_wait_ms": frame_wait_ms,
+            "detect_niceness": detect_niceness,
             "runtime": "sequential" if sequential else None,
             "processes": processes,
             "intra_op_threads": intra_op_threads,

@@ -285,7 +285,8 @@ def _default_controller(config: AppConfig, sink: EventSink, metrics: ServiceMetr
     from actwatch.service.pipeline import StreamPipeline
     from actwatch.service.stages import build_stages
 
-    pipeline: CameraController = StreamPipeline(build_stages(config, sink=sink, metrics=metrics))
+    pipeline = StreamPipeline(build_stages(config, sink=sink, metrics=metrics))
+    metrics.watch_pipeline(pipeline.stage_counters)
     return pipeline
 
 

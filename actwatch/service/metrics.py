@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -28,8 +28,13 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from actwatch.model.provenance import ModelProvenance
+
+if TYPE_CHECKING:
+    from actwatch.service.staged import StageCounters
 
 Stage = Literal["detect", "track", "encode", "classify"]
 STAGES: tuple[Stage, ...] = ("detect", "track", "encode", "classify")
@@ -151,6 +156,13 @@ class ServiceMetrics:
             self.stage_latency.labels(stage=stage)
 
     # ---------------------------------------------------------------------------------------- pipeline
+    def watch_pipeline(self, counters: Callable[[], StageCounters | None]) -> None:
+        """Expose the pipelined runtime's own counters (``counters()``, read at each scrape; ``None`` while
+        it does not run) as ``actwatch_pipeline_*``: each stage's busy seconds (their rate is the stage's
+        occupancy: the detector near 1 is the box's limit), the queues' drops, stale frames, events written
+        without evidence, failed batches and the intake's waits for frames due soon."""
+        self.registry.register(_PipelineCollector(counters))
+
     def observe_stage(self, stage: Stage, seconds: float) -> None:
         """Record one stage's latency (``detect``, ``track``, ``encode`` or ``classify``)."""
         self.stage_latency.labels(stage=stage).observe(seconds)
@@ -288,3 +300,46 @@ class ServiceMetrics:
 def _remove(metric: Counter | Gauge, *labels: str) -> None:
     with contextlib.suppress(KeyError):  # never exported for this camera
         metric.remove(*labels)
+
+
+class _PipelineCollector(Collector):
+    """The pipelined runtime's :class:`~actwatch.service.staged.StageCounters` as Prometheus counters."""
+
+    def __init__(self, counters: Callable[[], StageCounters | None]) -> None:
+        self._counters = counters
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        c = self._counters()
+        if c is None:
+            return
+        yield _labelled(
+            "busy_seconds", "stage", c.busy_s, "Seconds each pipelined stage's thread was busy; rate(): its occupancy."
+        )
+        yield _labelled(
+            "queue_dropped",
+            "queue",
+            c.drops,
+            "Batches a full queue between two stages dropped (the oldest: the newer frames go on).",
+        )
+        for name, value, text in (
+            ("stale_frames", c.stale, "Frames older than pipeline.max_frame_age_s, dropped before detection."),
+            (
+                "evidence_dropped",
+                c.evidence_dropped,
+                "Events written without their snapshot and crops under back-pressure (pipeline.max_pending_evidence).",
+            ),
+            ("failures", c.failures, "Batches a stage failed on (logged; the stage went on with the next)."),
+            (
+                "frame_wait_seconds",
+                c.frame_waited_s,
+                "Seconds the intake waited for a camera's frame due soon (pipeline.frame_wait_ms).",
+            ),
+        ):
+            yield CounterMetricFamily(f"actwatch_pipeline_{name}", text, value=value)
+
+
+def _labelled(name: str, label: str, values: dict[str, float] | dict[str, int], text: str) -> CounterMetricFamily:
+    family = CounterMetricFamily(f"actwatch_pipeline_{name}", text, labels=[label])
+    for key, value in values.items():
+        family.add_metric([key], value)
+    return family

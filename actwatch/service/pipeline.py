@@ -94,7 +94,7 @@ from actwatch.service.phases import (
     StepReport,
     TrackPhase,
 )
-from actwatch.service.staged import StagedRunner
+from actwatch.service.staged import StageCounters, StagedRunner
 from actwatch.service.stages import Sink, Stages
 from actwatch.service.step_timing import StepMetrics
 from actwatch.tracker.bytetrack import CameraTracker
@@ -265,6 +265,10 @@ class StreamPipeline:
             on_report=on_report,
         )
         return self._runner
+
+    def stage_counters(self) -> StageCounters | None:
+        """The pipelined runtime's counters since it started (``None`` before, or when sequential)."""
+        return self._runner.counters() if self._runner is not None else None
 
     @property
     def runner(self) -> StagedRunner | None:

@@ -138,6 +138,13 @@ def test_websocket_delivers_events_of_tracked_persons_from_both_cameras(service:
     assert snapshot.status_code == 200 and snapshot.headers["content-type"] == "image/jpeg"
     assert snapshot.content[:2] == b"\xff\xd8"
     assert service.http.get(f"/events/{first['id']}").json()["id"] == first["id"]
+    # The pipelined runtime's own counters are on /metrics: the detector and the event writer worked, the
+    # queues' drops are counted, and no batch failed.
+    assert service.metric("actwatch_pipeline_busy_seconds_total", stage="detect") > 0
+    assert service.metric("actwatch_pipeline_busy_seconds_total", stage="writer") > 0
+    text = service.http.get("/metrics").text
+    assert 'actwatch_pipeline_queue_dropped_total{queue="frames"}' in text
+    assert "actwatch_pipeline_failures_total 0.0" in text
     # Each camera has its own ByteTrack id sequence: both start at 1 (a shared class-level counter would
     # hand out one sequence split between the cameras, or reset one camera's ids when the other starts).
     ids = {camera: _track_ids(messages, camera) for camera in ("door", "hall")}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from actwatch.service.metrics import ServiceMetrics
+from actwatch.service.staged import StageCounters
 
 
 def samples(m: ServiceMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -57,3 +60,33 @@ def test_pipeline_figures_and_removal() -> None:
     m.remove_camera("cam1")
     m.remove_camera("never-seen")
     assert not [k for k in samples(m) if ("camera", "cam1") in k[1]]
+
+
+def test_the_pipelined_runtime_s_counters_are_read_at_each_scrape() -> None:
+    m = ServiceMetrics()
+    running: list[StageCounters] = []
+    m.watch_pipeline(lambda: running[-1] if running else None)
+    assert not [k for k in samples(m) if k[0].startswith("actwatch_pipeline_")]  # not running: no series
+    running.append(
+        StageCounters(
+            wall_s=10.0,
+            busy_s={"detect": 9.5, "track": 0.3},
+            occupancy={"detect": 0.95, "track": 0.03},
+            drops={"frames": 4, "detected": 0},
+            stale=2,
+            evidence_dropped=1,
+            failures=0,
+            frame_waited_s=0.25,
+        )
+    )
+    s = samples(m)
+    assert s[("actwatch_pipeline_busy_seconds_total", (("stage", "detect"),))] == 9.5
+    assert s[("actwatch_pipeline_busy_seconds_total", (("stage", "track"),))] == 0.3
+    assert s[("actwatch_pipeline_queue_dropped_total", (("queue", "frames"),))] == 4
+    assert s[("actwatch_pipeline_queue_dropped_total", (("queue", "detected"),))] == 0
+    assert s[("actwatch_pipeline_stale_frames_total", ())] == 2
+    assert s[("actwatch_pipeline_evidence_dropped_total", ())] == 1
+    assert s[("actwatch_pipeline_failures_total", ())] == 0
+    assert s[("actwatch_pipeline_frame_wait_seconds_total", ())] == 0.25
+    running[-1] = dataclasses.replace(running[-1], stale=5)  # a later scrape reads the counters again
+    assert samples(m)[("actwatch_pipeline_stale_frames_total", ())] == 5

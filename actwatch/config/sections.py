@@ -295,10 +295,10 @@ class PipelineConfig(StrictModel):
     frame_wait_ms: int | Literal["auto"] = Field(
         "auto",
         description="When the detector is free and the next camera's next frame is due within this many "
-        "milliseconds (its newest frame's capture time plus one frame interval), wait for it, this long at "
-        "most (pipelined runtime): the detector takes a fresher frame, and waits while the later phases of the "
-        "frame before take the cores anyway. 0: never wait. auto: 30 where the detector runs on the CPU, 0 on "
-        "a GPU (which takes every camera's frame at once).",
+        "milliseconds and within 30% of its frame interval (due: its newest frame's capture time plus one "
+        "interval), the intake waits for that frame (pipelined runtime): frames reach the detector fresher, "
+        "for about wait^2 / (2 x interval) of detector idle per call. 0: never wait. auto: 30 where the "
+        "detector runs on the CPU, 0 on a GPU (which takes every camera's frame at once).",
     )
 
     @field_validator("detect_batch", "detect_niceness", "frame_wait_ms", mode="before")

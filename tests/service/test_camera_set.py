@@ -8,57 +8,12 @@ waits on it, and for how long at most.
 from __future__ import annotations
 
 import threading
-import time
 
-import numpy as np
-
-from actwatch.capture.frame import Frame
-from actwatch.capture.handoff import DropOldestQueue
-from actwatch.capture.reader import CameraState, CameraStatus
-from actwatch.capture.sources import SourceSpec
 from actwatch.config import CameraConfig
 from actwatch.service.camera_set import MAX_WAIT_SHARE, CameraSet
+from tests.support.due_frames import INTERVAL_S, Reader
 
-INTERVAL_S = 100.0  # the cameras' frame interval (0.01 fps)
 WAIT_S = 120.0  # bounds a broken build's hang; never what a test asserts
-
-
-class RecordingQueue(DropOldestQueue[Frame]):
-    """A reader's frame queue that records each wait for a new frame (its timeout) and says when one began."""
-
-    def __init__(self) -> None:
-        super().__init__(maxsize=4)
-        self.waits: list[float] = []
-        self.waiting = threading.Event()
-
-    def wait_for_put(self, seen: int, timeout: float) -> bool:
-        self.waits.append(timeout)
-        self.waiting.set()
-        return super().wait_for_put(seen, timeout)
-
-
-class Reader:
-    def __init__(self, camera_id: str) -> None:
-        self.camera_id = camera_id
-        self.source, self.frame_rate = SourceSpec.parse("rtsp://cam.local/1"), 1 / INTERVAL_S
-        self.queue = RecordingQueue()
-        self.frames: DropOldestQueue[Frame] = self.queue
-
-    def put(self, index: int, age_s: float) -> None:
-        """A frame captured ``age_s`` ago (its successor is due in ``INTERVAL_S - age_s``), its index in
-        its first pixel."""
-        image = np.zeros((8, 8, 3), np.uint8)
-        image[0, 0, 0] = index
-        self.frames.put(Frame(self.camera_id, index, index * INTERVAL_S, time.time() - age_s, image))
-
-    def start(self) -> None:
-        pass
-
-    def stop(self, timeout: float = 0.0) -> None:
-        pass
-
-    def status(self) -> CameraStatus:
-        return CameraStatus(self.camera_id, "rtsp://cam.local/1", CameraState.STREAMING, None, 0, 0, 0.0, 0, None)
 
 
 def _set(*camera_ids: str) -> tuple[CameraSet[str], dict[str, Reader]]:

@@ -35,7 +35,7 @@ from actwatch.service.stages import Detector, Stages
 from actwatch.tracker.buffers import TrackBufferStore
 from actwatch.tracker.bytetrack import CameraTracker
 from actwatch.tracker.detections import Detections
-from tests.service.test_camera_set import INTERVAL_S, Reader
+from tests.support.due_frames import INTERVAL_S, Reader
 from tests.support.polling import wait_until
 
 WAIT_S = 120.0  # bounds a broken build's hang; never what a test asserts

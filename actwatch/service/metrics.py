@@ -149,6 +149,7 @@ class ServiceMetrics:
             registry=r,
         )
         self._providers: dict[str, tuple[str, ...]] = {}
+        self._pipeline_counters: Callable[[], StageCounters | None] | None = None
         self._model: ModelProvenance | None = None
         self._totals: dict[str, _CameraTotals] = {}
         self._lock = threading.Lock()
@@ -161,7 +162,12 @@ class ServiceMetrics:
         it does not run) as ``actwatch_pipeline_*``: each stage's busy seconds (their rate is the stage's
         occupancy: the detector near 1 is the box's limit), the queues' drops, stale frames, events written
         without evidence, failed batches and the intake's waits for frames due soon."""
+        self._pipeline_counters = counters
         self.registry.register(_PipelineCollector(counters))
+
+    def pipeline_counters(self) -> StageCounters | None:
+        """What :meth:`watch_pipeline` reads (``GET /system`` shows it); ``None`` when nothing is watched."""
+        return self._pipeline_counters() if self._pipeline_counters is not None else None
 
     def observe_stage(self, stage: Stage, seconds: float) -> None:
         """Record one stage's latency (``detect``, ``track``, ``encode`` or ``classify``)."""

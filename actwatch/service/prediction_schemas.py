@@ -156,6 +156,20 @@ class StageTiming(BaseModel):
     total_s: float = Field(description="Seconds spent in the stage since start.")
 
 
+class PipelineLoad(BaseModel):
+    """The pipelined runtime's load since it started (the counters ``/metrics`` has as ``actwatch_pipeline_*``)."""
+
+    occupancy: dict[str, float] = Field(
+        description="Share of the time each stage's thread was busy (intake, detect, track, action, alert, "
+        "writer): a detector near 1 is the box's limit."
+    )
+    queue_drops: dict[str, int] = Field(description="Batches each queue between two stages dropped (the oldest).")
+    stale_frames: int = Field(description="Frames older than pipeline.max_frame_age_s, dropped before detection.")
+    evidence_dropped: int = Field(description="Events stored without snapshot and crops under back-pressure.")
+    failures: int = Field(description="Batches a stage failed on (logged; the stage went on).")
+    frame_wait_s: float = Field(description="Seconds the intake waited for frames due soon (pipeline.frame_wait_ms).")
+
+
 class SystemInfo(BaseModel):
     """Answer of ``GET /system``: what the model and system page shows."""
 
@@ -166,3 +180,6 @@ class SystemInfo(BaseModel):
     stride: int = Field(description="Classify a track every this many new samples (pipeline.stride).")
     cameras: int = Field(description="Cameras configured.")
     uploads: PredictionLimits
+    pipeline: PipelineLoad | None = Field(
+        None, description="The pipelined runtime's load; null with the sequential runtime or before it runs."
+    )

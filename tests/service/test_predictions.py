@@ -129,6 +129,12 @@ def test_system_describes_model_providers_and_stages(
     assert "CPUExecutionProvider" in system["providers"]["detector"] + system["providers"]["model"]
     assert [s["stage"] for s in system["stages"]] == ["detect", "track", "encode", "classify"]
     assert system["uploads"]["available"] is True and system["stride"] == 2
+    # the pipelined runtime's load since it started: each stage's share of the time, its queues' drops
+    load = system["pipeline"]
+    assert set(load["occupancy"]) == {"intake", "detect", "track", "action", "alert", "writer"}
+    assert all(0.0 <= share <= 1.0 for share in load["occupancy"].values())
+    assert set(load["queue_drops"]) == {"frames", "detected", "tracked", "classified"}
+    assert load["failures"] == 0 and load["stale_frames"] >= 0 and load["frame_wait_s"] >= 0.0
 
 
 # --------------------------------------------------------------------------------------------- limits
@@ -172,7 +178,8 @@ def test_uploads_need_the_pipeline(tmp_path: Path, controller: FakeController, c
         answer = client.post("/predictions", files={"file": ("people.avi", f, "video/x-msvideo")}, headers=auth())
         assert answer.status_code == 503 and "compute pipeline" in answer.json()["detail"]
         assert client.get("/predictions/limits", headers=auth()).json()["available"] is False
-        assert client.get("/system", headers=auth()).json()["model"] is None
+        system = client.get("/system", headers=auth()).json()
+        assert system["model"] is None and system["pipeline"] is None  # no pipeline runs: no load to show
         missing = client.get("/predictions/" + "0" * 32, headers=auth())
         assert missing.status_code == 404
 

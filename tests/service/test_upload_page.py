@@ -194,6 +194,8 @@ def test_system_page_and_offline_docs(
         assert stages == ["detect", "track", "encode", "classify"]
         detect = driver.find_element(By.CSS_SELECTOR, '#stages tr[data-stage="detect"]').text.split()
         assert int(detect[1]) > 0 and detect[3] == "ms"  # e.g. "detect 12 85.3 ms 1.02 s"
+        load = driver.find_element(By.ID, "pipeline-load").text  # e.g. "Busy detect 97%, track 2%, ..."
+        assert "Busy" in load and "detect " in load and "writer " in load and "Failed batches\n0" in load
         screenshot(driver, shots, "system")
         no_console_errors(driver)
 

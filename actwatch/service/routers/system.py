@@ -1,4 +1,4 @@
-"""``/system``: what the model and system page shows (model, ONNX Runtime providers, stage timings).
+"""``/system``: what the model and system page shows (model, ONNX Runtime providers, stage timings, load).
 
 Example:
     >>> [r.path for r in router().routes]
@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends
 import actwatch
 from actwatch.service.deps import Services, require_token
 from actwatch.service.metrics import STAGES
-from actwatch.service.prediction_schemas import PredictionLimits, StageTiming, SystemInfo
+from actwatch.service.prediction_schemas import PipelineLoad, PredictionLimits, StageTiming, SystemInfo
 from actwatch.service.schemas import PROTECTED, error_responses
 
 _LATENCY = "actwatch_stage_latency_seconds"
@@ -35,6 +35,17 @@ def router() -> APIRouter:
             mean_ms = round(total / count * 1000, 3) if count else None
             stages.append(StageTiming(stage=stage, count=int(count), mean_ms=mean_ms, total_s=round(total, 6)))
         predictions = services.predictions
+        counters = services.metrics.pipeline_counters()
+        load = None
+        if counters is not None:
+            load = PipelineLoad(
+                occupancy={stage: round(share, 4) for stage, share in counters.occupancy.items()},
+                queue_drops=counters.drops,
+                stale_frames=counters.stale,
+                evidence_dropped=counters.evidence_dropped,
+                failures=counters.failures,
+                frame_wait_s=round(counters.frame_waited_s, 3),
+            )
         return SystemInfo(
             version=actwatch.__version__,
             model=services.model,
@@ -43,6 +54,7 @@ def router() -> APIRouter:
             stride=services.config.pipeline.stride,
             cameras=len(services.cameras),
             uploads=PredictionLimits.build(predictions.settings, available=predictions.available),
+            pipeline=load,
         )
 
     return api

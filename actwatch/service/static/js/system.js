@@ -1,5 +1,6 @@
 // Model and system view: the action model's classes and input spec, the ONNX Runtime providers each
-// network runs on, and the per-stage timings of the compute loop (GET /system, read from /metrics).
+// network runs on, the per-stage timings of the compute loop and the pipeline's load (GET /system, read from
+// /metrics).
 import { $, el } from "./dom.js";
 
 function entries(list, pairs) {
@@ -61,6 +62,25 @@ export function createView({ api }) {
         return tr;
       }),
     );
+    showLoad(info.pipeline);
+  }
+
+  // Each stage thread's share of the time (a detector near 100% is the box's limit) and what was dropped.
+  function showLoad(load) {
+    if (!load) {
+      entries($("pipeline-load"), [["Runtime", "sequential, or not running: no per-stage load"]]);
+      return;
+    }
+    const counts = (record) => Object.entries(record).map(([name, n]) => name + " " + n).join(", ");
+    const busy = Object.entries(load.occupancy).map(([stage, share]) => stage + " " + Math.round(share * 100) + "%");
+    entries($("pipeline-load"), [
+      ["Busy", busy.join(", ")],
+      ["Queue drops", counts(load.queue_drops)],
+      ["Stale frames dropped", String(load.stale_frames)],
+      ["Events stored without evidence", String(load.evidence_dropped)],
+      ["Failed batches", String(load.failures)],
+      ["Waited for fresh frames", load.frame_wait_s.toFixed(1) + " s"],
+    ]);
   }
 
   $("system-refresh").addEventListener("click", refresh);

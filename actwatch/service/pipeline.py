@@ -261,7 +261,7 @@ class StreamPipeline:
             track_workers=s.track_workers,
             detect_batch=s.detect_batch,
             detect_niceness=s.detect_niceness,
-            frame_wait_s=s.frame_wait_s if intake else 0.0,
+            frame_wait_s=s.frame_wait_s,  # only the intake waits: without it the caller times the batches
             on_report=on_report,
         )
         return self._runner

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -73,7 +74,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory, service: LiveService) -> I
 
 
 def wait(driver: WebDriver) -> WebDriverWait[WebDriver]:
-    return WebDriverWait(driver, WAIT_S, poll_frequency=0.2)
+    # The live pages re-render their lists while alerts keep coming: an element found, then read, may have
+    # been replaced in between. That is "not yet" (asked again at the next poll), never a failure.
+    return WebDriverWait(driver, WAIT_S, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
 
 
 def open_view(driver: WebDriver, name: str) -> None:

@@ -25,7 +25,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -354,16 +354,25 @@ class EventStore:
         """:meth:`add`, or ``None`` when ``event.id`` is already stored (by us or, on a shared database,
         by another process): how a fleet hub ingests idempotently. A snapshot that arrived before its
         event (see :meth:`attach_snapshot`) is kept."""
-        if snapshot_jpeg is None and self._snapshot_file(event.id).is_file():
-            snapshot_jpeg = self._snapshot_file(event.id).read_bytes()
+        waiting = self._snapshot_file(event.id)
+        if snapshot_jpeg is None and waiting.is_file():
+            snapshot_jpeg = waiting.read_bytes()
         try:
-            return self.add(event, snapshot_jpeg)
+            record = self.add(event, snapshot_jpeg)
         except ValueError:
             if self._row(event.id) is not None:
                 return None
             raise
         except sa.exc.IntegrityError:  # another writer stored it between our check and our insert
             return None
+        if record.snapshot_path is None and waiting.is_file():
+            # The snapshot came while the event was being stored (another worker): attach_snapshot wrote
+            # its file, then found no row to point at it. It writes before it looks, and we look after we
+            # stored, so one of the two always sees the other.
+            with self._write_lock:
+                self._point_at_snapshot(event.id)
+            record = replace(record, snapshot_path=waiting)
+        return record
 
     def _snapshot_file(self, event_id: str) -> Path:
         return self._media_dir / f"{event_id[:2]}/{event_id}.jpg"
@@ -377,11 +386,15 @@ class EventStore:
         path = self._snapshot_file(event_id)
         with self._write_lock:
             atomic_write_bytes(path, snapshot_jpeg, mode=0o600)
-            with self._engine.begin() as conn:
-                t = self._events
-                updated = conn.execute(
-                    t.update().where(t.c.id == event_id).values(snapshot_path=f"{event_id[:2]}/{event_id}.jpg")
-                ).rowcount
+            return self._point_at_snapshot(event_id)
+
+    def _point_at_snapshot(self, event_id: str) -> bool:
+        """Point the stored row of ``event_id`` at its snapshot file; ``False`` when no row is stored yet."""
+        with self._engine.begin() as conn:
+            t = self._events
+            updated = conn.execute(
+                t.update().where(t.c.id == event_id).values(snapshot_path=f"{event_id[:2]}/{event_id}.jpg")
+            ).rowcount
         return bool(updated)
 
     def purge(self, now: float | None = None) -> int:

@@ -102,6 +102,33 @@ def test_duplicate_and_unsafe_ids(tmp_path: Path, open_store: StoreOpener) -> No
     assert store.count() == 1
 
 
+def test_a_hub_attaches_a_snapshot_whenever_it_comes(
+    tmp_path: Path, open_store: StoreOpener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(tmp_path)
+    # before its event: the file waits, and the event picks it up
+    assert store.attach_snapshot("ev0001", jpeg()) is False
+    early = store.add_if_new(make_event(1), None)
+    assert early is not None and early.snapshot_path == store.snapshot_path("ev0001") is not None
+    # after its event: the row is pointed at it
+    assert store.add_if_new(make_event(2), None) is not None and store.snapshot_path("ev0002") is None
+    assert store.attach_snapshot("ev0002", jpeg()) is True and store.snapshot_path("ev0002") is not None
+    # while its event is being stored (another hub worker, between the event's look for a waiting file and
+    # its insert: the snapshot finds no row to point at yet)
+    add = store.add
+
+    def snapshot_arrives_first(event: Event, snapshot_jpeg: bytes | None, *args: Any, **kwargs: Any) -> Any:
+        assert store.attach_snapshot(event.id, jpeg()) is False
+        return add(event, snapshot_jpeg, *args, **kwargs)
+
+    monkeypatch.setattr(store, "add", snapshot_arrives_first)
+    during = store.add_if_new(make_event(3), None)
+    assert during is not None and during.snapshot_path == store.snapshot_path("ev0003") is not None
+    monkeypatch.undo()
+    assert store.add_if_new(make_event(3), None) is None  # stored once
+    store.close()
+
+
 def test_query_filters_order_and_pagination(tmp_path: Path, open_store: StoreOpener) -> None:
     store = open_store(tmp_path)
     for i in range(30):

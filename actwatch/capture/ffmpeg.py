@@ -19,7 +19,8 @@ stuck in OpenCV. Here each connection is an ``ffmpeg`` child process (as Frigate
 
 ``capture:`` settings map onto FFmpeg input options: ``rtsp_transport`` -> ``-rtsp_transport``,
 ``open_timeout_s`` -> the socket I/O ``-timeout`` (RTSP) / ``-rw_timeout`` (HTTP) in microseconds,
-``ffmpeg_options`` -> ``-key value`` before ``-i``.
+``ffmpeg_options`` -> ``-key value`` before ``-i``; and ``max_fps`` onto FFmpeg's ``fps`` filter, whose
+rate is then the one the header reports (the trackers' and the stream clock's).
 
 Example:
     >>> rtsp = SourceSpec.parse("rtsp://admin:pw@10.0.0.5/live")
@@ -29,6 +30,8 @@ Example:
     ['udp', '10000000', '500000']
     >>> args[-7:]
     ['-fps_mode', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'bgr24', 'pipe:1']
+    >>> ffmpeg_command(rtsp, CaptureSettings(max_fps=10))[-9:-7]
+    ['-vf', "fps=fps='min(source_fps,10)'"]
     >>> header = "Output #0, rawvideo, to 'pipe:1':\\n  Stream #0:0: Video: rawvideo (BGR[24] / 0x18524742), "
     >>> parse_output_header(header + "bgr24(pc), 384x288, q=2-31, 10 fps, 10 tbn\\n")
     StreamFormat(width=384, height=288, fps=10.0)
@@ -101,6 +104,9 @@ def ffmpeg_command(source: SourceSpec, settings: CaptureSettings, binary: str = 
         args += [f"-{key}", value]
     args += hwaccel_args(settings.hwaccel)
     args += ["-i", source.url, "-an", "-sn", "-dn", "-map", "0:v:0"]
+    if settings.max_fps is not None:
+        # min(): a camera slower than the cap keeps its own rate (the filter would repeat frames to reach it)
+        args += ["-vf", f"fps=fps='min(source_fps,{settings.max_fps:g})'"]
     args += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
     return args
 

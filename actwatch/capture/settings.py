@@ -69,6 +69,15 @@ class CaptureSettings(StrictModel):
         description="Hardware video decoding of network cameras (FFmpeg -hwaccel): none (the CPU), cuda "
         "(NVDEC; the CPU where no NVIDIA driver is found, with a warning) or auto (FFmpeg's pick, else the CPU).",
     )
+    max_fps: float | None = Field(
+        None,
+        gt=0,
+        le=240,
+        description="Frames per second at most that FFmpeg hands on from a network camera: it still decodes "
+        "every frame but converts and pipes only a steady max_fps (a 30 fps camera at 10: a third of the "
+        "conversion and copying). Keep it at or above the model's sampling rate (its manifest's fps, 10 by "
+        "default). Unset: every frame, at the camera's own rate.",
+    )
     ffmpeg_options: dict[str, str] = Field(
         default_factory=dict,
         description="Extra FFmpeg input options for network sources (-key value before -i), "

@@ -173,6 +173,13 @@ class CameraConfig(StrictModel):
     hwaccel: Literal["none", "cuda", "auto"] | None = Field(
         None, description="Hardware decoding of this network camera (see capture.hwaccel); unset: capture.hwaccel."
     )
+    max_fps: float | None = Field(
+        None,
+        gt=0,
+        le=240,
+        description="Frames per second at most read from this network camera (see capture.max_fps); unset: "
+        "capture.max_fps.",
+    )
     realtime: bool = Field(
         True, description="Play video files at their own frame rate (False: as fast as they decode)."
     )
@@ -188,6 +195,15 @@ class CameraConfig(StrictModel):
         if isinstance(data, dict) and not data.get("name") and isinstance(data.get("id"), str):
             data = {**data, "name": data["id"]}
         return data
+
+    @model_validator(mode="after")
+    def _max_fps_of_network_cameras(self) -> CameraConfig:
+        # FFmpeg caps a network camera's rate; files and webcams (OpenCV) are read at their own
+        if self.max_fps is not None and SourceSpec.parse(self.url, locate_files=False).kind not in ("rtsp", "http"):
+            raise ValueError(
+                "max_fps applies to network cameras (rtsp://, http(s)://) only; remove it for this file or webcam"
+            )
+        return self
 
     def public_dict(self) -> dict[str, Any]:
         """The camera as JSON-able data with credentials in the URL masked."""

@@ -119,6 +119,8 @@ def camera_reader_factory(config: AppConfig) -> ReaderFactory:
         capture = config.capture
         if camera.hwaccel is not None:  # per camera: e.g. NVDEC for the H.264 streams, the CPU for MJPEG
             capture = capture.model_copy(update={"hwaccel": camera.hwaccel})
+        if camera.max_fps is not None:
+            capture = capture.model_copy(update={"max_fps": camera.max_fps})
         return CameraReader(
             camera.id, SourceSpec.parse(camera.url), capture, loop=camera.loop, realtime=camera.realtime
         )
@@ -149,6 +151,21 @@ def _person_detector(config: AppConfig, metrics: ServiceMetrics) -> PersonDetect
     )
     metrics.set_active_providers("detector", detector.providers)
     return detector
+
+
+def capture_below_sampling(config: AppConfig, sample_fps: float) -> list[str]:
+    """The ``max_fps`` settings (``capture:`` and the cameras') below the model's sampling rate.
+
+    Example:
+        >>> config = AppConfig.model_validate(
+        ...     {"capture": {"max_fps": 5}, "cameras": [{"id": "gate", "url": "rtsp://h/s", "max_fps": 12}]}
+        ... )
+        >>> capture_below_sampling(config, 10.0)
+        ['capture.max_fps (5)']
+    """
+    rates = [("capture.max_fps", config.capture.max_fps)]
+    rates += [(f"cameras[{camera.id}].max_fps", camera.max_fps) for camera in config.cameras]
+    return [f"{name} ({rate:g})" for name, rate in rates if rate is not None and rate < sample_fps]
 
 
 def detect_batch(setting: int | Literal["auto"], providers: Sequence[str]) -> int | None:
@@ -297,6 +314,14 @@ def build_stages(
         log.warning("action model %s is %s", model.dir, provenance.describe())
     else:
         log.info("action model %s: %s", model.dir, provenance.describe())
+    for setting in capture_below_sampling(config, action_runtime.spec.fps):
+        log.warning(
+            "%s is below the action model's sampling rate (%g fps): its windows span more time than the model "
+            "was trained on; raise it to at least %g",
+            setting,
+            action_runtime.spec.fps,
+            action_runtime.spec.fps,
+        )
     batch = detect_batch(config.pipeline.detect_batch, person_detector.providers)
     in_one_call = batch if batch is not None and config.pipeline.runtime == "pipelined" else len(config.cameras)
     warm_up(person_detector, action_runtime, cameras=min(len(config.cameras), in_one_call))

@@ -8,10 +8,13 @@ messages reach errors masked; a stopped reader leaves no process behind.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from actwatch.capture.ffmpeg import FfmpegCapture, FfmpegError, ffmpeg_command, hwaccel_args, start_ffmpeg
@@ -45,6 +48,44 @@ def test_hardware_decode_is_asked_for_only_where_it_can_run() -> None:
     # FFmpeg fails a stream whose -hwaccel cuda finds no device, so cuda needs a driver, else the CPU
     assert hwaccel_args("cuda", driver_found=lambda: True) == ["-hwaccel", "cuda"]
     assert hwaccel_args("cuda", driver_found=lambda: False) == []
+
+
+def _numbered_clip(path: Path, frames: int, fps: float) -> Path:
+    """Frame i of the clip is a flat grey of level 10 * i (MJPEG keeps a flat picture's level)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (64, 48))
+    for i in range(frames):
+        writer.write(np.full((48, 64, 3), 10 * i, np.uint8))
+    writer.release()
+    return path
+
+
+def _read_all(capture: FfmpegCapture) -> list[int]:
+    """The frame numbers (grey level / 10) of every frame until the stream ends."""
+    numbers = []
+    try:
+        while True:
+            image = capture.read()[1]
+            assert image is not None
+            numbers.append(round(float(image.mean()) / 10))
+    except FfmpegError:
+        return numbers
+    finally:
+        capture.release()
+
+
+def test_max_fps_passes_a_steady_share_of_the_frames_and_never_repeats_one(tmp_path: Path) -> None:
+    clip = SourceSpec.parse(str(_numbered_clip(tmp_path / "numbered.avi", frames=20, fps=10)))
+    assert ffmpeg_command(clip, CaptureSettings())[-7:-6] == ["-fps_mode"]  # no filter unless asked
+    every = start_ffmpeg(clip, CaptureSettings())
+    assert _read_all(every) == list(range(20)) and every.get(cv2.CAP_PROP_FPS) == 10.0
+    capped = start_ffmpeg(clip, CaptureSettings(max_fps=5))
+    halved = _read_all(capped)
+    # every second frame, at the rate the header (the trackers' and the stream clock's) now says
+    assert len(halved) == 10 and all(b - a == 2 for a, b in itertools.pairwise(halved))
+    assert capped.get(cv2.CAP_PROP_FPS) == 5.0
+    # a cap above the camera's own rate leaves it alone: no frame is repeated to reach the cap
+    above = start_ffmpeg(clip, CaptureSettings(max_fps=25))
+    assert _read_all(above) == list(range(20)) and above.get(cv2.CAP_PROP_FPS) == 10.0
 
 
 def test_network_sources_get_a_process_files_and_webcams_do_not(vtest_path: Path) -> None:

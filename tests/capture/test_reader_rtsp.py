@@ -177,3 +177,15 @@ def test_two_servers_side_by_side(
         )
         for r in readers:
             r.stop()
+
+
+def test_max_fps_caps_what_a_camera_hands_on_and_the_rate_its_trackers_see(
+    make_reader: Callable[..., CameraReader], rtsp_server: RtspServer, publisher: RtspPublisher
+) -> None:
+    url = rtsp_server.url(publisher.path)  # a 10 fps stream
+    capped = make_reader("capped", url, SETTINGS.model_copy(update={"max_fps": 5.0}))
+    above = make_reader("above", url, SETTINGS.model_copy(update={"max_fps": 30.0}))
+    assert wait_until(lambda: capped.status().frames_read >= 3 and above.status().frames_read >= 3, timeout_s=30)
+    assert capped.frame_rate == 5.0  # FFmpeg's header: the fps filter's rate
+    assert above.frame_rate == 10.0  # a cap above the camera's rate leaves it alone
+    assert capped.status().state is CameraState.STREAMING and capped.status().reconnects == 0

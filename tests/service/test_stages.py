@@ -1,0 +1,58 @@
+"""Building the stages from the configuration: what reaches the camera readers, and what is warned about."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from actwatch.capture.reader import CameraReader
+from actwatch.config import AppConfig
+from actwatch.service.events import AlertRecord, FrameOverlay
+from actwatch.service.metrics import ServiceMetrics
+from actwatch.service.stages import build_stages, camera_reader_factory
+
+
+class NullSink:
+    def emit_event(self, alert: AlertRecord) -> None:
+        pass
+
+    def emit_tracks(self, overlay: FrameOverlay, image: np.ndarray | None = None) -> None:
+        pass
+
+
+def _config(**sections: object) -> AppConfig:
+    return AppConfig.model_validate(sections)
+
+
+def test_a_camera_s_max_fps_overrides_the_capture_section_s() -> None:
+    config = _config(
+        capture={"max_fps": 12},
+        cameras=[{"id": "gate", "url": "rtsp://10.0.0.5/s", "max_fps": 5}, {"id": "yard", "url": "rtsp://10.0.0.6/s"}],
+    )
+    make_reader = camera_reader_factory(config)
+    readers = [make_reader(camera) for camera in config.cameras]  # built, not started: no connection
+    assert all(isinstance(reader, CameraReader) for reader in readers)
+    assert [reader.settings.max_fps for reader in readers if isinstance(reader, CameraReader)] == [5.0, 12.0]
+
+
+def test_a_max_fps_below_the_model_s_sampling_rate_is_warned_about_at_start(
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = _config(
+        capture={"max_fps": 4},
+        cameras=[{"id": "gate", "url": str(vtest_path)}, {"id": "yard", "url": "rtsp://10.0.0.6/s", "max_fps": 20}],
+        sources={"file_dirs": [str(vtest_path.parent)]},
+        detector={"weights": str(detector_weights), "person_class_ids": [0, 1]},
+        model={"dir": str(exported_model_dir)},
+    )
+    with caplog.at_level(logging.WARNING, logger="actwatch.service.stages"):
+        build_stages(config, sink=NullSink(), metrics=ServiceMetrics())  # readers start with a camera
+    warnings = [r.getMessage() for r in caplog.records if "sampling rate" in r.getMessage()]
+    # the test model samples at 10 fps: the section's 4 is below it, the camera's 20 is not
+    assert warnings == [
+        "capture.max_fps (4) is below the action model's sampling rate (10 fps): its windows span more time "
+        "than the model was trained on; raise it to at least 10"
+    ]

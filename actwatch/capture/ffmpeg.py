@@ -19,8 +19,9 @@ stuck in OpenCV. Here each connection is an ``ffmpeg`` child process (as Frigate
 
 ``capture:`` settings map onto FFmpeg input options: ``rtsp_transport`` -> ``-rtsp_transport``,
 ``open_timeout_s`` -> the socket I/O ``-timeout`` (RTSP) / ``-rw_timeout`` (HTTP) in microseconds,
-``ffmpeg_options`` -> ``-key value`` before ``-i``; and ``max_fps`` onto FFmpeg's ``fps`` filter, whose
-rate is then the one the header reports (the trackers' and the stream clock's).
+``ffmpeg_options`` -> ``-key value`` before ``-i``; and ``max_fps`` onto a ``select`` filter that passes
+the first frame of each 1/max_fps of stream time (:func:`max_fps_filter`; wall-clock timestamps for
+MJPEG, which has none), the rate then reported being the lower of the camera's and the cap.
 
 Example:
     >>> rtsp = SourceSpec.parse("rtsp://admin:pw@10.0.0.5/live")
@@ -30,8 +31,8 @@ Example:
     ['udp', '10000000', '500000']
     >>> args[-7:]
     ['-fps_mode', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'bgr24', 'pipe:1']
-    >>> ffmpeg_command(rtsp, CaptureSettings(max_fps=10))[-9:-7]
-    ['-vf', "fps=fps='min(source_fps,10)'"]
+    >>> ffmpeg_command(rtsp, CaptureSettings(max_fps=10))[-9] == "-vf"
+    True
     >>> header = "Output #0, rawvideo, to 'pipe:1':\\n  Stream #0:0: Video: rawvideo (BGR[24] / 0x18524742), "
     >>> parse_output_header(header + "bgr24(pc), 384x288, q=2-31, 10 fps, 10 tbn\\n")
     StreamFormat(width=384, height=288, fps=10.0)
@@ -103,12 +104,27 @@ def ffmpeg_command(source: SourceSpec, settings: CaptureSettings, binary: str = 
     for key, value in settings.ffmpeg_options.items():
         args += [f"-{key}", value]
     args += hwaccel_args(settings.hwaccel)
+    if settings.max_fps is not None and source.kind == "http":
+        # MJPEG carries no timestamps: FFmpeg counts frames at a guessed rate; the cap needs real time
+        args += ["-use_wallclock_as_timestamps", "1"]
     args += ["-i", source.url, "-an", "-sn", "-dn", "-map", "0:v:0"]
     if settings.max_fps is not None:
-        # min(): a camera slower than the cap keeps its own rate (the filter would repeat frames to reach it)
-        args += ["-vf", f"fps=fps='min(source_fps,{settings.max_fps:g})'"]
+        args += ["-vf", max_fps_filter(settings.max_fps)]
     args += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
     return args
+
+
+def max_fps_filter(max_fps: float) -> str:
+    """FFmpeg's filter that passes at most ``max_fps`` frames a second: the first frame of each 1/max_fps
+    slot of stream time. Unlike the ``fps`` filter it never repeats a frame, so a camera slower than the
+    cap (or slower at night than it says) keeps its own rate; a frame in another slot than the last one
+    passed goes through, so timestamps that jump back (a camera restarting them) hold nothing up.
+
+    Example:
+        >>> max_fps_filter(10)
+        "select='isnan(prev_selected_t)+not(eq(floor(t*10),floor(prev_selected_t*10)))'"
+    """
+    return f"select='isnan(prev_selected_t)+not(eq(floor(t*{max_fps:g}),floor(prev_selected_t*{max_fps:g})))'"
 
 
 def _nvidia_driver_found() -> bool:
@@ -232,6 +248,8 @@ class FfmpegCapture:
         """``CAP_PROP_FPS``: the stream's rate (0 if unknown); ``CAP_PROP_POS_MSEC``: the position of the
         last frame by frame count (FFmpeg passes every decoded frame once, so it advances per read)."""
         fps = self._format.fps if self._format is not None else 0.0
+        if self.settings.max_fps is not None:  # the header keeps the camera's rate; the filter caps it
+            fps = min(fps, self.settings.max_fps) if fps > 0 else self.settings.max_fps
         if prop_id == _CAP_PROP_FPS:
             return fps
         if prop_id == _CAP_PROP_POS_MSEC:

@@ -74,9 +74,9 @@ class CaptureSettings(StrictModel):
         gt=0,
         le=240,
         description="Frames per second at most that FFmpeg hands on from a network camera: it still decodes "
-        "every frame but converts and pipes only a steady max_fps (a 30 fps camera at 10: a third of the "
-        "conversion and copying). Keep it at or above the model's sampling rate (its manifest's fps, 10 by "
-        "default). Unset: every frame, at the camera's own rate.",
+        "every frame but converts and pipes only the first of each 1/max_fps second (a 30 fps camera at 10: a "
+        "third of the conversion and copying), never repeating one. Keep it at or above the model's sampling "
+        "rate (its manifest's fps, 10 by default). Unset: every frame, at the camera's own rate.",
     )
     ffmpeg_options: dict[str, str] = Field(
         default_factory=dict,

@@ -73,6 +73,25 @@ Zone = Annotated[
 ]
 """A polygon of ``[x, y]`` points in frame pixels (>= 3 points, non-zero area)."""
 CameraId = Annotated[str, Field(pattern=CAMERA_ID_PATTERN)]
+
+
+def check_max_fps_source(url: str, max_fps: float | None) -> None:
+    """``ValueError`` for a ``max_fps`` on a file or webcam: FFmpeg caps a network camera's rate, while files
+    and webcams (OpenCV) are read at their own.
+
+    Example:
+        >>> check_max_fps_source("rtsp://10.0.0.5/live", 10.0)
+        >>> check_max_fps_source("0", 10.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: max_fps applies to network cameras (rtsp://, http(s)://) only; remove it for this file or webcam
+    """
+    if max_fps is not None and SourceSpec.parse(url, locate_files=False).kind not in ("rtsp", "http"):
+        raise ValueError(
+            "max_fps applies to network cameras (rtsp://, http(s)://) only; remove it for this file or webcam"
+        )
+
+
 SourceUrl = Annotated[str, Field(max_length=2048), AfterValidator(validate_source_url)]
 
 
@@ -198,11 +217,7 @@ class CameraConfig(StrictModel):
 
     @model_validator(mode="after")
     def _max_fps_of_network_cameras(self) -> CameraConfig:
-        # FFmpeg caps a network camera's rate; files and webcams (OpenCV) are read at their own
-        if self.max_fps is not None and SourceSpec.parse(self.url, locate_files=False).kind not in ("rtsp", "http"):
-            raise ValueError(
-                "max_fps applies to network cameras (rtsp://, http(s)://) only; remove it for this file or webcam"
-            )
+        check_max_fps_source(self.url, self.max_fps)
         return self
 
     def public_dict(self) -> dict[str, Any]:

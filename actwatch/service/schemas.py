@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from actwatch.config import CameraConfig, CameraId, SourceUrl, Zone, mask_url
+from actwatch.config.sections import check_max_fps_source
 from actwatch.service.controller import CameraStatusLike
 from actwatch.service.events import Event
 from actwatch.service.signed_urls import SIGNABLE_PATTERN
@@ -38,6 +39,18 @@ class CameraCreate(_Input):
     loop: bool = Field(False, description="Restart a video file when it ends.")
     realtime: bool = Field(True, description="Play video files at their own frame rate.")
     zone: Zone | None = Field(None, description="Alert zone: polygon of [x, y] points in frame pixels.")
+    max_fps: float | None = Field(
+        None,
+        gt=0,
+        le=240,
+        description="Frames per second at most read from this network camera (rtsp://, http(s)://); unset: the "
+        "service's capture.max_fps.",
+    )
+
+    @model_validator(mode="after")
+    def _max_fps_of_network_cameras(self) -> CameraCreate:
+        check_max_fps_source(self.url, self.max_fps)
+        return self
 
     def to_config(self) -> CameraConfig:
         return CameraConfig(**self.model_dump())
@@ -80,6 +93,7 @@ class CameraPublic(BaseModel):
     loop: bool = Field(description="Video files restart when they end.")
     realtime: bool = Field(description="Video files play at their own frame rate.")
     zone: list[ZonePoint] | None = Field(description="Alert zone in pixels, if any.")
+    max_fps: float | None = Field(None, description="Frames per second at most read from it; null: capture.max_fps.")
     state: str = Field(
         description="Reader state (connecting, streaming, reconnecting, failed, ended, stopped), 'disabled', "
         "'pending' when the pipeline has not reported it yet, or 'failed' when it could not be started."
@@ -103,6 +117,7 @@ class CameraPublic(BaseModel):
             "loop": camera.loop,
             "realtime": camera.realtime,
             "zone": camera.zone,
+            "max_fps": camera.max_fps,
         }
         if not camera.enabled:
             return cls(**data, state="disabled")

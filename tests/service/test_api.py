@@ -174,6 +174,10 @@ def test_create_camera(client: TestClient, controller: FakeController) -> None:
     assert [c["id"] for c in client.get("/cameras", headers=auth()).json()] == ["cam1", "cam2", "yard"]
     disabled = client.post("/cameras", json={"id": "later", "url": "rtsp://h/x", "enabled": False}, headers=auth())
     assert disabled.status_code == 201 and ("add", "later") not in controller.calls
+    assert r.json()["max_fps"] is None  # the service's capture.max_fps
+    capped = client.post("/cameras", json={"id": "gate", "url": "rtsp://h/g", "max_fps": 10}, headers=auth())
+    assert capped.status_code == 201 and capped.json()["max_fps"] == 10.0
+    assert controller.cameras["gate"].max_fps == 10.0
 
 
 @pytest.mark.parametrize(
@@ -185,6 +189,8 @@ def test_create_camera(client: TestClient, controller: FakeController) -> None:
         ({"id": "x", "url": "rtsp://h/x", "colour": "red"}, "colour"),
         ({"id": "x"}, "url"),
         ({"id": "x", "url": "/definitely/not/here.mp4"}, "does not exist"),
+        ({"id": "x", "url": "0", "max_fps": 10}, "max_fps applies to network cameras"),
+        ({"id": "x", "url": "rtsp://h/x", "max_fps": 0}, "greater than 0"),
     ],
 )
 def test_create_camera_rejects_bad_input(client: TestClient, body: dict[str, object], fragment: str) -> None:

@@ -210,11 +210,12 @@ class AlertEngine:
                 self._tracks.pop((camera_id, int(track_id)), None)
 
     def drop_camera(self, camera_id: str) -> None:
-        """Drop every track of a removed camera, and its zone."""
+        """Drop every track of a removed camera. Not its zone: that is the camera's configuration, set
+        (or cleared) each time the camera is added, and a removal reaches this phase after the frames
+        before it, by when the camera may be running again with its zone (disabled, then enabled)."""
         with self._lock:
             for key in [k for k in self._tracks if k[0] == camera_id]:
                 del self._tracks[key]
-        self._zones.pop(camera_id, None)
 
     def update(self, window: AlertSubject, probs: np.ndarray) -> list[Event]:
         """Record ``probs`` (one probability per class) for ``window``'s track; the alerts it triggers."""

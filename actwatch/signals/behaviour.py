@@ -177,10 +177,9 @@ class BehaviourSignals:
             self._tracks.pop((camera_id, int(track_id)), None)
 
     def drop_camera(self, camera_id: str) -> None:
-        """Free every track of a removed camera, and its zone."""
+        """Free every track of a removed camera (not its zone: see ``AlertEngine.drop_camera``)."""
         for key in [k for k in self._tracks if k[0] == camera_id]:
             del self._tracks[key]
-        self._zones.pop(camera_id, None)
 
 
 def fallen_class_ids(settings: SignalsSettings, class_names: dict[int, str]) -> tuple[int, ...]:

@@ -318,3 +318,17 @@ def test_the_service_intake_waits_for_a_frame_due_soon_and_detects_that_one() ->
         pipeline.stop()
     # The detector took the frame that came during the wait, not the one that was waiting before it
     assert indices == [1] and 0 < runner.counters().frame_waited_s < INTERVAL_S
+
+
+def test_a_camera_disabled_and_enabled_again_keeps_its_zone_when_its_removal_passes() -> None:
+    replay = Replay("cam1", [_frame("cam1", 0, time.time())])
+    pipeline = _pipeline(replay, CountingDetector())
+    zoned = CameraConfig(id="cam1", url="rtsp://cam.local/1", zone=[[0, 0], [30, 0], [30, 30]])
+    pipeline.update_camera(zoned)
+    runner = pipeline.staged(lossless=True)
+    pipeline.remove_camera("cam1")  # disabled ...
+    pipeline.add_camera(zoned)  # ... and enabled again before the removal went through the phases
+    runner.submit()  # the removal, then the camera's frame
+    runner.flush(WAIT_S)
+    runner.stop()
+    assert pipeline.alerts.zone("cam1") == [(0.0, 0.0), (30.0, 0.0), (30.0, 30.0)]

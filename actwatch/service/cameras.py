@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -59,6 +60,11 @@ class Cameras(Protocol):
     def update_camera(self, cfg: CameraConfig) -> None: ...
     def remove_camera(self, camera_id: str) -> None: ...
     def statuses(self) -> Any: ...
+
+
+def _first_reason(exc: ValidationError) -> str:
+    """The first reason pydantic gives, without its ``Value error,`` prefix."""
+    return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
 
 
 class CameraServiceError(Exception):
@@ -160,7 +166,8 @@ class CameraService:
         return self._view(camera, self._statuses(), with_error=False)
 
     def update(self, camera_id: str, changes: Mapping[str, Any]) -> CameraView:
-        """Apply ``changes`` (name, zone, enabled) and start, stop or update the running camera."""
+        """Apply ``changes`` (name, zone, enabled, max_fps) and start, stop, restart or update the running
+        camera (a new ``max_fps`` is a new FFmpeg command: the camera reconnects)."""
         registry = self.registry
         with registry.lock:
             old = registry.get(camera_id)
@@ -170,13 +177,21 @@ class CameraService:
                 raise CameraRejectedError("name and enabled cannot be null")
             try:
                 new = CameraConfig.model_validate({**old.model_dump(), **changes})
-            except ValidationError as exc:  # cannot happen for valid bodies; keep the 422 contract anyway
-                raise CameraRejectedError(str(exc)) from None
+            except ValidationError as exc:  # e.g. a max_fps for a file camera
+                raise CameraRejectedError(_first_reason(exc)) from None
             if old.enabled and not new.enabled:
                 self._control("stop", camera_id, self.controller.remove_camera, camera_id)
             elif new.enabled and (not old.enabled or registry.error(camera_id)):
                 # Enabling, or enabling again a camera that failed at start-up: (re)start it.
                 self._control("start", camera_id, self.controller.add_camera, new)
+            elif new.enabled and new.max_fps != old.max_fps:
+                self._control("stop", camera_id, self.controller.remove_camera, camera_id)
+                try:
+                    self._control("start", camera_id, self.controller.add_camera, new)
+                except CameraServiceError:
+                    with contextlib.suppress(CameraServiceError):  # as it was, as far as it can be
+                        self._control("start", camera_id, self.controller.add_camera, old)
+                    raise
             elif new.enabled and (new.name != old.name or new.zone != old.zone):
                 self._control("update", camera_id, self.controller.update_camera, new)
             registry.replace(new)

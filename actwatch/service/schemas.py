@@ -57,7 +57,8 @@ class CameraCreate(_Input):
 
 
 class CameraUpdate(_Input):
-    """Body of ``PATCH /cameras/{id}``: only the fields given change; ``"zone": null`` removes the zone.
+    """Body of ``PATCH /cameras/{id}``: only the fields given change; ``"zone": null`` removes the zone,
+    ``"max_fps": null`` the camera's own cap.
 
     ``name`` and ``enabled`` may be left out but not null (the schema says so: ``None`` is only the
     "not given" default, hidden from it).
@@ -70,6 +71,13 @@ class CameraUpdate(_Input):
     name: str | SkipJsonSchema[None] = Field(None, min_length=1, max_length=200, description="New display name.")
     zone: Zone | None = Field(None, description="New alert zone (pixels), or null to alert anywhere.")
     enabled: bool | SkipJsonSchema[None] = Field(None, description="Start (true) or stop (false) reading the camera.")
+    max_fps: float | None = Field(
+        None,
+        gt=0,
+        le=240,
+        description="New frames-per-second cap of this network camera, or null for the service's capture.max_fps; "
+        "the camera reconnects (its tracks start afresh).",
+    )
 
     @field_validator("name", "enabled", mode="before")
     @classmethod

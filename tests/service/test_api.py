@@ -239,6 +239,25 @@ def test_patch_camera(client: TestClient, controller: FakeController) -> None:
     assert client.patch("/cameras/none", json={"name": "x"}, headers=auth()).status_code == 404
 
 
+def test_patching_a_camera_s_max_fps_reconnects_it_with_the_new_cap(
+    client: TestClient, controller: FakeController
+) -> None:
+    r = client.patch("/cameras/cam1", json={"max_fps": 8}, headers=auth())
+    assert r.status_code == 200 and r.json()["max_fps"] == 8.0
+    assert controller.calls[-2:] == [("remove", "cam1"), ("add", "cam1")] and controller.cameras["cam1"].max_fps == 8
+    r = client.patch("/cameras/cam1", json={"max_fps": None}, headers=auth())  # back to capture.max_fps
+    assert r.json()["max_fps"] is None and controller.cameras["cam1"].max_fps is None
+    calls = len(controller.calls)
+    assert client.patch("/cameras/cam1", json={"max_fps": None}, headers=auth()).status_code == 200
+    assert len(controller.calls) == calls  # unchanged: no reconnect
+    assert client.patch("/cameras/cam1", json={"max_fps": 0}, headers=auth()).status_code == 422
+    webcam = client.post("/cameras", json={"id": "desk", "url": "0", "enabled": False}, headers=auth())
+    assert webcam.status_code == 201, webcam.text
+    r = client.patch("/cameras/desk", json={"max_fps": 5}, headers=auth())
+    assert r.status_code == 422 and "max_fps applies to network cameras" in r.text
+    assert client.get("/cameras/desk", headers=auth()).json()["max_fps"] is None
+
+
 def test_delete_camera(client: TestClient, controller: FakeController) -> None:
     assert client.delete("/cameras/cam1", headers=auth()).status_code == 204
     assert controller.calls[-1] == ("remove", "cam1")

@@ -233,6 +233,20 @@ def test_events_resume_after_the_rtsp_publisher_restarts(
     assert all(e["camera_id"] == "door" for e in _events(messages)), "the camera filter was not applied"
 
 
+def test_a_new_max_fps_reconnects_the_camera_and_its_events_go_on(service: LiveService) -> None:
+    frames = service.metric("actwatch_camera_frames_processed_total", camera="door")
+    response = service.http.patch("/cameras/door", json={"max_fps": 5})
+    assert response.status_code == 200 and response.json()["max_fps"] == 5.0, response.text
+    changed = time.time()
+    try:
+        wait_for(lambda: service.camera("door")["state"] == "streaming", timeout=90, what="'door' to stream again")
+        with service.websocket({"cameras": ["door"]}) as ws:
+            collect(ws, lambda ms: any(e["frame_time"] > changed for e in _events(ms, "door")), timeout=180)
+        assert service.metric("actwatch_camera_frames_processed_total", camera="door") > frames
+    finally:
+        assert service.http.patch("/cameras/door", json={"max_fps": None}).status_code == 200
+
+
 def test_stored_events_survive_a_restart(service: LiveService, config: AppConfig) -> None:
     listing = service.http.get("/events", params={"limit": 5}).json()
     assert listing["total"] > 0

@@ -105,7 +105,7 @@ def router() -> APIRouter:
 
     @api.patch(
         "/{camera_id}",
-        summary="Rename, change the zone, enable or disable",
+        summary="Rename, change the zone or the frame-rate cap, enable or disable",
         responses={**not_found, **error_responses(400, 413)},
     )
     def update_camera(

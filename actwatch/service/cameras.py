@@ -49,6 +49,7 @@ from actwatch.errors import ActwatchError
 from actwatch.service.controller import CameraStatusLike
 from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.registry import CAMERA_FILE_NAME, CameraFile, CameraRegistry, initial_cameras
+from actwatch.settings import validation_problems
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +61,6 @@ class Cameras(Protocol):
     def update_camera(self, cfg: CameraConfig) -> None: ...
     def remove_camera(self, camera_id: str) -> None: ...
     def statuses(self) -> Any: ...
-
-
-def _first_reason(exc: ValidationError) -> str:
-    """The first reason pydantic gives, without its ``Value error,`` prefix."""
-    return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
 
 
 class CameraServiceError(Exception):
@@ -178,7 +174,7 @@ class CameraService:
             try:
                 new = CameraConfig.model_validate({**old.model_dump(), **changes})
             except ValidationError as exc:  # e.g. a max_fps for a file camera
-                raise CameraRejectedError(_first_reason(exc)) from None
+                raise CameraRejectedError("; ".join(validation_problems(exc, CameraConfig))) from None
             if old.enabled and not new.enabled:
                 self._control("stop", camera_id, self.controller.remove_camera, camera_id)
             elif new.enabled and (not old.enabled or registry.error(camera_id)):

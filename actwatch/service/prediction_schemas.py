@@ -10,12 +10,15 @@ Example:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
 from actwatch.config import PredictionsConfig
 from actwatch.service.predictions import PersonResult, PredictionJob
+
+if TYPE_CHECKING:
+    from actwatch.service.staged import StageCounters
 
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
 
@@ -168,6 +171,18 @@ class PipelineLoad(BaseModel):
     evidence_dropped: int = Field(description="Events stored without snapshot and crops under back-pressure.")
     failures: int = Field(description="Batches a stage failed on (logged; the stage went on).")
     frame_wait_s: float = Field(description="Seconds the intake waited for frames due soon (pipeline.frame_wait_ms).")
+
+    @classmethod
+    def build(cls, counters: StageCounters) -> PipelineLoad:
+        """The load from the runner's counters (shares to 4 places, seconds to 3)."""
+        return cls(
+            occupancy={stage: round(share, 4) for stage, share in counters.occupancy.items()},
+            queue_drops=counters.drops,
+            stale_frames=counters.stale,
+            evidence_dropped=counters.evidence_dropped,
+            failures=counters.failures,
+            frame_wait_s=round(counters.frame_waited_s, 3),
+        )
 
 
 class SystemInfo(BaseModel):

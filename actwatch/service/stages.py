@@ -116,11 +116,10 @@ def camera_reader_factory(config: AppConfig) -> ReaderFactory:
     from actwatch.capture.sources import SourceSpec
 
     def make_reader(camera: CameraConfig) -> Reader:
-        capture = config.capture
-        if camera.hwaccel is not None:  # per camera: e.g. NVDEC for the H.264 streams, the CPU for MJPEG
-            capture = capture.model_copy(update={"hwaccel": camera.hwaccel})
-        if camera.max_fps is not None:
-            capture = capture.model_copy(update={"max_fps": camera.max_fps})
+        # the camera's own capture settings where it has them: e.g. NVDEC for the H.264 streams, the CPU for
+        # MJPEG; a lower frame-rate cap for one busy camera
+        overrides = {name: getattr(camera, name) for name in ("hwaccel", "max_fps")}
+        capture = config.capture.model_copy(update={k: v for k, v in overrides.items() if v is not None})
         return CameraReader(
             camera.id, SourceSpec.parse(camera.url), capture, loop=camera.loop, realtime=camera.realtime
         )

@@ -36,16 +36,6 @@ def router() -> APIRouter:
             stages.append(StageTiming(stage=stage, count=int(count), mean_ms=mean_ms, total_s=round(total, 6)))
         predictions = services.predictions
         counters = services.metrics.pipeline_counters()
-        load = None
-        if counters is not None:
-            load = PipelineLoad(
-                occupancy={stage: round(share, 4) for stage, share in counters.occupancy.items()},
-                queue_drops=counters.drops,
-                stale_frames=counters.stale,
-                evidence_dropped=counters.evidence_dropped,
-                failures=counters.failures,
-                frame_wait_s=round(counters.frame_waited_s, 3),
-            )
         return SystemInfo(
             version=actwatch.__version__,
             model=services.model,
@@ -54,7 +44,7 @@ def router() -> APIRouter:
             stride=services.config.pipeline.stride,
             cameras=len(services.cameras),
             uploads=PredictionLimits.build(predictions.settings, available=predictions.available),
-            pipeline=load,
+            pipeline=PipelineLoad.build(counters) if counters is not None else None,
         )
 
     return api

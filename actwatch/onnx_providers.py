@@ -343,7 +343,8 @@ def create_session(
     dropped = [provider_name(p) for p in wanted if provider_name(p) not in active]
     if dropped:
         log.warning(
-            "%s: ONNX Runtime could not enable %s (libraries missing or no device); running on %s",
+            "%s: ONNX Runtime could not enable %s (libraries missing, no device, or the device's memory full: "
+            "ONNX Runtime's own error above says which); running on %s",
             component,
             ", ".join(dropped),
             ", ".join(active),

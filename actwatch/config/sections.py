@@ -242,6 +242,15 @@ class ModelSection(StrictModel):
         "(cached under the actwatch cache folder), on the model's device: on a GPU a crop crosses the bus "
         "once, as a quarter of the bytes. auto: graph when the model is to run on CUDA or TensorRT.",
     )
+    max_batch: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Most crops (or windows) per ONNX Runtime call; a step with more is split into calls of "
+        "this size. On a GPU every call is padded to a power of two up to it and each such size is run once "
+        "at start, so it also bounds the model's GPU memory and TensorRT's batch profile. Unset: 8 per "
+        "configured camera rounded up to a power of two, from 32 to 256.",
+    )
 
 
 class PipelineConfig(StrictModel):

@@ -27,11 +27,12 @@ import sqlalchemy as sa
 from actwatch.service.broadcast import Broadcaster
 from actwatch.service.clips import ClipRecorder
 from actwatch.service.events import AlertRecord, FrameOverlay
+from actwatch.service.evidence import encode_crops_strip, render_snapshot
 from actwatch.service.live_frames import LiveFrames
 from actwatch.service.messages import EventMessage, TracksMessage
 from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.schemas import EventPublic
-from actwatch.service.store import EventRecord, EventStore, encode_crops_strip, render_snapshot
+from actwatch.service.store import EventRecord, EventStore
 
 log = logging.getLogger(__name__)
 

@@ -152,6 +152,23 @@ def _person_detector(config: AppConfig, metrics: ServiceMetrics) -> PersonDetect
     return detector
 
 
+def action_max_batch(setting: int | None, cameras: int) -> int:
+    """Crops per action-model call (``model.max_batch``); unset: 8 per camera, a power of two, 32 to 256.
+
+    On a GPU the warm-up runs the model at every padded size up to this, and ONNX Runtime's arena keeps
+    the largest: sized for 256 crops, one process held 3.8 GB of an H100 at one camera, and 16 processes
+    did not fit the card. More crops than this in a step (a crowd, cameras added through the API) are split
+    into calls of this size: slower, never a size the warm-up missed.
+
+    Example:
+        >>> [action_max_batch(None, k) for k in (0, 1, 4, 8, 16, 64)], action_max_batch(48, 64)
+        ([32, 32, 32, 64, 128, 256], 48)
+    """
+    if setting is not None:
+        return setting
+    return min(256, max(32, 1 << (8 * cameras - 1).bit_length()))
+
+
 def capture_below_sampling(config: AppConfig, sample_fps: float) -> list[str]:
     """The ``max_fps`` settings (``capture:`` and the cameras') below the model's sampling rate.
 
@@ -304,7 +321,11 @@ def build_stages(
     # model
     model = config.model
     action_runtime = ActionRuntime(
-        model.dir, providers=model.providers, intra_op_threads=model.intra_op_threads, preprocess=model.preprocess
+        model.dir,
+        providers=model.providers,
+        intra_op_threads=model.intra_op_threads,
+        preprocess=model.preprocess,
+        max_batch=action_max_batch(model.max_batch, len(config.cameras)),
     )
     metrics.set_active_providers("model", action_runtime.providers)
     provenance = manifest_provenance(action_runtime.manifest)

@@ -1,7 +1,7 @@
 """The hard-example loop: events a reviewer marked as false positives become training sequences.
 
 The service stores each event's crops as a PNG strip (``encode_crops_strip`` in
-:mod:`actwatch.service.store`: ``T`` crops side by side, oldest left) and the dashboard's review marks
+:mod:`actwatch.service.evidence`: ``T`` crops side by side, oldest left) and the dashboard's review marks
 an event ``false_positive`` (the ``review_state`` column of the ``events`` table).
 :func:`add_false_positives` reads those events, cuts their strips back into crop sequences and adds
 them to an extracted dataset under one class (``background`` by default), each event as its own

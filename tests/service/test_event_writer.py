@@ -18,9 +18,10 @@ import pytest
 from actwatch.service.broadcast import Broadcaster
 from actwatch.service.event_writer import EventWriter
 from actwatch.service.events import AlertRecord, Event
+from actwatch.service.evidence import encode_crops_strip, render_snapshot
 from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.sink import EventSink
-from actwatch.service.store import EventStore, encode_crops_strip, render_snapshot
+from actwatch.service.store import EventStore
 from tests.support.polling import wait_until
 
 WAIT_S = 120.0  # bounds a broken build's hang; never what a test asserts

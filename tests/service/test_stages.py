@@ -10,6 +10,7 @@ import pytest
 
 from actwatch.capture.reader import CameraReader
 from actwatch.config import AppConfig
+from actwatch.model.runtime import ActionRuntime, RecognitionRuntime
 from actwatch.service.events import AlertRecord, FrameOverlay
 from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.stages import build_stages, camera_reader_factory
@@ -56,3 +57,29 @@ def test_a_max_fps_below_the_model_s_sampling_rate_is_warned_about_at_start(
         "capture.max_fps (4) is below the action model's sampling rate (10 fps): its windows span more time "
         "than the model was trained on; raise it to at least 10"
     ]
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, 32), (48, 48)])
+def test_the_action_model_s_batch_is_sized_to_the_cameras_unless_set(
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path, setting: int | None, expected: int
+) -> None:
+    """Unset, ``model.max_batch`` follows the cameras (3 here: 32 crops per call), so a GPU process warms
+    up and keeps memory for what its cameras bring, not for 256 crops; set, it is what it says."""
+    config = _config(
+        cameras=[{"id": f"c{i}", "url": str(vtest_path)} for i in range(3)],
+        sources={"file_dirs": [str(vtest_path.parent)]},
+        detector={"weights": str(detector_weights), "person_class_ids": [0, 1]},
+        model={"dir": str(exported_model_dir), "max_batch": setting},
+    )
+    built: list[RecognitionRuntime] = []
+
+    def keep(runtime: RecognitionRuntime) -> RecognitionRuntime:
+        built.append(runtime)
+        return runtime
+
+    build_stages(config, sink=NullSink(), metrics=ServiceMetrics(), wrap_runtime=keep)
+    assert len(built) == 1 and isinstance(built[0], ActionRuntime)
+    assert built[0].max_batch == expected
+    crops = np.random.default_rng(0).integers(0, 255, (expected + 5, 40, 30, 3), dtype=np.uint8)
+    whole = ActionRuntime(exported_model_dir, max_batch=256).encode(crops)
+    np.testing.assert_allclose(built[0].encode(crops), whole, atol=1e-5)  # split in two calls, same features

@@ -82,6 +82,7 @@ class BenchConfig:
     # > 1: the cameras split over that many processes, each its own pipeline (actwatch.bench_shards)
     processes: int = 1
     intra_op_threads: int | None = None  # detector.intra_op_threads and model.intra_op_threads (None: ORT's)
+    gpu_wait: Literal["auto", "spin", "yield", "blocking"] = "auto"  # pipeline.gpu_wait
 
     def as_dict(self) -> dict[str, object]:
         """The settings as a result reports them (paths as strings)."""
@@ -118,7 +119,12 @@ def bench_app_config(
                 "preprocess": cfg.preprocess,
                 "intra_op_threads": cfg.intra_op_threads,
             },
-            "pipeline": {"stride": cfg.stride, "publish_tracks": False, "runtime": cfg.runtime}
+            "pipeline": {
+                "stride": cfg.stride,
+                "publish_tracks": False,
+                "runtime": cfg.runtime,
+                "gpu_wait": cfg.gpu_wait,
+            }
             | {name: "auto" if value is None else value for name, value in scheduling.items()},
             "alerts": {"rules": [low_bar_rule(alert_label, cooldown_s=5.0, min_track_age_s=0)]},
         },

@@ -32,9 +32,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import onnxruntime as ort
 
@@ -185,6 +186,74 @@ def cuda_devices() -> tuple[int, str]:
     if driver.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value < 1:
         return 0, "the NVIDIA driver reports no CUDA device"
     return count.value, ""
+
+
+GpuWait = Literal["auto", "spin", "yield", "blocking"]
+# CUDA's CU_CTX_SCHED_* flags of a device's primary context (the one ONNX Runtime's CUDA provider uses)
+_SCHED_FLAGS: dict[str, int] = {"spin": 1, "yield": 2, "blocking": 4}
+
+
+def set_gpu_wait(policy: GpuWait, devices: Iterable[int], *, driver: Any = None) -> tuple[bool, str]:
+    """How a thread waits for the GPU to finish (``pipeline.gpu_wait``), set on each device in ``devices``
+    before the first session makes its context: whether it was set, and what was done (for the log).
+    Never raises.
+
+    ``auto`` leaves CUDA's own choice, which is to *spin* (keep a core busy polling) wherever a process has
+    fewer CUDA contexts than the machine has cores: each thread waiting in ``Session.run`` holds a core.
+    ``blocking`` sleeps until the GPU is done (frees the core, at some latency per call); ``yield`` polls
+    but hands the core to others. ``driver``: the NVIDIA driver library (``libcuda``), found when unset.
+
+    Example (a stand-in driver that records its calls; a real one is needed for the real thing):
+        >>> class Driver:
+        ...     def __init__(self): self.calls = []
+        ...     def cuInit(self, flags): return 0
+        ...     def cuDeviceGet(self, device, ordinal): self.calls.append(("get", ordinal)); return 0
+        ...     def cuDevicePrimaryCtxSetFlags_v2(self, device, flags): self.calls.append(("flags", flags)); return 0
+        >>> d = Driver()
+        >>> set_gpu_wait("blocking", [0, 0], driver=d), d.calls
+        ((True, 'blocking on CUDA device 0'), [('get', 0), ('flags', 4)])
+        >>> set_gpu_wait("auto", [0], driver=None)
+        (True, "CUDA's own choice (auto)")
+    """
+    if policy == AUTO:
+        return True, "CUDA's own choice (auto)"
+    wanted = sorted(set(devices))
+    if not wanted:
+        return False, f"{policy} not applied: no network runs on CUDA or TensorRT"
+    if driver is None:
+        driver = _loads(_CUDA_DRIVER_LIBS)
+        if driver is None:
+            return False, f"{policy} not applied: the NVIDIA driver library libcuda cannot be loaded"
+    try:
+        if driver.cuInit(0) != 0:
+            return False, f"{policy} not applied: the NVIDIA driver reports no usable device (cuInit failed)"
+        set_flags = getattr(driver, "cuDevicePrimaryCtxSetFlags_v2", None) or driver.cuDevicePrimaryCtxSetFlags
+        for ordinal in wanted:
+            device = ctypes.c_int(0)
+            if driver.cuDeviceGet(ctypes.byref(device), ordinal) != 0:
+                return False, f"{policy} not applied: the NVIDIA driver has no CUDA device {ordinal}"
+            code = set_flags(device, _SCHED_FLAGS[policy])
+            if code != 0:
+                return False, f"{policy} not applied on CUDA device {ordinal}: CUDA error {code}"
+    except (AttributeError, OSError) as exc:  # a driver without these entry points
+        return False, f"{policy} not applied: {exc}"
+    return True, f"{policy} on CUDA device{'s' if len(wanted) > 1 else ''} {', '.join(map(str, wanted))}"
+
+
+def gpu_devices(*selected: Sequence[str]) -> list[int]:
+    """The CUDA devices that the ``selected`` provider lists (:func:`select_providers`) run on.
+
+    Example:
+        >>> gpu_devices(["CUDAExecutionProvider:1", CPU], ["TensorrtExecutionProvider", CUDA, CPU], [CPU])
+        [0, 1]
+    """
+    devices = {
+        device or 0
+        for providers in selected
+        for provider, device in map(canonical_provider, providers)
+        if provider in (CUDA, TENSORRT)
+    }
+    return sorted(devices)
 
 
 def tensorrt_loadable() -> bool:

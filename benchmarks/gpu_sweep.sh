@@ -21,6 +21,8 @@
 #                converted by numpy instead of the graph's first nodes), to compare on the same GPU
 #   SHARDS       entries K:P: at camera count K, also run the pipeline with its cameras split over P
 #                processes (bench --processes P: what P services on one box reach), e.g. 64:4,128:8
+#   BLOCKING     entries K:P: at camera count K, also run the pipeline in P processes (1: one) with
+#                --gpu-wait blocking (threads sleep while the GPU works instead of spinning), e.g. 64:8
 #   PROFILE_K, PROFILE_GIL_K
 #                camera counts whose bench process runs under py-spy (installed from the wheels when
 #                absent): where each thread spends its time / which code holds the GIL, as collapsed
@@ -146,9 +148,17 @@ for entry in "${entries[@]}"; do
     for shard in "${shard_entries[@]}"; do
         if [[ $shard == "$k:"* ]]; then variants+=("processes${shard#*:}"); fi
     done
+    IFS=, read -ra blocking_entries <<<"${BLOCKING:-}"
+    for entry_p in "${blocking_entries[@]}"; do
+        if [[ $entry_p == "$k:"* ]]; then variants+=("blocking${entry_p#*:}"); fi
+    done
     for variant in "${variants[@]}"; do
         pre=$variant; split=()
         if [[ $variant == processes* ]]; then pre=auto; split=(--processes "${variant#processes}"); fi
+        if [[ $variant == blocking* ]]; then
+            pre=auto; split=(--gpu-wait blocking)
+            if [ "${variant#blocking}" -gt 1 ]; then split+=(--processes "${variant#blocking}"); fi
+        fi
         left=$((budget - ($(date +%s) - start)))
         if [ "$left" -lt 20 ]; then echo "K=$k ($variant) skipped: the time budget is spent" | tee -a "$log"; continue; fi
         name=K$k; runtime_mode=("${mode[@]}")

@@ -177,6 +177,8 @@ def test_unknown_key_is_named_with_a_suggestion(tmp_path: Path) -> None:
         ("pipeline:\n  detect_niceness: 20\n", "pipeline.detect_niceness", "niceness from 0 to 19, got 20"),
         ("pipeline:\n  frame_wait_ms: -5\n", "pipeline.frame_wait_ms", "milliseconds from 0 to 1000, got -5"),
         ("pipeline:\n  frame_wait_ms: true\n", "pipeline.frame_wait_ms", "got True"),
+        ("pipeline:\n  gpu_wait: sleep\n", "pipeline.gpu_wait", "'auto', 'spin', 'yield' or 'blocking'"),
+        ("model:\n  max_batch: 0\n", "model.max_batch", "greater than or equal to 1"),
         ("capture:\n  max_fps: 0\n", "capture.max_fps", "greater than 0"),
         (
             "cameras:\n  - {id: a, url: /videos/a.mp4, max_fps: 5}\n",

@@ -32,6 +32,7 @@ def test_the_gpu_sweep_falls_back_to_the_cpu_and_writes_its_table(
         "SWEEP": "2:3",  # two cameras, each runtime for 3 s of looping clip
         "HOST_K": "2",  # and the pipeline with host preprocessing beside it
         "SHARDS": "2:2",  # and the pipeline with its cameras split over two processes
+        "BLOCKING": "2:1",  # and in one process with --gpu-wait blocking (no GPU here: said in the log)
         "PROFILE_K": "1",  # py-spy is not installed here: said, and ignored
         "OUT": str(out),
     }
@@ -39,16 +40,21 @@ def test_the_gpu_sweep_falls_back_to_the_cpu_and_writes_its_table(
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "py-spy not found: PROFILE_K and PROFILE_GIL_K ignored" in ran.stdout
     runs = json.loads((out / "gpu_sweep.json").read_text())["runs"]
-    assert [(r["config"]["cameras"], r["runtime"], r["config"]["preprocess"], r["processes"]) for r in runs] == [
+    shown = [(r["config"]["cameras"], r["runtime"], r["config"]["preprocess"], r["processes"]) for r in runs]
+    assert shown == [
         (2, "sequential", "auto", 1),
+        (2, "pipelined", "auto", 1),
         (2, "pipelined", "auto", 1),
         (2, "pipelined", "host", 1),
         (2, "pipelined", "auto", 2),
     ]
+    assert [r["config"]["gpu_wait"] for r in runs] == ["auto", "auto", "blocking", "auto", "auto"]
     assert all(r["frames"] > 0 and r["providers"] == ["CPUExecutionProvider"] for r in runs)
     table = (out / "gpu_sweep.md").read_text()
     assert "GPU: none" in table and "| 2 | pipelined (host preprocessing) |" in table
-    assert "| 2 | pipelined x2 processes |" in table
+    assert "| 2 | pipelined x2 processes |" in table and "| 2 | pipelined (GPU wait: blocking) |" in table
+    log = (out / "bench.log").read_text()
+    assert "pipeline.gpu_wait: blocking not applied: no network runs on CUDA or TensorRT" in log
     assert "GPU: none (no nvidia-smi)" in (out / "env.txt").read_text()
 
 

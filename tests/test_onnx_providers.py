@@ -9,17 +9,21 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
+from actwatch import onnx_providers
 from actwatch.onnx_providers import (
     CPU,
     CUDA,
     OPENVINO,
     TENSORRT,
+    GpuWait,
     TensorRTOptions,
     canonical_provider,
     create_session,
+    gpu_devices,
     probe_availability,
     select_providers,
     session_providers,
+    set_gpu_wait,
 )
 
 GPU_BUILD = [TENSORRT, CUDA, CPU]  # what onnxruntime-gpu lists, with or without a GPU
@@ -82,3 +86,68 @@ def test_a_dropped_provider_is_logged_and_the_session_runs(
         session = create_session(detector_weights, [CUDA, CPU], ort.SessionOptions(), component="test graph")
     assert session.get_providers() == [CPU]
     assert "test graph" in caplog.text and CUDA in caplog.text and "running on CPUExecutionProvider" in caplog.text
+
+
+class Driver:
+    """The NVIDIA driver's entry points that set_gpu_wait uses, answering with chosen CUDA codes (the
+    driver cannot exist on this machine)."""
+
+    def __init__(self, *, init: int = 0, devices: int = 1, set_flags: int = 0, v2: bool = True) -> None:
+        self.init, self.devices, self.set_flags_code = init, devices, set_flags
+        self.flags: list[tuple[int, int]] = []
+        if v2:
+            self.cuDevicePrimaryCtxSetFlags_v2 = self._set_flags
+
+    def cuInit(self, flags: int) -> int:
+        return self.init
+
+    def cuDeviceGet(self, device: object, ordinal: int) -> int:
+        if ordinal >= self.devices:
+            return 101  # CUDA_ERROR_INVALID_DEVICE
+        device._obj.value = ordinal  # type: ignore[attr-defined]  # ctypes.byref(c_int)
+        return 0
+
+    def _set_flags(self, device: object, flags: int) -> int:
+        self.flags.append((device.value, flags))  # type: ignore[attr-defined]
+        return self.set_flags_code
+
+    def cuDevicePrimaryCtxSetFlags(self, device: object, flags: int) -> int:  # before CUDA 11
+        return self._set_flags(device, flags)
+
+
+@pytest.mark.parametrize(("policy", "flag"), [("spin", 1), ("yield", 2), ("blocking", 4)])
+def test_gpu_wait_sets_each_device_s_scheduling_once(policy: GpuWait, flag: int) -> None:
+    driver = Driver(devices=2)
+    assert set_gpu_wait(policy, [1, 0, 1], driver=driver) == (True, f"{policy} on CUDA devices 0, 1")
+    assert driver.flags == [(0, flag), (1, flag)]
+    old = Driver(v2=False)  # a driver without the _v2 entry point
+    assert set_gpu_wait(policy, [0], driver=old)[0] and old.flags == [(0, flag)]
+
+
+def test_gpu_wait_says_why_it_was_not_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert set_gpu_wait("blocking", [0], driver=Driver(init=100)) == (
+        False,
+        "blocking not applied: the NVIDIA driver reports no usable device (cuInit failed)",
+    )
+    assert set_gpu_wait("blocking", [0, 3], driver=Driver(devices=2)) == (
+        False,
+        "blocking not applied: the NVIDIA driver has no CUDA device 3",
+    )
+    assert set_gpu_wait("yield", [0], driver=Driver(set_flags=708)) == (
+        False,
+        "yield not applied on CUDA device 0: CUDA error 708",
+    )
+    assert set_gpu_wait("spin", [], driver=Driver()) == (False, "spin not applied: no network runs on CUDA or TensorRT")
+    monkeypatch.setattr(onnx_providers, "_CUDA_DRIVER_LIBS", ("libcuda-absent-here.so.1",))
+    assert set_gpu_wait("blocking", [0]) == (
+        False,
+        "blocking not applied: the NVIDIA driver library libcuda cannot be loaded",
+    )
+    untouched = Driver()
+    assert set_gpu_wait("auto", [0], driver=untouched) == (True, "CUDA's own choice (auto)")
+    assert untouched.flags == []
+
+
+def test_gpu_devices_are_those_of_cuda_and_tensorrt() -> None:
+    assert gpu_devices(["TensorrtExecutionProvider:2", "CUDAExecutionProvider:2", CPU], [CUDA, CPU]) == [0, 2]
+    assert gpu_devices([CPU], ["OpenVINOExecutionProvider", CPU]) == []

@@ -98,6 +98,13 @@ def register(app: typer.Typer) -> None:
                 "with --processes, the cores divided among the processes).",
             ),
         ] = None,
+        gpu_wait: Annotated[
+            str | None,
+            typer.Option(
+                help="How threads wait for the GPU (pipeline.gpu_wait): auto, spin, yield or blocking "
+                "(sleep until it is done, freeing the core)."
+            ),
+        ] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     ) -> None:
         """Run the streaming pipeline on K looping cameras and print per-stage figures.
@@ -115,6 +122,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--rate must be max or native, not {rate!r}")
         if preprocess not in (None, "auto", "host", "graph"):
             raise ConfigError(f"--preprocess must be auto, host or graph, not {preprocess!r}")
+        if gpu_wait not in (None, "auto", "spin", "yield", "blocking"):
+            raise ConfigError(f"--gpu-wait must be auto, spin, yield or blocking, not {gpu_wait!r}")
         if sequential and both:
             raise ConfigError("--sequential and --both exclude each other: give one")
         counts: list[int] | None = None
@@ -150,6 +159,7 @@ def register(app: typer.Typer) -> None:
             "runtime": "sequential" if sequential else None,
             "processes": processes,
             "intra_op_threads": intra_op_threads,
+            "gpu_wait": gpu_wait,
         }
         cfg = BenchConfig(**{name: value for name, value in given.items() if value is not None})
         if counts is None and not both:

@@ -340,6 +340,15 @@ class PipelineConfig(StrictModel):
         "for about wait^2 / (2 x interval) of detector idle per call. 0: never wait. auto: 30 where the "
         "detector runs on the CPU, 0 on a GPU (which takes every camera's frame at once).",
     )
+    gpu_wait: Literal["auto", "spin", "yield", "blocking"] = Field(
+        "auto",
+        description="How a thread waits for the GPU to finish a network's run (CUDA's scheduling of the "
+        "device's context, set before the first session; both runtimes). spin: polls, keeping a core busy "
+        "for the whole wait (the least latency). yield: polls, but gives the core to other threads. blocking: "
+        "sleeps until the GPU is done (frees the core, at some latency per call): for boxes whose cores are "
+        "the limit, e.g. several services on one GPU. auto: CUDA's choice, which is spin wherever a process "
+        "has fewer CUDA contexts than the machine has cores. No effect without an NVIDIA GPU.",
+    )
 
     @field_validator("detect_batch", "detect_niceness", "frame_wait_ms", mode="before")
     @classmethod

@@ -25,7 +25,7 @@ import numpy as np
 from actwatch.config import AppConfig, CameraConfig
 from actwatch.errors import ConfigError
 from actwatch.model.runtime import ActionRuntime, RecognitionRuntime
-from actwatch.onnx_providers import CPU, select_providers
+from actwatch.onnx_providers import CPU, gpu_devices, select_providers, set_gpu_wait
 from actwatch.service.alerts import AlertEngine
 from actwatch.service.camera_set import Reader, ReaderFactory
 from actwatch.service.events import AlertRecord, FrameOverlay
@@ -311,6 +311,11 @@ def build_stages(
 
     # capture
     readers = reader_factory or camera_reader_factory(config)
+    # how threads wait for the GPU: set on the devices before the first session makes their context
+    if config.pipeline.gpu_wait != "auto":
+        devices = gpu_devices(select_providers(config.detector.device), select_providers(config.model.providers))
+        applied, what = set_gpu_wait(config.pipeline.gpu_wait, devices)
+        log.log(logging.INFO if applied else logging.WARNING, "pipeline.gpu_wait: %s", what)
     # tracker
     person_detector = _person_detector(config, metrics)
     tracker_settings = config.tracker

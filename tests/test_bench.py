@@ -9,15 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from actwatch.bench import LATENCY_PARTS, BenchConfig, ReplayedDetector, bench_app_config
-from actwatch.capture.video_file import read_video
+from actwatch.bench import LATENCY_PARTS, BenchConfig, bench_app_config
 from actwatch.cli.main import app
 from actwatch.errors import ActwatchError
-from actwatch.tracker.detector import DetectorSettings, PersonDetector
 
 
 @pytest.mark.slow
@@ -88,20 +85,6 @@ def test_bench_with_a_missing_video_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["bench", "--video", str(tmp_path / "none.avi")])
     assert isinstance(result.exception, ActwatchError)
     assert "none.avi not found; give an existing file with --video" in str(result.exception)
-
-
-def test_replayed_detections_are_the_detector_s_answers_for_the_clip(vtest_path: Path, detector_weights: Path) -> None:
-    detector = PersonDetector(detector_weights, DetectorSettings(person_class_ids=[0, 1], device="cpu"))
-    frames = [frame.image for frame in read_video(vtest_path, max_frames=4)]
-    replayed = ReplayedDetector(detector, vtest_path, frames=3, batch=2)
-    # the clip's first 3 frames come from the table, exactly as the detector found them
-    for got, want in zip(replayed.detect(frames[:3]), detector.detect(frames[:3]), strict=True):
-        np.testing.assert_array_equal(got.xyxy, want.xyxy)
-        assert len(got) > 0
-    assert replayed.misses == 0
-    [fourth] = replayed.detect(frames[3:])  # a frame it was not given goes to the detector, counted
-    np.testing.assert_array_equal(fourth.xyxy, detector.detect(frames[3:])[0].xyxy)
-    assert replayed.misses == 1
 
 
 @pytest.mark.slow

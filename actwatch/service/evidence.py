@@ -12,7 +12,7 @@ import numpy as np
 # Level 1, each row filtered by its left neighbour (SUB) instead of libpng trying all five filters on every
 # row: a 30-crop strip of 112x112 in about two thirds of the time and a few % fewer bytes (vtest.avi crops,
 # benchmarks/evidence_cost.py; the RLE and Huffman-only strategies were faster still but 35-40% larger).
-# On an H100 box at 64 cameras the strips were 90% of the events' rendering, itself 24% of the host's busy
+# On an H100 box at 64 cameras the strips were 90% of the events' rendering, itself 30% of the host's busy
 # time. Lossless all the same: hard examples are trained from these strips.
 STRIP_PNG = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
 

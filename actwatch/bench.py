@@ -81,6 +81,7 @@ class BenchConfig:
     processes: int = 1
     intra_op_threads: int | None = None  # detector.intra_op_threads and model.intra_op_threads (None: ORT's)
     gpu_wait: Literal["auto", "spin", "yield", "blocking"] = "auto"  # pipeline.gpu_wait
+    rect: bool = False  # detector.rect: each camera's aspect at imgsz instead of a square
 
     def as_dict(self) -> dict[str, object]:
         """The settings as a result reports them (paths as strings)."""
@@ -110,7 +111,7 @@ def bench_app_config(
             "sources": {"file_dirs": [str(video.parent)]},  # the benchmark's own clip, nothing else
             "cameras": [{"id": f"cam{i}", "url": str(video), "loop": cfg.loop} for i in range(cfg.cameras)],
             "detector": offline_detector_section(weights, cfg.imgsz, cfg.device)
-            | {"preprocess": cfg.preprocess, "intra_op_threads": cfg.intra_op_threads},
+            | {"preprocess": cfg.preprocess, "intra_op_threads": cfg.intra_op_threads, "rect": cfg.rect},
             "model": {
                 "dir": str(model_dir),
                 "providers": cfg.providers,

@@ -117,3 +117,16 @@ def test_the_bench_s_scheduling_options_reach_the_service_settings(
 
     assert pipeline_of(BenchConfig()) == ("auto", "auto", "auto")
     assert pipeline_of(BenchConfig(detect_batch=2, frame_wait_ms=0, detect_niceness=19)) == (2, 0, 19)
+
+
+def test_the_bench_s_detector_and_gpu_options_reach_the_service_settings(
+    tmp_path: Path, vtest_path: Path, detector_weights: Path, exported_model_dir: Path
+) -> None:
+    files = {"video": vtest_path, "weights": detector_weights, "model_dir": exported_model_dir}
+    plain = bench_app_config(BenchConfig(), work=tmp_path, alert_label="walking", **files)
+    assert (plain.detector.rect, plain.pipeline.gpu_wait, plain.model.max_batch) == (False, "auto", None)
+    given = bench_app_config(BenchConfig(rect=True, gpu_wait="blocking"), work=tmp_path, alert_label="x", **files)
+    assert (given.detector.rect, given.pipeline.gpu_wait) == (True, "blocking")
+    result = CliRunner().invoke(app, ["bench", "--gpu-wait", "sleep"])
+    assert isinstance(result.exception, ActwatchError)
+    assert "--gpu-wait must be auto, spin, yield or blocking, not 'sleep'" in str(result.exception)

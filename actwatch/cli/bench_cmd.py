@@ -105,6 +105,10 @@ def register(app: typer.Typer) -> None:
                 "(sleep until it is done, freeing the core)."
             ),
         ] = None,
+        rect: Annotated[
+            bool,
+            typer.Option("--rect", help="The detector's input fitted to the clip's aspect (detector.rect)."),
+        ] = False,
         json_out: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     ) -> None:
         """Run the streaming pipeline on K looping cameras and print per-stage figures.
@@ -160,6 +164,7 @@ def register(app: typer.Typer) -> None:
             "processes": processes,
             "intra_op_threads": intra_op_threads,
             "gpu_wait": gpu_wait,
+            "rect": rect or None,
         }
         cfg = BenchConfig(**{name: value for name, value in given.items() if value is not None})
         if counts is None and not both:

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import ast
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -216,3 +217,84 @@ def _check_batch_parity(graph: Path) -> None:
     singles = np.concatenate([session.run(None, {spec.name: images[i : i + 1]})[0] for i in range(3)])
     if batched.shape != singles.shape or not np.allclose(batched, singles, rtol=1e-3, atol=1e-3):
         raise ActwatchError(f"{graph}: a batch of 3 differs from 3 single runs; the graph edit does not fit it")
+
+
+def yolo_anchors(size: tuple[int, int], strides: Sequence[int] = (8, 16, 32)) -> tuple[np.ndarray, np.ndarray]:
+    """The anchor points ``(1, 2, N)`` and strides ``(1, N)`` a static YOLOv8 graph of input ``size`` (h, w)
+    holds as constants (Ultralytics' ``make_anchors``: cell centres, stride by stride, row by row).
+
+    Example:
+        >>> points, strides = yolo_anchors((64, 96))
+        >>> points.shape, strides.shape, points[0, :, 0].tolist(), strides[0, -1].item()
+        ((1, 2, 126), (1, 126), [0.5, 0.5], 32.0)
+    """
+    points, per_anchor = [], []
+    for stride in strides:
+        rows, cols = size[0] // stride, size[1] // stride
+        y, x = np.meshgrid(np.arange(rows) + 0.5, np.arange(cols) + 0.5, indexing="ij")
+        points.append(np.stack([x.ravel(), y.ravel()]))
+        per_anchor.append(np.full(rows * cols, stride))
+    return np.concatenate(points, axis=1)[None].astype(np.float32), np.concatenate(per_anchor)[None].astype(np.float32)
+
+
+def with_input_size(source: Path, target: Path, size: tuple[int, int]) -> None:
+    """Write to ``target`` a copy of the static YOLOv8 graph ``source`` that takes ``size`` (h, w) images.
+
+    The layers are size-free; what a static export fixes is its anchor points and strides (constants of
+    the input size, :func:`yolo_anchors`) and the anchor count in the head's Reshapes. Those are replaced
+    (the constants recomputed, the counts made ``-1``); a graph whose constants are not the anchors of its
+    own input size is refused, since the edit would not be known to fit it.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    if size[0] % 32 or size[1] % 32 or min(size) < 32:
+        raise ActwatchError(f"a detector input size must be multiples of 32, got {size[0]}x{size[1]}")
+    model = onnx.load(str(source))
+    graph = model.graph
+    dims = graph.input[0].type.tensor_type.shape.dim
+    old = (dims[2].dim_value, dims[3].dim_value)
+    if not all(old):
+        raise ActwatchError(f"{source}: its input size is not fixed; it takes any size as it is")
+    old_points, old_strides = yolo_anchors(old)
+    count = old_points.shape[-1]
+    new_points, new_strides = yolo_anchors(size)
+    replaced = 0
+    for init in graph.initializer:
+        value = numpy_helper.to_array(init)
+        if value.shape == old_points.shape and np.array_equal(value, old_points):
+            init.CopyFrom(numpy_helper.from_array(new_points, init.name))
+            replaced += 1
+        elif value.shape == old_strides.shape and np.array_equal(value, old_strides):
+            init.CopyFrom(numpy_helper.from_array(new_strides, init.name))
+            replaced += 1
+        elif value.dtype == np.int64 and value.ndim == 1 and count in value.tolist():
+            init.CopyFrom(numpy_helper.from_array(np.where(value == count, -1, value), init.name))
+    if replaced < 2:
+        raise ActwatchError(
+            f"{source} does not hold the anchors of a static YOLOv8 graph of {old[0]}x{old[1]}; export it "
+            "with `yolo export ... dynamic=True` or leave detector.rect off"
+        )
+    dims[2].dim_value, dims[3].dim_value = size
+    for output in graph.output:  # (batch, 4 + classes, anchors): the anchor count is the new size's
+        out_dims = output.type.tensor_type.shape.dim
+        if len(out_dims) == 3:
+            out_dims[2].dim_value = new_points.shape[-1]
+    del graph.value_info[:]
+    for prop in model.metadata_props:
+        if prop.key == "imgsz":
+            prop.value = str(list(size))
+    onnx.checker.check_model(model)
+    with atomic_path(target) as tmp:
+        onnx.save(model, str(tmp))
+
+
+def input_size_graph(graph: Path, size: tuple[int, int], *, cache_dir: Path | None = None) -> Path:
+    """The copy of ``graph`` for ``size`` (:func:`with_input_size`), derived once into ``<cache>/derived/``."""
+    from actwatch.paths import default_cache_dir
+
+    folder = (cache_dir if cache_dir is not None else default_cache_dir()) / "derived"
+    target = folder / f"{graph.stem}.{sha256_file(graph)[:16]}.{size[0]}x{size[1]}.onnx"
+    if not target.is_file():
+        with_input_size(graph, target, size)
+    return target

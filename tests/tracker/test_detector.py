@@ -16,6 +16,7 @@ import pytest
 from actwatch.assets import shipped_onnx_path, torch_weights_path
 from actwatch.capture.frame import Frame
 from actwatch.errors import ActwatchError, AssetMissingError, ConfigError
+from actwatch.fileio import sha256_file
 from actwatch.model.config import InputSpec
 from actwatch.onnx_inputs import UINT8_INPUT
 from actwatch.onnx_providers import CPU, batch_profile
@@ -23,7 +24,7 @@ from actwatch.paths import CACHE_DIR_ENV
 from actwatch.priority import PER_THREAD_NICENESS
 from actwatch.tracker.detections import Detections
 from actwatch.tracker.detector import DetectorSettings, PersonDetector
-from actwatch.tracker.detector_model import infer_person_classes
+from actwatch.tracker.detector_model import infer_person_classes, with_input_size
 
 from .conftest import LOW_CONF
 
@@ -316,3 +317,83 @@ def test_latency_figures(person_detector: PersonDetector, detector_weights: Path
         per_frame = (time.perf_counter() - start) / batch
         assert len(out) == batch
         print(f"detector {person_detector.input_size} batch={batch}: {per_frame * 1000:.0f} ms/frame")
+
+
+def test_rect_inputs_find_what_ultralytics_finds_with_rect(
+    assets_dir: Path,
+    detector_weights: Path,
+    vtest_frames: list[Frame],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """detector.rect: vtest.avi's 768x576 frames go in at 640x480 through a graph derived from the fixed
+    640x640 one, and find what Ultralytics finds with best.pt at rect=True (its video default)."""
+    from actwatch.tracker.ultralytics_env import configure_ultralytics
+
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path))
+    rect = PersonDetector(
+        detector_weights, DetectorSettings(person_class_ids=[0, 1], conf=LOW_CONF, device="cpu", rect=True)
+    )
+    images = [f.image for f in vtest_frames[:6]]
+    ours = rect.detect(images)
+    assert rect.input_size_for(images[0].shape) == (480, 640)
+    assert [p.name for p in (tmp_path / "derived").glob("*.onnx")] == [
+        f"{detector_weights.stem}.{sha256_file(detector_weights)[:16]}.480x640.onnx"
+    ]
+    configure_ultralytics()
+    from ultralytics import YOLO
+
+    model: Any = YOLO(str(torch_weights_path(assets_dir)), task="detect")
+    reference = model.predict(
+        images, imgsz=640, rect=True, conf=LOW_CONF, iou=0.7, classes=[0, 1], agnostic_nms=True, device="cpu",
+        verbose=False, save=False,
+    )  # fmt: skip
+    for result, det in zip(reference, ours, strict=True):
+        theirs = result.boxes.xyxy.cpu().numpy()
+        assert abs(len(theirs) - len(det)) <= 1 and len(det) >= 2
+        for box in det.select(det.confidence >= 0.3).xyxy:
+            assert _iou(box, theirs).max() > 0.9
+
+
+def test_rect_frames_of_several_sizes_in_one_call(
+    detector_weights: Path, vtest_frames: list[Frame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cameras of different aspects in one batch: each size its own call (and derived graph), results in
+    the batch's order and equal to one image at a time; the graph-side conversion works on the copies."""
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path))
+    settings = {"person_class_ids": [0, 1], "conf": LOW_CONF, "device": "cpu", "rect": True}
+    host = PersonDetector(detector_weights, DetectorSettings(**settings))
+    graph = PersonDetector(detector_weights, DetectorSettings(**settings, preprocess="graph"))
+    wide = cv2.resize(vtest_frames[0].image, (1280, 720))  # 16:9
+    tall = np.ascontiguousarray(wide.transpose(1, 0, 2))  # 9:16
+    images = [vtest_frames[0].image, wide, vtest_frames[1].image, tall]
+    assert [host.input_size_for(i.shape) for i in images] == [(480, 640), (384, 640), (480, 640), (640, 384)]
+    together = host.detect(images)
+    alone = [host.detect([image])[0] for image in images]
+    converted = graph.detect(images)
+    for a, b, c in zip(together, alone, converted, strict=True):
+        assert len(a) == len(b) == len(c) > 0
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+        np.testing.assert_allclose(a.xyxy, c.xyxy, atol=0.05)
+    sized = sorted(p.name.split(".")[-2] for p in (tmp_path / "derived").glob("*.onnx") if ".u8." not in p.name)
+    assert sized == ["384x640", "480x640", "640x384"]  # 640x640 is the graph itself
+    assert len(list((tmp_path / "derived").glob("*.u8.onnx"))) == 4  # and each one's uint8-input copy
+
+
+def test_only_a_static_yolov8_graph_is_resized(tmp_path: Path, detector_weights: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    with pytest.raises(ActwatchError, match="multiples of 32"):
+        with_input_size(detector_weights, tmp_path / "x.onnx", (470, 640))
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["images"], ["out"])],
+        "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 64, 64])],
+    )
+    plain = tmp_path / "plain.onnx"
+    onnx.save(helper.make_model(graph), str(plain))
+    with pytest.raises(ActwatchError, match="does not hold the anchors of a static YOLOv8 graph of 64x64"):
+        with_input_size(plain, tmp_path / "y.onnx", (32, 64))
+    assert not (tmp_path / "y.onnx").exists()

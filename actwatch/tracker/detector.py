@@ -268,6 +268,11 @@ class PersonDetector:
         self.input_size = self._input_size(h, w, meta_size or (manifest.input_size if manifest else None))
         self._fixed_size = isinstance(h, int) and isinstance(w, int)
         self._sessions: dict[tuple[int, int], ort.InferenceSession] = {self.input_size: self._session}
+        if settings.rect and self._fixed_size:  # derive the 4:3 copy now: a graph that cannot be is said at start
+            try:
+                input_size_graph(weights, self.input_size_for((3, 4)))
+            except (ActwatchError, OSError) as exc:
+                raise ConfigError(f"detector.rect: {exc}; set detector.rect to false") from exc
 
         if settings.person_class_ids is not None:
             self.person_class_ids = list(settings.person_class_ids)

@@ -380,6 +380,12 @@ def test_rect_frames_of_several_sizes_in_one_call(
     assert len(list((tmp_path / "derived").glob("*.u8.onnx"))) == 4  # and each one's uint8-input copy
 
 
+@pytest.mark.usefixtures("blocked_cache")
+def test_a_rect_detector_whose_copies_cannot_be_made_is_refused_at_start(detector_weights: Path) -> None:
+    with pytest.raises(ConfigError, match=r"detector\.rect: .*; set detector\.rect to false"):
+        PersonDetector(detector_weights, DetectorSettings(device="cpu", rect=True))
+
+
 def test_only_a_static_yolov8_graph_is_resized(tmp_path: Path, detector_weights: Path) -> None:
     import onnx
     from onnx import TensorProto, helper

@@ -24,6 +24,7 @@ the track switched to someone else or the box changed shape (a partly hidden per
 no gain either if tracks jump between people. Without ground truth this bounds id switches from above.
 
     .venv/bin/python benchmarks/fragmentation.py --base main
+    .venv/bin/python benchmarks/fragmentation.py --rect     # this tree, detections at the video's aspect
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ FIGURES = [
 ]
 
 
-def detections_cache(video: Path, batch: int) -> Path:
-    """Run the detector over ``video`` (once per video and detector); the cache file's path."""
+def detections_cache(video: Path, batch: int, *, rect: bool = False) -> Path:
+    """Run the detector over ``video`` (once per video, detector and ``rect``: detector.rect); the cache
+    file's path."""
     from actwatch.assets import default_cache_dir, ensure_detector
     from actwatch.capture.video_file import read_video
     from actwatch.fileio import atomic_path, sha256_file
@@ -66,10 +68,10 @@ def detections_cache(video: Path, batch: int) -> Path:
 
     weights = ensure_detector(fetch=False)
     key = f"{sha256_file(video)[:16]}-{sha256_file(weights)[:16]}"
-    path = default_cache_dir() / "bench" / f"fragmentation-{key}.npz"
+    path = default_cache_dir() / "bench" / f"fragmentation-{key}{'-rect' if rect else ''}.npz"
     if path.exists():
         return path
-    detector = PersonDetector(weights, DetectorSettings(conf=CACHE_CONF, device="cpu"))
+    detector = PersonDetector(weights, DetectorSettings(conf=CACHE_CONF, device="cpu", rect=rect))
     frames = list(read_video(video))
     boxes: list[np.ndarray] = []
     seconds: list[float] = []
@@ -195,6 +197,7 @@ def main() -> None:
     parser.add_argument("--video", type=Path, default=None, help="video file (default: the cached vtest.avi)")
     parser.add_argument("--cpu-fps", type=float, default=None, help="the 'cpu' processing rate (default: measured)")
     parser.add_argument("--batch", type=int, default=1, help="frames per detector call when detecting (default 1)")
+    parser.add_argument("--rect", action="store_true", help="detect with detector.rect (the video's aspect)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--track-only", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=None, help=argparse.SUPPRESS)
@@ -209,7 +212,7 @@ def main() -> None:
     video = args.video or ensure_sample_video(fetch=False)
     if not video.exists():
         sys.exit(f"error: no video at {video}; run `actwatch assets` or pass --video")
-    cache = detections_cache(video, args.batch)
+    cache = detections_cache(video, args.batch, rect=args.rect)
     seconds = float(np.load(cache)["seconds_per_frame"])
     cpu_fps = args.cpu_fps or 1.0 / seconds
     trees: list[tuple[str, Path]] = [("this", REPO)]

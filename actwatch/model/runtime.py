@@ -161,6 +161,7 @@ class ActionRuntime:
         first = next(iter(self._sessions.values()))
         self.providers: list[str] = list(first.get_providers())
         self.pad_batches = (self.providers[0] != CPU) if pad_batches is None else pad_batches
+        self._told_split = False  # a step split into several calls on a GPU: said once
         logger.info("action model %s runs on ONNX Runtime providers %s", self.model_dir, ", ".join(self.providers))
 
     def __repr__(self) -> str:
@@ -196,6 +197,15 @@ class ActionRuntime:
     def _run(self, role: str, x: np.ndarray, chunk: int) -> np.ndarray:
         session = self._session(role)
         name = self._input_name(role)
+        if self.pad_batches and len(x) > chunk and not self._told_split:
+            self._told_split = True
+            logger.info(
+                "action model: %d inputs for the %s in one step went in calls of %d (model.max_batch, sized to "
+                "the cameras at start); with more cameras since, a larger model.max_batch makes fewer calls",
+                len(x),
+                role,
+                chunk,
+            )
         parts = []
         for i in range(0, len(x), chunk):
             part = x[i : i + chunk]

@@ -142,6 +142,23 @@ def test_padded_batches_give_the_same_results(exported_model_dir: Path, runtime:
     np.testing.assert_allclose(padded.classify(windows), runtime.classify(windows), rtol=1e-5, atol=1e-6)
 
 
+def test_a_step_split_into_calls_on_a_gpu_is_said_once(
+    exported_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """More crops than model.max_batch (cameras added since start): one line says so and what to set."""
+    padded = ActionRuntime(exported_model_dir, pad_batches=True, max_batch=4)
+    crops = np.random.default_rng(0).integers(0, 255, (6, 40, 30, 3), dtype=np.uint8)
+    with caplog.at_level(logging.INFO, logger="actwatch.model.runtime"):
+        padded.encode(crops[:4])  # fits one call: nothing said
+        padded.encode(crops)
+        padded.encode(crops)
+    said = [r.getMessage() for r in caplog.records if "went in calls of" in r.getMessage()]
+    assert said == [
+        "action model: 6 inputs for the encoder in one step went in calls of 4 (model.max_batch, sized to the "
+        "cameras at start); with more cameras since, a larger model.max_batch makes fewer calls"
+    ]
+
+
 def test_normalising_in_the_graph_gives_the_host_s_features(
     exported_model_dir: Path, runtime: ActionRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

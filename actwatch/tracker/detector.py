@@ -368,8 +368,10 @@ class PersonDetector:
 
     def _session_for(self, size: tuple[int, int]) -> ort.InferenceSession:
         session = self._sessions.get(size)
+        if session is None and not self._fixed_size:  # a graph of any input size: the one session serves it
+            session = self._sessions[size] = self._session
         if session is None:
-            graph = input_size_graph(self.weights, size) if self._fixed_size else self.weights
+            graph = input_size_graph(self.weights, size)
             derived = uint8_input_if_wanted(
                 graph, self.settings.preprocess, self.providers, setting_key="detector.preprocess"
             )

@@ -386,6 +386,31 @@ def test_a_rect_detector_whose_copies_cannot_be_made_is_refused_at_start(detecto
         PersonDetector(detector_weights, DetectorSettings(device="cpu", rect=True))
 
 
+def test_rect_with_a_graph_of_any_input_size_needs_no_copies(
+    assets_dir: Path, vtest_frames: list[Frame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's `yolo export ... dynamic=True` graph takes each aspect as it is: one session, no copies."""
+    import shutil
+
+    from actwatch.tracker.ultralytics_env import configure_ultralytics
+
+    configure_ultralytics()
+    from ultralytics import YOLO
+
+    weights = tmp_path / "best.pt"
+    shutil.copy(torch_weights_path(assets_dir), weights)
+    model: Any = YOLO(str(weights), task="detect")
+    graph = Path(model.export(format="onnx", dynamic=True, simplify=False, verbose=False))
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    rect = PersonDetector(graph, DetectorSettings(device="cpu", conf=LOW_CONF, rect=True, imgsz=640))
+    wide = cv2.resize(vtest_frames[0].image, (1280, 720))
+    found = rect.detect([vtest_frames[0].image, wide])
+    assert all(len(d) > 0 for d in found)
+    assert sorted(rect._sessions) == [(384, 640), (480, 640), (640, 640)]
+    assert len({id(s) for s in rect._sessions.values()}) == 1
+    assert not (tmp_path / "cache" / "derived").exists()
+
+
 def test_only_a_static_yolov8_graph_is_resized(tmp_path: Path, detector_weights: Path) -> None:
     import onnx
     from onnx import TensorProto, helper

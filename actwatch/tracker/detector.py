@@ -236,16 +236,12 @@ class PersonDetector:
         self.niceness = niceness
         manifest = read_manifest(weights)
         tensorrt = TensorRTOptions(settings.tensorrt_cache_dir, fp16=settings.half, max_batch=settings.max_batch)
-        selected = list(providers) if providers is not None else select_providers(settings.device)
-        derived = uint8_input_if_wanted(weights, settings.preprocess, selected, setting_key="detector.preprocess")
+        self._selected = list(providers) if providers is not None else select_providers(settings.device)
+        self._tensorrt = tensorrt
+        derived = uint8_input_if_wanted(weights, settings.preprocess, self._selected, setting_key="detector.preprocess")
         self.preprocess_in_graph = derived is not None
-        graph = derived or weights
-        options = self._session_options()
         try:
-            self._session = call_at_niceness(
-                niceness,
-                lambda: create_session(graph, selected, options, tensorrt=tensorrt, component="person detector"),
-            )
+            self._session = self._create_session(derived or weights)
         except Exception as exc:  # onnxruntime's own types: the file is not a usable graph
             first = str(exc).strip().splitlines()
             reason = f"{type(exc).__name__}: {first[0] if first else ''}"
@@ -253,8 +249,6 @@ class PersonDetector:
                 f"detector weights {weights} could not be loaded ({reason}); the file may be truncated or "
                 "not a YOLOv8 model — run `actwatch assets` to fetch it again"
             ) from exc
-        # what makes a session for another input size (settings.rect), on first use
-        self._selected, self._tensorrt = selected, tensorrt
         self.providers: list[str] = list(self._session.get_providers())
         self.pad_batches = runs_on_gpu(self.providers) if pad_batches is None else pad_batches
 
@@ -359,12 +353,18 @@ class PersonDetector:
             min(self.input_size[1], -(-round(w * scale) // 32) * 32),
         )
 
-    def _session_options(self) -> ort.SessionOptions:
+    def _create_session(self, graph: Path) -> ort.InferenceSession:
+        """A session for ``graph`` on the selected providers, its compute threads at the detector's niceness."""
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: provider fallbacks are logged by actwatch itself
         if self.settings.intra_op_threads:
             options.intra_op_num_threads = self.settings.intra_op_threads
-        return options
+        return call_at_niceness(
+            self.niceness,
+            lambda: create_session(
+                graph, self._selected, options, tensorrt=self._tensorrt, component="person detector"
+            ),
+        )
 
     def _session_for(self, size: tuple[int, int]) -> ort.InferenceSession:
         session = self._sessions.get(size)
@@ -373,15 +373,9 @@ class PersonDetector:
         if session is None:
             graph = input_size_graph(self.weights, size)
             derived = uint8_input_if_wanted(
-                graph, self.settings.preprocess, self.providers, setting_key="detector.preprocess"
+                graph, self.settings.preprocess, self._selected, setting_key="detector.preprocess"
             )
-            path = derived or graph
-            session = self._sessions[size] = call_at_niceness(
-                self.niceness,
-                lambda: create_session(
-                    path, self._selected, self._session_options(), tensorrt=self._tensorrt, component="person detector"
-                ),
-            )
+            session = self._sessions[size] = self._create_session(derived or graph)
             log.info("person detector: input %dx%d for frames of that aspect (%s)", *size, graph.name)
         return session
 

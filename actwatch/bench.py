@@ -82,6 +82,7 @@ class BenchConfig:
     intra_op_threads: int | None = None  # detector.intra_op_threads and model.intra_op_threads (None: ORT's)
     gpu_wait: Literal["auto", "spin", "yield", "blocking"] = "auto"  # pipeline.gpu_wait
     rect: bool = False  # detector.rect: each camera's aspect at imgsz instead of a square
+    batch_padding: Literal["auto", "fixed", "pow2", "off"] = "auto"  # model.batch_padding
 
     def as_dict(self) -> dict[str, object]:
         """The settings as a result reports them (paths as strings)."""
@@ -117,6 +118,7 @@ def bench_app_config(
                 "providers": cfg.providers,
                 "preprocess": cfg.preprocess,
                 "intra_op_threads": cfg.intra_op_threads,
+                "batch_padding": cfg.batch_padding,
             },
             "pipeline": {
                 "stride": cfg.stride,

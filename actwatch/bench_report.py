@@ -251,6 +251,8 @@ def sweep_table(results: list[BenchResult]) -> str:
         gpu_wait = r.config.get("gpu_wait", "auto")
         runtime = runtime if gpu_wait == "auto" else f"{runtime} (GPU wait: {gpu_wait})"
         runtime = f"{runtime} (rect detector input)" if r.config.get("rect") else runtime
+        padding = r.config.get("batch_padding", "auto")
+        runtime = runtime if padding == "auto" else f"{runtime} (batch padding: {padding})"
         lines.append(
             f"| {r.config['cameras']} | {runtime} | {r.fps_in:.2f} | {r.fps_end_to_end:.2f} "
             f"| {_fmt(r.latency_ms_p50)} | {_fmt(r.latency_ms_p95)} | {r.frames / max(r.steps, 1):.1f} "

@@ -33,6 +33,7 @@ def test_the_gpu_sweep_falls_back_to_the_cpu_and_writes_its_table(
         "HOST_K": "2",  # and the pipeline with host preprocessing beside it
         "SHARDS": "2:2",  # and the pipeline with its cameras split over two processes
         "BLOCKING": "2:1",  # and in one process with --gpu-wait blocking (no GPU here: said in the log)
+        "POW2": "2:1",  # and with the action model's calls padded to powers of two
         "PROFILE_K": "1",  # py-spy is not installed here: said, and ignored
         "OUT": str(out),
     }
@@ -46,13 +47,16 @@ def test_the_gpu_sweep_falls_back_to_the_cpu_and_writes_its_table(
         (2, "pipelined", "auto", 1),
         (2, "pipelined", "auto", 1),
         (2, "pipelined", "host", 1),
+        (2, "pipelined", "auto", 1),
         (2, "pipelined", "auto", 2),
     ]
-    assert [r["config"]["gpu_wait"] for r in runs] == ["auto", "auto", "blocking", "auto", "auto"]
+    assert [r["config"]["gpu_wait"] for r in runs] == ["auto", "auto", "blocking", "auto", "auto", "auto"]
+    assert [r["config"]["batch_padding"] for r in runs] == ["auto"] * 4 + ["pow2", "auto"]
     assert all(r["frames"] > 0 and r["providers"] == ["CPUExecutionProvider"] for r in runs)
     table = (out / "gpu_sweep.md").read_text()
     assert "GPU: none" in table and "| 2 | pipelined (host preprocessing) |" in table
     assert "| 2 | pipelined x2 processes |" in table and "| 2 | pipelined (GPU wait: blocking) |" in table
+    assert "| 2 | pipelined (batch padding: pow2) |" in table
     log = (out / "bench.log").read_text()
     assert "pipeline.gpu_wait: blocking not applied: no network runs on CUDA or TensorRT" in log
     assert "GPU: none (no nvidia-smi)" in (out / "env.txt").read_text()
@@ -82,3 +86,26 @@ def test_spy_summary_adds_up_each_thread_s_samples(tmp_path: Path) -> None:
     assert "## actwatch-action: 4 samples (50% of the busiest)" in text
     assert " 75.0%  update (actwatch/tracker/bytetrack.py:9)" in text
     assert text.index("actwatch-track") < text.index("actwatch-action")  # the busiest first
+
+
+def test_the_encoder_probe_runs_on_the_cpu(exported_model_dir: Path, detector_weights: Path) -> None:
+    """``benchmarks/encoder_probe.py`` (what the action model's encoder costs per call, and when a
+    call's batch size repeats or changes) runs where there is no GPU: only the CPU provider then."""
+    env = {**os.environ, "ACTWATCH_CACHE_DIR": str(detector_weights.parents[1]), "PYTHONPATH": str(REPO)}
+    probe = [sys.executable, str(REPO / "benchmarks" / "encoder_probe.py"), "--model", str(exported_model_dir)]
+    options = ["--batches", "1,4", "--runs", "2", "--alternate", "4,4,2", "--detector-sizes", "1,2", "--profile", "2"]
+    ran = subprocess.run([*probe, *options, "--providers", "cpu"], env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    lines = ran.stdout.splitlines()
+    assert any(line.startswith("| cpu (session on CPUExecutionProvider") for line in lines)
+    assert not any("cuda" in line for line in lines)  # no GPU here: no CUDA setting tried
+    for shown in (
+        "ActionRuntime.encode, padding pow2:",
+        "ActionRuntime.encode, padding off:",
+        "ActionRuntime.classify (the head), padding off:",
+        "detector, [1, 2] frames per call:",
+        "CPUExecutionProvider: ",
+    ):
+        assert any(shown in line for line in lines), shown
+    bad = subprocess.run([*probe, "--batches", "x"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "batch sizes are positive integers" in bad.stderr

@@ -105,6 +105,13 @@ def register(app: typer.Typer) -> None:
                 "(sleep until it is done, freeing the core)."
             ),
         ] = None,
+        batch_padding: Annotated[
+            str | None,
+            typer.Option(
+                help="The action model's batch padding (model.batch_padding): auto, fixed (every call one "
+                "shape), pow2 or off."
+            ),
+        ] = None,
         rect: Annotated[
             bool,
             typer.Option("--rect", help="The detector's input fitted to the clip's aspect (detector.rect)."),
@@ -128,6 +135,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--preprocess must be auto, host or graph, not {preprocess!r}")
         if gpu_wait not in (None, "auto", "spin", "yield", "blocking"):
             raise ConfigError(f"--gpu-wait must be auto, spin, yield or blocking, not {gpu_wait!r}")
+        if batch_padding not in (None, "auto", "fixed", "pow2", "off"):
+            raise ConfigError(f"--batch-padding must be auto, fixed, pow2 or off, not {batch_padding!r}")
         if sequential and both:
             raise ConfigError("--sequential and --both exclude each other: give one")
         counts: list[int] | None = None
@@ -165,6 +174,7 @@ def register(app: typer.Typer) -> None:
             "intra_op_threads": intra_op_threads,
             "gpu_wait": gpu_wait,
             "rect": rect or None,
+            "batch_padding": batch_padding,
         }
         cfg = BenchConfig(**{name: value for name, value in given.items() if value is not None})
         if counts is None and not both:

@@ -247,9 +247,18 @@ class ModelSection(StrictModel):
         ge=1,
         le=4096,
         description="Most crops (or windows) per ONNX Runtime call; a step with more is split into calls of "
-        "this size. On a GPU every call is padded to a power of two up to it and each such size is run once "
-        "at start, so it also bounds the model's GPU memory and TensorRT's batch profile. Unset: 8 per "
-        "configured camera rounded up to a power of two, from 32 to 256.",
+        "this size. On a GPU the encoder's calls are padded to it (model.batch_padding) and the model is run "
+        "at start at each size its calls can have, so it also bounds the model's GPU memory and TensorRT's "
+        "batch profile. Unset: 8 per configured camera rounded up to a power of two, from 32 to 256.",
+    )
+    batch_padding: Literal["auto", "fixed", "pow2", "off"] = Field(
+        "auto",
+        description="Zero rows added to each ONNX Runtime call's batch (their results dropped). fixed: the "
+        "encoder's (and a whole-clip model's) calls all at model.max_batch, one shape, since ONNX Runtime's "
+        "CUDA convolutions build their cuDNN plans again whenever their input shape changes (about 390 ms "
+        "for this encoder on an H100); the head's up to the next power of two. pow2: every call up to the "
+        "next power of two. off: none. auto: fixed on a GPU provider, off on the CPU (which prepares "
+        "nothing per shape).",
     )
 
 

@@ -104,12 +104,21 @@ class ActionRuntime:
     """Run an exported action model with ONNX Runtime.
 
     ``max_batch`` bounds the crops (``encode``, ``classify_crops``) or windows (``classify``) sent to
-    ONNX Runtime in one call; larger inputs are processed in chunks. ``pad_batches`` rounds each call's
-    batch up to a power of two (padding rows are dropped from the result); unset, it is on where a GPU
-    provider runs the model. The batch changes every step (cameras x tracks), and the CUDA provider
-    prepares its kernels once per input shape (measured on an H200: encode 142 ms per step unpadded,
-    most of it in first-seen shapes), so a few sizes cost far less than every size. Sessions are
-    thread-safe; the lazily created whole-model session of split models is guarded by a lock.
+    ONNX Runtime in one call; larger inputs are processed in chunks. ``padding`` pads each call's batch
+    with zero rows (their results dropped). ``fixed``: the graphs with convolutions (the encoder, a
+    whole-clip model) get every call at the call size (``max_batch``), one input shape; the head's calls
+    go up to the next power of two. ``pow2``: every call up to the next power of two. ``off``: none.
+    ``auto``: ``fixed`` where a GPU provider runs the model, else ``off``.
+
+    Why one shape: ONNX Runtime's CUDA convolution builds its cuDNN execution plans again whenever its
+    input shape differs from the previous call's (``Conv::UpdateState`` keeps only the last shape), and
+    on an H100 the first call of a shape took about 390 ms in this encoder (two depthwise
+    convolutions), against 1.7 ms for 8 crops at a repeated size (``benchmarks/encoder_probe.py``). The
+    batch changes every step (cameras x tracks), so powers of two still changed shape often: at one
+    camera the action phase took 5 ms per frame at its median and 543 ms at its p95. The head (LSTM
+    and Gemm, no convolution) is not re-planned; padding its windows to ``max_batch`` would copy up to
+    39 MB a step for nothing. Sessions are thread-safe; the lazily created whole-model session of split
+    models is guarded by a lock.
     See the module's example.
     """
 
@@ -121,7 +130,7 @@ class ActionRuntime:
         *,
         max_batch: int = 256,
         tensorrt: TensorRTOptions | None = None,
-        pad_batches: bool | None = None,
+        padding: Literal["auto", "fixed", "pow2", "off"] = "auto",
         preprocess: Literal["auto", "host", "graph"] = "auto",
     ) -> None:
         if max_batch < 1:
@@ -160,7 +169,11 @@ class ActionRuntime:
             self._sessions[role] = self._make(role)
         first = next(iter(self._sessions.values()))
         self.providers: list[str] = list(first.get_providers())
-        self.pad_batches = (self.providers[0] != CPU) if pad_batches is None else pad_batches
+        if padding not in ("auto", "fixed", "pow2", "off"):
+            raise ValueError(f"padding must be auto, fixed, pow2 or off, not {padding!r}")
+        self.padding: Literal["fixed", "pow2", "off"] = (
+            ("fixed" if self.providers[0] != CPU else "off") if padding == "auto" else padding
+        )
         self._told_split = False  # a step split into several calls on a GPU: said once
         logger.info("action model %s runs on ONNX Runtime providers %s", self.model_dir, ", ".join(self.providers))
 
@@ -197,7 +210,7 @@ class ActionRuntime:
     def _run(self, role: str, x: np.ndarray, chunk: int) -> np.ndarray:
         session = self._session(role)
         name = self._input_name(role)
-        if self.pad_batches and len(x) > chunk and not self._told_split:
+        if self.pad_batches and len(x) > chunk and role != "model" and not self._told_split:
             self._told_split = True
             logger.info(
                 "action model: %d inputs for the %s in one step went in calls of %d (model.max_batch, sized to "
@@ -210,22 +223,31 @@ class ActionRuntime:
         for i in range(0, len(x), chunk):
             part = x[i : i + chunk]
             n = len(part)
-            if self.pad_batches:
+            if self.padding == "fixed" and role != "head":
+                if n < chunk:
+                    part = np.concatenate([part, np.zeros((chunk - n, *part.shape[1:]), part.dtype)])
+            elif self.padding != "off":
                 part = pad_to_power_of_two(part, limit=chunk)
             parts.append(session.run(None, {name: part})[0][:n])
         return np.concatenate(parts).astype(np.float32, copy=False)
 
+    @property
+    def pad_batches(self) -> bool:
+        """Whether calls are padded (``padding`` is ``fixed`` or ``pow2``)."""
+        return self.padding != "off"
+
     def call_batch_sizes(self) -> list[int]:
         """The batch sizes of this runtime's calls to ONNX Runtime that each need their own preparation:
-        with padding (a GPU), every power of two up to ``max_batch`` and ``max_batch`` itself; else ``[1]``
-        (the CPU provider prepares nothing per size). Warming each up before the first frame keeps the
-        first steps of every new batch size from stalling.
+        with padding (a GPU), every power of two up to ``max_batch`` and ``max_batch`` itself (the head's
+        sizes; with ``fixed`` the encoder's calls all go at ``max_batch``); else ``[1]`` (the CPU provider
+        prepares nothing per size). Warming each up before the first frame keeps the first steps from
+        stalling.
 
         Example:
             >>> class Padded(ActionRuntime):
-            ...     def __init__(self): self.max_batch, self.pad_batches = 48, True
-            >>> Padded().call_batch_sizes()
-            [1, 2, 4, 8, 16, 32, 48]
+            ...     def __init__(self, padding): self.max_batch, self.padding = 48, padding
+            >>> Padded("fixed").call_batch_sizes(), Padded("off").call_batch_sizes()
+            ([1, 2, 4, 8, 16, 32, 48], [1])
         """
         return padded_batch_sizes(self.max_batch, limit=self.max_batch) if self.pad_batches else [1]
 

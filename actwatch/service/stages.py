@@ -331,6 +331,7 @@ def build_stages(
         intra_op_threads=model.intra_op_threads,
         preprocess=model.preprocess,
         max_batch=action_max_batch(model.max_batch, len(config.cameras)),
+        padding=model.batch_padding,
     )
     metrics.set_active_providers("model", action_runtime.providers)
     provenance = manifest_provenance(action_runtime.manifest)

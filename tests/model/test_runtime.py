@@ -130,11 +130,13 @@ def test_runtime_rejects_a_damaged_folder(exported_model_dir: Path, tmp_path: Pa
         ActionRuntime(tmp_path / "missing")
 
 
-def test_padded_batches_give_the_same_results(exported_model_dir: Path, runtime: ActionRuntime) -> None:
-    # On a GPU provider each call's batch is padded to a power of two (few input shapes to prepare);
+@pytest.mark.parametrize("padding", ["fixed", "pow2"])
+def test_padded_batches_give_the_same_results(exported_model_dir: Path, runtime: ActionRuntime, padding: str) -> None:
+    # On a GPU provider each call's batch is padded (fixed: to max_batch, one input shape; pow2: a few);
     # the padding rows never reach the caller and the real rows are unchanged.
-    padded = ActionRuntime(exported_model_dir, pad_batches=True, max_batch=8)
-    assert runtime.pad_batches is False and padded.pad_batches is True  # CPU here: off by default
+    padded = ActionRuntime(exported_model_dir, padding=padding, max_batch=8)  # type: ignore[arg-type]
+    assert runtime.padding == "off" and padded.padding == padding  # CPU here: off by default
+    assert runtime.pad_batches is False and padded.pad_batches is True
     crops = np.random.default_rng(0).integers(0, 255, (11, 40, 30, 3), dtype=np.uint8)  # chunks of 8 and 3
     features = padded.encode(crops)
     np.testing.assert_allclose(features, runtime.encode(crops), rtol=1e-5, atol=1e-5)
@@ -142,11 +144,36 @@ def test_padded_batches_give_the_same_results(exported_model_dir: Path, runtime:
     np.testing.assert_allclose(padded.classify(windows), runtime.classify(windows), rtol=1e-5, atol=1e-6)
 
 
+def test_fixed_padding_gives_every_call_one_shape(exported_model_dir: Path) -> None:
+    """ONNX Runtime's CUDA convolutions build their plans again whenever their input shape changes
+    (hundreds of ms on an H100): with fixed padding every encoder call has max_batch rows; the head,
+    which has no convolution, is padded to a power of two (a few shapes, little copying)."""
+    runtime = ActionRuntime(exported_model_dir, padding="fixed", max_batch=8)
+    shapes: dict[str, set[tuple[int, ...]]] = {"encoder": set(), "head": set()}
+    for role in shapes:
+        session = runtime._session(role)
+        real_run = session.run
+
+        def run(outputs: object, feeds: dict[str, np.ndarray], *, _real=real_run, _role=role) -> list[np.ndarray]:
+            shapes[_role].add(next(iter(feeds.values())).shape[:1])
+            return _real(outputs, feeds)
+
+        runtime._sessions[role] = type("Recorded", (), {"run": staticmethod(run)})()
+    rng = np.random.default_rng(2)
+    for n in (1, 3, 8, 11):
+        features = runtime.encode(rng.integers(0, 255, (n, 40, 30, 3), dtype=np.uint8))
+        assert features.shape[0] == n
+        assert runtime.classify(np.repeat(features[:, None], runtime.spec.seq_len, axis=1)).shape[0] == n
+    assert shapes == {"encoder": {(8,)}, "head": {(1,), (4,), (8,)}}
+    with pytest.raises(ValueError, match="padding must be"):
+        ActionRuntime(exported_model_dir, padding="square")  # type: ignore[arg-type]
+
+
 def test_a_step_split_into_calls_on_a_gpu_is_said_once(
     exported_model_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """More crops than model.max_batch (cameras added since start): one line says so and what to set."""
-    padded = ActionRuntime(exported_model_dir, pad_batches=True, max_batch=4)
+    padded = ActionRuntime(exported_model_dir, padding="pow2", max_batch=4)
     crops = np.random.default_rng(0).integers(0, 255, (6, 40, 30, 3), dtype=np.uint8)
     with caplog.at_level(logging.INFO, logger="actwatch.model.runtime"):
         padded.encode(crops[:4])  # fits one call: nothing said
@@ -208,10 +235,13 @@ def test_warm_up_runs_every_padded_batch_size_once(exported_model_dir: Path) -> 
         def detect(self, images: Sequence[np.ndarray]) -> list[object]:
             return []
 
-    padded = RecordingRuntime(exported_model_dir, [CPU], max_batch=12, pad_batches=True)
+    padded = RecordingRuntime(exported_model_dir, [CPU], max_batch=12, padding="pow2")
     assert padded.call_batch_sizes() == [1, 2, 4, 8, 12]
     warm_up(NoDetector(), padded)  # type: ignore[arg-type]
     assert padded.encoded == padded.classified == [1, 2, 4, 8, 12]
+    fixed = RecordingRuntime(exported_model_dir, [CPU], max_batch=12, padding="fixed")
+    warm_up(NoDetector(), fixed)  # type: ignore[arg-type]
+    assert fixed.call_batch_sizes() == [1, 2, 4, 8, 12] and fixed.encoded == fixed.classified == [1, 2, 4, 8, 12]
     plain = RecordingRuntime(exported_model_dir, [CPU], max_batch=12)
     warm_up(NoDetector(), plain)  # type: ignore[arg-type]
     assert plain.call_batch_sizes() == [1] and plain.encoded == plain.classified == [1]

@@ -33,6 +33,7 @@ import numpy as np
 
 from actwatch.bench_report import BenchResult, ResourceSampler, cpu_name, percentile, rss_mb, sweep_table
 from actwatch.errors import ActwatchError
+from actwatch.onnx_choices import BatchPadding, GpuWait, Preprocess
 
 if TYPE_CHECKING:
     from actwatch.capture.replay import ReplayReader
@@ -72,7 +73,7 @@ class BenchConfig:
     memory_sample_s: float = 5.0
     runtime: Runtime = "pipelined"
     rate: Literal["max", "native"] = "max"
-    preprocess: Literal["auto", "host", "graph"] = "auto"  # detector.preprocess and model.preprocess
+    preprocess: Preprocess = "auto"  # detector.preprocess and model.preprocess
     replay_detections: bool = False  # ReplayedDetector: measure everything but the detector
     detect_batch: int | None = None  # pipeline.detect_batch (None: auto)
     frame_wait_ms: int | None = None  # pipeline.frame_wait_ms (None: auto)
@@ -80,9 +81,9 @@ class BenchConfig:
     # > 1: the cameras split over that many processes, each its own pipeline (actwatch.bench_shards)
     processes: int = 1
     intra_op_threads: int | None = None  # detector.intra_op_threads and model.intra_op_threads (None: ORT's)
-    gpu_wait: Literal["auto", "spin", "yield", "blocking"] = "auto"  # pipeline.gpu_wait
+    gpu_wait: GpuWait = "auto"  # pipeline.gpu_wait
     rect: bool = False  # detector.rect: each camera's aspect at imgsz instead of a square
-    batch_padding: Literal["auto", "fixed", "pow2", "off"] = "auto"  # model.batch_padding
+    batch_padding: BatchPadding = "auto"  # model.batch_padding
 
     def as_dict(self) -> dict[str, object]:
         """The settings as a result reports them (paths as strings)."""

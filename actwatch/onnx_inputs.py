@@ -30,12 +30,12 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from actwatch.errors import ActwatchError
 from actwatch.fileio import atomic_path, sha256_file
+from actwatch.onnx_choices import Preprocess
 from actwatch.onnx_providers import runs_on_gpu
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def uint8_input_graph(
 
 def uint8_input_if_wanted(
     graph: Path,
-    setting: Literal["auto", "host", "graph"],
+    setting: Preprocess,
     providers: Sequence[str],
     *,
     setting_key: str,

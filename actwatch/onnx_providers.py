@@ -35,9 +35,11 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import onnxruntime as ort
+
+from actwatch.onnx_choices import GpuWait
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +190,6 @@ def cuda_devices() -> tuple[int, str]:
     return count.value, ""
 
 
-GpuWait = Literal["auto", "spin", "yield", "blocking"]
 # CUDA's CU_CTX_SCHED_* flags of a device's primary context (the one ONNX Runtime's CUDA provider uses)
 _SCHED_FLAGS: dict[str, int] = {"spin": 1, "yield": 2, "blocking": 4}
 

@@ -24,6 +24,7 @@ from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_val
 
 from actwatch.capture.sources import SourceSpec, mask_credentials
 from actwatch.errors import SourceError
+from actwatch.onnx_choices import BatchPadding, GpuWait, Preprocess
 from actwatch.settings import StrictModel
 
 CAMERA_ID_PATTERN = r"^[a-z0-9_-]{1,64}$"
@@ -235,7 +236,7 @@ class ModelSection(StrictModel):
         None, description="ONNX Runtime providers in order; unset: TensorRT, CUDA, CPU among those available."
     )
     intra_op_threads: int | None = Field(None, ge=1, le=256, description="ONNX Runtime intra-op threads.")
-    preprocess: Literal["auto", "host", "graph"] = Field(
+    preprocess: Preprocess = Field(
         "auto",
         description="Where crops become the encoder's input (uint8 BGR -> normalised float RGB CHW). host: "
         "numpy on the CPU. graph: the first nodes of a derived copy of the encoder that takes uint8 crops "
@@ -251,7 +252,7 @@ class ModelSection(StrictModel):
         "at start at each size its calls can have, so it also bounds the model's GPU memory and TensorRT's "
         "batch profile. Unset: 8 per configured camera rounded up to a power of two, from 32 to 256.",
     )
-    batch_padding: Literal["auto", "fixed", "pow2", "off"] = Field(
+    batch_padding: BatchPadding = Field(
         "auto",
         description="Zero rows added to each ONNX Runtime call's batch (their results dropped). fixed: the "
         "encoder's (and a whole-clip model's) calls all at model.max_batch, one shape, since ONNX Runtime's "
@@ -349,7 +350,7 @@ class PipelineConfig(StrictModel):
         "for about wait^2 / (2 x interval) of detector idle per call. 0: never wait. auto: 30 where the "
         "detector runs on the CPU, 0 on a GPU (which takes every camera's frame at once).",
     )
-    gpu_wait: Literal["auto", "spin", "yield", "blocking"] = Field(
+    gpu_wait: GpuWait = Field(
         "auto",
         description="How a thread waits for the GPU to finish a network's run (CUDA's scheduling of the "
         "device's context, set before the first session; both runtimes). spin: polls, keeping a core busy "

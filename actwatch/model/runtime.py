@@ -44,6 +44,7 @@ from actwatch.errors import FeatureCacheUnsupportedError, ManifestError
 from actwatch.model.config import InputSpec
 from actwatch.model.manifest import Manifest, load_manifest
 from actwatch.model.preprocess import preprocess_crops, preprocess_windows, stack_crops
+from actwatch.onnx_choices import BatchPadding, Preprocess
 from actwatch.onnx_inputs import UINT8_INPUT, pad_to_power_of_two, padded_batch_sizes, uint8_input_if_wanted
 from actwatch.onnx_providers import CPU, Requested, TensorRTOptions, create_session, select_providers
 
@@ -130,8 +131,8 @@ class ActionRuntime:
         *,
         max_batch: int = 256,
         tensorrt: TensorRTOptions | None = None,
-        padding: Literal["auto", "fixed", "pow2", "off"] = "auto",
-        preprocess: Literal["auto", "host", "graph"] = "auto",
+        padding: BatchPadding = "auto",
+        preprocess: Preprocess = "auto",
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")

@@ -44,6 +44,18 @@ log = logging.getLogger(__name__)
 
 EVENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _EVENT_ID = re.compile(EVENT_ID_PATTERN)
+
+
+def _media_rel(event_id: str, suffix: str) -> str:
+    """An event file's path under the media folder: 2-character shard folders keep directories small.
+
+    Example:
+        >>> _media_rel("e1abc", ".crops.png")
+        'e1/e1abc.crops.png'
+    """
+    return f"{event_id[:2]}/{event_id}{suffix}"
+
+
 _PURGE_BATCH = 500
 
 ReviewState = Literal["new", "acknowledged", "false_positive"]
@@ -246,10 +258,9 @@ class EventStore:
         """
         if not _EVENT_ID.match(event.id):
             raise ValueError(f"event id {event.id!r} must match {EVENT_ID_PATTERN}")
-        shard = event.id[:2]  # 2-character shard folders keep directories small
-        snapshot_rel = f"{shard}/{event.id}.jpg" if snapshot_jpeg else None
+        snapshot_rel = _media_rel(event.id, ".jpg") if snapshot_jpeg else None
         has_crops = crops is not None or crops_png is not None
-        crops_rel = f"{shard}/{event.id}.crops.png" if has_crops and self.keep_crops else None
+        crops_rel = _media_rel(event.id, ".crops.png") if has_crops and self.keep_crops else None
         if crops_rel is not None and crops_png is None and crops is not None:
             crops_png = encode_crops_strip(crops)
         written: list[Path] = []
@@ -320,7 +331,7 @@ class EventStore:
         return record
 
     def _snapshot_file(self, event_id: str) -> Path:
-        return self._media_dir / f"{event_id[:2]}/{event_id}.jpg"
+        return self._media_dir / _media_rel(event_id, ".jpg")
 
     def attach_snapshot(self, event_id: str, snapshot_jpeg: bytes) -> bool:
         """Store the snapshot of ``event_id`` (a hub receives it apart from the event); ``True`` when the
@@ -338,7 +349,7 @@ class EventStore:
         with self._engine.begin() as conn:
             t = self._events
             updated = conn.execute(
-                t.update().where(t.c.id == event_id).values(snapshot_path=f"{event_id[:2]}/{event_id}.jpg")
+                t.update().where(t.c.id == event_id).values(snapshot_path=_media_rel(event_id, ".jpg"))
             ).rowcount
         return bool(updated)
 

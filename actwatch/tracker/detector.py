@@ -25,7 +25,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import cv2
 import numpy as np
@@ -33,6 +33,7 @@ import onnxruntime as ort
 from pydantic import Field, field_validator
 
 from actwatch.errors import ActwatchError, AssetMissingError, ConfigError
+from actwatch.onnx_choices import Preprocess
 from actwatch.onnx_inputs import pad_to_power_of_two, padded_batch_sizes, uint8_input_if_wanted
 from actwatch.onnx_providers import TensorRTOptions, create_session, runs_on_gpu, select_providers
 from actwatch.priority import call_at_niceness
@@ -100,7 +101,7 @@ class DetectorSettings(StrictModel):
         description="ONNX Runtime providers: 'auto' or unset (the best available: TensorRT, CUDA, OpenVINO, "
         "CPU), one of 'tensorrt', 'cuda', 'cuda:1', 'openvino', 'cpu', or a list in order of preference.",
     )
-    preprocess: Literal["auto", "host", "graph"] = Field(
+    preprocess: Preprocess = Field(
         "auto",
         description="Where a letterboxed frame becomes the network's input (uint8 BGR HWC -> float RGB CHW, "
         "/255). host: numpy on the CPU. graph: the first nodes of a derived copy of the graph that takes "

@@ -1,0 +1,24 @@
+"""The choices of the settings that reach ONNX Runtime, each a ``Literal`` named once for the
+configuration, ``actwatch bench`` (its options and their checks) and the runtimes.
+
+Example:
+    >>> choices(GpuWait)
+    ('auto', 'spin', 'yield', 'blocking')
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Literal
+
+# Where frames and crops become network inputs: numpy on the host, or the graph's first nodes
+Preprocess = Literal["auto", "host", "graph"]
+# How a thread waits for the GPU (pipeline.gpu_wait): CUDA's choice, spin, yield or sleep
+GpuWait = Literal["auto", "spin", "yield", "blocking"]
+# The action model's batch padding (model.batch_padding): one shape, powers of two, none
+BatchPadding = Literal["auto", "fixed", "pow2", "off"]
+
+
+def choices(kind: object) -> tuple[str, ...]:
+    """The values of one of the Literal types above."""
+    return typing.get_args(kind)

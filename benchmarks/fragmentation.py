@@ -58,15 +58,15 @@ FIGURES = [
 ]
 
 
-def detections_cache(video: Path, batch: int, *, rect: bool = False) -> Path:
-    """Run the detector over ``video`` (once per video, detector and ``rect``: detector.rect); the cache
-    file's path."""
+def detections_cache(video: Path, batch: int, *, rect: bool = False, weights: Path | None = None) -> Path:
+    """Run the detector (``weights``, default the cached serving one) over ``video`` (once per video,
+    detector and ``rect``: detector.rect); the cache file's path."""
     from actwatch.assets import default_cache_dir, ensure_detector
     from actwatch.capture.video_file import read_video
     from actwatch.fileio import atomic_path, sha256_file
     from actwatch.tracker.detector import DetectorSettings, PersonDetector
 
-    weights = ensure_detector(fetch=False)
+    weights = weights or ensure_detector(fetch=False)
     key = f"{sha256_file(video)[:16]}-{sha256_file(weights)[:16]}"
     path = default_cache_dir() / "bench" / f"fragmentation-{key}{'-rect' if rect else ''}.npz"
     if path.exists():
@@ -198,6 +198,9 @@ def main() -> None:
     parser.add_argument("--cpu-fps", type=float, default=None, help="the 'cpu' processing rate (default: measured)")
     parser.add_argument("--batch", type=int, default=1, help="frames per detector call when detecting (default 1)")
     parser.add_argument("--rect", action="store_true", help="detect with detector.rect (the video's aspect)")
+    parser.add_argument(
+        "--weights", type=Path, default=None, help="detector graph (default: the cached one), e.g. an int8 copy"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--track-only", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=None, help=argparse.SUPPRESS)
@@ -212,7 +215,7 @@ def main() -> None:
     video = args.video or ensure_sample_video(fetch=False)
     if not video.exists():
         sys.exit(f"error: no video at {video}; run `actwatch assets` or pass --video")
-    cache = detections_cache(video, args.batch, rect=args.rect)
+    cache = detections_cache(video, args.batch, rect=args.rect, weights=args.weights)
     seconds = float(np.load(cache)["seconds_per_frame"])
     cpu_fps = args.cpu_fps or 1.0 / seconds
     trees: list[tuple[str, Path]] = [("this", REPO)]

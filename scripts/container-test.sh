@@ -149,6 +149,13 @@ else
 fi
 providers=$(in_container python3 -c 'import onnxruntime as o; print(o.__version__, ",".join(o.get_available_providers()))' 2>&1 | tail -n 1)
 check "onnxruntime" INFO "$providers"
+# the int8 detector is made in the image too (no torch, no sympy: ONNX Runtime's quantizer and onnx only)
+if quantized=$(in_container actwatch quantize-detector --frames 4 --check-frames 4 --method minmax \
+    --out /tmp/detector.int8.onnx 2>&1 | grep "found by the int8 one"); then
+    check "quantize-detector" OK "$quantized"
+else
+    check "quantize-detector" FAIL "no int8 detector made in the image"
+fi
 echo "container-test: starting actwatch serve on 127.0.0.1:$port"
 start=$(date +%s)
 setsid buildah run --isolation chroot --network host \

@@ -39,6 +39,13 @@ def register(app: typer.Typer) -> None:
         naive_every: Annotated[int | None, typer.Option(min=1, help="Time the naive method every n-th step.")] = None,
         model: Annotated[Path | None, typer.Option(help="Exported model folder (default: generated).")] = None,
         video: Annotated[Path | None, typer.Option(help="Video file (default: vtest.avi).")] = None,
+        detector: Annotated[
+            Path | None,
+            typer.Option(
+                help="Person detector graph (default: the cached serving detector), e.g. the int8 copy of "
+                "`actwatch quantize-detector`."
+            ),
+        ] = None,
         providers: Annotated[
             str | None,
             typer.Option(help="ONNX Runtime providers, comma-separated (default: best available)."),
@@ -162,6 +169,7 @@ def register(app: typer.Typer) -> None:
             "naive_every": naive_every,
             "model_dir": model,
             "video": video,
+            "detector": detector,
             "providers": [p.strip() for p in providers.split(",")] if providers else None,
             "device": device,
             "rate": rate,

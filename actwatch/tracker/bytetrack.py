@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import ConfigDict, Field, model_validator
 
 from actwatch.settings import StrictModel
-from actwatch.tracker.detections import Detections
+from actwatch.tracker.detections import Detections, box_iou
 from actwatch.tracker.kalman import BoxKalman, xyah_to_xyxy, xyxy_to_xyah
 from actwatch.tracker.scene_cut import SceneCutSettings
 from actwatch.tracker.static import StaticSettings
@@ -202,12 +202,7 @@ def _iou_cost(track_boxes: np.ndarray, boxes: np.ndarray, buffers: np.ndarray | 
     if buffers is not None:
         grow = np.asarray(buffers, np.float64)[:, None]
         a, b = _grow(a, grow), _grow(np.broadcast_to(b, (len(track_boxes), *b.shape[1:])), grow)
-    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = iw * ih
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    return 1.0 - inter / np.maximum(area_a + area_b - inter, 1e-9)
+    return 1.0 - box_iou(a, b)
 
 
 def _assign(cost: np.ndarray, limit: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:

@@ -66,3 +66,20 @@ class Detections:
     def select(self, mask: np.ndarray) -> Detections:
         """The subset where the boolean ``mask`` is true (or the given integer indices)."""
         return Detections(self.xyxy[mask], self.confidence[mask], self.class_id[mask], self.track_id[mask])
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of boxes ``x1, y1, x2, y2`` in the last axis of ``a`` and ``b``, which
+    broadcast against each other: ``box_iou(a[:, None], b[None])`` gives every pair.
+
+    Example:
+        >>> a, b = np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [5, 0, 15, 10]])
+        >>> box_iou(a[:, None], b[None]).round(3).tolist()
+        [[1.0, 0.333]]
+    """
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / np.maximum(area_a + area_b - inter, 1e-9)

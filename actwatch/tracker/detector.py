@@ -159,6 +159,19 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Let
     return out, Letterbox(scale, float(left), float(top))
 
 
+def network_input(boxed: Sequence[np.ndarray]) -> np.ndarray:
+    """Letterboxed BGR uint8 images -> the float graph's input: RGB, CHW, 0..1, what Ultralytics feeds
+    the network (the host's way; :mod:`actwatch.onnx_inputs` derives a graph that does it itself).
+
+    Example:
+        >>> x = network_input([np.full((2, 2, 3), (0, 0, 255), np.uint8)])
+        >>> x.shape, x.dtype, x[0, :, 0, 0].tolist()
+        ((1, 3, 2, 2), dtype('float32'), [1.0, 0.0, 0.0])
+    """
+    batch = np.stack(boxed)[..., ::-1].transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(batch, dtype=np.float32) / np.float32(255.0)
+
+
 def decode_yolov8(
     output: np.ndarray, classes: Sequence[int], conf: float, iou: float, max_det: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -400,9 +413,8 @@ class PersonDetector:
         boxes = [letterbox(image, size) for image in images]
         if self.preprocess_in_graph:  # the graph converts the frames itself, on its device
             blob = np.ascontiguousarray(np.stack([b[0] for b in boxes]))
-        else:  # BGR -> RGB, HWC -> CHW, 0..1: what Ultralytics feeds the network.
-            batch = np.stack([b[0] for b in boxes])[..., ::-1].transpose(0, 3, 1, 2)
-            blob = np.ascontiguousarray(batch, dtype=np.float32) / np.float32(255.0)
+        else:
+            blob = network_input([b[0] for b in boxes])
         n = len(blob)
         if self.pad_batches and self._max_batch is None:  # blank frames up to a power of two
             blob = pad_to_power_of_two(blob)

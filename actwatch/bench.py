@@ -78,6 +78,7 @@ class BenchConfig:
     detect_batch: int | None = None  # pipeline.detect_batch (None: auto)
     frame_wait_ms: int | None = None  # pipeline.frame_wait_ms (None: auto)
     detect_niceness: int | None = None  # pipeline.detect_niceness (None: auto)
+    detect_workers: int | None = None  # pipeline.detect_workers (None: auto)
     # > 1: the cameras split over that many processes, each its own pipeline (actwatch.bench_shards)
     processes: int = 1
     intra_op_threads: int | None = None  # detector.intra_op_threads and model.intra_op_threads (None: ORT's)
@@ -102,7 +103,10 @@ def bench_app_config(
     video = Path(video).resolve()
     # the pipeline's scheduling settings the run was given; None: the service's auto
     scheduling = dict(
-        detect_batch=cfg.detect_batch, frame_wait_ms=cfg.frame_wait_ms, detect_niceness=cfg.detect_niceness
+        detect_batch=cfg.detect_batch,
+        frame_wait_ms=cfg.frame_wait_ms,
+        detect_niceness=cfg.detect_niceness,
+        detect_workers=cfg.detect_workers,
     )
     return validate_settings(
         AppConfig,

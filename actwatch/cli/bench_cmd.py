@@ -71,6 +71,15 @@ def register(app: typer.Typer) -> None:
                 "on a CPU, 0 on a GPU).",
             ),
         ] = None,
+        detect_workers: Annotated[
+            int | None,
+            typer.Option(
+                min=1,
+                max=64,
+                help="Pipelined: detector threads side by side, each on its own frames (pipeline.detect_workers; "
+                "default auto: 1).",
+            ),
+        ] = None,
         detect_niceness: Annotated[
             int | None,
             typer.Option(
@@ -178,6 +187,7 @@ def register(app: typer.Typer) -> None:
             "detect_batch": detect_batch,
             "frame_wait_ms": frame_wait_ms,
             "detect_niceness": detect_niceness,
+            "detect_workers": detect_workers,
             "runtime": "sequential" if sequential else None,
             "processes": processes,
             "intra_op_threads": intra_op_threads,

@@ -334,6 +334,12 @@ class PipelineConfig(StrictModel):
         "and each frame in it waits for the whole batch), every camera's newest frame on a GPU (whose "
         "throughput comes from batches).",
     )
+    detect_workers: int | Literal["auto"] = Field(
+        "auto",
+        description="Threads that run the detector side by side, each on its own frames (pipelined runtime; 1 "
+        "to 64); a camera's next frame waits for its previous one, so tracks see frames in order. With more "
+        "than one and detector.intra_op_threads unset, each gets an equal share of the cores. auto: 1.",
+    )
     detect_niceness: int | Literal["auto"] = Field(
         "auto",
         description="OS niceness of the detector's threads (pipelined runtime, Linux; 0 to 19): where the "
@@ -360,13 +366,14 @@ class PipelineConfig(StrictModel):
         "has fewer CUDA contexts than the machine has cores. No effect without an NVIDIA GPU.",
     )
 
-    @field_validator("detect_batch", "detect_niceness", "frame_wait_ms", mode="before")
+    @field_validator("detect_batch", "detect_niceness", "detect_workers", "frame_wait_ms", mode="before")
     @classmethod
     def _auto_or_in_range(cls, value: Any, info: ValidationInfo) -> Any:
         # One message instead of one per member of the union
         low, high, what = {
             "detect_batch": (1, 4096, "a number of frames"),
             "detect_niceness": (0, 19, "a niceness"),
+            "detect_workers": (1, 64, "a number of threads"),
             "frame_wait_ms": (0, 1000, "milliseconds"),
         }[str(info.field_name)]
         if value != "auto" and not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):

@@ -32,7 +32,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -176,14 +176,15 @@ class CameraSet(Generic[TrackerT]):
             cam = self._cameras.get(camera_id)
         return cam.processed_fps() if cam is not None else 0.0
 
-    def newest_frames(self, limit: int | None = None) -> list[CameraFrame[TrackerT]]:
+    def newest_frames(self, limit: int | None = None, *, skip: Collection[str] = ()) -> list[CameraFrame[TrackerT]]:
         """The newest waiting frame of every camera that has one (older ones are skipped and counted).
 
         With ``limit``, of at most that many cameras: those whose frame was taken longest ago go first
         (round robin), and the others' frames stay with their readers, where newer ones replace them.
+        The cameras in ``skip`` (a frame of theirs still being detected) keep theirs waiting too.
         """
         out: list[CameraFrame[TrackerT]] = []
-        for cam in self._in_turn(limit):
+        for cam in self._in_turn(limit, skip):
             if limit is not None and len(out) >= limit:
                 break
             frames = []
@@ -201,7 +202,7 @@ class CameraSet(Generic[TrackerT]):
             out.append(CameraFrame(cam, frames[-1], skipped=len(frames) - 1))
         return out
 
-    def wait_for_due_frames(self, limit: int | None, within_s: float) -> float:
+    def wait_for_due_frames(self, limit: int | None, within_s: float, *, skip: Collection[str] = ()) -> float:
         """Wait for the next frame of each camera whose turn is next (:meth:`newest_frames` with ``limit``)
         if it is due within ``within_s`` seconds and within :data:`MAX_WAIT_SHARE` of its frame interval
         (due: its newest frame's capture time plus one interval), ``within_s`` seconds at most in all; the
@@ -215,7 +216,7 @@ class CameraSet(Generic[TrackerT]):
         if within_s <= 0:
             return 0.0
         start = time.monotonic()  # the allowance on the monotonic clock: a step of the wall clock can't stretch it
-        for cam in self._in_turn(limit)[:limit]:
+        for cam in self._in_turn(limit, skip)[:limit]:
             left = within_s - (time.monotonic() - start)
             if left <= 0:
                 break
@@ -228,10 +229,10 @@ class CameraSet(Generic[TrackerT]):
                 queue.wait_for_put(seen, left)
         return time.monotonic() - start
 
-    def _in_turn(self, limit: int | None) -> list[RunningCamera[TrackerT]]:
-        """The running cameras; with ``limit``, those with a frame waiting, whose frame was taken longest
-        ago first (round robin)."""
-        running = self._running()
+    def _in_turn(self, limit: int | None, skip: Collection[str] = ()) -> list[RunningCamera[TrackerT]]:
+        """The running cameras but those in ``skip``; with ``limit``, those with a frame waiting, whose
+        frame was taken longest ago first (round robin)."""
+        running = [cam for cam in self._running() if cam.config.id not in skip]
         if limit is None:
             return running
         return sorted((cam for cam in running if len(cam.reader.frames)), key=lambda cam: cam.served)

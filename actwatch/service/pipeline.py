@@ -182,7 +182,10 @@ class StreamPipeline:
             s = self.stages
             batch = "every camera's newest frame" if s.detect_batch is None else f"at most {s.detect_batch} frame(s)"
             log.info(
-                "pipeline started (pipelined: %s per detector call, detector niceness %d)", batch, s.detect_niceness
+                "pipeline started (pipelined: %s per detector call, detector niceness %d%s)",
+                batch,
+                s.detect_niceness,
+                f", {s.detect_workers} detect workers" if s.detect_workers > 1 else "",
             )
             return
         self._thread = threading.Thread(target=self._run, args=(on_report,), name="actwatch-pipeline", daemon=True)
@@ -261,6 +264,7 @@ class StreamPipeline:
             track_workers=s.track_workers,
             detect_batch=s.detect_batch,
             detect_niceness=s.detect_niceness,
+            detect_workers=s.detect_workers,
             frame_wait_s=s.frame_wait_s,  # only the intake waits: without it the caller times the batches
             on_report=on_report,
         )

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from actwatch.priority import lower_thread_priority
 from actwatch.service.event_writer import EventWriter
@@ -89,7 +89,9 @@ class StageQueue(Generic[T]):
         self._items: collections.deque[T | _Control] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
-        self._active = 0  # items taken by the consumer and not yet done()
+        # items taken and not yet done(), by the consumer thread holding each: the order it was taken in
+        self._active: dict[int, int] = {}
+        self._taken = 0
         self.drops = 0
 
     def _work(self) -> int:
@@ -109,24 +111,33 @@ class StageQueue(Generic[T]):
             self._cond.notify_all()
 
     def get(self) -> T | _Control:
+        """The oldest item; the calling consumer thread holds it until its :meth:`done`."""
         with self._cond:
             self._cond.wait_for(lambda: bool(self._items))
             item = self._items.popleft()
-            self._active += 1
+            self._taken += 1
+            self._active[threading.get_ident()] = self._taken
             self._cond.notify_all()
             return item
 
     def done(self) -> None:
-        """The consumer finished the item it took last."""
+        """The calling consumer finished the item it took last."""
         with self._cond:
-            self._active -= 1
+            self._active.pop(threading.get_ident(), None)
             self._cond.notify_all()
 
-    def wait_until_idle(self, timeout: float | None = None) -> bool:
-        """Wait until the queue is empty and its consumer has finished its item: the next batch handed
-        in now is worked on at once, with the freshest frames (rather than waiting, and ageing, here)."""
+    def wait_until_idle(self, timeout: float | None = None, *, consumers: int = 1) -> bool:
+        """Wait until the queue is empty and one of its ``consumers`` is free: the next batch handed in now
+        is worked on at once, with the freshest frames (rather than waiting, and ageing, here)."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._work() == 0 and self._active == 0, timeout=timeout)
+            return self._cond.wait_for(lambda: self._work() == 0 and len(self._active) < consumers, timeout=timeout)
+
+    def wait_for_earlier(self) -> None:
+        """Wait until the other consumers have finished every item taken before the caller's (several
+        consumers: a control message passes on only after the work that was ahead of it)."""
+        with self._cond:
+            mine = self._active.get(threading.get_ident(), 0)
+            self._cond.wait_for(lambda: all(n >= mine for n in self._active.values()))
 
     def wait_for_room(self, timeout: float | None = None) -> bool:
         with self._cond:
@@ -170,6 +181,12 @@ class StagedRunner:
     turn) as soon as the detector can take a batch (the service), or up to ``frame_wait_s`` later when
     their next frames are due by then (:meth:`~actwatch.service.camera_set.CameraSet.wait_for_due_frames`);
     without it the caller hands batches in with :meth:`submit` (tests, benchmark).
+
+    ``detect_workers`` threads run the detector side by side, each on its own batch (on a CPU, each
+    with a share of the cores: frames in parallel use them better than one frame's operators). A
+    camera's next frame waits until its previous one has left the detector, so every camera's frames
+    reach tracking in order; a control message (flush, camera removal, the end) passes on only after
+    the batches taken before it.
     """
 
     def __init__(
@@ -185,10 +202,16 @@ class StagedRunner:
         track_workers: int = 1,
         detect_batch: int | None = None,
         detect_niceness: int = 0,
+        detect_workers: int = 1,
         frame_wait_s: float = 0.0,
         on_report: Callable[[StepReport], None] | None = None,
     ) -> None:
+        if detect_workers < 1:
+            raise ValueError("detect_workers must be >= 1")
         self._pipeline = pipeline
+        self.detect_workers = detect_workers
+        self._in_detector: set[str] = set()  # cameras with a frame in a detect worker (several workers)
+        self._detect_stops = 0  # detect workers that have seen the end sentinel
         self._max_age = max_frame_age_s
         self.detect_batch = detect_batch
         self._detect_niceness = detect_niceness
@@ -220,14 +243,24 @@ class StagedRunner:
         self.failures = 0
         self.frame_waited_s = 0.0  # the intake's waits for a frame due soon (seconds in all)
         self._started = time.perf_counter()
-        self._threads = [
-            threading.Thread(target=self._stage, args=(name, inbox, fn, outbox), name=f"actwatch-{name}", daemon=True)
-            for name, inbox, fn, outbox in (
-                ("detect", self.frames, self._detect_fresh, self.detected),
-                ("track", self.detected, self._track, self.tracked),
-                ("action", self.tracked, self._action, self.classified),
-                ("alert", self.classified, self._alert, None),
+        stages: list[tuple[str, str, StageQueue[Any], Callable[[Any], object], StageQueue[Any] | None]] = [
+            (
+                "detect",
+                f"detect-{i + 1}" if detect_workers > 1 else "detect",
+                self.frames,
+                self._detect_fresh,
+                self.detected,
             )
+            for i in range(detect_workers)
+        ]
+        stages += [
+            ("track", "track", self.detected, self._track, self.tracked),
+            ("action", "action", self.tracked, self._action, self.classified),
+            ("alert", "alert", self.classified, self._alert, None),
+        ]
+        self._threads = [
+            threading.Thread(target=self._stage, args=(name, inbox, fn, outbox), name=f"actwatch-{thread}", daemon=True)
+            for name, thread, inbox, fn, outbox in stages
         ]
         if intake:
             self._threads.append(threading.Thread(target=self._intake, name="actwatch-intake", daemon=True))
@@ -240,15 +273,20 @@ class StagedRunner:
         to the detector as one batch; how many frames."""
         for camera_id in self._pipeline.cameras.take_removed():
             self.frames.put(CameraRemoved(camera_id))
-        items = self._pipeline.cameras.newest_frames(limit)
+        with self._lock:
+            busy = set(self._in_detector)
+        items = self._pipeline.cameras.newest_frames(limit, skip=busy)
         if items:
+            if self.detect_workers > 1:
+                with self._lock:
+                    self._in_detector.update(item.camera_id for item in items)
             self.frames.put(FrameBatch(tuple(items)))
         return len(items)
 
     def wait_for_detector(self, timeout: float | None = None) -> bool:
-        """Wait until the detector is free for the next batch (the intake and the benchmark take the
+        """Wait until a detect worker is free for the next batch (the intake and the benchmark take the
         newest frames just then, so no batch ages in the queue)."""
-        return self.frames.wait_until_idle(timeout)
+        return self.frames.wait_until_idle(timeout, consumers=self.detect_workers)
 
     def flush(self, timeout: float | None = None) -> list[StepReport]:
         """Wait until everything submitted so far went through every phase and was written; the
@@ -267,10 +305,11 @@ class StagedRunner:
             busy = dict(self._busy)
         busy["writer"] = self.writer.busy_s
         queues = (self.frames, self.detected, self.tracked, self.classified)
+        threads = {"detect": self.detect_workers}  # the detect phase's occupancy is over its workers
         return StageCounters(
             wall_s=wall,
             busy_s=busy,
-            occupancy={name: (s / wall if wall > 0 else 0.0) for name, s in busy.items()},
+            occupancy={name: (s / (wall * threads.get(name, 1)) if wall > 0 else 0.0) for name, s in busy.items()},
             drops={q.name: q.drops for q in queues},
             stale=self.stale,
             evidence_dropped=self.writer.evidence_dropped,
@@ -300,10 +339,14 @@ class StagedRunner:
     def _intake(self) -> None:
         idle = self._pipeline.stages.idle_sleep_s
         while not self._stop.is_set():
-            if not self.frames.wait_until_idle(idle):
+            if not self.wait_for_detector(idle):
                 continue  # the detector is still busy: its next batch is taken when it is free
             if self._max_frame_wait_s > 0:  # a fresher frame due soon (actwatch.service.camera_set)
-                waited = self._pipeline.cameras.wait_for_due_frames(self.detect_batch, self._max_frame_wait_s)
+                with self._lock:
+                    busy = set(self._in_detector)
+                waited = self._pipeline.cameras.wait_for_due_frames(
+                    self.detect_batch, self._max_frame_wait_s, skip=busy
+                )
                 with self._lock:
                     self.frame_waited_s += waited
             start = time.perf_counter()
@@ -337,10 +380,29 @@ class StagedRunner:
         while True:
             item = inbox.get()
             try:
+                if name == "detect" and self.detect_workers > 1 and not self._detect_control(item, inbox, outbox):
+                    return
                 if not self._handle(name, item, fn, outbox):
                     return
             finally:
+                if name == "detect" and isinstance(item, FrameBatch) and self.detect_workers > 1:
+                    with self._lock:  # its result is with tracking: the cameras' next frames may go
+                        self._in_detector.difference_update(i.camera_id for i in item.items)
                 inbox.done()
+
+    def _detect_control(self, item: object, inbox: StageQueue[Any], outbox: StageQueue[Any] | None) -> bool:
+        """Several detect workers: a control message waits for the batches taken before it; the end
+        sentinel goes round every worker and on from the last. False when this worker ends here."""
+        if isinstance(item, _Stop):
+            with self._lock:
+                self._detect_stops += 1
+                last = self._detect_stops == self.detect_workers
+            if not last:
+                inbox.put(item)  # for the next worker (control messages never wait nor drop)
+                return False
+        if isinstance(item, _Control):
+            inbox.wait_for_earlier()
+        return True
 
     def _handle(
         self, name: str, item: object, fn: Callable[[object], object], outbox: StageQueue[object] | None

@@ -15,6 +15,7 @@ Example (a finite file replayed one frame per step, as the tests and the benchma
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -107,6 +108,7 @@ class Stages:
     track_workers: int = 1
     detect_batch: int | None = None  # frames per detector call, pipelined (None: every camera's newest)
     detect_niceness: int = 0  # OS niceness of the detect phase's thread, pipelined (actwatch.priority)
+    detect_workers: int = 1  # detect threads side by side, pipelined (actwatch.service.staged)
     frame_wait_s: float = 0.0  # the intake waits this long at most for a camera's frame due soon, pipelined
 
 
@@ -142,6 +144,9 @@ def _person_detector(config: AppConfig, metrics: ServiceMetrics) -> PersonDetect
     selected = select_providers(settings.device)
     pipelined = config.pipeline.runtime == "pipelined"
     niceness = detect_niceness(config.pipeline.detect_niceness, selected) if pipelined else 0
+    workers = detect_workers(config.pipeline.detect_workers, selected) if pipelined else 1
+    if workers > 1 and settings.intra_op_threads is None:  # the workers share the cores instead of each taking all
+        settings = settings.model_copy(update={"intra_op_threads": max(1, (os.cpu_count() or 1) // workers)})
     detector = PersonDetector(
         weights if weights is not None else ensure_detector(fetch=False),
         settings,
@@ -197,6 +202,16 @@ def detect_batch(setting: int | Literal["auto"], providers: Sequence[str]) -> in
         4
     """
     return _resolve_auto(setting, providers, on_cpu=1, on_gpu=None)
+
+
+def detect_workers(setting: int | Literal["auto"], providers: Sequence[str]) -> int:
+    """Detect threads of the pipelined runtime (``pipeline.detect_workers``); ``auto`` is 1.
+
+    Example:
+        >>> detect_workers("auto", ["CPUExecutionProvider"]), detect_workers(2, ["CPUExecutionProvider"])
+        (1, 2)
+    """
+    return _resolve_auto(setting, providers, on_cpu=1, on_gpu=1)
 
 
 CPU_DETECT_NICENESS = 10
@@ -393,5 +408,6 @@ def build_stages(
         track_workers=config.pipeline.track_workers,
         detect_batch=batch,
         detect_niceness=person_detector.niceness,
+        detect_workers=detect_workers(config.pipeline.detect_workers, person_detector.providers),
         frame_wait_s=frame_wait_ms(config.pipeline.frame_wait_ms, person_detector.providers) / 1000,
     )

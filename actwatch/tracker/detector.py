@@ -22,6 +22,7 @@ Example (the cached serving detector on two frames of the sample video, one batc
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,6 +277,7 @@ class PersonDetector:
         self.input_size = self._input_size(h, w, meta_size or (manifest.input_size if manifest else None))
         self._fixed_size = isinstance(h, int) and isinstance(w, int)
         self._sessions: dict[tuple[int, int], ort.InferenceSession] = {self.input_size: self._session}
+        self._sessions_lock = threading.Lock()
         if settings.rect and self._fixed_size:  # derive the 4:3 copy now: a graph that cannot be is said at start
             try:
                 input_size_graph(weights, self.input_size_for((3, 4)))
@@ -382,15 +384,19 @@ class PersonDetector:
 
     def _session_for(self, size: tuple[int, int]) -> ort.InferenceSession:
         session = self._sessions.get(size)
-        if session is None and not self._fixed_size:  # a graph of any input size: the one session serves it
-            session = self._sessions[size] = self._session
-        if session is None:
-            graph = input_size_graph(self.weights, size)
-            derived = uint8_input_if_wanted(
-                graph, self.settings.preprocess, self._selected, setting_key="detector.preprocess"
-            )
-            session = self._sessions[size] = self._create_session(derived or graph)
-            log.info("person detector: input %dx%d for frames of that aspect (%s)", *size, graph.name)
+        if session is not None:
+            return session
+        with self._sessions_lock:  # several detect workers may meet a new aspect at once: one session
+            session = self._sessions.get(size)
+            if session is None and not self._fixed_size:  # a graph of any input size: one session serves it
+                session = self._sessions[size] = self._session
+            if session is None:
+                graph = input_size_graph(self.weights, size)
+                derived = uint8_input_if_wanted(
+                    graph, self.settings.preprocess, self._selected, setting_key="detector.preprocess"
+                )
+                session = self._sessions[size] = self._create_session(derived or graph)
+                log.info("person detector: input %dx%d for frames of that aspect (%s)", *size, graph.name)
         return session
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:

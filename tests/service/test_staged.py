@@ -8,6 +8,7 @@ sink releases), never on a sleep.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -88,12 +89,12 @@ def _cameras(detector: Detector, replays: Mapping[str, ReaderLike], **settings: 
         "sink": NullSink(),
         "buffers": TrackBufferStore(Runtime.spec),
         "runtime": Runtime(),
+        "tracker_factory": CameraTracker,
         **settings,
     }
     stages = Stages(
         reader_factory=lambda camera: replays[camera.id],
         detector=detector,
-        tracker_factory=CameraTracker,
         alerts=AlertEngine([], ["walking"]),
         metrics=ServiceMetrics(),
         **parts,  # type: ignore[arg-type]
@@ -332,3 +333,86 @@ def test_a_camera_disabled_and_enabled_again_keeps_its_zone_when_its_removal_pas
     runner.flush(WAIT_S)
     runner.stop()
     assert pipeline.alerts.zone("cam1") == [(0.0, 0.0), (30.0, 0.0), (30.0, 30.0)]
+
+
+class GatedDetector:
+    """Holds every call until the test opens the gate of its frame; records each call's (camera, frame)
+    and the most calls that ran at once."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Semaphore(0)
+        self.gates: dict[tuple[int, int], threading.Event] = collections.defaultdict(threading.Event)
+        self.calls: list[tuple[int, int]] = []
+        self.most_at_once = 0
+        self._running = 0
+        self._lock = threading.Lock()
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        keys = [(int(image[0, 0, 1]), int(image[0, 0, 0])) for image in images]  # (camera, frame index)
+        with self._lock:
+            self.calls += keys
+            self._running += 1
+            self.most_at_once = max(self.most_at_once, self._running)
+        self.entered.release()
+        for key in keys:
+            self.gates[key].wait(WAIT_S)
+        with self._lock:
+            self._running -= 1
+        return [Detections.empty() for _ in images]
+
+
+class RecordingTracker(CameraTracker):
+    """A camera's real tracker that records the stream time of every frame it is given."""
+
+    def __init__(self, camera_id: str, frame_rate: float, seen: dict[str, list[float]]) -> None:
+        super().__init__(camera_id, frame_rate=frame_rate)
+        self.seen = seen.setdefault(camera_id, [])
+
+    def update(self, detections: Detections, timestamp: float | None = None) -> Detections:
+        self.seen.append(timestamp or 0.0)
+        return super().update(detections, timestamp)
+
+
+def test_two_detect_workers_run_side_by_side_and_keep_each_camera_s_frames_in_order() -> None:
+    readers = {f"cam{c}": Reader(f"cam{c}") for c in (1, 2)}
+
+    def put(camera: int, index: int) -> None:
+        readers[f"cam{camera}"].put(index, age_s=0.0)
+        readers[f"cam{camera}"].queue.newest().image[0, 0, 1] = camera  # type: ignore[union-attr]
+
+    detector = GatedDetector()
+    seen: dict[str, list[float]] = {}
+
+    def tracker(camera_id: str, frame_rate: float) -> CameraTracker:
+        return RecordingTracker(camera_id, frame_rate, seen)
+
+    pipeline = _cameras(detector, readers, detect_batch=1, detect_workers=2, tracker_factory=tracker)
+    runner = pipeline.staged(lossless=True)
+    put(1, 0)
+    put(2, 0)
+    assert runner.submit(1) == 1 and runner.submit(1) == 1
+    assert detector.entered.acquire(timeout=WAIT_S) and detector.entered.acquire(timeout=WAIT_S)
+    assert detector.most_at_once == 2  # both frames in the detector at once, neither released yet
+    put(1, 1)
+    assert runner.submit(1) == 0  # cam1's next frame waits: its previous one is still being detected
+    detector.gates[(1, 0)].set()
+    assert runner.wait_for_detector(WAIT_S)  # the worker that had cam1's frame is free again...
+    assert runner.submit(1) == 1  # ...and cam1 with it (released before the worker is)
+    assert detector.entered.acquire(timeout=WAIT_S)
+    for key in ((2, 0), (1, 1)):
+        detector.gates[key].set()
+    reports = runner.flush(WAIT_S)  # the flush marker passed the detect phase after every batch before it
+    runner.stop()
+    assert sorted(detector.calls) == [(1, 0), (1, 1), (2, 0)] and len(reports) == 3
+    assert seen == {"cam1": [0.0, INTERVAL_S], "cam2": [0.0]}
+    assert not any(t.is_alive() for t in runner._threads)  # the end sentinel went round both workers
+
+
+def test_detect_workers_is_auto_or_a_number_of_threads() -> None:
+    from actwatch.config.sections import PipelineConfig
+    from actwatch.errors import ConfigError
+    from actwatch.settings import validate_settings
+
+    assert PipelineConfig().detect_workers == "auto" and PipelineConfig(detect_workers=2).detect_workers == 2
+    with pytest.raises(ConfigError, match="must be 'auto' or a number of threads from 1 to 64, got 0"):
+        validate_settings(PipelineConfig, {"detect_workers": 0}, "test")

@@ -83,3 +83,33 @@ def test_the_action_model_s_batch_is_sized_to_the_cameras_unless_set(
     crops = np.random.default_rng(0).integers(0, 255, (expected + 5, 40, 30, 3), dtype=np.uint8)
     whole = ActionRuntime(exported_model_dir, max_batch=256).encode(crops)
     np.testing.assert_allclose(built[0].encode(crops), whole, atol=1e-5)  # split in two calls, same features
+
+
+@pytest.mark.parametrize(("workers", "threads"), [("auto", None), (2, "half")])
+def test_detect_workers_share_the_cores_unless_the_detector_s_threads_are_set(
+    detector_weights: Path, exported_model_dir: Path, vtest_path: Path, workers: object, threads: object
+) -> None:
+    """With several detect workers each detector call gets an equal share of the cores (one frame's
+    operators over all of them would make the workers' calls fight for every core)."""
+    import os
+
+    from actwatch.tracker.detector import PersonDetector
+
+    config = _config(
+        cameras=[{"id": f"c{i}", "url": str(vtest_path)} for i in range(2)],
+        sources={"file_dirs": [str(vtest_path.parent)]},
+        detector={"weights": str(detector_weights), "person_class_ids": [0, 1], "device": "cpu"},
+        model={"dir": str(exported_model_dir)},
+        pipeline={"detect_workers": workers},
+    )
+    built: list[object] = []
+
+    def keep(detector: object) -> object:
+        built.append(detector)
+        return detector
+
+    stages = build_stages(config, sink=NullSink(), metrics=ServiceMetrics(), wrap_detector=keep)  # type: ignore[arg-type]
+    assert isinstance(built[0], PersonDetector)
+    expected = max(1, (os.cpu_count() or 1) // 2) if threads == "half" else None
+    assert built[0].settings.intra_op_threads == expected
+    assert stages.detect_workers == (2 if workers == 2 else 1)

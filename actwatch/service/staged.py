@@ -80,10 +80,13 @@ class StageQueue(Generic[T]):
         (1, 2, CameraRemoved(camera_id='cam1'))
     """
 
-    def __init__(self, name: str, maxsize: int, *, drop_oldest: bool) -> None:
+    def __init__(
+        self, name: str, maxsize: int, *, drop_oldest: bool, on_drop: Callable[[T], None] | None = None
+    ) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be >= 1")
         self.name = name
+        self._on_drop = on_drop  # told of each dropped item (what it held is let go)
         self.maxsize = maxsize
         self.drop_oldest = drop_oldest
         self._items: collections.deque[T | _Control] = collections.deque()
@@ -105,6 +108,8 @@ class StageQueue(Generic[T]):
                         oldest = next(i for i in self._items if not isinstance(i, _Control))
                         self._items.remove(oldest)
                         self.drops += 1
+                        if self._on_drop is not None:
+                            self._on_drop(oldest)
                 else:
                     self._cond.wait_for(lambda: self._work() < self.maxsize or self._closed)
             self._items.append(item)
@@ -222,7 +227,7 @@ class StagedRunner:
             pipeline.sink, max_pending_evidence=max_pending_evidence, render_workers=evidence_workers
         )
         drop = not lossless
-        self.frames: StageQueue[FrameBatch] = StageQueue("frames", queue_size, drop_oldest=drop)
+        self.frames: StageQueue[FrameBatch] = StageQueue("frames", queue_size, drop_oldest=drop, on_drop=self._release)
         self.detected: StageQueue[object] = StageQueue("detected", queue_size, drop_oldest=drop)
         self.tracked: StageQueue[object] = StageQueue("tracked", queue_size, drop_oldest=False)
         self.classified: StageQueue[object] = StageQueue("classified", queue_size, drop_oldest=False)
@@ -385,10 +390,15 @@ class StagedRunner:
                 if not self._handle(name, item, fn, outbox):
                     return
             finally:
-                if name == "detect" and isinstance(item, FrameBatch) and self.detect_workers > 1:
-                    with self._lock:  # its result is with tracking: the cameras' next frames may go
-                        self._in_detector.difference_update(i.camera_id for i in item.items)
+                if name == "detect" and isinstance(item, FrameBatch):
+                    self._release(item)  # its result is with tracking: the cameras' next frames may go
                 inbox.done()
+
+    def _release(self, batch: FrameBatch) -> None:
+        """The cameras of ``batch`` (detected, or dropped before it) may have their next frame detected."""
+        if self.detect_workers > 1:
+            with self._lock:
+                self._in_detector.difference_update(item.camera_id for item in batch.items)
 
     def _detect_control(self, item: object, inbox: StageQueue[Any], outbox: StageQueue[Any] | None) -> bool:
         """Several detect workers: a control message waits for the batches taken before it; the end

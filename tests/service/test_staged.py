@@ -416,3 +416,33 @@ def test_detect_workers_is_auto_or_a_number_of_threads() -> None:
     assert PipelineConfig().detect_workers == "auto" and PipelineConfig(detect_workers=2).detect_workers == 2
     with pytest.raises(ConfigError, match="must be 'auto' or a number of threads from 1 to 64, got 0"):
         validate_settings(PipelineConfig, {"detect_workers": 0}, "test")
+
+
+def test_a_batch_dropped_before_the_detect_workers_lets_its_camera_go_again() -> None:
+    """A batch the frames queue drops (a newer one came while every worker was busy) never reached the
+    detector: its camera's next frame is taken as usual, not held back as if it were being detected."""
+    readers = {f"cam{c}": Reader(f"cam{c}") for c in (1, 2, 3, 4)}
+
+    def put(camera: int, index: int) -> None:
+        readers[f"cam{camera}"].put(index, age_s=0.0)
+        readers[f"cam{camera}"].queue.newest().image[0, 0, 1] = camera  # type: ignore[union-attr]
+
+    detector = GatedDetector()
+    runner = _cameras(detector, readers, detect_batch=1, detect_workers=2, max_frame_age_s=None).staged(lossless=False)
+    for camera in (1, 2, 3, 4):
+        put(camera, 0)
+    for _ in range(2):  # cam1 and cam2 fill both workers (each submitted once a worker is free)
+        assert runner.wait_for_detector(WAIT_S) and runner.submit(1) == 1
+        assert detector.entered.acquire(timeout=WAIT_S)
+    assert runner.submit(1) == 1 and runner.submit(1) == 1  # cam3's batch waits, then cam4's replaces it
+    assert runner.frames.drops == 1
+    detector.gates[(1, 0)].set()  # cam1 done: its worker takes cam4's batch
+    assert detector.entered.acquire(timeout=WAIT_S)
+    put(3, 1)
+    assert runner.submit(1) == 1  # cam3 is free again: its dropped batch never reached the detector
+    for key in ((2, 0), (4, 0), (3, 1)):
+        detector.gates[key].set()
+    runner.flush(WAIT_S)
+    runner.stop()
+    assert runner.frames.drops == 1
+    assert sorted(detector.calls) == [(1, 0), (2, 0), (3, 1), (4, 0)]

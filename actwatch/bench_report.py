@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -221,6 +222,32 @@ def _fmt(value: float | None, spec: str = ".0f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def runtime_label(runtime: str, processes: int, config: dict[str, Any]) -> str:
+    """A sweep table's runtime column: the runtime, then each setting of the run that is not the default.
+
+    Example:
+        >>> runtime_label("pipelined", 1, {"detect_workers": 2, "detector": "/tmp/det.int8.onnx", "rect": True})
+        'pipelined (rect detector input) (2 detect workers) (detector det.int8.onnx)'
+        >>> runtime_label("sequential", 4, {"gpu_wait": "blocking", "detect_workers": 2})
+        'sequential x4 processes (GPU wait: blocking)'
+    """
+    notes = []
+    if config.get("preprocess", "auto") != "auto":
+        notes.append(f"{config['preprocess']} preprocessing")
+    if config.get("gpu_wait", "auto") != "auto":
+        notes.append(f"GPU wait: {config['gpu_wait']}")
+    if config.get("rect"):
+        notes.append("rect detector input")
+    if config.get("batch_padding", "auto") != "auto":
+        notes.append(f"batch padding: {config['batch_padding']}")
+    if runtime == "pipelined" and (config.get("detect_workers") or 1) > 1:  # the sequential loop has no workers
+        notes.append(f"{config['detect_workers']} detect workers")
+    if config.get("detector"):
+        notes.append(f"detector {Path(str(config['detector'])).name}")
+    label = runtime if processes == 1 else f"{runtime} x{processes} processes"
+    return label + "".join(f" ({note})" for note in notes)
+
+
 def sweep_table(results: list[BenchResult]) -> str:
     """One table for several runs (camera counts x runtimes), the CPU and GPU named above it.
 
@@ -245,14 +272,7 @@ def sweep_table(results: list[BenchResult]) -> str:
         occupancy = " ".join(f"{k if len(k) <= 4 else k[:3]} {100 * v:.0f}%" for k, v in r.occupancy.items())
         drops = sum(r.drops.values())
         gpu = f"{r.gpu_mem_mib_max:.0f} / {_fmt(r.gpu_util_mean)}%" if r.gpu_mem_mib_max is not None else "-"
-        preprocess = r.config.get("preprocess", "auto")
-        runtime = r.runtime if r.processes == 1 else f"{r.runtime} x{r.processes} processes"
-        runtime = runtime if preprocess == "auto" else f"{runtime} ({preprocess} preprocessing)"
-        gpu_wait = r.config.get("gpu_wait", "auto")
-        runtime = runtime if gpu_wait == "auto" else f"{runtime} (GPU wait: {gpu_wait})"
-        runtime = f"{runtime} (rect detector input)" if r.config.get("rect") else runtime
-        padding = r.config.get("batch_padding", "auto")
-        runtime = runtime if padding == "auto" else f"{runtime} (batch padding: {padding})"
+        runtime = runtime_label(r.runtime, r.processes, r.config)
         lines.append(
             f"| {r.config['cameras']} | {runtime} | {r.fps_in:.2f} | {r.fps_end_to_end:.2f} "
             f"| {_fmt(r.latency_ms_p50)} | {_fmt(r.latency_ms_p95)} | {r.frames / max(r.steps, 1):.1f} "

@@ -54,8 +54,17 @@ def pad_to_power_of_two(batch: np.ndarray, limit: int | None = None) -> np.ndarr
     """
     n = len(batch)
     size = 1 << n.bit_length() if n & (n - 1) else n  # n itself where it is a power of two (or 0)
-    if limit is not None:
-        size = min(size, limit)
+    return pad_rows(batch, size if limit is None else min(size, limit))
+
+
+def pad_rows(batch: np.ndarray, size: int) -> np.ndarray:
+    """``batch`` with zero rows appended up to ``size`` rows (as it is when it has that many or more).
+
+    Example:
+        >>> [len(pad_rows(np.zeros((n, 2)), 4)) for n in (1, 4, 5)]
+        [4, 4, 5]
+    """
+    n = len(batch)
     if size <= n:
         return batch
     return np.concatenate([batch, np.zeros((size - n, *batch.shape[1:]), batch.dtype)])

@@ -44,8 +44,14 @@ from actwatch.errors import FeatureCacheUnsupportedError, ManifestError
 from actwatch.model.config import InputSpec
 from actwatch.model.manifest import Manifest, load_manifest
 from actwatch.model.preprocess import preprocess_crops, preprocess_windows, stack_crops
-from actwatch.onnx_choices import BatchPadding, Preprocess
-from actwatch.onnx_inputs import UINT8_INPUT, pad_to_power_of_two, padded_batch_sizes, uint8_input_if_wanted
+from actwatch.onnx_choices import BatchPadding, Preprocess, choices
+from actwatch.onnx_inputs import (
+    UINT8_INPUT,
+    pad_rows,
+    pad_to_power_of_two,
+    padded_batch_sizes,
+    uint8_input_if_wanted,
+)
 from actwatch.onnx_providers import CPU, Requested, TensorRTOptions, create_session, select_providers
 
 logger = logging.getLogger(__name__)
@@ -170,7 +176,7 @@ class ActionRuntime:
             self._sessions[role] = self._make(role)
         first = next(iter(self._sessions.values()))
         self.providers: list[str] = list(first.get_providers())
-        if padding not in ("auto", "fixed", "pow2", "off"):
+        if padding not in choices(BatchPadding):
             raise ValueError(f"padding must be auto, fixed, pow2 or off, not {padding!r}")
         self.padding: Literal["fixed", "pow2", "off"] = (
             ("fixed" if self.providers[0] != CPU else "off") if padding == "auto" else padding
@@ -225,8 +231,7 @@ class ActionRuntime:
             part = x[i : i + chunk]
             n = len(part)
             if self.padding == "fixed" and role != "head":
-                if n < chunk:
-                    part = np.concatenate([part, np.zeros((chunk - n, *part.shape[1:]), part.dtype)])
+                part = pad_rows(part, chunk)
             elif self.padding != "off":
                 part = pad_to_power_of_two(part, limit=chunk)
             parts.append(session.run(None, {name: part})[0][:n])

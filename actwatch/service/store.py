@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 
 EVENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _EVENT_ID = re.compile(EVENT_ID_PATTERN)
+_PURGE_BATCH = 500
+
+ReviewState = Literal["new", "acknowledged", "false_positive"]
+"""An event's review: ``new`` (stored as NULL), ``acknowledged`` or ``false_positive`` (kept for retraining)."""
+REVIEW_STATES: tuple[ReviewState, ...] = get_args(ReviewState)
 
 
 def _media_rel(event_id: str, suffix: str) -> str:
@@ -54,13 +59,6 @@ def _media_rel(event_id: str, suffix: str) -> str:
         'e1/e1abc.crops.png'
     """
     return f"{event_id[:2]}/{event_id}{suffix}"
-
-
-_PURGE_BATCH = 500
-
-ReviewState = Literal["new", "acknowledged", "false_positive"]
-"""An event's review: ``new`` (stored as NULL), ``acknowledged`` or ``false_positive`` (kept for retraining)."""
-REVIEW_STATES: tuple[ReviewState, ...] = get_args(ReviewState)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ Detect head's box decoding (the distribution-focal-loss softmax, the anchor arit
 sigmoid) stays float: quantizing it would cost box precision for little time. Calibration frames are
 letterboxed exactly as serving letterboxes them; frames from the cameras it will serve calibrate best.
 
-On a GPU keep the float graph: the CUDA provider runs a QDQ graph's convolutions in float after
-dequantizing (slower than the fp16 graph), and TensorRT builds its own int8 engines from calibration.
+This copy is for the CPU provider. On a GPU keep the float graph: the int8 copy was not measured
+there (TensorRT, where it runs, builds its own int8 engines from calibration).
 """
 
 from __future__ import annotations

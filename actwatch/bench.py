@@ -84,7 +84,7 @@ class BenchConfig:
     intra_op_threads: int | None = None  # detector.intra_op_threads and model.intra_op_threads (None: ORT's)
     gpu_wait: GpuWait = "auto"  # pipeline.gpu_wait
     rect: bool = False  # detector.rect: each camera's aspect at imgsz instead of a square
-    batch_padding: BatchPadding = "auto"  # model.batch_padding
+    batch_padding: BatchPadding = "auto"  # model.batch_padding and detector.batch_padding
 
     def as_dict(self) -> dict[str, object]:
         """The settings as a result reports them (paths as strings)."""
@@ -117,7 +117,12 @@ def bench_app_config(
             "sources": {"file_dirs": [str(video.parent)]},  # the benchmark's own clip, nothing else
             "cameras": [{"id": f"cam{i}", "url": str(video), "loop": cfg.loop} for i in range(cfg.cameras)],
             "detector": offline_detector_section(weights, cfg.imgsz, cfg.device)
-            | {"preprocess": cfg.preprocess, "intra_op_threads": cfg.intra_op_threads, "rect": cfg.rect},
+            | {
+                "preprocess": cfg.preprocess,
+                "intra_op_threads": cfg.intra_op_threads,
+                "rect": cfg.rect,
+                "batch_padding": cfg.batch_padding,
+            },
             "model": {
                 "dir": str(model_dir),
                 "providers": cfg.providers,

@@ -15,7 +15,7 @@ from typing import Literal
 Preprocess = Literal["auto", "host", "graph"]
 # How a thread waits for the GPU (pipeline.gpu_wait): CUDA's choice, spin, yield or sleep
 GpuWait = Literal["auto", "spin", "yield", "blocking"]
-# The action model's batch padding (model.batch_padding): one shape, powers of two, none
+# Batch padding (model.batch_padding, detector.batch_padding): one shape, powers of two, none
 BatchPadding = Literal["auto", "fixed", "pow2", "off"]
 
 

@@ -43,48 +43,6 @@ log = logging.getLogger(__name__)
 UINT8_INPUT = "images_u8"
 
 
-def pad_to_power_of_two(batch: np.ndarray, limit: int | None = None) -> np.ndarray:
-    """``batch`` with zero rows appended up to the next power of two (at most ``limit`` rows): a GPU
-    provider prepares its kernels once per input shape, so a few padded sizes cost far less than every
-    size. The caller drops the padding rows' results.
-
-    Example:
-        >>> [len(pad_to_power_of_two(np.zeros((n, 2)), limit=6)) for n in (1, 3, 4, 5, 6)]
-        [1, 4, 4, 6, 6]
-    """
-    n = len(batch)
-    size = 1 << n.bit_length() if n & (n - 1) else n  # n itself where it is a power of two (or 0)
-    return pad_rows(batch, size if limit is None else min(size, limit))
-
-
-def pad_rows(batch: np.ndarray, size: int) -> np.ndarray:
-    """``batch`` with zero rows appended up to ``size`` rows (as it is when it has that many or more).
-
-    Example:
-        >>> [len(pad_rows(np.zeros((n, 2)), 4)) for n in (1, 4, 5)]
-        [4, 4, 5]
-    """
-    n = len(batch)
-    if size <= n:
-        return batch
-    return np.concatenate([batch, np.zeros((size - n, *batch.shape[1:]), batch.dtype)])
-
-
-def padded_batch_sizes(largest: int, limit: int | None = None) -> list[int]:
-    """Every size :func:`pad_to_power_of_two` makes of batches of up to ``largest`` rows (what a warm-up
-    runs once each).
-
-    Example:
-        >>> padded_batch_sizes(5), padded_batch_sizes(48, limit=48), padded_batch_sizes(1)
-        ([1, 2, 4, 8], [1, 2, 4, 8, 16, 32, 48], [1])
-    """
-    sizes = [1]
-    while sizes[-1] < largest:
-        size = sizes[-1] * 2
-        sizes.append(size if limit is None else min(size, limit))
-    return sizes
-
-
 def uint8_input_graph(
     graph: Path,
     *,

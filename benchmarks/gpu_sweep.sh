@@ -23,9 +23,9 @@
 #                processes (bench --processes P: what P services on one box reach), e.g. 64:4,128:8
 #   BLOCKING     entries K:P: at camera count K, also run the pipeline in P processes (1: one) with
 #                --gpu-wait blocking (threads sleep while the GPU works instead of spinning), e.g. 64:8
-#   POW2         entries K:P: at camera count K, also run the pipeline in P processes (1: one) with
-#                --batch-padding pow2 (the action model's calls padded to powers of two, as before
-#                model.batch_padding: fixed), e.g. 1:1,64:8
+#   FIXED        entries K:P: at camera count K, also run the pipeline in P processes (1: one) with
+#                --batch-padding fixed (every detector and encoder call at one size, one session each:
+#                less GPU memory than auto's pow2, a session per power of two), e.g. 1:1,64:8
 #   PROFILE_K, PROFILE_GIL_K
 #                camera counts whose bench process runs under py-spy (installed from the wheels when
 #                absent): where each thread spends its time / which code holds the GIL, as collapsed
@@ -155,9 +155,9 @@ for entry in "${entries[@]}"; do
     for entry_p in "${blocking_entries[@]}"; do
         if [[ $entry_p == "$k:"* ]]; then variants+=("blocking${entry_p#*:}"); fi
     done
-    IFS=, read -ra pow2_entries <<<"${POW2:-}"
-    for entry_p in "${pow2_entries[@]}"; do
-        if [[ $entry_p == "$k:"* ]]; then variants+=("pow2${entry_p#*:}"); fi
+    IFS=, read -ra fixed_entries <<<"${FIXED:-}"
+    for entry_p in "${fixed_entries[@]}"; do
+        if [[ $entry_p == "$k:"* ]]; then variants+=("fixed${entry_p#*:}"); fi
     done
     for variant in "${variants[@]}"; do
         pre=$variant; split=()
@@ -166,9 +166,9 @@ for entry in "${entries[@]}"; do
             pre=auto; split=(--gpu-wait blocking)
             if [ "${variant#blocking}" -gt 1 ]; then split+=(--processes "${variant#blocking}"); fi
         fi
-        if [[ $variant == pow2* ]]; then
-            pre=auto; split=(--batch-padding pow2)
-            if [ "${variant#pow2}" -gt 1 ]; then split+=(--processes "${variant#pow2}"); fi
+        if [[ $variant == fixed* ]]; then
+            pre=auto; split=(--batch-padding fixed)
+            if [ "${variant#fixed}" -gt 1 ]; then split+=(--processes "${variant#fixed}"); fi
         fi
         left=$((budget - ($(date +%s) - start)))
         if [ "$left" -lt 20 ]; then echo "K=$k ($variant) skipped: the time budget is spent" | tee -a "$log"; continue; fi

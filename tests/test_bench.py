@@ -125,11 +125,12 @@ def test_the_bench_s_detector_and_gpu_options_reach_the_service_settings(
     files = {"video": vtest_path, "weights": detector_weights, "model_dir": exported_model_dir}
     plain = bench_app_config(BenchConfig(), work=tmp_path, alert_label="walking", **files)
     assert (plain.detector.rect, plain.pipeline.gpu_wait, plain.model.max_batch) == (False, "auto", None)
-    assert plain.model.batch_padding == "auto"
+    assert plain.model.batch_padding == plain.detector.batch_padding == "auto"
     given = bench_app_config(
-        BenchConfig(rect=True, gpu_wait="blocking", batch_padding="pow2"), work=tmp_path, alert_label="x", **files
+        BenchConfig(rect=True, gpu_wait="blocking", batch_padding="fixed"), work=tmp_path, alert_label="x", **files
     )
-    assert (given.detector.rect, given.pipeline.gpu_wait, given.model.batch_padding) == (True, "blocking", "pow2")
+    assert (given.detector.rect, given.pipeline.gpu_wait) == (True, "blocking")
+    assert given.model.batch_padding == given.detector.batch_padding == "fixed"  # --batch-padding: both stages
     result = CliRunner().invoke(app, ["bench", "--batch-padding", "square"])
     assert isinstance(result.exception, ActwatchError)
     assert "--batch-padding must be auto, fixed, pow2 or off, not 'square'" in str(result.exception)

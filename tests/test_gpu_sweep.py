@@ -33,7 +33,7 @@ def test_the_gpu_sweep_falls_back_to_the_cpu_and_writes_its_table(
         "HOST_K": "2",  # and the pipeline with host preprocessing beside it
         "SHARDS": "2:2",  # and the pipeline with its cameras split over two processes
         "BLOCKING": "2:1",  # and in one process with --gpu-wait blocking (no GPU here: said in the log)
-        "POW2": "2:1",  # and with the action model's calls padded to powers of two
+        "FIXED": "2:1",  # and with every detector and encoder call at one size
         "PROFILE_K": "1",  # py-spy is not installed here: said, and ignored
         "OUT": str(out),
     }
@@ -45,18 +45,18 @@ def test_the_gpu_sweep_falls_back_to_the_cpu_and_writes_its_table(
     assert shown == [
         (2, "sequential", "auto", 1),
         (2, "pipelined", "auto", 1),
-        (2, "pipelined", "auto", 1),
+        (2, "pipelined", "auto", 1),  # GPU wait: blocking
+        (2, "pipelined", "auto", 1),  # fixed padding ("K2-fixed1" sorts before "K2-host")
         (2, "pipelined", "host", 1),
-        (2, "pipelined", "auto", 1),
         (2, "pipelined", "auto", 2),
     ]
     assert [r["config"]["gpu_wait"] for r in runs] == ["auto", "auto", "blocking", "auto", "auto", "auto"]
-    assert [r["config"]["batch_padding"] for r in runs] == ["auto"] * 4 + ["pow2", "auto"]
+    assert [r["config"]["batch_padding"] for r in runs] == ["auto"] * 3 + ["fixed", "auto", "auto"]
     assert all(r["frames"] > 0 and r["providers"] == ["CPUExecutionProvider"] for r in runs)
     table = (out / "gpu_sweep.md").read_text()
     assert "GPU: none" in table and "| 2 | pipelined (host preprocessing) |" in table
     assert "| 2 | pipelined x2 processes |" in table and "| 2 | pipelined (GPU wait: blocking) |" in table
-    assert "| 2 | pipelined (batch padding: pow2) |" in table
+    assert "| 2 | pipelined (batch padding: fixed) |" in table
     log = (out / "bench.log").read_text()
     assert "pipeline.gpu_wait: blocking not applied: no network runs on CUDA or TensorRT" in log
     assert "GPU: none (no nvidia-smi)" in (out / "env.txt").read_text()
@@ -103,7 +103,9 @@ def test_the_encoder_probe_runs_on_the_cpu(exported_model_dir: Path, detector_we
         "ActionRuntime.encode, padding pow2:",
         "ActionRuntime.encode, padding off:",
         "ActionRuntime.classify (the head), padding off:",
-        "detector, [1, 2] frames per call:",
+        "detector, [1, 2] frames per call, padding pow2:",
+        "detector, [1, 2] frames per call, padding fixed:",
+        "detector graph, one session, [1, 2] frames per call:",
         "CPUExecutionProvider: ",
     ):
         assert any(shown in line for line in lines), shown

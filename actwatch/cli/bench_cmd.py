@@ -124,8 +124,9 @@ def register(app: typer.Typer) -> None:
         batch_padding: Annotated[
             str | None,
             typer.Option(
-                help="The action model's batch padding (model.batch_padding): auto, fixed (every call one "
-                "shape), pow2 or off."
+                help="The detector's and the action model's batch padding (detector.batch_padding, "
+                "model.batch_padding): auto, fixed (every call one shape), pow2 (powers of two, a session each) "
+                "or off."
             ),
         ] = None,
         rect: Annotated[

@@ -35,7 +35,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -44,15 +44,17 @@ from actwatch.errors import FeatureCacheUnsupportedError, ManifestError
 from actwatch.model.config import InputSpec
 from actwatch.model.manifest import Manifest, load_manifest
 from actwatch.model.preprocess import preprocess_crops, preprocess_windows, stack_crops
-from actwatch.onnx_choices import BatchPadding, Preprocess, choices
-from actwatch.onnx_inputs import (
-    UINT8_INPUT,
+from actwatch.onnx_batches import (
+    BatchSessions,
+    Padding,
     pad_rows,
     pad_to_power_of_two,
     padded_batch_sizes,
-    uint8_input_if_wanted,
+    resolve_padding,
 )
-from actwatch.onnx_providers import CPU, Requested, TensorRTOptions, create_session, select_providers
+from actwatch.onnx_choices import BatchPadding, Preprocess
+from actwatch.onnx_inputs import UINT8_INPUT, uint8_input_if_wanted
+from actwatch.onnx_providers import Requested, TensorRTOptions, create_session, select_providers
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +156,7 @@ class ActionRuntime:
         self._tensorrt = dataclasses.replace(tensorrt or TensorRTOptions(), max_batch=max_batch)
         self._threads = intra_op_threads
         self._lock = threading.Lock()
-        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._sessions: dict[str, BatchSessions[ort.InferenceSession]] = {}
         # The encoder converts its uint8 crops itself (actwatch.onnx_inputs) where it runs on a GPU: each
         # crop crosses the bus once, as uint8. ``preprocess``: auto (so), host (numpy) or graph (always).
         self._uint8_encoder = (
@@ -172,15 +174,11 @@ class ActionRuntime:
         )
         self.preprocess_in_graph = self._uint8_encoder is not None
         # The whole graph of a split model serves only the naive path: created on first use.
-        for role in ("encoder", "head") if self.manifest.split else ("model",):
-            self._sessions[role] = self._make(role)
-        first = next(iter(self._sessions.values()))
-        self.providers: list[str] = list(first.get_providers())
-        if padding not in choices(BatchPadding):
-            raise ValueError(f"padding must be auto, fixed, pow2 or off, not {padding!r}")
-        self.padding: Literal["fixed", "pow2", "off"] = (
-            ("fixed" if self.providers[0] != CPU else "off") if padding == "auto" else padding
-        )
+        first = {role: self._make(role) for role in (("encoder", "head") if self.manifest.split else ("model",))}
+        self.providers: list[str] = list(next(iter(first.values())).get_providers())
+        self.padding: Padding = resolve_padding(padding, self.providers, key="padding")
+        for role, session in first.items():
+            self._sessions[role] = self._batch_sessions(role, session)
         self._told_split = False  # a step split into several calls on a GPU: said once
         logger.info("action model %s runs on ONNX Runtime providers %s", self.model_dir, ", ".join(self.providers))
 
@@ -205,17 +203,24 @@ class ActionRuntime:
             path, self._providers, fp16=self.manifest.fp16, intra_op_threads=self._threads, tensorrt=self._tensorrt
         )
 
-    def _session(self, role: str) -> ort.InferenceSession:
-        session = self._sessions.get(role)
-        if session is None:
+    def _batch_sessions(
+        self, role: str, first: ort.InferenceSession | None = None
+    ) -> BatchSessions[ort.InferenceSession]:
+        # Padded calls: a session per size they come in (fixed: the encoder's one, the head's powers of
+        # two), each keeping its own cuDNN plans (actwatch.onnx_batches); unpadded: one for all
+        return BatchSessions(lambda: self._make(role), per_size=self.padding != "off", first=first)
+
+    def _session(self, role: str, batch: int = 0) -> ort.InferenceSession:
+        """The session for ``role``'s calls of ``batch`` rows."""
+        sessions = self._sessions.get(role)
+        if sessions is None:
             with self._lock:
-                session = self._sessions.get(role)
-                if session is None:
-                    session = self._sessions[role] = self._make(role)
-        return session
+                sessions = self._sessions.get(role)
+                if sessions is None:
+                    sessions = self._sessions[role] = self._batch_sessions(role)
+        return sessions.get(batch)
 
     def _run(self, role: str, x: np.ndarray, chunk: int) -> np.ndarray:
-        session = self._session(role)
         name = self._input_name(role)
         if self.pad_batches and len(x) > chunk and role != "model" and not self._told_split:
             self._told_split = True
@@ -234,7 +239,7 @@ class ActionRuntime:
                 part = pad_rows(part, chunk)
             elif self.padding != "off":
                 part = pad_to_power_of_two(part, limit=chunk)
-            parts.append(session.run(None, {name: part})[0][:n])
+            parts.append(self._session(role, len(part)).run(None, {name: part})[0][:n])
         return np.concatenate(parts).astype(np.float32, copy=False)
 
     @property

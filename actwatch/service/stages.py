@@ -152,6 +152,7 @@ def _person_detector(config: AppConfig, metrics: ServiceMetrics) -> PersonDetect
         settings,
         providers=selected,
         niceness=niceness,
+        batch_frames=len(config.cameras) or None,  # one frame per camera: fixed padding's one call size
     )
     metrics.set_active_providers("detector", detector.providers)
     return detector

@@ -34,9 +34,17 @@ import onnxruntime as ort
 from pydantic import Field, field_validator
 
 from actwatch.errors import ActwatchError, AssetMissingError, ConfigError
-from actwatch.onnx_choices import Preprocess
-from actwatch.onnx_inputs import pad_to_power_of_two, padded_batch_sizes, uint8_input_if_wanted
-from actwatch.onnx_providers import TensorRTOptions, create_session, runs_on_gpu, select_providers
+from actwatch.onnx_batches import (
+    BatchSessions,
+    Padding,
+    pad_rows,
+    pad_to_power_of_two,
+    padded_batch_sizes,
+    resolve_padding,
+)
+from actwatch.onnx_choices import BatchPadding, Preprocess
+from actwatch.onnx_inputs import uint8_input_if_wanted
+from actwatch.onnx_providers import TensorRTOptions, create_session, select_providers
 from actwatch.priority import call_at_niceness
 from actwatch.settings import StrictModel
 from actwatch.tracker.detections import Detections
@@ -123,6 +131,14 @@ class DetectorSettings(StrictModel):
         "of configured cameras rounded up to a power of two, at least 8.",
     )
     intra_op_threads: int | None = Field(None, ge=1, le=256, description="ONNX Runtime intra-op threads.")
+    batch_padding: BatchPadding = Field(
+        "auto",
+        description="Blank frames added to each detector call (their results dropped), since ONNX Runtime's "
+        "CUDA convolutions build their cuDNN plans again whenever their input shape changes. pow2: each call "
+        "up to the next power of two, each size on its own session. fixed: every call at the number of "
+        "cameras at start (a call of more frames is split), one session (less GPU memory, more padding). "
+        "off: none. auto: pow2 on a GPU provider, off on the CPU (which prepares nothing per shape).",
+    )
 
     @field_validator("imgsz")
     @classmethod
@@ -222,14 +238,14 @@ class PersonDetector:
         *,
         providers: Sequence[str] | None = None,
         niceness: int = 0,
-        pad_batches: bool | None = None,
+        batch_frames: int | None = None,
     ) -> None:
         """``providers``: already selected for ``settings.device`` (:func:`select_providers` when unset);
         ``niceness``: ONNX Runtime's compute threads of this detector start at that OS niceness
         (:mod:`actwatch.priority`; the pipelined runtime lowers the detector's priority);
-        ``pad_batches``: round each call's batch up to a power of two with blank frames (their results
-        dropped), so a GPU provider prepares its kernels for a few batch sizes, not for every number of
-        cameras that had a new frame; unset, on where the detector runs on a GPU."""
+        ``batch_frames``: the most frames one call holds (one per camera: the service passes its number
+        of cameras), the size every call is padded to with ``settings.batch_padding`` fixed; unset:
+        ``settings.max_batch``, else 8."""
         weights = Path(weights).expanduser()
         if weights.suffix in (".pt", ".pth", ".torchscript", ".engine"):
             raise ActwatchError(
@@ -256,7 +272,8 @@ class PersonDetector:
         derived = uint8_input_if_wanted(weights, settings.preprocess, self._selected, setting_key="detector.preprocess")
         self.preprocess_in_graph = derived is not None
         try:
-            self._session = self._create_session(derived or weights)
+            self._graph = derived or weights
+            self._session = self._create_session(self._graph)
         except Exception as exc:  # onnxruntime's own types: the file is not a usable graph
             first = str(exc).strip().splitlines()
             reason = f"{type(exc).__name__}: {first[0] if first else ''}"
@@ -265,7 +282,8 @@ class PersonDetector:
                 "not a YOLOv8 model — run `actwatch assets` to fetch it again"
             ) from exc
         self.providers: list[str] = list(self._session.get_providers())
-        self.pad_batches = runs_on_gpu(self.providers) if pad_batches is None else pad_batches
+        self.padding: Padding = resolve_padding(settings.batch_padding, self.providers, key="detector.batch_padding")
+        self.batch_frames = max(1, batch_frames or settings.max_batch or 8)
 
         graph_input = self._session.get_inputs()[0]
         self._input_name = graph_input.name
@@ -276,7 +294,8 @@ class PersonDetector:
         self.class_names: dict[int, str] = dict(manifest.class_names) if manifest else names
         self.input_size = self._input_size(h, w, meta_size or (manifest.input_size if manifest else None))
         self._fixed_size = isinstance(h, int) and isinstance(w, int)
-        self._sessions: dict[tuple[int, int], ort.InferenceSession] = {self.input_size: self._session}
+        # per input size, its sessions: one per batch size where calls are padded (actwatch.onnx_batches)
+        self._sessions = {self.input_size: self._batch_sessions(self._graph, first=self._session)}
         self._sessions_lock = threading.Lock()
         if settings.rect and self._fixed_size:  # derive the 4:3 copy now: a graph that cannot be is said at start
             try:
@@ -337,18 +356,18 @@ class PersonDetector:
 
     def call_batch_sizes(self, frames: int) -> list[int]:
         """The batch sizes of its calls for up to ``frames`` frames per call, each of which ONNX Runtime
-        prepares once: with padding, the powers of two up to the one that holds ``frames``; else ``frames``
-        alone (the pipeline's usual batch).
+        prepares once (a warm-up runs each): with fixed padding, ``batch_frames``; with pow2, the powers of
+        two up to the one that holds ``frames``; else ``frames`` alone (the pipeline's usual batch).
 
         Example:
             >>> class Padded(PersonDetector):
-            ...     def __init__(self): self.pad_batches, self._max_batch = True, None
-            >>> Padded().call_batch_sizes(5)
-            [1, 2, 4, 8]
+            ...     def __init__(self, padding): self.padding, self.batch_frames, self._max_batch = padding, 6, None
+            >>> [Padded(padding).call_batch_sizes(5) for padding in ("pow2", "fixed", "off")]
+            [[1, 2, 4, 8], [6], [5]]
         """
-        if not self.pad_batches or self._max_batch is not None:
+        if self._max_batch is not None or self.padding == "off":
             return [max(1, frames)]
-        return padded_batch_sizes(frames)
+        return [self.batch_frames] if self.padding == "fixed" else padded_batch_sizes(frames)
 
     def input_size_for(self, shape: tuple[int, ...]) -> tuple[int, int]:
         """The network input (h, w) for an image of ``shape``: the model's size, or with ``settings.rect``
@@ -382,22 +401,29 @@ class PersonDetector:
             ),
         )
 
-    def _session_for(self, size: tuple[int, int]) -> ort.InferenceSession:
-        session = self._sessions.get(size)
-        if session is not None:
-            return session
-        with self._sessions_lock:  # several detect workers may meet a new aspect at once: one session
-            session = self._sessions.get(size)
-            if session is None and not self._fixed_size:  # a graph of any input size: one session serves it
-                session = self._sessions[size] = self._session
-            if session is None:
-                graph = input_size_graph(self.weights, size)
-                derived = uint8_input_if_wanted(
-                    graph, self.settings.preprocess, self._selected, setting_key="detector.preprocess"
-                )
-                session = self._sessions[size] = self._create_session(derived or graph)
-                log.info("person detector: input %dx%d for frames of that aspect (%s)", *size, graph.name)
-        return session
+    def _batch_sessions(
+        self, graph: Path, first: ort.InferenceSession | None = None
+    ) -> BatchSessions[ort.InferenceSession]:
+        return BatchSessions(lambda: self._create_session(graph), per_size=self.padding != "off", first=first)
+
+    def _session_for(self, size: tuple[int, int], batch: int) -> ort.InferenceSession:
+        """The session for calls of ``batch`` frames at input ``size``."""
+        sessions = self._sessions.get(size)
+        if sessions is None:
+            with self._sessions_lock:  # several detect workers may meet a new aspect at once: one session
+                sessions = self._sessions.get(size)
+                if sessions is None and not self._fixed_size:  # a graph of any input size serves every size
+                    first = self._sessions[self.input_size]
+                    sessions = first if self.padding == "off" else self._batch_sessions(self._graph)
+                    self._sessions[size] = sessions
+                if sessions is None:
+                    graph = input_size_graph(self.weights, size)
+                    derived = uint8_input_if_wanted(
+                        graph, self.settings.preprocess, self._selected, setting_key="detector.preprocess"
+                    )
+                    sessions = self._sessions[size] = self._batch_sessions(derived or graph)
+                    log.info("person detector: input %dx%d for frames of that aspect (%s)", *size, graph.name)
+        return sessions.get(batch)
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Persons in each BGR ``HxWx3`` image, in that image's pixel coordinates (one call per batch, or
@@ -415,22 +441,25 @@ class PersonDetector:
         return [d for d in found if d is not None]
 
     def _detect(self, images: Sequence[np.ndarray], size: tuple[int, int]) -> list[Detections]:
-        session = self._session_for(size)
         boxes = [letterbox(image, size) for image in images]
         if self.preprocess_in_graph:  # the graph converts the frames itself, on its device
             blob = np.ascontiguousarray(np.stack([b[0] for b in boxes]))
         else:
             blob = network_input([b[0] for b in boxes])
-        n = len(blob)
-        if self.pad_batches and self._max_batch is None:  # blank frames up to a power of two
-            blob = pad_to_power_of_two(blob)
-        step = self._max_batch or len(blob)
-        outputs = np.concatenate(
-            [session.run(None, {self._input_name: blob[i : i + step]})[0] for i in range(0, len(blob), step)]
-        )[:n]
+        step = self._max_batch or (self.batch_frames if self.padding == "fixed" else len(blob))  # frames per call
+        outputs = []
+        for i in range(0, len(blob), step):
+            part = blob[i : i + step]
+            n = len(part)
+            if self._max_batch is None and self.padding == "fixed":  # blank frames: one shape for every call
+                part = pad_rows(part, step)
+            elif self._max_batch is None and self.padding == "pow2":  # a few shapes, a session each
+                part = pad_to_power_of_two(part)
+            outputs.append(self._session_for(size, len(part)).run(None, {self._input_name: part})[0][:n])
+        output = np.concatenate(outputs)
         return [
             self._to_detections(out, fit, image.shape)
-            for out, (_, fit), image in zip(outputs, boxes, images, strict=True)
+            for out, (_, fit), image in zip(output, boxes, images, strict=True)
         ]
 
     def _to_detections(self, output: np.ndarray, fit: Letterbox, shape: tuple[int, ...]) -> Detections:

@@ -150,21 +150,28 @@ def test_fixed_padding_gives_every_call_one_shape(exported_model_dir: Path) -> N
     which has no convolution, is padded to a power of two (a few shapes, little copying)."""
     runtime = ActionRuntime(exported_model_dir, padding="fixed", max_batch=8)
     shapes: dict[str, set[tuple[int, ...]]] = {"encoder": set(), "head": set()}
-    for role in shapes:
-        session = runtime._session(role)
-        real_run = session.run
+    sessions: dict[str, set[int]] = {"encoder": set(), "head": set()}  # ids of the sessions that ran
+    real_session = runtime._session
 
-        def run(outputs: object, feeds: dict[str, np.ndarray], *, _real=real_run, _role=role) -> list[np.ndarray]:
-            shapes[_role].add(next(iter(feeds.values())).shape[:1])
-            return _real(outputs, feeds)
+    def recorded(role: str, batch: int = 0) -> object:
+        session = real_session(role, batch)
+        sessions[role].add(id(session))
 
-        runtime._sessions[role] = type("Recorded", (), {"run": staticmethod(run)})()
+        def run(outputs: object, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            shapes[role].add(next(iter(feeds.values())).shape[:1])
+            return session.run(outputs, feeds)
+
+        return type("Recorded", (), {"run": staticmethod(run)})()
+
+    runtime._session = recorded  # type: ignore[method-assign]
     rng = np.random.default_rng(2)
     for n in (1, 3, 8, 11):
         features = runtime.encode(rng.integers(0, 255, (n, 40, 30, 3), dtype=np.uint8))
         assert features.shape[0] == n
         assert runtime.classify(np.repeat(features[:, None], runtime.spec.seq_len, axis=1)).shape[0] == n
     assert shapes == {"encoder": {(8,)}, "head": {(1,), (4,), (8,)}}
+    # each shape on its own session, so none displaces another's cuDNN plans on a GPU
+    assert {role: len(ids) for role, ids in sessions.items()} == {"encoder": 1, "head": 3}
     with pytest.raises(ValueError, match="padding must be"):
         ActionRuntime(exported_model_dir, padding="square")  # type: ignore[arg-type]
 

@@ -12,6 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from actwatch.assets import shipped_onnx_path, torch_weights_path
 from actwatch.capture.frame import Frame
@@ -96,13 +97,13 @@ class RecordingDetector(PersonDetector):
 def test_padded_batches_find_the_same_persons_and_warm_up_each_size(
     detector_weights: Path, person_detector: PersonDetector, vtest_frames: list[Frame]
 ) -> None:
-    """On a GPU each call's batch is padded to a power of two with blank frames (a few shapes for ONNX
-    Runtime to prepare, all warmed up at start); the blank frames' results never reach the caller."""
+    """Padded to powers of two (detector.batch_padding: pow2), each call's batch gets blank frames (a few
+    shapes for ONNX Runtime to prepare, all warmed up at start); their results never reach the caller."""
     from actwatch.service.stages import warm_up
 
     settings = DetectorSettings(person_class_ids=[0, 1], conf=LOW_CONF, device="cpu")
-    padded = RecordingDetector(detector_weights, settings, pad_batches=True)
-    assert person_detector.pad_batches is False and padded.call_batch_sizes(5) == [1, 2, 4, 8]
+    padded = RecordingDetector(detector_weights, settings.model_copy(update={"batch_padding": "pow2"}))
+    assert person_detector.padding == "off" and padded.call_batch_sizes(5) == [1, 2, 4, 8]  # the CPU: off
     images = [f.image for f in vtest_frames[:3]]  # padded to 4
     for got, want in zip(padded.detect(images), person_detector.detect(images), strict=True):
         assert len(got) == len(want) > 0  # as batched against per-image detection (above)
@@ -125,6 +126,48 @@ def test_padded_batches_find_the_same_persons_and_warm_up_each_size(
     person_detector_calls = RecordingDetector(detector_weights, settings)
     warm_up(person_detector_calls, Runtime(), cameras=5)  # type: ignore[arg-type]
     assert person_detector_calls.batches == [5]  # unpadded (the CPU): the pipeline's one batch
+
+
+@pytest.mark.parametrize(
+    ("padding", "shapes", "sessions"), [("fixed", {2}, 1), ("pow2", {1, 2, 4}, 3), ("off", {1, 2, 3}, 1)]
+)
+def test_batch_padding_bounds_the_shapes_and_gives_each_its_own_session(
+    detector_weights: Path,
+    person_detector: PersonDetector,
+    vtest_frames: list[Frame],
+    padding: str,
+    shapes: set[int],
+    sessions: int,
+) -> None:
+    """ONNX Runtime's CUDA convolutions build their cuDNN plans again whenever the input shape changes:
+    fixed sends every call at batch_frames (one per camera; more frames are split), pow2 at powers of
+    two with a session per size, so no shape displaces another's plans; off (the CPU's) one session."""
+    settings = DetectorSettings(person_class_ids=[0, 1], conf=LOW_CONF, device="cpu", batch_padding=padding)
+    detector = PersonDetector(detector_weights, settings, batch_frames=2)
+    seen: set[int] = set()
+    used: set[int] = set()
+    real_session_for = detector._session_for
+
+    def recorded(size: tuple[int, int], batch: int) -> object:
+        session = real_session_for(size, batch)
+        used.add(id(session))
+
+        def run(outputs: object, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            seen.add(len(next(iter(feeds.values()))))
+            return session.run(outputs, feeds)
+
+        return type("Recorded", (), {"run": staticmethod(run)})()
+
+    detector._session_for = recorded  # type: ignore[method-assign]
+    images = [f.image for f in vtest_frames[:3]]
+    for n in (1, 2, 3):
+        for got, want in zip(detector.detect(images[:n]), person_detector.detect(images[:n]), strict=True):
+            order_g, order_w = np.argsort(-got.confidence), np.argsort(-want.confidence)
+            np.testing.assert_allclose(got.xyxy[order_g], want.xyxy[order_w], atol=0.5)
+    assert seen == shapes and len(used) == sessions
+    assert detector.call_batch_sizes(3) == {"fixed": [2], "pow2": [1, 2, 4], "off": [3]}[padding]
+    with pytest.raises(ValidationError, match="batch_padding"):
+        DetectorSettings(batch_padding="square")
 
 
 def test_parity_with_the_ultralytics_torch_model(

@@ -14,6 +14,7 @@ Example (a finite file replayed one frame per step, as the tests and the benchma
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -258,6 +259,22 @@ def _resolve_auto(setting: int | Literal["auto"], providers: Sequence[str], *, o
     return on_cpu if providers and providers[0] == CPU else on_gpu
 
 
+# How ONNX Runtime words a device allocation that failed (its arena, or CUDA itself), lower-cased
+OUT_OF_MEMORY = ("failed to allocate memory", "out of memory")
+
+
+def _warm(call: Callable[[], object], what: str, advice: str) -> None:
+    """``call``; a device that runs out of memory becomes an error that says which setting to change."""
+    try:
+        call()
+    except Exception as exc:  # onnxruntime's own exception types
+        text = str(exc).strip()
+        if not any(marker in text.lower() for marker in OUT_OF_MEMORY):
+            raise
+        reason = next((line for line in text.splitlines() if line.strip()), type(exc).__name__)[:300]
+        raise ConfigError(f"{what} ran out of device memory at start ({reason}); {advice}") from exc
+
+
 def warm_up(detector: Detector, runtime: RecognitionRuntime, *, cameras: int = 1) -> dict[str, float]:
     """One inference of each network on blank input, before the first frame; seconds each took (logged).
 
@@ -265,7 +282,9 @@ def warm_up(detector: Detector, runtime: RecognitionRuntime, *, cameras: int = 1
     shape; without this the first real frame pays for it. The detector sees a batch of ``cameras`` images,
     the pipeline's batch; the action model every batch size its calls can have
     (:meth:`~actwatch.model.runtime.ActionRuntime.call_batch_sizes`: one on the CPU, each padded size on a
-    GPU, where a first-seen size stalled a step).
+    GPU, where a first-seen size stalled a step). Every padded size has its own session on a GPU, so this
+    is where a card too small for them runs out of memory: a :class:`ConfigError` then says which setting
+    to change, before the first frame rather than during a run.
 
     Example (stand-ins that count their calls):
         >>> from actwatch.model.config import InputSpec
@@ -284,21 +303,35 @@ def warm_up(detector: Detector, runtime: RecognitionRuntime, *, cameras: int = 1
     start = time.perf_counter()
     batches = detector.call_batch_sizes(cameras) if isinstance(detector, PersonDetector) else [max(1, cameras)]
     for size in batches:
-        detector.detect([np.zeros((480, 640, 3), np.uint8)] * size)
+        _warm(
+            functools.partial(detector.detect, [np.zeros((480, 640, 3), np.uint8)] * size),
+            f"the person detector, preparing calls of {size} frames,",
+            "set detector.batch_padding: fixed (one session instead of one per batch size), or run fewer "
+            "cameras per service",
+        )
     seconds["detector"] = time.perf_counter() - start
-    spec = runtime.spec
     sizes = runtime.call_batch_sizes() if isinstance(runtime, ActionRuntime) and runtime.supports_feature_cache else [1]
     start = time.perf_counter()
     for size in sizes:
-        crops = np.zeros((size, spec.input_size[0], spec.input_size[1], 3), np.uint8)
-        if runtime.supports_feature_cache:
-            features = np.asarray(runtime.encode(crops), np.float32)
-            runtime.classify(np.repeat(features[:, None, :], spec.seq_len, axis=1))
-        else:
-            runtime.classify_crops(np.repeat(crops[:, None], spec.seq_len, axis=1))
+        _warm(
+            functools.partial(_warm_model, runtime, size),
+            f"the action model, preparing calls of {size} crops,",
+            "set model.batch_padding: fixed (one encoder session instead of one per batch size) or a smaller "
+            "model.max_batch",
+        )
     seconds["model"] = time.perf_counter() - start
     log.info("warmed up the detector in %.2f s and the action model in %.2f s", seconds["detector"], seconds["model"])
     return seconds
+
+
+def _warm_model(runtime: RecognitionRuntime, size: int) -> None:
+    spec = runtime.spec
+    crops = np.zeros((size, spec.input_size[0], spec.input_size[1], 3), np.uint8)
+    if runtime.supports_feature_cache:
+        features = np.asarray(runtime.encode(crops), np.float32)
+        runtime.classify(np.repeat(features[:, None, :], spec.seq_len, axis=1))
+    else:
+        runtime.classify_crops(np.repeat(crops[:, None], spec.seq_len, axis=1))
 
 
 def build_stages(

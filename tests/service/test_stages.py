@@ -113,3 +113,30 @@ def test_detect_workers_share_the_cores_unless_the_detector_s_threads_are_set(
     expected = max(1, (os.cpu_count() or 1) // 2) if threads == "half" else None
     assert built[0].settings.intra_op_threads == expected
     assert stages.detect_workers == (2 if workers == 2 else 1)
+
+
+def test_a_device_out_of_memory_at_warm_up_says_which_setting_to_change(exported_model_dir: Path) -> None:
+    """A session per padded batch size costs GPU memory; a card too small for them fails at start (the
+    warm-up runs every size) with an error naming the setting, not a traceback during a run. A GPU's
+    allocation failure cannot happen here: the detector stand-in raises ONNX Runtime's wording of one."""
+    from actwatch.errors import ConfigError
+    from actwatch.service.stages import warm_up
+
+    runtime = ActionRuntime(exported_model_dir)
+
+    class FailingDetector:
+        def __init__(self, error: str) -> None:
+            self.error = error
+
+        def detect(self, images: list[np.ndarray]) -> list[object]:
+            raise RuntimeError(self.error)
+
+    oom = (
+        "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running Conv node.\n"
+        "Failed to allocate memory for requested buffer of size 1073741824"
+    )
+    with pytest.raises(ConfigError, match=r"preparing calls of 4 frames, ran out of device memory at start") as err:
+        warm_up(FailingDetector(oom), runtime, cameras=4)  # type: ignore[arg-type]
+    assert "detector.batch_padding: fixed" in str(err.value) and "RUNTIME_EXCEPTION" in str(err.value)
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # any other failure stays what it was
+        warm_up(FailingDetector("shape mismatch"), runtime, cameras=4)  # type: ignore[arg-type]

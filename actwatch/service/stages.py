@@ -130,7 +130,8 @@ def camera_reader_factory(config: AppConfig) -> ReaderFactory:
     return make_reader
 
 
-def _person_detector(config: AppConfig, metrics: ServiceMetrics) -> PersonDetector:
+def _person_detector(config: AppConfig, metrics: ServiceMetrics, *, workers: int) -> PersonDetector:
+    """The detector of ``config``; ``workers``: the pipelined runtime's detect threads, which share the cores."""
     from actwatch.assets import ensure_detector
     from actwatch.tracker.detector import PersonDetector
 
@@ -145,7 +146,6 @@ def _person_detector(config: AppConfig, metrics: ServiceMetrics) -> PersonDetect
     selected = select_providers(settings.device)
     pipelined = config.pipeline.runtime == "pipelined"
     niceness = detect_niceness(config.pipeline.detect_niceness, selected) if pipelined else 0
-    workers = detect_workers(config.pipeline.detect_workers, selected) if pipelined else 1
     if workers > 1 and settings.intra_op_threads is None:  # the workers share the cores instead of each taking all
         settings = settings.model_copy(update={"intra_op_threads": max(1, (os.cpu_count() or 1) // workers)})
     detector = PersonDetector(
@@ -366,7 +366,11 @@ def build_stages(
         applied, what = set_gpu_wait(config.pipeline.gpu_wait, devices)
         log.log(logging.INFO if applied else logging.WARNING, "pipeline.gpu_wait: %s", what)
     # tracker
-    person_detector = _person_detector(config, metrics)
+    pipelined = config.pipeline.runtime == "pipelined"
+    workers = (
+        detect_workers(config.pipeline.detect_workers, select_providers(config.detector.device)) if pipelined else 1
+    )
+    person_detector = _person_detector(config, metrics, workers=workers)
     tracker_settings = config.tracker
 
     def make_tracker(camera_id: str, frame_rate: float) -> CameraTracker:
@@ -442,6 +446,6 @@ def build_stages(
         track_workers=config.pipeline.track_workers,
         detect_batch=batch,
         detect_niceness=person_detector.niceness,
-        detect_workers=detect_workers(config.pipeline.detect_workers, person_detector.providers),
+        detect_workers=workers,
         frame_wait_s=frame_wait_ms(config.pipeline.frame_wait_ms, person_detector.providers) / 1000,
     )

@@ -4,7 +4,8 @@ ONNX Runtime's CUDA convolutions keep the cuDNN plans of one input shape per nod
 (``Conv::UpdateState``): a call whose batch differs from the previous call's builds them again, 324 ms
 (median; 526 ms at most) for the action model's encoder on an H200 against 1.5 ms for a call that
 repeats its size (``benchmarks/encoder_probe.py``). Padding bounds the shapes, and a session per padded
-size (:class:`BatchSessions`) keeps each size's plans: ``pow2`` rounds each call up to a power of two,
+size (:class:`BatchSessions`; not under TensorRT, whose engines plan every batch of their profile once)
+keeps each size's plans: ``pow2`` rounds each call up to a power of two,
 ``fixed`` sends every call at one size (the encoder's at ``model.max_batch``, the detector's at the
 number of cameras; the head still at powers of two). ``auto`` is ``pow2`` on a GPU: at 64 cameras over
 8 processes on an H200 it processed 831-846 frames/s (p95 461-483 ms) against fixed's 634-787 (p95
@@ -25,7 +26,7 @@ from typing import Generic, Literal, TypeVar
 import numpy as np
 
 from actwatch.onnx_choices import BatchPadding, choices
-from actwatch.onnx_providers import runs_on_gpu
+from actwatch.onnx_providers import TENSORRT, canonical_provider, runs_on_gpu
 
 Padding = Literal["fixed", "pow2", "off"]
 Session = TypeVar("Session")
@@ -39,6 +40,20 @@ def resolve_padding(setting: str, providers: Sequence[str], *, key: str = "batch
     if setting == "auto":
         return "pow2" if runs_on_gpu(providers) else "off"
     return setting  # type: ignore[return-value]  # one of the three others, checked above
+
+
+def session_per_size(padding: Padding, providers: Sequence[str]) -> bool:
+    """Whether padded calls get a session per batch size on ``providers`` (active, first = where the graph
+    runs): yes with padding, except under TensorRT, whose engine serves every batch of its profile without
+    planning again, and which would build one engine per session (minutes each without an engine cache).
+
+    Example:
+        >>> [session_per_size("pow2", [p]) for p in ("CUDAExecutionProvider", "TensorrtExecutionProvider")]
+        [True, False]
+        >>> session_per_size("off", ["CUDAExecutionProvider"])
+        False
+    """
+    return padding != "off" and not (providers and canonical_provider(providers[0])[0] == TENSORRT)
 
 
 def pad_to_power_of_two(batch: np.ndarray, limit: int | None = None) -> np.ndarray:

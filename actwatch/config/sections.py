@@ -257,9 +257,10 @@ class ModelSection(StrictModel):
         description="Zero rows added to each ONNX Runtime call's batch (their results dropped), since ONNX "
         "Runtime's CUDA convolutions build their cuDNN plans again whenever their input shape changes (324 ms "
         "for this encoder on an H200, against 1.5 ms a call). pow2: each call up to the next power of two, "
-        "each size on its own session. fixed: the encoder's (and a whole-clip model's) calls all at "
-        "model.max_batch, one session (less GPU memory, more padding); the head's as pow2. off: none, one "
-        "session. auto: pow2 on a GPU provider, off on the CPU (which prepares nothing per shape).",
+        "each size on its own session (one under TensorRT, whose engine serves every size). fixed: the "
+        "encoder's (and a whole-clip model's) calls all at model.max_batch, one session (less GPU memory, "
+        "more padding); the head's as pow2. off: none, one session. auto: pow2 on a GPU provider, off on "
+        "the CPU (which prepares nothing per shape).",
     )
 
 

@@ -51,6 +51,7 @@ from actwatch.onnx_batches import (
     pad_to_power_of_two,
     padded_batch_sizes,
     resolve_padding,
+    session_per_size,
 )
 from actwatch.onnx_choices import BatchPadding, Preprocess
 from actwatch.onnx_inputs import UINT8_INPUT, uint8_input_if_wanted
@@ -207,8 +208,9 @@ class ActionRuntime:
         self, role: str, first: ort.InferenceSession | None = None
     ) -> BatchSessions[ort.InferenceSession]:
         # Padded calls: a session per size they come in (fixed: the encoder's one, the head's powers of
-        # two), each keeping its own cuDNN plans (actwatch.onnx_batches); unpadded: one for all
-        return BatchSessions(lambda: self._make(role), per_size=self.padding != "off", first=first)
+        # two), each keeping its own cuDNN plans (actwatch.onnx_batches); unpadded or TensorRT: one for all
+        per_size = session_per_size(self.padding, self.providers)
+        return BatchSessions(lambda: self._make(role), per_size=per_size, first=first)
 
     def _session(self, role: str, batch: int = 0) -> ort.InferenceSession:
         """The session for ``role``'s calls of ``batch`` rows."""

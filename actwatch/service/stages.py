@@ -282,7 +282,7 @@ def warm_up(detector: Detector, runtime: RecognitionRuntime, *, cameras: int = 1
     shape; without this the first real frame pays for it. The detector sees a batch of ``cameras`` images,
     the pipeline's batch; the action model every batch size its calls can have
     (:meth:`~actwatch.model.runtime.ActionRuntime.call_batch_sizes`: one on the CPU, each padded size on a
-    GPU, where a first-seen size stalled a step). Every padded size has its own session on a GPU, so this
+    GPU, where a first-seen size stalled a step). Every padded size has its own session on CUDA, so this
     is where a card too small for them runs out of memory: a :class:`ConfigError` then says which setting
     to change, before the first frame rather than during a run.
 

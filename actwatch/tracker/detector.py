@@ -41,6 +41,7 @@ from actwatch.onnx_batches import (
     pad_to_power_of_two,
     padded_batch_sizes,
     resolve_padding,
+    session_per_size,
 )
 from actwatch.onnx_choices import BatchPadding, Preprocess
 from actwatch.onnx_inputs import uint8_input_if_wanted
@@ -135,9 +136,10 @@ class DetectorSettings(StrictModel):
         "auto",
         description="Blank frames added to each detector call (their results dropped), since ONNX Runtime's "
         "CUDA convolutions build their cuDNN plans again whenever their input shape changes. pow2: each call "
-        "up to the next power of two, each size on its own session. fixed: every call at the number of "
-        "cameras at start (a call of more frames is split), one session (less GPU memory, more padding). "
-        "off: none. auto: pow2 on a GPU provider, off on the CPU (which prepares nothing per shape).",
+        "up to the next power of two, each size on its own session (one under TensorRT). fixed: every call "
+        "at the number of cameras at start (a call of more frames is split), one session (less GPU memory, "
+        "more padding). off: none. auto: pow2 on a GPU provider, off on the CPU (which prepares nothing per "
+        "shape).",
     )
 
     @field_validator("imgsz")
@@ -404,7 +406,8 @@ class PersonDetector:
     def _batch_sessions(
         self, graph: Path, first: ort.InferenceSession | None = None
     ) -> BatchSessions[ort.InferenceSession]:
-        return BatchSessions(lambda: self._create_session(graph), per_size=self.padding != "off", first=first)
+        per_size = session_per_size(self.padding, self.providers)  # not under TensorRT (actwatch.onnx_batches)
+        return BatchSessions(lambda: self._create_session(graph), per_size=per_size, first=first)
 
     def _session_for(self, size: tuple[int, int], batch: int) -> ort.InferenceSession:
         """The session for calls of ``batch`` frames at input ``size``."""
@@ -414,7 +417,7 @@ class PersonDetector:
                 sessions = self._sessions.get(size)
                 if sessions is None and not self._fixed_size:  # a graph of any input size serves every size
                     first = self._sessions[self.input_size]
-                    sessions = first if self.padding == "off" else self._batch_sessions(self._graph)
+                    sessions = self._batch_sessions(self._graph) if first.per_size else first
                     self._sessions[size] = sessions
                 if sessions is None:
                     graph = input_size_graph(self.weights, size)

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from actwatch.onnx_batches import BatchSessions, pad_rows, pad_to_power_of_two, resolve_padding
+from actwatch.onnx_batches import BatchSessions, pad_rows, pad_to_power_of_two, resolve_padding, session_per_size
 
 
 def test_auto_padding_is_pow2_on_a_gpu_provider_and_off_on_the_cpu() -> None:
@@ -17,6 +17,14 @@ def test_auto_padding_is_pow2_on_a_gpu_provider_and_off_on_the_cpu() -> None:
     assert resolve_padding("fixed", ["CPUExecutionProvider"]) == "fixed"  # asked for: kept on any provider
     with pytest.raises(ValueError, match=r"detector\.batch_padding must be auto, fixed, pow2 or off, not 'square'"):
         resolve_padding("square", ["CPUExecutionProvider"], key="detector.batch_padding")
+
+
+def test_padded_calls_get_a_session_per_size_except_under_tensorrt() -> None:
+    """TensorRT's engine serves every batch of its profile; a session per size would build an engine each."""
+    cuda, trt, cpu = "CUDAExecutionProvider:1", "TensorrtExecutionProvider", "CPUExecutionProvider"
+    assert session_per_size("pow2", [cuda, cpu]) and session_per_size("fixed", [cuda, cpu])
+    assert session_per_size("pow2", [cpu])  # asked for on the CPU (how the tests run it)
+    assert not session_per_size("pow2", [trt, cuda, cpu]) and not session_per_size("off", [cuda, cpu])
 
 
 def test_padding_keeps_the_real_rows() -> None:

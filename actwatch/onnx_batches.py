@@ -98,6 +98,34 @@ def padded_batch_sizes(largest: int, limit: int | None = None) -> list[int]:
     return sizes
 
 
+def run_padded(
+    x: np.ndarray, run: Callable[[np.ndarray], np.ndarray], *, chunk: int | None, padding: Padding
+) -> np.ndarray:
+    """``run`` over the rows of ``x`` (not empty) in calls of at most ``chunk`` rows (``None``: one call),
+    each padded as ``padding`` says (fixed: to ``chunk`` rows; pow2: to the next power of two, at most
+    ``chunk``); the padding rows' results are dropped.
+
+    Example:
+        >>> seen = []
+        >>> def double(part): seen.append(len(part)); return part * 2
+        >>> run_padded(np.arange(5.0)[:, None], double, chunk=4, padding="fixed").ravel().tolist(), seen
+        ([0.0, 2.0, 4.0, 6.0, 8.0], [4, 4])
+        >>> _ = run_padded(np.arange(5.0)[:, None], double, chunk=None, padding="pow2"); seen[2:]
+        [8]
+    """
+    step = chunk or len(x)
+    parts = []
+    for i in range(0, len(x), step):
+        part = x[i : i + step]
+        n = len(part)
+        if padding == "fixed":
+            part = pad_rows(part, step)
+        elif padding == "pow2":
+            part = pad_to_power_of_two(part, limit=chunk)
+        parts.append(run(part)[:n])
+    return np.concatenate(parts)
+
+
 class BatchSessions(Generic[Session]):
     """A graph's sessions, one per batch size its calls have (``per_size``) or one for all, each made by
     ``make`` on first use (``first``: an already made one, taken by the first size asked for). Safe for

@@ -47,10 +47,9 @@ from actwatch.model.preprocess import preprocess_crops, preprocess_windows, stac
 from actwatch.onnx_batches import (
     BatchSessions,
     Padding,
-    pad_rows,
-    pad_to_power_of_two,
     padded_batch_sizes,
     resolve_padding,
+    run_padded,
     session_per_size,
 )
 from actwatch.onnx_choices import BatchPadding, Preprocess
@@ -233,16 +232,12 @@ class ActionRuntime:
                 role,
                 chunk,
             )
-        parts = []
-        for i in range(0, len(x), chunk):
-            part = x[i : i + chunk]
-            n = len(part)
-            if self.padding == "fixed" and role != "head":
-                part = pad_rows(part, chunk)
-            elif self.padding != "off":
-                part = pad_to_power_of_two(part, limit=chunk)
-            parts.append(self._session(role, len(part)).run(None, {name: part})[0][:n])
-        return np.concatenate(parts).astype(np.float32, copy=False)
+        # the head has no convolution: its windows keep powers of two (padding them to max_batch copies MBs)
+        padding: Padding = "pow2" if role == "head" and self.padding == "fixed" else self.padding
+        out = run_padded(
+            x, lambda part: self._session(role, len(part)).run(None, {name: part})[0], chunk=chunk, padding=padding
+        )
+        return out.astype(np.float32, copy=False)
 
     @property
     def pad_batches(self) -> bool:

@@ -37,10 +37,9 @@ from actwatch.errors import ActwatchError, AssetMissingError, ConfigError
 from actwatch.onnx_batches import (
     BatchSessions,
     Padding,
-    pad_rows,
-    pad_to_power_of_two,
     padded_batch_sizes,
     resolve_padding,
+    run_padded,
     session_per_size,
 )
 from actwatch.onnx_choices import BatchPadding, Preprocess
@@ -449,17 +448,15 @@ class PersonDetector:
             blob = np.ascontiguousarray(np.stack([b[0] for b in boxes]))
         else:
             blob = network_input([b[0] for b in boxes])
-        step = self._max_batch or (self.batch_frames if self.padding == "fixed" else len(blob))  # frames per call
-        outputs = []
-        for i in range(0, len(blob), step):
-            part = blob[i : i + step]
-            n = len(part)
-            if self._max_batch is None and self.padding == "fixed":  # blank frames: one shape for every call
-                part = pad_rows(part, step)
-            elif self._max_batch is None and self.padding == "pow2":  # a few shapes, a session each
-                part = pad_to_power_of_two(part)
-            outputs.append(self._session_for(size, len(part)).run(None, {self._input_name: part})[0][:n])
-        output = np.concatenate(outputs)
+        # a graph of a fixed batch takes calls of that batch as they are; else fixed padding sends every call
+        # at batch_frames and pow2 one call padded to a power of two
+        padding: Padding = self.padding if self._max_batch is None else "off"
+        output = run_padded(
+            blob,
+            lambda part: self._session_for(size, len(part)).run(None, {self._input_name: part})[0],
+            chunk=self._max_batch or (self.batch_frames if self.padding == "fixed" else None),
+            padding=padding,
+        )
         return [
             self._to_detections(out, fit, image.shape)
             for out, (_, fit), image in zip(output, boxes, images, strict=True)

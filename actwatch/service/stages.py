@@ -130,8 +130,11 @@ def camera_reader_factory(config: AppConfig) -> ReaderFactory:
     return make_reader
 
 
-def _person_detector(config: AppConfig, metrics: ServiceMetrics, *, workers: int) -> PersonDetector:
-    """The detector of ``config``; ``workers``: the pipelined runtime's detect threads, which share the cores."""
+def _person_detector(
+    config: AppConfig, metrics: ServiceMetrics, *, selected: list[str], workers: int
+) -> PersonDetector:
+    """The detector of ``config`` on the providers ``selected`` for it; ``workers``: the pipelined runtime's
+    detect threads, which share the cores."""
     from actwatch.assets import ensure_detector
     from actwatch.tracker.detector import PersonDetector
 
@@ -143,7 +146,6 @@ def _person_detector(config: AppConfig, metrics: ServiceMetrics, *, workers: int
     # Never download at start-up: a missing detector is an error that says to run `actwatch assets`.
     # An unset device is resolved by the detector itself (the best available). Pipelined, the detector's
     # threads (its session's and the detect phase's) run at a lower priority than the later phases.
-    selected = select_providers(settings.device)
     pipelined = config.pipeline.runtime == "pipelined"
     niceness = detect_niceness(config.pipeline.detect_niceness, selected) if pipelined else 0
     if workers > 1 and settings.intra_op_threads is None:  # the workers share the cores instead of each taking all
@@ -360,17 +362,16 @@ def build_stages(
 
     # capture
     readers = reader_factory or camera_reader_factory(config)
+    detector_providers = select_providers(config.detector.device)  # probed once: the providers' notes logged once
     # how threads wait for the GPU: set on the devices before the first session makes their context
     if config.pipeline.gpu_wait != "auto":
-        devices = gpu_devices(select_providers(config.detector.device), select_providers(config.model.providers))
+        devices = gpu_devices(detector_providers, select_providers(config.model.providers))
         applied, what = set_gpu_wait(config.pipeline.gpu_wait, devices)
         log.log(logging.INFO if applied else logging.WARNING, "pipeline.gpu_wait: %s", what)
     # tracker
     pipelined = config.pipeline.runtime == "pipelined"
-    workers = (
-        detect_workers(config.pipeline.detect_workers, select_providers(config.detector.device)) if pipelined else 1
-    )
-    person_detector = _person_detector(config, metrics, workers=workers)
+    workers = detect_workers(config.pipeline.detect_workers, detector_providers) if pipelined else 1
+    person_detector = _person_detector(config, metrics, selected=detector_providers, workers=workers)
     tracker_settings = config.tracker
 
     def make_tracker(camera_id: str, frame_rate: float) -> CameraTracker:

@@ -278,9 +278,7 @@ class StagedRunner:
         to the detector as one batch; how many frames."""
         for camera_id in self._pipeline.cameras.take_removed():
             self.frames.put(CameraRemoved(camera_id))
-        with self._lock:
-            busy = set(self._in_detector)
-        items = self._pipeline.cameras.newest_frames(limit, skip=busy)
+        items = self._pipeline.cameras.newest_frames(limit, skip=self._cameras_in_detector())
         if items:
             if self.detect_workers > 1:
                 with self._lock:
@@ -347,10 +345,8 @@ class StagedRunner:
             if not self.wait_for_detector(idle):
                 continue  # the detector is still busy: its next batch is taken when it is free
             if self._max_frame_wait_s > 0:  # a fresher frame due soon (actwatch.service.camera_set)
-                with self._lock:
-                    busy = set(self._in_detector)
                 waited = self._pipeline.cameras.wait_for_due_frames(
-                    self.detect_batch, self._max_frame_wait_s, skip=busy
+                    self.detect_batch, self._max_frame_wait_s, skip=self._cameras_in_detector()
                 )
                 with self._lock:
                     self.frame_waited_s += waited
@@ -393,6 +389,11 @@ class StagedRunner:
                 if name == "detect" and isinstance(item, FrameBatch):
                     self._release(item)  # its result is with tracking: the cameras' next frames may go
                 inbox.done()
+
+    def _cameras_in_detector(self) -> set[str]:
+        """The cameras with a frame in a detect worker now (several workers): their next frame waits."""
+        with self._lock:
+            return set(self._in_detector)
 
     def _release(self, batch: FrameBatch) -> None:
         """The cameras of ``batch`` (detected, or dropped before it) may have their next frame detected."""

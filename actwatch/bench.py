@@ -384,7 +384,9 @@ class _Run:
             runner.submit()
             runner.flush()
             self._stage_counters(runner.counters())
+            self.sampler.sample_threads()  # the stage threads end in stop(): their CPU time is read first
             runner.stop()
+        self.sampler.sample_threads()
         pipeline.stop()
         self.wall, self.cpu = self.sampler.stop()
         for report in self.kept:
@@ -414,6 +416,7 @@ class _Run:
             time.sleep(0.01)
         runner = pipeline.runner
         if runner is not None:
+            self.sampler.sample_threads()  # before its stage threads end
             runner.stop()  # drains every stage and the writer before the counters are read
             self._stage_counters(runner.counters())
 
@@ -479,6 +482,7 @@ class _Run:
             naive_over_ours=self.naive_s / self.ours_s if self.ours_s > 0 else None,
             action_share_of_detect_track=action / detect_track if detect_track > 0 else 0.0,
             cpu_percent=100.0 * self.cpu / wall if wall > 0 else 0.0,
+            cpu_s_by_thread=sampler.threads.by_group(self.cpu),
             peak_rss_mb=max((mb for _, mb in sampler.rss), default=rss_mb()),
             gpu_name=sampler.gpu_name,
             gpu_mem_mib_max=max(sampler.gpu_mem_mib) if sampler.gpu_mem_mib else None,

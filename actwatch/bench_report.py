@@ -1,8 +1,9 @@
 """What ``actwatch bench`` measures besides the pipeline's own reports, and how it prints the figures.
 
 :class:`BenchResult` holds one run (one camera count, one runtime); :func:`sweep_table` prints several
-runs as one table. :class:`ResourceSampler` samples this process's CPU time and resident memory and,
-where ``nvidia-smi`` exists, the GPU's memory and utilisation, while a run goes on.
+runs as one table. :class:`ResourceSampler` samples this process's CPU time (in all and per thread:
+:mod:`actwatch.thread_cpu`) and resident memory and, where ``nvidia-smi`` exists, the GPU's memory and
+utilisation, while a run goes on.
 
 Example:
     >>> percentile([], 95) is None, percentile([1.0, 2.0, 3.0], 50)
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from actwatch.thread_cpu import ThreadCpu
 
 
 def rss_mb(pid: int | str = "self") -> float:
@@ -48,7 +51,8 @@ def _cpu_seconds() -> float:
 
 
 class ResourceSampler:
-    """Samples RSS every ``interval_s`` (and the GPU through ``nvidia-smi`` where it is installed)."""
+    """Samples RSS and each thread's CPU time every ``interval_s`` (and the GPU through ``nvidia-smi`` where
+    it is installed)."""
 
     def __init__(self, interval_s: float = 0.5, gpu: bool = True) -> None:
         self.interval_s = interval_s
@@ -62,8 +66,10 @@ class ResourceSampler:
         self._smi_thread: threading.Thread | None = None
         self._use_gpu = gpu and shutil.which("nvidia-smi") is not None
         self._start = self._cpu0 = 0.0
+        self.threads = ThreadCpu()
 
     def start(self) -> None:
+        self.threads.start()
         self._start, self._cpu0 = time.perf_counter(), _cpu_seconds()
         self._thread.start()
         if self._use_gpu:
@@ -77,6 +83,11 @@ class ResourceSampler:
             else:
                 self._smi_thread = threading.Thread(target=self._read_smi, daemon=True)
                 self._smi_thread.start()
+
+    def sample_threads(self) -> None:
+        """Read the threads' CPU time now: call it just before the measured threads end, so that what they
+        spent since the last sample is counted as theirs."""
+        self.threads.sample()
 
     def stop(self) -> tuple[float, float]:
         """Stop sampling; return (wall seconds, CPU seconds of this process) since :meth:`start`."""
@@ -94,6 +105,7 @@ class ResourceSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.rss.append((time.perf_counter() - self._start, rss_mb()))
+            self.threads.sample()
             self._stop.wait(self.interval_s)
 
     def _read_smi(self) -> None:
@@ -118,7 +130,10 @@ class BenchResult:
     ``occupancy``: busy seconds / wall seconds of each stage (pipelined: each thread; sequential: each
     phase of the one loop; ``wait``: the pipelined intake's waits for frames due soon); ``drops``: frames
     and work dropped, by where (reader queues, stage queues, stale frames, evidence of events written
-    without it); ``cpu_percent``: this process's CPU time over the wall time (200% = two cores busy).
+    without it); ``cpu_percent``: this process's CPU time over the wall time (200% = two cores busy);
+    ``cpu_s_by_thread``: that CPU time in seconds per thread group (:mod:`actwatch.thread_cpu`: each stage's
+    thread, ``main`` (the benchmark's feeder, which decodes the clips), the native threads of ONNX Runtime
+    and the codecs), summed over the processes of a sharded run.
     """
 
     config: dict[str, Any]
@@ -152,6 +167,7 @@ class BenchResult:
     gpu_mem_mib_max: float | None = None
     gpu_util_mean: float | None = None
     rss_samples_mb: list[tuple[float, float]] = field(default_factory=list)
+    cpu_s_by_thread: dict[str, float] = field(default_factory=dict)
     # where the frame-to-event time went, per part (actwatch.bench.latency_parts): {part: {p50, p95, mean}}
     latency_parts_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     processes: int = 1  # the processes the cameras were split over (each its own pipeline)
@@ -159,10 +175,21 @@ class BenchResult:
     # from; not printed (the percentiles are)
     latencies_ms: list[float] = field(default_factory=list, repr=False)
 
+    @property
+    def cpu_ms_per_frame(self) -> float:
+        """This run's CPU time (all its processes) per processed frame, in milliseconds."""
+        return 1000.0 * self.cpu_percent / 100.0 * self.wall_s / max(self.frames, 1)
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         del out["latencies_ms"]
+        out["cpu_ms_per_frame"] = self.cpu_ms_per_frame
         return out
+
+    @classmethod
+    def from_dict(cls, figures: dict[str, Any]) -> BenchResult:
+        """The result :meth:`to_dict` (``--json``) gave, its derived figures left out."""
+        return cls(**{k: v for k, v in figures.items() if k != "cpu_ms_per_frame"})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)
@@ -205,6 +232,8 @@ class BenchResult:
             f"| naive / ours | {_fmt(self.naive_over_ours, '.1f')} |",
             f"| action recognition / (detection+tracking) | {100 * self.action_share_of_detect_track:.1f}% |",
             f"| CPU ({cpu_of}) | {self.cpu_percent:.0f}% |",
+            f"| CPU ms per processed frame | {self.cpu_ms_per_frame:.1f} |",
+            f"| … by thread, ms per processed frame | {self._by_thread()} |",
             f"| peak RSS MB{rss_of} | {self.peak_rss_mb:.0f} |",
         ]
         if self.gpu_mem_mib_max is not None:
@@ -216,6 +245,10 @@ class BenchResult:
                 f"| RSS first / last sample MB ({rss[-1][0]:.0f} s apart) | {rss[0][1]:.0f} / {rss[-1][1]:.0f} |"
             )
         return "\n".join(lines)
+
+    def _by_thread(self) -> str:
+        frames = max(self.frames, 1)
+        return ", ".join(f"{name} {1000.0 * s / frames:.1f}" for name, s in self.cpu_s_by_thread.items()) or "n/a"
 
 
 def _fmt(value: float | None, spec: str = ".0f") -> str:
@@ -257,7 +290,7 @@ def sweep_table(results: list[BenchResult]) -> str:
     """
     head = (
         "| K | runtime | frames/s in | processed/s | p50 ms | p95 ms | frames/step | detect | track | encode "
-        "| classify | emit ms/step | occupancy | drops | naive/ours | CPU | RSS MB | GPU MiB / util |"
+        "| classify | emit ms/step | occupancy | drops | naive/ours | CPU | CPU ms/frame | RSS MB | GPU MiB / util |"
     )
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     if results:
@@ -278,7 +311,8 @@ def sweep_table(results: list[BenchResult]) -> str:
             f"| {_fmt(r.latency_ms_p50)} | {_fmt(r.latency_ms_p95)} | {r.frames / max(r.steps, 1):.1f} "
             f"| {ms.get('detect', 0):.0f} | {ms.get('track', 0):.0f} | {ms.get('encode', 0):.0f} "
             f"| {ms.get('classify', 0):.0f} | {ms.get('emit', 0):.0f} | {occupancy} | {drops} "
-            f"| {_fmt(r.naive_over_ours, '.1f')} | {r.cpu_percent:.0f}% | {r.peak_rss_mb:.0f} | {gpu} |"
+            f"| {_fmt(r.naive_over_ours, '.1f')} | {r.cpu_percent:.0f}% | {r.cpu_ms_per_frame:.1f} "
+            f"| {r.peak_rss_mb:.0f} | {gpu} |"
         )
     return "\n".join(lines)
 

@@ -25,7 +25,7 @@ from typing import Generic, Literal, TypeVar
 
 import numpy as np
 
-from actwatch.onnx_choices import BatchPadding, choices
+from actwatch.onnx_choices import BatchPadding, choices, worded
 from actwatch.onnx_providers import TENSORRT, canonical_provider, runs_on_gpu
 
 Padding = Literal["fixed", "pow2", "off"]
@@ -36,7 +36,7 @@ def resolve_padding(setting: str, providers: Sequence[str], *, key: str = "batch
     """``setting`` (auto, fixed, pow2, off) for a session on ``providers``: auto is pow2 on a GPU
     provider (CUDA, TensorRT), off elsewhere. ``key`` names the setting in the error for another value."""
     if setting not in choices(BatchPadding):
-        raise ValueError(f"{key} must be auto, fixed, pow2 or off, not {setting!r}")
+        raise ValueError(f"{key} must be {worded(BatchPadding)}, not {setting!r}")
     if setting == "auto":
         return "pow2" if runs_on_gpu(providers) else "off"
     return setting  # type: ignore[return-value]  # one of the three others, checked above

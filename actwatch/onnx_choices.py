@@ -4,6 +4,8 @@ configuration, ``actwatch bench`` (its options and their checks) and the runtime
 Example:
     >>> choices(GpuWait)
     ('auto', 'spin', 'yield', 'blocking')
+    >>> worded(BatchPadding)
+    'auto, fixed, pow2 or off'
 """
 
 from __future__ import annotations
@@ -22,3 +24,9 @@ BatchPadding = Literal["auto", "fixed", "pow2", "off"]
 def choices(kind: object) -> tuple[str, ...]:
     """The values of one of the Literal types above."""
     return typing.get_args(kind)
+
+
+def worded(kind: object) -> str:
+    """The values of ``kind`` as an error message lists them: "a, b or c"."""
+    values = choices(kind)
+    return f"{', '.join(values[:-1])} or {values[-1]}" if len(values) > 1 else values[0]

@@ -39,6 +39,7 @@ FIGURES = [
     ("latency_ms_p50", "frame-to-event p50 ms", ".0f"),
     ("latency_ms_p95", "frame-to-event p95 ms", ".0f"),
     ("naive_over_ours", "naive / ours", ".1f"),
+    ("cpu_ms_per_frame", "CPU ms per processed frame", ".1f"),
     ("peak_rss_mb", "peak RSS MB", ".0f"),
 ]
 

@@ -132,7 +132,7 @@ runs = []
 for path in sorted(work.glob("K*.json"), key=lambda p: (int(p.stem[1:].split("-")[0]), p.stem)):
     text = path.read_text()
     runs += json.JSONDecoder().raw_decode(text, text.index("{"))[0]["runs"]  # py-spy may print around it
-table = sweep_table([BenchResult(**run) for run in runs])
+table = sweep_table([BenchResult.from_dict(run) for run in runs])
 (out / "gpu_sweep.md").write_text(table + "\n")
 (out / "gpu_sweep.json").write_text(json.dumps({"runs": runs}, indent=2))
 print(table)

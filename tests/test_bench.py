@@ -71,7 +71,17 @@ def test_bench_runs_both_runtimes_side_by_side_over_a_sweep(
         assert set(run["occupancy"]) >= {"detect", "track", "action", "alert"}
         assert 0 < run["occupancy"]["detect"] <= 1.0
         assert "latency_ms_p95" in run and run["cpu_percent"] > 0 and run["peak_rss_mb"] > 0
+        # the process's CPU time, thread by thread: the groups add up to it (what ended unsampled included)
+        by_thread, cpu_s = run["cpu_s_by_thread"], run["cpu_percent"] / 100 * run["wall_s"]
+        assert sum(by_thread.values()) >= cpu_s - 0.02
+        assert run["cpu_ms_per_frame"] == pytest.approx(1000 * cpu_s / run["frames"])
     assert set(runs[1]["occupancy"]) >= {"intake", "writer"}  # the pipelined runtime's own threads
+    # the pipelined runtime's stages each in a named thread, its detector busiest; the sequential loop at
+    # this rate runs in the benchmark's main thread
+    pipelined = runs[1]["cpu_s_by_thread"]
+    assert {"actwatch-detect", "actwatch-track", "actwatch-action"} <= set(pipelined)
+    assert pipelined["actwatch-detect"] > pipelined["actwatch-track"]
+    assert "actwatch-detect" not in runs[0]["cpu_s_by_thread"] and runs[0]["cpu_s_by_thread"]["main"] > 0
 
 
 def test_bench_refuses_a_bad_sweep() -> None:

@@ -60,6 +60,7 @@ def _shard(index: int, started_at: float, latencies: list[float], gpu_util: floa
         crops_encoded=10, windows_classified=4, events=len(latencies), latency_ms_p50=None, latency_ms_p95=None,
         ours_action_ms_measured=10.0, naive_action_ms_measured=50.0, naive_over_ours=5.0,
         action_share_of_detect_track=0.1, cpu_percent=95.0, peak_rss_mb=700.0,
+        cpu_s_by_thread={"actwatch-detect": 1.5, "main": 0.4 + index},
         gpu_name="NVIDIA H100 80GB HBM3" if gpu_util is not None else None,
         gpu_mem_mib_max=1000.0 + index if gpu_util is not None else None, gpu_util_mean=gpu_util,
         latencies_ms=latencies,
@@ -77,6 +78,13 @@ def test_pooled_figures_are_over_the_whole_run() -> None:
     assert merged.latency_ms_p50 == 300.0 and merged.events == 5  # the percentiles of every shard's events
     assert merged.drops == {"stale": 2, "evidence": 1} and merged.occupancy == {"detect": 0.8, "writer": 0.1}
     assert (merged.cpu_percent, merged.peak_rss_mb, merged.naive_over_ours) == (190.0, 1400.0, 5.0)
+    # each thread group's CPU seconds added over the processes, most first; 190% of 3 s over 16 frames
+    assert merged.cpu_s_by_thread == {"actwatch-detect": 3.0, "main": pytest.approx(1.8)}
+    assert list(merged.cpu_s_by_thread) == ["actwatch-detect", "main"]
+    assert merged.cpu_ms_per_frame == pytest.approx(1000 * 1.9 * 3.0 / 16)
+    # --json's figures (the derived CPU ms per frame among them) read back as the same result
+    assert json.loads(merged.to_json())["cpu_ms_per_frame"] == pytest.approx(merged.cpu_ms_per_frame)
+    assert BenchResult.from_dict(json.loads(merged.to_json())).table() == merged.table()
     assert (merged.gpu_mem_mib_max, merged.gpu_util_mean) == (1001.0, 30.0)
     table = sweep_table([merged])
     assert "| 4 | pipelined x2 processes | " in table and "GPU: NVIDIA H100 80GB HBM3" in table

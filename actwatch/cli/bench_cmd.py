@@ -145,16 +145,16 @@ def register(app: typer.Typer) -> None:
 
         from actwatch.bench import BenchConfig, Runtime, run_benchmark, run_sweep, sweep_table
         from actwatch.errors import ConfigError
-        from actwatch.onnx_choices import BatchPadding, GpuWait, Preprocess, choices
+        from actwatch.onnx_choices import BatchPadding, GpuWait, Preprocess, choices, worded
 
         if rate not in (None, "max", "native"):
             raise ConfigError(f"--rate must be max or native, not {rate!r}")
         if preprocess is not None and preprocess not in choices(Preprocess):
-            raise ConfigError(f"--preprocess must be auto, host or graph, not {preprocess!r}")
+            raise ConfigError(f"--preprocess must be {worded(Preprocess)}, not {preprocess!r}")
         if gpu_wait is not None and gpu_wait not in choices(GpuWait):
-            raise ConfigError(f"--gpu-wait must be auto, spin, yield or blocking, not {gpu_wait!r}")
+            raise ConfigError(f"--gpu-wait must be {worded(GpuWait)}, not {gpu_wait!r}")
         if batch_padding is not None and batch_padding not in choices(BatchPadding):
-            raise ConfigError(f"--batch-padding must be auto, fixed, pow2 or off, not {batch_padding!r}")
+            raise ConfigError(f"--batch-padding must be {worded(BatchPadding)}, not {batch_padding!r}")
         if sequential and both:
             raise ConfigError("--sequential and --both exclude each other: give one")
         counts: list[int] | None = None

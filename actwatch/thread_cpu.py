@@ -1,0 +1,98 @@
+"""CPU time per thread of this process, grouped by the threads' names (Linux ``/proc``).
+
+``actwatch bench`` reports where the host's CPU goes by stage: each pipelined stage runs in its own named
+thread (``actwatch-detect``, ``actwatch-action``, …), so the CPU seconds of each thread, read from
+``/proc/self/task/<tid>/stat``, are the stage's own work. Threads Python did not start (ONNX Runtime's
+intra-op pools, FFmpeg's decoder threads) have no Python name: they are counted together as
+:data:`NATIVE`. A thread's seconds are read at each :meth:`ThreadCpu.sample`, so a thread that ends
+between two samples loses what it spent since the last one: :meth:`ThreadCpu.by_group` reports that
+remainder of the process's total as :data:`UNSAMPLED` rather than leaving the groups short of the total.
+
+Example:
+    >>> thread_group("actwatch-evidence_1"), thread_group("actwatch-detect-2"), thread_group("MainThread")
+    ('actwatch-evidence', 'actwatch-detect', 'main')
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections import defaultdict
+
+NATIVE = "native (ONNX Runtime pools, codecs)"
+UNSAMPLED = "unsampled (threads that ended between samples)"
+
+# A thread of /proc: (kernel thread id, start time in clock ticks after boot); the start time tells a
+# reused id apart from the thread that had it before.
+ThreadKey = tuple[int, int]
+
+
+def thread_cpu_seconds() -> dict[ThreadKey, float]:
+    """User + system CPU seconds of each live thread of this process; empty where ``/proc`` is missing."""
+    try:
+        tids = os.listdir("/proc/self/task")
+        tick_s = 1.0 / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return {}
+    seconds: dict[ThreadKey, float] = {}
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat", encoding="ascii", errors="replace") as f:
+                stat = f.read()
+        except OSError:  # ended since the listing
+            continue
+        # after the command name in parentheses (which may hold spaces): state is field 3, utime 14,
+        # stime 15, starttime 22 (proc(5)), so 0-based 11, 12 and 19 of the rest
+        fields = stat.rsplit(")", 1)[1].split()
+        seconds[(int(tid), int(fields[19]))] = (int(fields[11]) + int(fields[12])) * tick_s
+    return seconds
+
+
+def thread_group(name: str) -> str:
+    """The group a thread's name counts in: a pool's numbered threads count as one, the main thread as
+    ``main``."""
+    return "main" if name == "MainThread" else re.sub(r"[-_]\d+$", "", name)
+
+
+class ThreadCpu:
+    """CPU seconds per thread group between :meth:`start` and the last :meth:`sample`."""
+
+    def __init__(self) -> None:
+        self._base: dict[ThreadKey, float] = {}
+        self._last: dict[ThreadKey, float] = {}
+        self._names: dict[int, str] = {}
+        self._lock = threading.Lock()  # sampled from the sampler's thread and, at the end, the caller's
+
+    def start(self) -> None:
+        """Take the threads' seconds so far as the baseline (warm-up and set-up are not counted)."""
+        with self._lock:
+            self._base = thread_cpu_seconds()
+            self._last = dict(self._base)
+            self._names_now()
+
+    def sample(self) -> None:
+        """Read every live thread's seconds and name; call it often enough that few threads end unseen, and
+        once more just before the measured threads stop."""
+        with self._lock:
+            self._names_now()
+            self._last.update(thread_cpu_seconds())
+
+    def by_group(self, total_s: float) -> dict[str, float]:
+        """Seconds per group since :meth:`start`, most first; ``total_s`` (the process's CPU seconds over
+        the same time) less the groups' sum is reported as :data:`UNSAMPLED` when positive."""
+        groups: defaultdict[str, float] = defaultdict(float)
+        with self._lock:
+            for key, seconds in self._last.items():
+                spent = seconds - self._base.get(key, 0.0)
+                if spent > 0:
+                    groups[self._names.get(key[0], NATIVE)] += spent
+        unsampled = total_s - sum(groups.values())
+        if unsampled > 0.005:  # under a clock tick: rounding, not a thread
+            groups[UNSAMPLED] += unsampled
+        return dict(sorted(groups.items(), key=lambda item: -item[1]))
+
+    def _names_now(self) -> None:
+        for thread in threading.enumerate():
+            if thread.native_id is not None:
+                self._names[thread.native_id] = thread_group(thread.name)

@@ -317,6 +317,29 @@ def sweep_table(results: list[BenchResult]) -> str:
     return "\n".join(lines)
 
 
+def thread_cpu_table(results: list[BenchResult], top: int = 6) -> str:
+    """Each run's CPU ms per processed frame by thread group (the ``top`` largest, the rest summed): where
+    the host's time goes at each camera count.
+
+    Example:
+        >>> r = BenchResult({"cameras": 2}, "pipelined", "max", "cpu", ["CPU"], 1, 10, 10, 1.0, 10.0, 10.0,
+        ...                 1.0, 1.0, {}, {}, {}, 0, 0, 0, None, None, 0.0, 0.0, None, 0.0, 150.0, 100.0,
+        ...                 cpu_s_by_thread={"actwatch-detect": 1.0, "main": 0.3, "actwatch-track": 0.2})
+        >>> thread_cpu_table([r], top=2).splitlines()[2]
+        '| 2 | pipelined | 150.0 | actwatch-detect 100.0, main 30.0, rest 20.0 |'
+    """
+    lines = ["| K | runtime | CPU ms/frame | by thread, ms/frame |", "| --- | --- | --- | --- |"]
+    for r in results:
+        frames = max(r.frames, 1)
+        groups = list(r.cpu_s_by_thread.items())
+        parts = [f"{name} {1000.0 * s / frames:.1f}" for name, s in groups[:top]]
+        if len(groups) > top:
+            parts.append(f"rest {1000.0 * sum(s for _, s in groups[top:]) / frames:.1f}")
+        runtime = runtime_label(r.runtime, r.processes, r.config)
+        lines.append(f"| {r.config['cameras']} | {runtime} | {r.cpu_ms_per_frame:.1f} | {', '.join(parts) or 'n/a'} |")
+    return "\n".join(lines)
+
+
 def cpu_name() -> str:
     """The CPU's model name and this process's usable cores, from ``/proc/cpuinfo``."""
     name = "unknown CPU"

@@ -126,13 +126,14 @@ table() {
     $PY - "$work" "$OUT" <<'PYEOF'
 import json, sys
 from pathlib import Path
-from actwatch.bench_report import BenchResult, sweep_table
+from actwatch.bench_report import BenchResult, sweep_table, thread_cpu_table
 work, out = Path(sys.argv[1]), Path(sys.argv[2])
 runs = []
 for path in sorted(work.glob("K*.json"), key=lambda p: (int(p.stem[1:].split("-")[0]), p.stem)):
     text = path.read_text()
     runs += json.JSONDecoder().raw_decode(text, text.index("{"))[0]["runs"]  # py-spy may print around it
-table = sweep_table([BenchResult.from_dict(run) for run in runs])
+results = [BenchResult.from_dict(run) for run in runs]
+table = sweep_table(results) + "\n\nHost CPU per processed frame, by thread:\n\n" + thread_cpu_table(results)
 (out / "gpu_sweep.md").write_text(table + "\n")
 (out / "gpu_sweep.json").write_text(json.dumps({"runs": runs}, indent=2))
 print(table)

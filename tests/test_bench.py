@@ -7,6 +7,7 @@ configuration's rules (e.g. the camera URL policy) must keep it working; this te
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,16 @@ def test_bench_runs_both_runtimes_side_by_side_over_a_sweep(
     assert {"actwatch-detect", "actwatch-track", "actwatch-action"} <= set(pipelined)
     assert pipelined["actwatch-detect"] > pipelined["actwatch-track"]
     assert "actwatch-detect" not in runs[0]["cpu_s_by_thread"] and runs[0]["cpu_s_by_thread"]["main"] > 0
+
+
+@pytest.mark.slow
+def test_a_sweep_prints_where_the_cpu_went_thread_by_thread(exported_model_dir: Path, vtest_path: Path) -> None:
+    args = ["bench", "--sweep", "1", "--frames", "4", "--no-naive", "--model", str(exported_model_dir)]
+    result = CliRunner().invoke(app, [*args, "--video", str(vtest_path)])
+    assert result.exit_code == 0, result.output
+    table = result.stdout[result.stdout.index("CPU time per processed frame, by thread") :]
+    # one row for the one run: its CPU ms per frame, then the thread groups, the detector's among them
+    assert re.search(r"\| 1 \| pipelined \| [\d.]+ \| .*actwatch-detect [\d.]+", table), table
 
 
 def test_bench_refuses_a_bad_sweep() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,9 @@ def test_the_gpu_sweep_falls_back_to_the_cpu_and_writes_its_table(
     assert "GPU: none" in table and "| 2 | pipelined (host preprocessing) |" in table
     assert "| 2 | pipelined x2 processes |" in table and "| 2 | pipelined (GPU wait: blocking) |" in table
     assert "| 2 | pipelined (batch padding: fixed) |" in table
+    # the host's CPU per frame, thread by thread: the two processes' detect threads pooled in one row
+    by_thread = table[table.index("Host CPU per processed frame, by thread") :]
+    assert re.search(r"\| 2 \| pipelined x2 processes \| [\d.]+ \| .*actwatch-detect [\d.]+", by_thread)
     log = (out / "bench.log").read_text()
     assert "pipeline.gpu_wait: blocking not applied: no network runs on CUDA or TensorRT" in log
     assert "GPU: none (no nvidia-smi)" in (out / "env.txt").read_text()

@@ -144,6 +144,7 @@ def register(app: typer.Typer) -> None:
         import json
 
         from actwatch.bench import BenchConfig, Runtime, run_benchmark, run_sweep, sweep_table
+        from actwatch.bench_report import thread_cpu_table
         from actwatch.errors import ConfigError
         from actwatch.onnx_choices import BatchPadding, GpuWait, Preprocess, choices, worded
 
@@ -207,3 +208,5 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps({"runs": [r.to_dict() for r in results]}, indent=2, default=str))
         else:
             typer.echo(sweep_table(results))
+            typer.echo("\nCPU time per processed frame, by thread (ONNX Runtime's and the codecs' threads as one):\n")
+            typer.echo(thread_cpu_table(results))

@@ -83,7 +83,7 @@ class BenchConfig:
     processes: int = 1
     intra_op_threads: int | None = None  # detector.intra_op_threads and model.intra_op_threads (None: ORT's)
     gpu_wait: GpuWait = "auto"  # pipeline.gpu_wait
-    rect: bool = False  # detector.rect: each camera's aspect at imgsz instead of a square
+    rect: bool | None = None  # detector.rect: each camera's aspect at imgsz instead of a square (None: auto)
     batch_padding: BatchPadding = "auto"  # model.batch_padding and detector.batch_padding
 
     def as_dict(self) -> dict[str, object]:
@@ -120,7 +120,7 @@ def bench_app_config(
             | {
                 "preprocess": cfg.preprocess,
                 "intra_op_threads": cfg.intra_op_threads,
-                "rect": cfg.rect,
+                "rect": "auto" if cfg.rect is None else cfg.rect,
                 "batch_padding": cfg.batch_padding,
             },
             "model": {

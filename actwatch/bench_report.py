@@ -261,16 +261,16 @@ def runtime_label(runtime: str, processes: int, config: dict[str, Any]) -> str:
     Example:
         >>> runtime_label("pipelined", 1, {"detect_workers": 2, "detector": "/tmp/det.int8.onnx", "rect": True})
         'pipelined (rect detector input) (2 detect workers) (detector det.int8.onnx)'
-        >>> runtime_label("sequential", 4, {"gpu_wait": "blocking", "detect_workers": 2})
-        'sequential x4 processes (GPU wait: blocking)'
+        >>> runtime_label("sequential", 4, {"gpu_wait": "blocking", "detect_workers": 2, "rect": False})
+        'sequential x4 processes (GPU wait: blocking) (square detector input)'
     """
     notes = []
     if config.get("preprocess", "auto") != "auto":
         notes.append(f"{config['preprocess']} preprocessing")
     if config.get("gpu_wait", "auto") != "auto":
         notes.append(f"GPU wait: {config['gpu_wait']}")
-    if config.get("rect"):
-        notes.append("rect detector input")
+    if config.get("rect") is not None:  # None: detector.rect auto
+        notes.append("rect detector input" if config["rect"] else "square detector input")
     if config.get("batch_padding", "auto") != "auto":
         notes.append(f"batch padding: {config['batch_padding']}")
     if runtime == "pipelined" and (config.get("detect_workers") or 1) > 1:  # the sequential loop has no workers

@@ -145,7 +145,7 @@ def test_the_bench_s_detector_and_gpu_options_reach_the_service_settings(
 ) -> None:
     files = {"video": vtest_path, "weights": detector_weights, "model_dir": exported_model_dir}
     plain = bench_app_config(BenchConfig(), work=tmp_path, alert_label="walking", **files)
-    assert (plain.detector.rect, plain.pipeline.gpu_wait, plain.model.max_batch) == (False, "auto", None)
+    assert (plain.detector.rect, plain.pipeline.gpu_wait, plain.model.max_batch) == ("auto", "auto", None)
     assert plain.model.batch_padding == plain.detector.batch_padding == "auto"
     given = bench_app_config(
         BenchConfig(rect=True, gpu_wait="blocking", batch_padding="fixed"), work=tmp_path, alert_label="x", **files

@@ -130,9 +130,14 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         rect: Annotated[
-            bool,
-            typer.Option("--rect", help="The detector's input fitted to the clip's aspect (detector.rect)."),
-        ] = False,
+            bool | None,
+            typer.Option(
+                "--rect/--no-rect",
+                help="The detector's input fitted to the clip's aspect, or a square (detector.rect; default auto: "
+                "fitted unless the detector runs on CUDA or TensorRT).",
+                show_default=False,
+            ),
+        ] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     ) -> None:
         """Run the streaming pipeline on K looping cameras and print per-stage figures.
@@ -194,7 +199,7 @@ def register(app: typer.Typer) -> None:
             "processes": processes,
             "intra_op_threads": intra_op_threads,
             "gpu_wait": gpu_wait,
-            "rect": rect or None,
+            "rect": rect,
             "batch_padding": batch_padding,
         }
         cfg = BenchConfig(**{name: value for name, value in given.items() if value is not None})

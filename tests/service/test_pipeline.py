@@ -272,9 +272,11 @@ def test_static_tracks_are_shown_but_never_sampled(
         overlays[enabled] = [t for overlay in sink.tracks for t in overlay.tracks]
     static = [t for t in overlays[True] if t.static]
     assert static and not any(t.static for t in overlays[False])
-    # Only the cloth (lying on the grass, bottom left) is static, and it is still shown in the overlay.
-    assert {t.track_id for t in static} == {static[0].track_id}
-    assert all(t.bbox[0] >= 50 and t.bbox[1] >= 480 and t.bbox[2] <= 175 for t in static)
+    # Only the cloth (lying on the grass, bottom left) is static, and it is still shown in the overlay: one
+    # track, or two where the detector boxes it twice (at the clip's aspect, detector.rect auto on a CPU,
+    # it finds the whole cloth and its upper part, the two boxes overlapping at an IoU under NMS's 0.7).
+    assert len({t.track_id for t in static}) in (1, 2)
+    assert all(t.bbox[0] >= 50 and t.bbox[1] >= 480 and t.bbox[2] <= 175 and t.bbox[3] <= 565 for t in static)
     # vtest.avi runs at the model's 10 fps, so every tracked box is due every frame: each static sighting
     # is exactly one crop the encoder did not see, and no other crop was skipped.
     assert encoded[False] - encoded[True] == len(static)

@@ -4,6 +4,7 @@ Ultralytics' torch model on the same frames, person classes, bad weight files.""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from pathlib import Path
@@ -101,7 +102,7 @@ def test_padded_batches_find_the_same_persons_and_warm_up_each_size(
     shapes for ONNX Runtime to prepare, all warmed up at start); their results never reach the caller."""
     from actwatch.service.stages import warm_up
 
-    settings = DetectorSettings(person_class_ids=[0, 1], conf=LOW_CONF, device="cpu")
+    settings = DetectorSettings(person_class_ids=[0, 1], conf=LOW_CONF, device="cpu", rect=False)
     padded = RecordingDetector(detector_weights, settings.model_copy(update={"batch_padding": "pow2"}))
     assert person_detector.padding == "off" and padded.call_batch_sizes(5) == [1, 2, 4, 8]  # the CPU: off
     images = [f.image for f in vtest_frames[:3]]  # padded to 4
@@ -142,7 +143,9 @@ def test_batch_padding_bounds_the_shapes_and_gives_each_its_own_session(
     """ONNX Runtime's CUDA convolutions build their cuDNN plans again whenever the input shape changes:
     fixed sends every call at batch_frames (one per camera; more frames are split), pow2 at powers of
     two with a session per size, so no shape displaces another's plans; off (the CPU's) one session."""
-    settings = DetectorSettings(person_class_ids=[0, 1], conf=LOW_CONF, device="cpu", batch_padding=padding)
+    settings = DetectorSettings(
+        person_class_ids=[0, 1], conf=LOW_CONF, device="cpu", batch_padding=padding, rect=False
+    )  # square, as the person_detector fixture it is compared with
     detector = PersonDetector(detector_weights, settings, batch_frames=2)
     seen: set[int] = set()
     used: set[int] = set()
@@ -427,6 +430,30 @@ def test_rect_frames_of_several_sizes_in_one_call(
 def test_a_rect_detector_whose_copies_cannot_be_made_is_refused_at_start(detector_weights: Path) -> None:
     with pytest.raises(ConfigError, match=r"detector\.rect: .*; set detector\.rect to false"):
         PersonDetector(detector_weights, DetectorSettings(device="cpu", rect=True))
+
+
+def test_rect_auto_fits_the_input_on_the_cpu(
+    detector_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path))
+    with caplog.at_level(logging.INFO, logger="actwatch.tracker.detector"):
+        auto = PersonDetector(detector_weights, DetectorSettings(device="cpu"))  # detector.rect: auto
+    assert auto.rect and auto.input_size_for((576, 768, 3)) == (480, 640)
+    assert "or each camera's aspect at that size (detector.rect)" in caplog.text
+    assert [p.name.split(".")[-2] for p in (tmp_path / "derived").glob("*.onnx")] == ["480x640"]  # made at start
+    square = PersonDetector(detector_weights, DetectorSettings(device="cpu", rect=False))
+    assert not square.rect and square.input_size_for((576, 768, 3)) == (640, 640)
+
+
+@pytest.mark.usefixtures("blocked_cache")
+def test_rect_auto_whose_copy_cannot_be_made_falls_back_to_square(
+    detector_weights: Path, caplog: pytest.LogCaptureFixture, vtest_frames: list[Frame]
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="actwatch.tracker.detector"):
+        detector = PersonDetector(detector_weights, DetectorSettings(device="cpu", conf=LOW_CONF))
+    assert not detector.rect and detector.input_size_for((576, 768, 3)) == (640, 640)
+    assert "detector.rect auto: square inputs instead of each camera's aspect" in caplog.text
+    assert len(detector.detect([vtest_frames[0].image])[0]) > 0  # and it serves
 
 
 def test_rect_with_a_graph_of_any_input_size_needs_no_copies(

@@ -30,7 +30,9 @@ LABELS = ("standing", "walking")
 
 def vtest_tracks(vtest: Path, detector_weights: Path, *, step: int, fps: float) -> list[TrackSequence]:
     """Person tracks of the whole clip, every ``step``-th frame detected and tracked, crops at ``fps``."""
-    detector = PersonDetector(detector_weights, DetectorSettings(conf=0.25, device="cpu"))
+    # square inputs, as when the figures of tests/train/test_default_training.py were measured (detector.rect
+    # auto fits them to the clip on a CPU: other boxes, another dataset)
+    detector = PersonDetector(detector_weights, DetectorSettings(conf=0.25, device="cpu", rect=False))
     rate = video_fps(vtest) / step
     extractor = VideoTrackExtractor(detector, crop_hw=(112, 112), fps=fps)
     frames = itertools.islice(read_video(vtest), 0, None, step)

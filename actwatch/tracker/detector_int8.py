@@ -9,7 +9,10 @@ each convolution; weights int8 per output channel, activations uint8 with ranges
 frames) and its manifest, so ``detector.weights`` can point at it like at any serving detector. The
 Detect head's box decoding (the distribution-focal-loss softmax, the anchor arithmetic, the class
 sigmoid) stays float: quantizing it would cost box precision for little time. Calibration frames are
-letterboxed exactly as serving letterboxes them; frames from the cameras it will serve calibrate best.
+letterboxed into the graph's square input, as serving letterboxes them with ``detector.rect: false``; a
+CPU serves at each camera's aspect by default (``rect: auto``: a copy of this graph derived for that
+size, with the same calibrated ranges), and :func:`compare_detectors` checks the two graphs that way.
+Frames from the cameras it will serve calibrate best.
 
 This copy is for the CPU provider. On a GPU keep the float graph: the int8 copy was not measured
 there (TensorRT, where it runs, builds its own int8 engines from calibration).

@@ -82,7 +82,8 @@ def test_bench_runs_both_runtimes_side_by_side_over_a_sweep(
     pipelined = runs[1]["cpu_s_by_thread"]
     assert {"actwatch-detect", "actwatch-track", "actwatch-action"} <= set(pipelined)
     assert pipelined["actwatch-detect"] > pipelined["actwatch-track"]
-    assert "actwatch-detect" not in runs[0]["cpu_s_by_thread"] and runs[0]["cpu_s_by_thread"]["main"] > 0
+    sequential = runs[0]["cpu_s_by_thread"]
+    assert sequential["main"] > max(sequential.get("actwatch-detect", 0.0), sequential.get("actwatch-track", 0.0))
 
 
 @pytest.mark.slow

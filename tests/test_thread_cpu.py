@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from actwatch.thread_cpu import NATIVE, UNSAMPLED, ThreadCpu, thread_cpu_seconds, thread_group
+from actwatch.thread_cpu import UNSAMPLED, ThreadCpu, thread_cpu_seconds, thread_group
 
 
 def _burn(cpu_s: float) -> None:
@@ -52,7 +52,9 @@ def test_cpu_spent_by_named_threads_goes_to_their_group() -> None:
     # 2 x 0.25 s, to a clock tick (10 ms) each; the main thread's 0.1 s before start is not in any group
     assert 0.48 <= groups["actwatch-burn"] <= 0.6
     assert groups.get("main", 0.0) < 0.1
-    assert NATIVE not in groups and UNSAMPLED not in groups
+    # nothing is left over to report as unsampled against a total of 0 (native threads are not asserted on:
+    # other tests' idle pools may wake in the window, which is theirs to count)
+    assert UNSAMPLED not in groups
 
 
 def test_what_ended_between_samples_is_reported_as_unsampled() -> None:

@@ -223,6 +223,15 @@ else
     tail -n 40 "$work/serve.log"
     check "WebSocket event" FAIL "none within ${TIMEOUT_S}s (server log above)"
 fi
+# detector.rect auto on the CPU: each camera's aspect, its derived graph written into the image's cache
+# folder at start (a folder the service user cannot write would leave it square, with a warning)
+fitted=$(grep -oE "input [0-9]+x[0-9]+ for frames of that aspect" "$work/serve.log" | head -n 1 || true)
+if grep -qF "or each camera's aspect at that size (detector.rect)" "$work/serve.log" && [ -n "$fitted" ]; then
+    check "detector at the camera's aspect" OK "$fitted"
+else
+    grep -F "detector.rect" "$work/serve.log" | tail -n 3 || true
+    check "detector at the camera's aspect" FAIL "the detector serves square inputs (log lines above)"
+fi
 if grep -qF "$token" "$work/serve.log"; then
     check "token kept out of the log" FAIL "the token appears in the server log"
 else

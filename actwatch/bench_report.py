@@ -233,7 +233,7 @@ class BenchResult:
             f"| action recognition / (detection+tracking) | {100 * self.action_share_of_detect_track:.1f}% |",
             f"| CPU ({cpu_of}) | {self.cpu_percent:.0f}% |",
             f"| CPU ms per processed frame | {self.cpu_ms_per_frame:.1f} |",
-            f"| … by thread, ms per processed frame | {self._by_thread()} |",
+            f"| … by thread, ms per processed frame | {self.by_thread_text()} |",
             f"| peak RSS MB{rss_of} | {self.peak_rss_mb:.0f} |",
         ]
         if self.gpu_mem_mib_max is not None:
@@ -246,9 +246,15 @@ class BenchResult:
             )
         return "\n".join(lines)
 
-    def _by_thread(self) -> str:
+    def by_thread_text(self, top: int | None = None) -> str:
+        """CPU ms per processed frame of each thread group (the ``top`` largest, then the rest summed)."""
         frames = max(self.frames, 1)
-        return ", ".join(f"{name} {1000.0 * s / frames:.1f}" for name, s in self.cpu_s_by_thread.items()) or "n/a"
+        groups = list(self.cpu_s_by_thread.items())
+        shown, rest = (groups, []) if top is None else (groups[:top], groups[top:])
+        parts = [f"{name} {1000.0 * s / frames:.1f}" for name, s in shown]
+        if rest:
+            parts.append(f"rest {1000.0 * sum(s for _, s in rest) / frames:.1f}")
+        return ", ".join(parts) or "n/a"
 
 
 def _fmt(value: float | None, spec: str = ".0f") -> str:
@@ -330,13 +336,8 @@ def thread_cpu_table(results: list[BenchResult], top: int = 6) -> str:
     """
     lines = ["| K | runtime | CPU ms/frame | by thread, ms/frame |", "| --- | --- | --- | --- |"]
     for r in results:
-        frames = max(r.frames, 1)
-        groups = list(r.cpu_s_by_thread.items())
-        parts = [f"{name} {1000.0 * s / frames:.1f}" for name, s in groups[:top]]
-        if len(groups) > top:
-            parts.append(f"rest {1000.0 * sum(s for _, s in groups[top:]) / frames:.1f}")
         runtime = runtime_label(r.runtime, r.processes, r.config)
-        lines.append(f"| {r.config['cameras']} | {runtime} | {r.cpu_ms_per_frame:.1f} | {', '.join(parts) or 'n/a'} |")
+        lines.append(f"| {r.config['cameras']} | {runtime} | {r.cpu_ms_per_frame:.1f} | {r.by_thread_text(top)} |")
     return "\n".join(lines)
 
 

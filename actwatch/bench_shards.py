@@ -32,7 +32,6 @@ import multiprocessing.process
 import queue as queue_module
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,6 +41,7 @@ import numpy as np
 
 from actwatch.bench_report import BenchResult, percentile, usable_cores
 from actwatch.errors import ActwatchError
+from actwatch.thread_cpu import summed
 
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue
@@ -220,10 +220,6 @@ def merge_shards(cfg: BenchConfig, outcomes: list[ShardOutcome]) -> BenchResult:
     action = sum(
         (r.stage_ms_per_step.get("encode", 0) + r.stage_ms_per_step.get("classify", 0)) * r.steps for r in results
     )
-    by_thread: defaultdict[str, float] = defaultdict(float)
-    for r in results:
-        for name, seconds in r.cpu_s_by_thread.items():
-            by_thread[name] += seconds
     gpu_mem = [r.gpu_mem_mib_max for r in results if r.gpu_mem_mib_max is not None]
     gpu_util = [r.gpu_util_mean for r in results if r.gpu_util_mean is not None]
     return BenchResult(
@@ -253,7 +249,7 @@ def merge_shards(cfg: BenchConfig, outcomes: list[ShardOutcome]) -> BenchResult:
         naive_over_ours=naive / ours if ours > 0 and naive > 0 else None,
         action_share_of_detect_track=action / detect_track if detect_track > 0 else 0.0,
         cpu_percent=sum(r.cpu_percent for r in results),
-        cpu_s_by_thread=dict(sorted(by_thread.items(), key=lambda item: -item[1])),
+        cpu_s_by_thread=summed(r.cpu_s_by_thread for r in results),
         peak_rss_mb=sum(r.peak_rss_mb for r in results),
         gpu_name=results[0].gpu_name,
         gpu_mem_mib_max=max(gpu_mem) if gpu_mem else None,

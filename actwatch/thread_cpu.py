@@ -19,6 +19,7 @@ import os
 import re
 import threading
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 
 NATIVE = "native (ONNX Runtime pools, codecs)"
 UNSAMPLED = "unsampled (threads that ended between samples)"
@@ -47,6 +48,25 @@ def thread_cpu_seconds() -> dict[ThreadKey, float]:
         fields = stat.rsplit(")", 1)[1].split()
         seconds[(int(tid), int(fields[19]))] = (int(fields[11]) + int(fields[12])) * tick_s
     return seconds
+
+
+def summed(runs: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """Several runs' seconds per group (e.g. the processes of one sharded run) added up, most first.
+
+    Example:
+        >>> summed([{"main": 1.0, "actwatch-detect": 2.0}, {"main": 2.5}])
+        {'main': 3.5, 'actwatch-detect': 2.0}
+    """
+    groups: defaultdict[str, float] = defaultdict(float)
+    for run in runs:
+        for name, seconds in run.items():
+            groups[name] += seconds
+    return most_first(groups)
+
+
+def most_first(groups: Mapping[str, float]) -> dict[str, float]:
+    """``groups`` ordered by their seconds, the largest first."""
+    return dict(sorted(groups.items(), key=lambda item: -item[1]))
 
 
 def thread_group(name: str) -> str:
@@ -90,7 +110,7 @@ class ThreadCpu:
         unsampled = total_s - sum(groups.values())
         if unsampled > 0.005:  # under a clock tick: rounding, not a thread
             groups[UNSAMPLED] += unsampled
-        return dict(sorted(groups.items(), key=lambda item: -item[1]))
+        return most_first(groups)
 
     def _names_now(self) -> None:
         for thread in threading.enumerate():

@@ -1,3 +1,4 @@
 from actwatch.cli.main import main
 
-main()
+if __name__ == "__main__":  # not when a compute process (spawn) imports it
+    main()

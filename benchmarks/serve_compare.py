@@ -10,11 +10,16 @@ action model. Measured from outside, as an operator would:
 - frames/s processed and detect milliseconds per frame over that window, from ``/metrics``
   (``actwatch_camera_frames_processed_total``, ``actwatch_stage_latency_seconds{stage="detect"}``).
 
+RSS and CPU are those of the whole process tree (``serve`` and, with ``pipeline.processes`` > 1, its
+compute processes). ``--processes 1,2`` runs this tree once per value of ``pipeline.processes``, side by
+side: the cameras in the service's one process, then split over compute processes.
+
 With ``--base REV`` that revision (a temporary git worktree, see ``compare_revisions.base_worktree``)
 and this tree run one after the other with this interpreter (the same venv; ``PYTHONPATH`` puts each
 tree first), and the figures are printed side by side.
 
     .venv/bin/python benchmarks/serve_compare.py --base main --seconds 300 --cameras 2
+    .venv/bin/python benchmarks/serve_compare.py --processes 1,2 --seconds 120 --cameras 2 --realtime
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ FIGURES = [
     ("startup_s", "start-up to ready, s", ".1f"),
     ("rss_start_mb", "RSS after start, MB", ".0f"),
     ("rss_end_mb", "RSS after the window, MB", ".0f"),
+    ("cpu_percent", "CPU over the window, % of one core", ".0f"),
     ("fps", "frames/s processed (all cameras)", ".2f"),
     ("detect_ms_per_frame", "detect ms per frame", ".1f"),
 ]
@@ -80,8 +86,42 @@ def _sample(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``/proc/<pid>/task/<tid>/children``)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+            except OSError:
+                continue
+    return found
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid``'s process tree so far."""
+    total = 0
+    for member in _process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _config(
-    tree: Path, work: Path, port: int, token: str, video: Path, model_dir: Path, cameras: int, realtime: bool
+    tree: Path,
+    work: Path,
+    port: int,
+    token: str,
+    video: Path,
+    model_dir: Path,
+    cameras: int,
+    realtime: bool,
+    processes: int | None = None,
 ) -> Path:
     config: dict[str, object] = {
         "data_dir": str(work / "data"),
@@ -96,6 +136,8 @@ def _config(
     }
     if (tree / "actwatch" / "capture" / "source_policy.py").exists():  # revisions with the URL policy
         config["sources"] = {"file_dirs": [str(video.parent)]}
+    if processes is not None:
+        config["pipeline"] = {"processes": processes}
     path = work / "actwatch.yaml"
     path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     return path
@@ -117,13 +159,15 @@ def measure(tree: Path, config: Path, port: int, token: str, seconds: float) -> 
                 sys.exit(f"error: serve in {tree} not ready after {READY_TIMEOUT_S:.0f} s; see {log.name}")
             time.sleep(0.2)
         startup = time.perf_counter() - started
-        rss_start = rss_mb(proc.pid)
+        rss_start = sum(rss_mb(p) for p in _process_tree(proc.pid))
         _, before = _get(f"{base}/metrics", token)
+        cpu_before = _tree_cpu_s(proc.pid)
         t0 = time.perf_counter()
         time.sleep(seconds)
         _, after = _get(f"{base}/metrics", token)
         window = time.perf_counter() - t0
-        rss_end = rss_mb(proc.pid)
+        cpu_s = _tree_cpu_s(proc.pid) - cpu_before
+        rss_end = sum(rss_mb(p) for p in _process_tree(proc.pid))
         _, ready_body = _get(f"{base}/readyz")
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -144,6 +188,7 @@ def measure(tree: Path, config: Path, port: int, token: str, seconds: float) -> 
         "startup_s": startup,
         "rss_start_mb": rss_start,
         "rss_end_mb": rss_end,
+        "cpu_percent": 100 * cpu_s / window if window > 0 else float("nan"),
         "fps": frames / window if window > 0 else float("nan"),
         "detect_ms_per_frame": 1000 * detect_s / frames if frames else float("nan"),
     }
@@ -155,9 +200,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=300.0, help="measuring window after ready (default 300)")
     parser.add_argument("--cameras", type=int, default=1, help="looping vtest.avi cameras (default 1)")
     parser.add_argument("--realtime", action="store_true", help="cameras at the video's rate (default: flat out)")
+    parser.add_argument("--processes", help="values of pipeline.processes to run this tree with, e.g. 1,2")
     args = parser.parse_args()
     if args.cameras < 1 or args.seconds <= 0:
         parser.error("--cameras must be >= 1 and --seconds > 0")
+    try:
+        processes = [int(p) for p in args.processes.split(",")] if args.processes else [None]
+    except ValueError:
+        parser.error(f"--processes takes numbers separated by commas, e.g. 1,2; got {args.processes!r}")
+    if any(p is not None and not 1 <= p <= args.cameras for p in processes):
+        parser.error("each --processes value must be from 1 to --cameras")
 
     from actwatch.assets import ensure_sample_video
     from actwatch.demo_model import export_untrained_model
@@ -168,16 +220,20 @@ def main() -> None:
         model_dir = export_untrained_model(work / "model", InputSpec(seq_len=16, input_size=(112, 112), fps=10.0))
         video = ensure_sample_video()
         token = secrets.token_urlsafe(24)
-        trees = [("this", REPO)]
+        runs: list[tuple[str, Path, int | None]] = [
+            ("this" if p is None else f"processes={p}", REPO, p) for p in processes
+        ]
         results: dict[str, dict[str, float]] = {}
         with base_worktree(args.base) if args.base else nullcontext(None) as base_tree:
             if base_tree is not None:
-                trees.insert(0, ("base", base_tree))
-            for name, tree in trees:
+                runs.insert(0, ("base", base_tree, None))
+            for name, tree, process_count in runs:
                 run_dir = work / name
                 run_dir.mkdir()
                 port = _free_port()
-                config = _config(tree, run_dir, port, token, video, model_dir, args.cameras, args.realtime)
+                config = _config(
+                    tree, run_dir, port, token, video, model_dir, args.cameras, args.realtime, process_count
+                )
                 print(f"{name}: actwatch serve from {tree} ...", file=sys.stderr, flush=True)
                 results[name] = measure(tree, config, port, token, args.seconds)
     mode = "realtime" if args.realtime else "flat out"

@@ -303,6 +303,15 @@ class PipelineConfig(StrictModel):
         description="pipelined: each phase (detect, track, encode+head, alerts, event writer) in its own "
         "thread with bounded queues; sequential: one thread runs every phase in turn (the old loop).",
     )
+    processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Compute processes the cameras are split over, each running a whole pipeline (capture, "
+        "detector, trackers, action model, alert rules) for its share; the API, event store and delivery stay "
+        "in the service's process. One process's host work runs under one interpreter lock, which bounds a GPU "
+        "box's frames per second (README). Each loads the models; unset intra_op_threads become a share of the cores.",
+    )
     queue_size: int = Field(1, ge=1, le=64, description="Batches each queue between two phases holds at most.")
     max_frame_age_s: float | None = Field(
         2.0,

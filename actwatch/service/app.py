@@ -286,8 +286,17 @@ def _default_controller(config: AppConfig, sink: EventSink, metrics: ServiceMetr
     from actwatch.service.stages import build_stages
 
     pipeline = StreamPipeline(build_stages(config, sink=sink, metrics=metrics))
-    metrics.watch_pipeline(pipeline.stage_counters)
-    return pipeline
+    if config.pipeline.processes == 1:
+        metrics.watch_pipeline(pipeline.stage_counters)
+        return pipeline
+    # The stages built here serve the uploads (and were the first to load the models: the compute
+    # processes find the derived graphs already written).
+    from actwatch.service.shards import ShardedController
+
+    sharded = ShardedController(config, sink, metrics, uploads=pipeline.stages)
+    metrics.watch_pipeline(sharded.stage_counters)
+    metrics.add_source(sharded.metric_families)
+    return sharded
 
 
 def _upload_parts(
@@ -397,7 +406,16 @@ def create_app(
     media = config.media
     live_frames = LiveFrames()
     clips = ClipRecorder(ClipStore(config.media_dir / "clips", media.clips.retention_days), media.clips)
-    sink = EventSink(store, broadcaster, metrics, outbox=delivery, live_frames=live_frames, clips=clips)
+    # With compute processes, frames and clip rings stay in them: this sink stores and broadcasts only.
+    local_frames = controller is not None or config.pipeline.processes == 1
+    sink = EventSink(
+        store,
+        broadcaster,
+        metrics,
+        outbox=delivery,
+        live_frames=live_frames if local_frames else None,
+        clips=clips if local_frames else None,
+    )
     controller = controller if controller is not None else _default_controller(config, sink, metrics)
     upload_runner, model = _upload_parts(config, controller, metrics)
     services = ServiceState(
@@ -414,7 +432,7 @@ def create_app(
         delivery=delivery,
         predictions=PredictionService(config.predictions, config.data_dir / "predictions", upload_runner),
         model=model,
-        live_frames=live_frames,
+        live_frames=getattr(controller, "live_frames", live_frames),
         clips=clips,
         signer=MediaSigner(ttl_s=media.signed_url_ttl_s),
         mjpeg_streams=ConnectionSlots(media.max_streams),

@@ -28,7 +28,7 @@ from actwatch.service.broadcast import Broadcaster
 from actwatch.service.cameras import CameraService
 from actwatch.service.clips import ClipRecorder, ClipStore
 from actwatch.service.controller import CameraController
-from actwatch.service.live_frames import LiveFrames
+from actwatch.service.live_frames import LiveFrameSource
 from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.prediction_schemas import ModelInfo
 from actwatch.service.predictions import PredictionService
@@ -57,7 +57,7 @@ class ServiceState:
     controller: CameraController
     auth_throttle: AuthThrottle
     pending_websockets: ConnectionSlots
-    live_frames: LiveFrames
+    live_frames: LiveFrameSource
     clips: ClipRecorder
     signer: MediaSigner
     mjpeg_streams: ConnectionSlots

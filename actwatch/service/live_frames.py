@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -38,6 +39,15 @@ class LiveFrame:
     image: np.ndarray = field(repr=False)
     overlay: FrameOverlay
     sequence: int
+
+
+class LiveFrameSource(Protocol):
+    """Where the API reads each camera's newest processed frame: :class:`LiveFrames` in a one-process
+    service, :class:`~actwatch.service.shards.ShardLiveFrames` (asks the camera's compute process) otherwise.
+    ``latest`` may block briefly: the API calls it in a worker thread."""
+
+    def latest(self, camera_id: str) -> LiveFrame | None: ...
+    def forget(self, camera_id: str) -> None: ...
 
 
 class LiveFrames:

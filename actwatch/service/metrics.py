@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -29,6 +29,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from actwatch.model.provenance import ModelProvenance
@@ -152,6 +153,7 @@ class ServiceMetrics:
         self._pipeline_counters: Callable[[], StageCounters | None] | None = None
         self._model: ModelProvenance | None = None
         self._totals: dict[str, _CameraTotals] = {}
+        self._sources: list[Callable[[], Iterable[Metric]]] = []
         self._lock = threading.Lock()
         for stage in STAGES:  # export every stage from the start, so dashboards see zeros, not gaps
             self.stage_latency.labels(stage=stage)
@@ -298,9 +300,72 @@ class ServiceMetrics:
         if messages > 0:
             self.ws_dropped.inc(messages)
 
+    def add_source(self, families: Callable[[], list[Metric]]) -> None:
+        """Merge ``families()`` (other processes' metric families: the compute processes of
+        ``pipeline.processes``) into :meth:`render`, read at each scrape."""
+        self._sources.append(families)
+
+    def sample_value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        """One sample as :meth:`render` exports it (the sources merged in); ``None`` when absent."""
+        if not self._sources:
+            return self.registry.get_sample_value(name, labels)
+        for family in _MergedFamilies([self.registry.collect, *self._sources]).collect():
+            for sample in family.samples:
+                if sample.name == name and sample.labels == (labels or {}):
+                    return float(sample.value)
+        return None
+
     def render(self) -> bytes:
-        """The Prometheus text exposition of this registry."""
-        return generate_latest(self.registry)
+        """The Prometheus text exposition of this registry (and of the sources, merged)."""
+        if not self._sources:
+            return generate_latest(self.registry)
+        return generate_latest(_MergedFamilies([self.registry.collect, *self._sources]))
+
+
+class _MergedFamilies(Collector):
+    """Families of several registries as one: the same sample (name and labels) in more than one is added
+    up (counters, histograms: the processes' cameras and batches together), or its largest value is taken
+    (gauges: each process sets the same provider and model gauges; per-camera gauges never collide).
+
+    Example:
+        >>> a, b = ServiceMetrics(), ServiceMetrics()
+        >>> a.observe_stage("detect", 0.01); b.observe_stage("detect", 0.02)
+        >>> a.set_active_providers("detector", ["CPUExecutionProvider"])
+        >>> b.set_active_providers("detector", ["CPUExecutionProvider"])
+        >>> a.add_source(lambda: list(b.registry.collect()))
+        >>> text = a.render().decode()
+        >>> 'actwatch_stage_latency_seconds_count{stage="detect"} 2.0' in text
+        True
+        >>> 'actwatch_onnx_provider_active{component="detector",provider="CPUExecutionProvider"} 1.0' in text
+        True
+    """
+
+    def __init__(self, sources: list[Callable[[], Iterable[Metric]]]) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}
+        values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+        for source in self._sources:
+            for family in source():
+                if family.name not in merged:
+                    merged[family.name] = Metric(family.name, family.documentation, family.type, family.unit)
+                    values[family.name] = {}
+                into = values[family.name]
+                for sample in family.samples:
+                    key = (sample.name, tuple(sorted(sample.labels.items())))
+                    if key not in into:
+                        into[key] = sample.value
+                    elif family.type == "gauge":
+                        into[key] = max(into[key], sample.value)
+                    elif sample.name.endswith("_created"):
+                        into[key] = min(into[key], sample.value)
+                    else:
+                        into[key] = into[key] + sample.value
+        for name, family in merged.items():
+            for (sample_name, labels), value in values[name].items():
+                family.add_sample(sample_name, dict(labels), value)
+            yield family
 
 
 def _remove(metric: Counter | Gauge, *labels: str) -> None:

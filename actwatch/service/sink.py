@@ -37,6 +37,15 @@ from actwatch.service.store import EventRecord, EventStore
 log = logging.getLogger(__name__)
 
 
+def render_alert_evidence(alert: AlertRecord, *, keep_crops: bool) -> AlertRecord:
+    """``alert`` with its snapshot JPEG (and crops PNG strip when ``keep_crops``) rendered and its arrays
+    dropped: what a service's sink stores, or a compute process (:mod:`actwatch.service.shard_worker`) sends."""
+    event, frame = alert.event, alert.frame_bgr
+    jpeg = render_snapshot(frame, event.bbox, event.label, event.score) if frame is not None else None
+    png = encode_crops_strip(alert.crops) if alert.crops is not None and keep_crops else None
+    return AlertRecord(event, None, None, snapshot_jpeg=jpeg, crops_png=png)
+
+
 class Outbox(Protocol):
     """Where stored events are queued for delivery (:class:`~actwatch.delivery.service.DeliveryService`)."""
 
@@ -89,10 +98,7 @@ class EventSink:
     def render_evidence(self, alert: AlertRecord) -> AlertRecord:
         """``alert`` with its snapshot JPEG and crops PNG rendered (thread-safe: OpenCV's encoders release
         the GIL, so several threads render side by side) and its arrays dropped."""
-        event, frame = alert.event, alert.frame_bgr
-        jpeg = render_snapshot(frame, event.bbox, event.label, event.score) if frame is not None else None
-        png = encode_crops_strip(alert.crops) if alert.crops is not None and self._store.keep_crops else None
-        return AlertRecord(event, None, None, snapshot_jpeg=jpeg, crops_png=png)
+        return render_alert_evidence(alert, keep_crops=self._store.keep_crops)
 
     def emit_event(self, alert: AlertRecord) -> EventPublic:
         """Store, count and broadcast ``alert.event`` with its evidence; return the event as broadcast."""

@@ -20,6 +20,7 @@ from actwatch.config import AppConfig, CameraConfig, mask_url
 from actwatch.service.app import create_app
 from actwatch.service.deps import ServiceState
 from actwatch.service.server import listen_socket, uvicorn_config
+from tests.support.rtsp import RtspPublisher, RtspServer
 
 TOKEN = "test-token-0123456789abcdef"
 CAMERA_PASSWORD = "hunter2secret"
@@ -159,3 +160,15 @@ class LiveServer:
 def live_server(app: FastAPI) -> Iterator[LiveServer]:
     with LiveServer(app) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def rtsp(vtest_path: Path) -> Iterator[tuple[RtspServer, RtspPublisher]]:
+    """A real RTSP server on loopback with vtest.avi published at path ``door`` (one per test module)."""
+    with RtspServer() as server:
+        publisher = server.publisher("door", vtest_path)
+        publisher.start()
+        try:
+            yield server, publisher
+        finally:
+            publisher.stop()

@@ -72,17 +72,6 @@ def _config(data_dir: Path, rtsp_url: str, vtest: Path, detector: Path, model_di
 
 
 @pytest.fixture(scope="module")
-def rtsp(vtest_path: Path) -> Iterator[tuple[RtspServer, RtspPublisher]]:
-    with RtspServer() as server:
-        publisher = server.publisher("door", vtest_path)
-        publisher.start()
-        try:
-            yield server, publisher
-        finally:
-            publisher.stop()
-
-
-@pytest.fixture(scope="module")
 def config(
     tmp_path_factory: pytest.TempPathFactory,
     rtsp: tuple[RtspServer, RtspPublisher],

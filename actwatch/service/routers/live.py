@@ -32,12 +32,12 @@ Width = Annotated[int | None, Query(ge=16, le=3840, description="Shrink to this 
 BOUNDARY = "actwatchframe"
 
 
-def _latest(services: ServiceState, camera_id: str) -> LiveFrame:
+async def _latest(services: ServiceState, camera_id: str) -> LiveFrame:
     try:
         services.cameras.get(camera_id)
     except CameraNotFoundError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"camera '{camera_id}' not found") from None
-    frame = services.live_frames.latest(camera_id)
+    frame = await asyncio.to_thread(services.live_frames.latest, camera_id)
     if frame is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"camera '{camera_id}' has no processed frame yet")
     return frame
@@ -54,7 +54,7 @@ async def _mjpeg(
         return
     try:
         while services.started and not await request.is_disconnected():
-            frame = services.live_frames.latest(camera_id)
+            frame = await asyncio.to_thread(services.live_frames.latest, camera_id)
             if frame is not None and frame.sequence != sent:
                 jpeg = await asyncio.to_thread(
                     render_live_jpeg, frame, overlay=overlay, width=width, quality=media.jpeg_quality
@@ -80,7 +80,7 @@ def router() -> APIRouter:
     async def latest_jpg(
         camera_id: CameraIdPath, services: Services, overlay: Overlay = False, width: Width = None
     ) -> Response:
-        frame = _latest(services, camera_id)
+        frame = await _latest(services, camera_id)
         media = services.config.media
         jpeg = await asyncio.to_thread(
             render_live_jpeg, frame, overlay=overlay, width=width, quality=media.jpeg_quality
@@ -97,10 +97,10 @@ def router() -> APIRouter:
             **error_responses(503, _503="Too many MJPEG streams (media.max_streams)."),
         },
     )
-    def stream_mjpeg(
+    async def stream_mjpeg(
         camera_id: CameraIdPath, request: Request, services: Services, overlay: Overlay = False, width: Width = None
     ) -> StreamingResponse:
-        _latest(services, camera_id)
+        await _latest(services, camera_id)
         streams = services.mjpeg_streams
         if streams.in_use >= streams.limit:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="too many MJPEG streams; try again later")

@@ -27,11 +27,11 @@ def router() -> APIRouter:
         responses=error_responses(*PROTECTED),
     )
     def system(services: Services) -> SystemInfo:
-        registry = services.metrics.registry
+        metrics = services.metrics
         stages = []
-        for stage in STAGES:  # the figures /metrics exports, read from the same registry
-            count = registry.get_sample_value(f"{_LATENCY}_count", {"stage": stage}) or 0.0
-            total = registry.get_sample_value(f"{_LATENCY}_sum", {"stage": stage}) or 0.0
+        for stage in STAGES:  # the figures /metrics exports (every compute process's together)
+            count = metrics.sample_value(f"{_LATENCY}_count", {"stage": stage}) or 0.0
+            total = metrics.sample_value(f"{_LATENCY}_sum", {"stage": stage}) or 0.0
             mean_ms = round(total / count * 1000, 3) if count else None
             stages.append(StageTiming(stage=stage, count=int(count), mean_ms=mean_ms, total_s=round(total, 6)))
         predictions = services.predictions

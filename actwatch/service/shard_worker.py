@@ -1,0 +1,243 @@
+"""One compute process of a sharded service (``pipeline.processes`` > 1): its cameras' whole pipeline.
+
+The service's process (:mod:`actwatch.service.shards`) starts each with the configuration and two
+bounded queues. The process builds the stages with :func:`~actwatch.service.stages.build_stages`, like a
+single-process service, and runs a :class:`~actwatch.service.pipeline.StreamPipeline` over the cameras
+it is given. What stays here: frames (the newest per camera, sent only when the API asks for one, and
+the clip rings, written to the service's clip folder), tracks, windows and alert state. What goes to the
+service: events with their evidence rendered here (``ShardSink.emit_event``: never dropped, a full queue
+makes the event writer wait), track boxes (dropped and counted when the queue is full), log records,
+and a report every ``REPORT_INTERVAL_S`` (camera statuses, stage counters, metric families).
+
+A process whose service has gone (its parent changed) stops by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue as queue_module
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from actwatch.errors import ActwatchError
+from actwatch.service.clips import ClipRecorder, ClipStore
+from actwatch.service.events import AlertRecord, FrameOverlay
+from actwatch.service.live_frames import LiveFrames
+from actwatch.service.metrics import ServiceMetrics
+from actwatch.service.shard_messages import (
+    REPORT_INTERVAL_S,
+    AddCamera,
+    Command,
+    Done,
+    LiveFrameReply,
+    LiveFrameRequest,
+    RemoveCamera,
+    Reply,
+    ShardEvent,
+    ShardFailed,
+    ShardLog,
+    ShardReady,
+    ShardReport,
+    ShardTracks,
+    StartCompute,
+    StopCompute,
+    UpdateCamera,
+)
+from actwatch.service.sink import render_alert_evidence
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue
+
+    from actwatch.config import AppConfig
+    from actwatch.service.pipeline import StreamPipeline
+
+log = logging.getLogger(__name__)
+
+ORPHAN_FLUSH_S = 5.0  # how long a process whose service has gone tries to hand over its last messages
+
+
+class ReplySender:
+    """Puts replies on the queue to the service: ``send`` waits for room (answers, events), ``offer``
+    drops the message and counts it under ``kind`` when the queue is full (track boxes, logs, reports)."""
+
+    def __init__(self, replies: Queue[Reply]) -> None:
+        self._replies = replies
+        self.dropped: dict[str, int] = {}
+
+    def send(self, message: Reply) -> None:
+        self._replies.put(message)
+
+    def offer(self, message: Reply, kind: str) -> None:
+        try:
+            self._replies.put_nowait(message)
+        except queue_module.Full:
+            self.dropped[kind] = self.dropped.get(kind, 0) + 1
+
+
+class ShardSink:
+    """The compute process's :class:`~actwatch.service.stages.Sink`: frames stay here (newest frame,
+    clip ring), events and track boxes go to the service's :class:`~actwatch.service.sink.EventSink`."""
+
+    def __init__(self, sender: ReplySender, live_frames: LiveFrames, clips: ClipRecorder, *, keep_crops: bool) -> None:
+        self._sender = sender
+        self._live_frames = live_frames
+        self._clips = clips
+        self._keep_crops = keep_crops
+
+    def render_evidence(self, alert: AlertRecord) -> AlertRecord:
+        """The event writer's render threads call this: only bytes cross to the service."""
+        return render_alert_evidence(alert, keep_crops=self._keep_crops)
+
+    def emit_event(self, alert: AlertRecord) -> None:
+        if alert.frame_bgr is not None or alert.crops is not None:
+            alert = self.render_evidence(alert)
+        event = alert.event
+        try:
+            self._clips.start(event.id, event.camera_id, event.frame_time)
+        except Exception:
+            log.exception("could not start the clip of event %s", event.id)
+        self._sender.send(ShardEvent(alert))
+
+    def emit_tracks(self, overlay: FrameOverlay, image: np.ndarray | None = None) -> None:
+        if image is not None:
+            self._live_frames.put(image, overlay)
+            self._clips.add_frame(overlay.camera_id, overlay.frame_time, image)
+        self._sender.offer(ShardTracks(overlay), "tracks")
+
+
+class _LogForwarder(logging.Handler):
+    """Sends each record, formatted here, to the service's logging (which redacts secrets)."""
+
+    def __init__(self, sender: ReplySender, index: int) -> None:
+        super().__init__()
+        self._sender = sender
+        self._prefix = f"[compute {index}] "
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.exc_info:
+                text += "\n" + logging.Formatter().formatException(record.exc_info)
+            self._sender.offer(ShardLog(record.name, record.levelno, self._prefix + text), "logs")
+        except Exception:
+            self.handleError(record)
+
+
+def run_shard(
+    index: int, config: AppConfig, commands: Queue[Command], replies: Queue[Reply], log_level: int, parent: int
+) -> None:
+    """The compute process's main function (``multiprocessing`` target)."""
+    sender = ReplySender(replies)
+    root = logging.getLogger()
+    root.handlers[:] = [_LogForwarder(sender, index)]
+    root.setLevel(log_level)
+    logging.captureWarnings(True)
+    live_frames = LiveFrames()
+    clips = ClipRecorder(ClipStore(config.media_dir / "clips", config.media.clips.retention_days), config.media.clips)
+    sink = ShardSink(sender, live_frames, clips, keep_crops=config.storage.keep_crops)
+    metrics = ServiceMetrics()
+    try:
+        pipeline = _build_pipeline(config, sink, metrics)
+    except ActwatchError as exc:
+        sender.send(ShardFailed(str(exc), user_error=True))
+        return
+    except Exception as exc:
+        log.exception("could not build the compute stages")
+        sender.send(ShardFailed(f"{type(exc).__name__}: {exc}", user_error=False))
+        return
+    sender.send(ShardReady(metrics.active_providers(), metrics.model_provenance()))
+    orphaned = False
+    try:
+        orphaned = _serve(pipeline, commands, sender, metrics, live_frames, clips, parent)
+    finally:
+        pipeline.stop()
+        clips.close()
+        if orphaned:
+            _flush_at_most(replies, ORPHAN_FLUSH_S)
+
+
+def _flush_at_most(replies: Queue[Reply], seconds: float) -> None:
+    """Let the queue's feeder thread write what it holds for ``seconds`` at most: with nobody reading, a
+    full pipe would otherwise keep this process from exiting (the exit joins that thread)."""
+    replies.close()
+    joiner = threading.Thread(target=replies.join_thread, name="actwatch-flush", daemon=True)
+    joiner.start()
+    joiner.join(seconds)
+    replies.cancel_join_thread()
+
+
+def _build_pipeline(config: AppConfig, sink: ShardSink, metrics: ServiceMetrics) -> StreamPipeline:
+    from actwatch.service.pipeline import StreamPipeline
+    from actwatch.service.stages import build_stages
+
+    return StreamPipeline(build_stages(config, sink=sink, metrics=metrics))
+
+
+def _serve(
+    pipeline: StreamPipeline,
+    commands: Queue[Command],
+    sender: ReplySender,
+    metrics: ServiceMetrics,
+    live_frames: LiveFrames,
+    clips: ClipRecorder,
+    parent: int,
+) -> bool:
+    """Answer commands and report until told to stop (``False``) or the service has gone (``True``)."""
+    next_report = time.monotonic()
+    while os.getppid() == parent:  # the service died (even by SIGKILL): stop too
+        try:
+            command = commands.get(timeout=max(0.0, next_report - time.monotonic()))
+        except queue_module.Empty:
+            command = None
+        if isinstance(command, StopCompute):
+            pipeline.stop()
+            clips.close()
+            sender.send(_report(pipeline, metrics, sender))
+            sender.send(Done(command.request))
+            return False
+        if command is not None:
+            sender.send(_answer(command, pipeline, live_frames, clips))
+        if time.monotonic() >= next_report:
+            sender.offer(_report(pipeline, metrics, sender), "reports")
+            next_report = time.monotonic() + REPORT_INTERVAL_S
+    log.warning("the service's process has gone; stopping")
+    return True
+
+
+def _answer(
+    command: Command, pipeline: StreamPipeline, live_frames: LiveFrames, clips: ClipRecorder
+) -> Done | LiveFrameReply:
+    if isinstance(command, LiveFrameRequest):
+        frame = live_frames.latest(command.camera_id)
+        newer = frame is not None and frame.sequence != command.known_sequence
+        return LiveFrameReply(command.request, frame if newer else None)
+    try:
+        if isinstance(command, AddCamera):
+            pipeline.add_camera(command.camera)
+        elif isinstance(command, UpdateCamera):
+            pipeline.update_camera(command.camera)
+        elif isinstance(command, RemoveCamera):
+            pipeline.remove_camera(command.camera_id)
+            live_frames.forget(command.camera_id)
+            clips.forget(command.camera_id)
+        elif isinstance(command, StartCompute):
+            pipeline.start()
+    except ActwatchError as exc:
+        return Done(command.request, str(exc), user_error=True)
+    except Exception as exc:
+        log.exception("%s failed", type(command).__name__)
+        return Done(command.request, f"{type(exc).__name__}: {exc}")
+    return Done(command.request)
+
+
+def _report(pipeline: StreamPipeline, metrics: ServiceMetrics, sender: ReplySender) -> ShardReport:
+    return ShardReport(
+        statuses=tuple(pipeline.statuses()),
+        counters=pipeline.stage_counters(),
+        families=list(metrics.registry.collect()),
+        dropped=dict(sender.dropped),
+    )

@@ -1,0 +1,525 @@
+"""The cameras split over compute processes (``pipeline.processes`` > 1): :class:`ShardedController`.
+
+One Python process runs all its stages' host work (decoding hand-offs, tracking, cropping, per-track
+bookkeeping, alert rules) under one interpreter lock; on a GPU that lock, not the GPU, bounds a
+service's frames per second (README, the H100/H200 sweeps: one process about 230 frames/s, eight about
+850). With ``pipeline.processes: N`` the service's process keeps the API, the WebSocket, the event store,
+delivery and uploads, and N compute processes (:mod:`actwatch.service.shard_worker`, started with
+``spawn``) each run a whole pipeline (capture, detector, trackers, action model, alert rules) over their
+share of the cameras. A new camera goes to the process with the fewest.
+
+- Events arrive with their evidence rendered and go through the service's one
+  :class:`~actwatch.service.sink.EventSink` (stored, queued for delivery, broadcast): never dropped.
+- Frames never cross, except the one the API asks for (``latest.jpg``, MJPEG: :class:`ShardLiveFrames`).
+  Each compute process records its cameras' clips into the service's clip folder.
+- Statuses, stage counters and metric families come in a report every half second.
+- A compute process that dies is restarted with its cameras (backoff 1 s doubling to 30 s); meanwhile its
+  cameras show ``reconnecting`` with the reason, and the other processes go on.
+
+Each compute process's ONNX Runtime sessions get the cores divided by N as intra-op threads unless
+``detector.intra_op_threads`` / ``model.intra_op_threads`` are set.
+
+Example (where a new camera goes):
+    >>> least_loaded({0: 2, 1: 1, 2: 1})
+    1
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import os
+import queue as queue_module
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from actwatch.capture.reader import CameraState, CameraStatus
+from actwatch.capture.sources import mask_credentials
+from actwatch.errors import ActwatchError
+from actwatch.service.live_frames import LiveFrame
+from actwatch.service.shard_messages import (
+    AddCamera,
+    Command,
+    Done,
+    LiveFrameReply,
+    LiveFrameRequest,
+    RemoveCamera,
+    Reply,
+    ShardEvent,
+    ShardFailed,
+    ShardLog,
+    ShardReady,
+    ShardReport,
+    ShardTracks,
+    StartCompute,
+    StopCompute,
+    UpdateCamera,
+)
+from actwatch.service.shard_worker import run_shard
+from actwatch.service.staged import StageCounters
+
+if TYPE_CHECKING:
+    from multiprocessing.context import SpawnProcess
+    from multiprocessing.queues import Queue
+
+    from actwatch.config import AppConfig, CameraConfig
+    from actwatch.service.metrics import ServiceMetrics
+    from actwatch.service.sink import EventSink
+    from actwatch.service.stages import Stages
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 256  # messages in flight each way per compute process
+START_TIMEOUT_S = 900.0  # building the stages: exports and TensorRT engines on a first start
+CALL_TIMEOUT_S = 30.0
+LIVE_FRAME_TIMEOUT_S = 5.0
+STOP_TIMEOUT_S = 15.0
+RESTART_BACKOFF_S = (1.0, 30.0)
+
+
+class ComputeProcessError(ActwatchError):
+    """A compute process could not start, or did not answer."""
+
+
+def least_loaded(cameras: Mapping[int, int]) -> int:
+    """The compute process (index) with the fewest cameras; the lowest index on a tie."""
+    return min(cameras, key=lambda i: (cameras[i], i))
+
+
+def shard_config(config: AppConfig, processes: int) -> AppConfig:
+    """``config`` for one of ``processes`` compute processes: unset intra-op threads become an equal
+    share of the usable cores (every session would otherwise take every core, N times over)."""
+    share = max(1, len(os.sched_getaffinity(0)) // processes)
+    detector = config.detector
+    if detector.intra_op_threads is None:
+        detector = detector.model_copy(update={"intra_op_threads": share})
+    model = config.model
+    if model.intra_op_threads is None:
+        model = model.model_copy(update={"intra_op_threads": share})
+    return config.model_copy(update={"detector": detector, "model": model})
+
+
+@dataclass(slots=True)
+class _Pending:
+    done: threading.Event = field(default_factory=threading.Event)
+    reply: Done | LiveFrameReply | None = None
+
+
+class _Shard:
+    """One compute process, the queues to and from it, and the cameras it runs (the truth a restart
+    re-adds from). Its receiver thread handles every reply and restarts the process when it dies."""
+
+    def __init__(self, index: int, owner: ShardedController) -> None:
+        self.index = index
+        self._owner = owner
+        self.cameras: dict[str, CameraConfig] = {}
+        self.report: ShardReport | None = None
+        self.down_reason: str | None = None  # set while the process is being restarted
+        self.restarts = 0
+        self._backoff = RESTART_BACKOFF_S[0]
+        self._lock = threading.Lock()
+        self._pending: dict[int, _Pending] = {}
+        self._ready = threading.Event()
+        self._failure: ShardFailed | None = None
+        self._process: SpawnProcess | None = None
+        self._commands: Queue[Command] | None = None
+        self._replies: Queue[Reply] | None = None
+        self._receiver: threading.Thread | None = None
+
+    # ------------------------------------------------------------------------------- process
+    def spawn(self) -> None:
+        """Start the process (and, the first time, the receiver thread); returns at once."""
+        owner = self._owner
+        context = owner.context
+        commands: Queue[Command] = context.Queue(QUEUE_SIZE)
+        replies: Queue[Reply] = context.Queue(QUEUE_SIZE)
+        process = context.Process(
+            target=run_shard,
+            args=(self.index, owner.shard_config, commands, replies, logging.getLogger().level, os.getpid()),
+            name=f"actwatch-compute-{self.index}",
+            daemon=True,
+        )
+        self._ready.clear()
+        self._failure = None
+        process.start()
+        with self._lock:
+            self._process, self._commands, self._replies = process, commands, replies
+        if self._receiver is None:
+            self._receiver = threading.Thread(
+                target=self._receive_loop, name=f"actwatch-shard-{self.index}", daemon=True
+            )
+            self._receiver.start()
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait until the stages are built; raise :class:`ComputeProcessError` (``ActwatchError``'s
+        message for a user mistake) when they could not be."""
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(0.2):
+            failure = self._failure
+            if failure is not None:
+                if failure.user_error:
+                    raise ComputeProcessError(failure.message)
+                raise ComputeProcessError(f"compute process {self.index} could not start: {failure.message}")
+            if self._process is not None and not self._process.is_alive() and self._failure is None:
+                time.sleep(0.5)  # a failure put just before the exit may still be in the pipe
+                if self._failure is None:
+                    code = self._process.exitcode
+                    raise ComputeProcessError(f"compute process {self.index} exited with code {code} while starting")
+            if time.monotonic() > deadline:
+                raise ComputeProcessError(f"compute process {self.index} did not start within {timeout:.0f} s")
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive() and self._ready.is_set()
+
+    def stop(self) -> None:
+        process = self._process
+        if process is None:
+            return
+        if process.is_alive():
+            try:
+                self.call(StopCompute(self._owner.next_request()), STOP_TIMEOUT_S)
+            except ComputeProcessError as exc:
+                log.warning("%s; killing it", exc)
+        process.join(STOP_TIMEOUT_S)
+        if process.is_alive():
+            process.kill()
+            process.join(STOP_TIMEOUT_S)
+        if self._receiver is not None:
+            self._receiver.join(STOP_TIMEOUT_S)
+
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    # ------------------------------------------------------------------------------- calls
+    def call(self, command: Command, timeout: float = CALL_TIMEOUT_S) -> Done | LiveFrameReply:
+        pending = _Pending()
+        with self._lock:
+            commands, process = self._commands, self._process
+            if commands is None or process is None or self.down_reason is not None:
+                raise ComputeProcessError(f"compute process {self.index} is not running ({self.down_reason})")
+            self._pending[command.request] = pending
+        try:
+            deadline = time.monotonic() + timeout
+            commands.put(command, timeout=timeout)
+            while not pending.done.wait(0.2):
+                if not process.is_alive() and not pending.done.wait(1.0):  # (an answer may still be in the pipe)
+                    raise ComputeProcessError(f"compute process {self.index} exited (code {process.exitcode})")
+                if time.monotonic() > deadline:
+                    raise ComputeProcessError(f"compute process {self.index} did not answer within {timeout:.0f} s")
+        except queue_module.Full:
+            raise ComputeProcessError(f"compute process {self.index} is not taking commands") from None
+        finally:
+            with self._lock:
+                self._pending.pop(command.request, None)
+        assert pending.reply is not None
+        return pending.reply
+
+    def _answer_pending(self, reply: Done | LiveFrameReply) -> None:
+        with self._lock:
+            pending = self._pending.get(reply.request)
+        if pending is not None:
+            pending.reply = reply
+            pending.done.set()
+
+    def _fail_pending(self, reason: str) -> None:
+        with self._lock:
+            waiting = list(self._pending.items())
+        for request, pending in waiting:
+            pending.reply = Done(request, reason)
+            pending.done.set()
+
+    # ------------------------------------------------------------------------------- receiving
+    def _receive_loop(self) -> None:
+        # Until the service stops and this process has ended with nothing left to read: its last events
+        # are stored before the store closes.
+        stopping = self._owner.stopping
+        while True:
+            replies, process = self._replies, self._process
+            assert replies is not None and process is not None
+            try:
+                message = replies.get(timeout=0.5)
+            except queue_module.Empty:
+                if process.is_alive():
+                    continue
+                if stopping.is_set():
+                    return
+                if self._ready.is_set() or self.down_reason:  # not while starting: wait_ready reports that
+                    self._respawn(process)
+                continue
+            except (EOFError, OSError):  # the pipe of a process killed mid-message; the check above follows
+                stopping.wait(0.5)
+                continue
+            self._handle(message)
+
+    def _handle(self, message: Reply) -> None:
+        owner = self._owner
+        try:
+            if isinstance(message, ShardEvent):
+                owner.sink.emit_event(message.alert)
+            elif isinstance(message, ShardTracks):
+                owner.sink.emit_tracks(message.overlay)
+            elif isinstance(message, (Done, LiveFrameReply)):
+                self._answer_pending(message)
+            elif isinstance(message, ShardReport):
+                self.report = message
+            elif isinstance(message, ShardLog):
+                logging.getLogger(message.name).log(message.level, "%s", message.message)
+            elif isinstance(message, ShardReady):
+                owner.metrics_seen(message)
+                self._ready.set()
+                if self.down_reason is not None:  # a restart: its cameras go back in another thread,
+                    # since their answers come through this one
+                    threading.Thread(target=self._resume, name=f"actwatch-resume-{self.index}", daemon=True).start()
+            elif isinstance(message, ShardFailed):
+                self._failure = message  # at a restart, _respawn shows it as the cameras' error
+        except Exception:  # one bad message must not stop the events of every camera of this process
+            log.exception("could not handle %s from compute process %d", type(message).__name__, self.index)
+
+    def _respawn(self, dead: SpawnProcess) -> None:
+        """Start a dead process again, after the backoff; :meth:`_resume` gives it its cameras once ready."""
+        self.restarts += 1
+        failure, self._failure = self._failure, None
+        if failure is not None and self.down_reason is not None:  # the last restart failed to build the stages
+            reason = f"compute process {self.index} could not restart: {failure.message}; trying again"
+        else:
+            reason = f"compute process {self.index} exited with code {dead.exitcode}; restarting"
+        reason = mask_credentials(reason)
+        log.error("%s in %.0f s (restart %d, %d camera(s))", reason, self._backoff, self.restarts, len(self.cameras))
+        with self._lock:
+            self.down_reason = reason
+        self._fail_pending(reason)
+        self.report = None
+        if not self._owner.stopping.wait(self._backoff):
+            self._backoff = min(self._backoff * 2, RESTART_BACKOFF_S[1])
+            self.spawn()
+
+    def _resume(self) -> None:
+        with self._lock:
+            self.down_reason = None
+            cameras = list(self.cameras.values())
+        try:
+            for camera in cameras:
+                _raise_on_error(self.call(AddCamera(self._owner.next_request(), camera)))
+            if self._owner.started:
+                _raise_on_error(self.call(StartCompute(self._owner.next_request())))
+        except Exception as exc:  # its cameras' statuses say what is wrong; the others go on
+            log.error("compute process %d restarted, but resuming its cameras failed: %s", self.index, exc)
+            return
+        self._backoff = RESTART_BACKOFF_S[0]
+        log.info("compute process %d restarted with %d camera(s)", self.index, len(cameras))
+
+
+class ShardedController:
+    """A :class:`~actwatch.service.controller.CameraController` over ``config.pipeline.processes`` compute
+    processes (see the module docstring). Blocks until every process has built its stages; a process that
+    cannot (a missing model, say) stops the others and raises its error."""
+
+    def __init__(
+        self, config: AppConfig, sink: EventSink, metrics: ServiceMetrics, *, uploads: Stages | None = None
+    ) -> None:
+        processes = config.pipeline.processes
+        self.stages = uploads  # the service's own stages, for upload jobs (create_app's _upload_parts)
+        self.sink = sink
+        self.metrics = metrics
+        self.shard_config = shard_config(config, processes)
+        # spawn, not fork: the service holds threads (and on a GPU a CUDA context) a fork would copy half-made
+        self.context = multiprocessing.get_context("spawn")
+        self.stopping = threading.Event()
+        self.started = False
+        self._requests = itertools.count(1)
+        self._lock = threading.Lock()
+        self._shards = [_Shard(i, self) for i in range(processes)]
+        self.live_frames = ShardLiveFrames(self)
+        for shard in self._shards:
+            shard.spawn()
+        try:
+            for shard in self._shards:
+                shard.wait_ready(START_TIMEOUT_S)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("%d compute processes ready", processes)
+
+    def next_request(self) -> int:
+        with self._lock:
+            return next(self._requests)
+
+    def metrics_seen(self, ready: ShardReady) -> None:
+        """The first ready process's providers and model are the service's (they all load the same)."""
+        if not self.metrics.active_providers():
+            for component, providers in ready.providers.items():
+                self.metrics.set_active_providers(component, providers)
+        if ready.provenance is not None and self.metrics.model_provenance() is None:
+            self.metrics.set_model_provenance(ready.provenance)
+
+    # ------------------------------------------------------------------------- CameraController
+    def start(self) -> None:
+        for shard in self._shards:
+            _raise_on_error(shard.call(StartCompute(self.next_request())))
+        self.started = True
+
+    def stop(self) -> None:
+        """Stop every process (side by side) and store the events they sent before stopping."""
+        self.stopping.set()  # first: a process that ends now is not restarted
+        self.started = False
+        threads = [threading.Thread(target=s.stop, name=f"actwatch-stop-{s.index}") for s in self._shards]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def add_camera(self, cfg: CameraConfig) -> None:
+        with self._lock:
+            load = {s.index: len(s.cameras) for s in self._shards if s.down_reason is None}
+        if not load:
+            raise ComputeProcessError("no compute process is running; see the service's log")
+        shard = self._shards[least_loaded(load)]
+        _raise_on_error(shard.call(AddCamera(self.next_request(), cfg)))
+        with self._lock:
+            shard.cameras[cfg.id] = cfg
+
+    def update_camera(self, cfg: CameraConfig) -> None:
+        shard = self._owner_of(cfg.id)
+        with self._lock:
+            shard.cameras[cfg.id] = cfg
+        if shard.down_reason is None:  # a restarting process gets the new settings when it re-adds
+            _raise_on_error(shard.call(UpdateCamera(self.next_request(), cfg)))
+
+    def remove_camera(self, camera_id: str) -> None:
+        shard = self._owner_of(camera_id)
+        with self._lock:
+            shard.cameras.pop(camera_id, None)
+        if shard.down_reason is None:
+            _raise_on_error(shard.call(RemoveCamera(self.next_request(), camera_id)))
+
+    def statuses(self) -> list[CameraStatus]:
+        out: list[CameraStatus] = []
+        for shard in self._shards:
+            with self._lock:
+                cameras = dict(shard.cameras)
+            reported = {s.camera_id: s for s in shard.report.statuses} if shard.report is not None else {}
+            for camera_id, cfg in cameras.items():
+                status = reported.get(camera_id)
+                if shard.down_reason is not None or status is None:
+                    state = CameraState.RECONNECTING if shard.down_reason else CameraState.CONNECTING
+                    url = mask_credentials(str(cfg.url))
+                    status = CameraStatus(camera_id, url, state, shard.down_reason, 0, 0, 0.0, 0, None)
+                out.append(status)
+        return out
+
+    def ready(self) -> bool:
+        return self.started and not self.stopping.is_set() and all(s.alive() for s in self._shards)
+
+    # ------------------------------------------------------------------------- figures
+    def stage_counters(self) -> StageCounters | None:
+        """Every process's pipelined counters together: busy seconds, drops and waits summed (a stage's
+        busy-seconds rate is then the sum of the processes' occupancies), occupancy their mean."""
+        counters = [s.report.counters for s in self._shards if s.report is not None and s.report.counters]
+        return merge_counters(counters) if counters else None
+
+    def metric_families(self) -> list[Any]:
+        """Every process's Prometheus metric families (``ServiceMetrics.add_source`` merges them)."""
+        return [family for s in self._shards if s.report is not None for family in s.report.families]
+
+    def dropped(self) -> dict[str, int]:
+        """Messages the processes dropped for a full queue (track boxes, logs, reports), summed."""
+        out: dict[str, int] = {}
+        for s in self._shards:
+            for kind, n in (s.report.dropped if s.report is not None else {}).items():
+                out[kind] = out.get(kind, 0) + n
+        return out
+
+    def process_ids(self) -> list[int | None]:
+        """Each compute process's id, in index order."""
+        return [s.pid() for s in self._shards]
+
+    def placement(self) -> dict[str, int]:
+        """Which compute process (index) runs each camera."""
+        with self._lock:
+            return {camera_id: s.index for s in self._shards for camera_id in s.cameras}
+
+    def restarts(self) -> int:
+        return sum(s.restarts for s in self._shards)
+
+    def latest_frame(self, camera_id: str, known_sequence: int = 0) -> LiveFrame | None:
+        try:
+            shard = self._owner_of(camera_id)
+            reply = shard.call(LiveFrameRequest(self.next_request(), camera_id, known_sequence), LIVE_FRAME_TIMEOUT_S)
+        except ActwatchError:
+            return None
+        return reply.frame if isinstance(reply, LiveFrameReply) else None
+
+    def _owner_of(self, camera_id: str) -> _Shard:
+        with self._lock:
+            for shard in self._shards:
+                if camera_id in shard.cameras:
+                    return shard
+        raise ActwatchError(f"camera '{camera_id}' is not running")
+
+
+class ShardLiveFrames:
+    """:class:`~actwatch.service.live_frames.LiveFrames`' reading side over compute processes: the newest
+    frame is asked for when the API needs it (the last one is kept, so an unchanged frame does not cross
+    again)."""
+
+    def __init__(self, controller: ShardedController) -> None:
+        self._controller = controller
+        self._lock = threading.Lock()
+        self._last: dict[str, LiveFrame] = {}
+
+    def latest(self, camera_id: str) -> LiveFrame | None:
+        with self._lock:
+            last = self._last.get(camera_id)
+        frame = self._controller.latest_frame(camera_id, last.sequence if last is not None else 0)
+        if frame is None:
+            return last
+        with self._lock:
+            self._last[camera_id] = frame
+        return frame
+
+    def forget(self, camera_id: str) -> None:
+        """The compute process forgot the camera's frame when it stopped it; so does this copy."""
+        with self._lock:
+            self._last.pop(camera_id, None)
+
+
+def merge_counters(counters: list[StageCounters]) -> StageCounters:
+    """One :class:`StageCounters` from several processes' (see :meth:`ShardedController.stage_counters`).
+
+    Example:
+        >>> a = StageCounters(10.0, {"detect": 9.0}, {"detect": 0.9}, {"detect": 1}, 2, 0, 0, 0.5)
+        >>> b = StageCounters(12.0, {"detect": 6.0}, {"detect": 0.5}, {"detect": 3}, 1, 1, 0, 0.0)
+        >>> m = merge_counters([a, b])
+        >>> m.wall_s, m.busy_s, m.occupancy, m.drops, m.stale, m.evidence_dropped
+        (12.0, {'detect': 15.0}, {'detect': 0.7}, {'detect': 4}, 3, 1)
+    """
+
+    def summed(values: list[dict[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for v in values:
+            for k, x in v.items():
+                out[k] = out.get(k, 0) + x
+        return out
+
+    occupancy = {k: v / len(counters) for k, v in summed([c.occupancy for c in counters]).items()}
+    return StageCounters(
+        wall_s=max(c.wall_s for c in counters),
+        busy_s=summed([c.busy_s for c in counters]),
+        occupancy={k: round(v, 6) for k, v in occupancy.items()},
+        drops=summed([c.drops for c in counters]),
+        stale=sum(c.stale for c in counters),
+        evidence_dropped=sum(c.evidence_dropped for c in counters),
+        failures=sum(c.failures for c in counters),
+        frame_waited_s=sum(c.frame_waited_s for c in counters),
+    )
+
+
+def _raise_on_error(reply: Done | LiveFrameReply) -> None:
+    if isinstance(reply, Done) and reply.error is not None:
+        if reply.user_error:
+            raise ActwatchError(reply.error)
+        raise RuntimeError(reply.error)

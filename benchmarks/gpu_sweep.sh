@@ -30,6 +30,10 @@
 #                camera counts whose bench process runs under py-spy (installed from the wheels when
 #                absent): where each thread spends its time / which code holds the GIL, as collapsed
 #                stacks in $OUT/spy_K<K>.txt and $OUT/spy_gil_K<K>.txt (benchmarks/spy_summary.py reads them)
+#   SERVE_K      a camera count: after the sweep, `actwatch serve` itself with SERVE_K looping cameras (flat
+#                out), once per value of SERVE_PROCESSES (pipeline.processes, default 1,8), SERVE_S seconds
+#                each (default 60), every track alerting: frames/s, frame-to-event p50/p95, CPU, RSS
+#                (benchmarks/serve_compare.py --events) into $OUT/serve.md
 #   NAIVE_EVERY  (default 4), PY (default python3), OUT (table and JSON; default ./gpu_out),
 #   BUDGET_S     seconds for all the bench runs (default 300): a K that does not fit is skipped, said so.
 # Writes $OUT/gpu_sweep.md (the table, rewritten after each K), $OUT/gpu_sweep.json, $OUT/env.txt,
@@ -194,6 +198,25 @@ for entry in "${entries[@]}"; do
     done
 done
 
-# 4. one table and one JSON of every run
+# 4. the service itself, measured from outside (benchmarks/serve_compare.py): SERVE_K cameras in one
+# process and split over compute processes (pipeline.processes), with events for the frame-to-event figures
+if [ -n "${SERVE_K:-}" ]; then
+    serve_s=${SERVE_S:-60}
+    runs=$(tr ',' '\n' <<<"${SERVE_PROCESSES:-1,8}" | grep -c .)
+    need=$((runs * (serve_s + 30)))
+    left=$((budget - ($(date +%s) - start)))
+    any=(--any-provider)
+    if [ -n "${CPU_ONLY:-}" ]; then any=(); fi
+    if [ "$left" -lt "$need" ]; then
+        echo "serve runs skipped: $left s left, they need about $need" | tee -a "$log"
+    elif timeout "$left" $PY "$repo/benchmarks/serve_compare.py" --processes "${SERVE_PROCESSES:-1,8}" \
+        --cameras "$SERVE_K" --seconds "$serve_s" --events "${any[@]}" >"$OUT/serve.md" 2>>"$log"; then
+        cat "$OUT/serve.md"
+    else
+        echo "serve runs did not finish (see bench.log)" | tee -a "$log"
+    fi
+fi
+
+# 5. one table and one JSON of every run
 table
 echo "done in $(($(date +%s) - start)) s; figures in $OUT"

@@ -20,6 +20,11 @@ tree first), and the figures are printed side by side.
 
     .venv/bin/python benchmarks/serve_compare.py --base main --seconds 300 --cameras 2
     .venv/bin/python benchmarks/serve_compare.py --processes 1,2 --seconds 120 --cameras 2 --realtime
+    .venv/bin/python benchmarks/serve_compare.py --processes 1,8 --cameras 64 --any-provider --events  # a GPU box
+
+``--events`` adds a rule under which every track alerts (every 5 s at most), so the window also gives
+the events' frame-to-event p50/p95, read from ``actwatch_frame_to_event_seconds`` as Prometheus would
+(interpolated inside its buckets: 50, 100, 250, 500 ms, 1 s, ...).
 """
 
 from __future__ import annotations
@@ -50,7 +55,12 @@ FIGURES = [
     ("cpu_percent", "CPU over the window, % of one core", ".0f"),
     ("fps", "frames/s processed (all cameras)", ".2f"),
     ("detect_ms_per_frame", "detect ms per frame", ".1f"),
+    ("events", "events in the window", ".0f"),
+    ("event_ms_p50", "frame-to-event p50, ms (histogram)", ".0f"),
+    ("event_ms_p95", "frame-to-event p95, ms (histogram)", ".0f"),
 ]
+# --events: every track alerts at most every EVENT_COOLDOWN_S on the model's first class (any score)
+EVENT_COOLDOWN_S = 5.0  # (threshold 0.001: any score of an untrained model)
 READY_TIMEOUT_S = 600.0
 
 
@@ -84,6 +94,44 @@ def _sample(text: str, name: str, **labels: str) -> float:
         if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
             total += float(value)
     return total
+
+
+def _buckets(text: str, name: str) -> dict[float, float]:
+    """Cumulative counts of histogram ``name`` by upper bound (``+Inf`` as infinity)."""
+    out: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket{{"):
+            head, _, value = line.rpartition(" ")
+            bound = head.split('le="', 1)[1].split('"', 1)[0]
+            out[float(bound)] = out.get(float(bound), 0.0) + float(value)
+    return out
+
+
+def histogram_quantile(before: str, after: str, name: str, q: float) -> float:
+    """The ``q`` quantile of what histogram ``name`` counted between two scrapes, interpolated inside its
+    bucket as Prometheus' ``histogram_quantile`` does (NaN when nothing was counted).
+
+    Example:
+        >>> def scrape(*counts):
+        ...     return chr(10).join(f'h_bucket{{le="{b}"}} {c}' for b, c in zip(("0.1", "0.5", "+Inf"), counts))
+        >>> before, after = scrape(0, 0, 0), scrape(5, 15, 20)
+        >>> round(histogram_quantile(before, after, "h", 0.5), 3)  # the 10th of 20: halfway into (0.1, 0.5]
+        0.3
+    """
+    start, end = _buckets(before, name), _buckets(after, name)
+    bounds = sorted(end)
+    counts = [end[b] - start.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return float("nan")
+    rank = q * counts[-1]
+    lower, below = 0.0, 0.0
+    for bound, count in zip(bounds, counts, strict=True):
+        if count >= rank:
+            if bound == float("inf"):
+                return lower  # beyond the last finite bound: that bound is all one can say
+            return lower + (bound - lower) * (rank - below) / (count - below) if count > below else bound
+        lower, below = bound, count
+    return lower
 
 
 def _process_tree(pid: int) -> list[int]:
@@ -122,6 +170,9 @@ def _config(
     cameras: int,
     realtime: bool,
     processes: int | None = None,
+    *,
+    any_provider: bool = False,
+    event_label: str | None = None,
 ) -> Path:
     config: dict[str, object] = {
         "data_dir": str(work / "data"),
@@ -134,6 +185,11 @@ def _config(
         # the installed onnxruntime build lists but this machine cannot run.
         "model": {"dir": str(model_dir), "providers": ["CPUExecutionProvider"]},
     }
+    if any_provider:  # the best this machine has (a GPU); only for trees with the provider policy
+        config["model"] = {"dir": str(model_dir)}
+    if event_label is not None:
+        rule = {"label": event_label, "threshold": 0.001, "n": 1, "m": 1, "cooldown_s": EVENT_COOLDOWN_S}
+        config["alerts"] = {"rules": [{**rule, "min_track_age_s": 0}]}
     if (tree / "actwatch" / "capture" / "source_policy.py").exists():  # revisions with the URL policy
         config["sources"] = {"file_dirs": [str(video.parent)]}
     if processes is not None:
@@ -154,7 +210,9 @@ def measure(tree: Path, config: Path, port: int, token: str, seconds: float) -> 
     try:
         while _get(f"{base}/readyz")[0] != 200:
             if proc.poll() is not None:
-                sys.exit(f"error: serve exited with {proc.returncode} in {tree}; see {log.name}")
+                log.flush()
+                tail = Path(log.name).read_text(errors="replace")[-2000:]  # the folder goes with the run
+                sys.exit(f"error: serve exited with {proc.returncode} in {tree}; its log ends:\n{tail}")
             if time.perf_counter() - started > READY_TIMEOUT_S:
                 sys.exit(f"error: serve in {tree} not ready after {READY_TIMEOUT_S:.0f} s; see {log.name}")
             time.sleep(0.2)
@@ -182,6 +240,8 @@ def measure(tree: Path, config: Path, port: int, token: str, seconds: float) -> 
     detect_s = _sample(after, "actwatch_stage_latency_seconds_sum", stage="detect") - _sample(
         before, "actwatch_stage_latency_seconds_sum", stage="detect"
     )
+    events = _sample(after, "actwatch_events_total") - _sample(before, "actwatch_events_total")
+    latency = "actwatch_frame_to_event_seconds"
     providers = json.loads(ready_body).get("providers") if ready_body else None
     print(f"  {tree}: providers {providers or 'not reported'}", file=sys.stderr)
     return {
@@ -191,6 +251,9 @@ def measure(tree: Path, config: Path, port: int, token: str, seconds: float) -> 
         "cpu_percent": 100 * cpu_s / window if window > 0 else float("nan"),
         "fps": frames / window if window > 0 else float("nan"),
         "detect_ms_per_frame": 1000 * detect_s / frames if frames else float("nan"),
+        "events": events,
+        "event_ms_p50": 1000 * histogram_quantile(before, after, latency, 0.50),
+        "event_ms_p95": 1000 * histogram_quantile(before, after, latency, 0.95),
     }
 
 
@@ -201,6 +264,16 @@ def main() -> None:
     parser.add_argument("--cameras", type=int, default=1, help="looping vtest.avi cameras (default 1)")
     parser.add_argument("--realtime", action="store_true", help="cameras at the video's rate (default: flat out)")
     parser.add_argument("--processes", help="values of pipeline.processes to run this tree with, e.g. 1,2")
+    parser.add_argument(
+        "--any-provider",
+        action="store_true",
+        help="the action model on the best provider there is (a GPU), not named CPU (trees with the policy)",
+    )
+    parser.add_argument(
+        "--events",
+        action="store_true",
+        help=f"every track alerts (each {EVENT_COOLDOWN_S:.0f} s at most), for the frame-to-event figures",
+    )
     args = parser.parse_args()
     if args.cameras < 1 or args.seconds <= 0:
         parser.error("--cameras must be >= 1 and --seconds > 0")
@@ -220,6 +293,7 @@ def main() -> None:
         model_dir = export_untrained_model(work / "model", InputSpec(seq_len=16, input_size=(112, 112), fps=10.0))
         video = ensure_sample_video()
         token = secrets.token_urlsafe(24)
+        event_label = json.loads((model_dir / "manifest.json").read_text())["classes"][0] if args.events else None
         runs: list[tuple[str, Path, int | None]] = [
             ("this" if p is None else f"processes={p}", REPO, p) for p in processes
         ]
@@ -232,7 +306,17 @@ def main() -> None:
                 run_dir.mkdir()
                 port = _free_port()
                 config = _config(
-                    tree, run_dir, port, token, video, model_dir, args.cameras, args.realtime, process_count
+                    tree,
+                    run_dir,
+                    port,
+                    token,
+                    video,
+                    model_dir,
+                    args.cameras,
+                    args.realtime,
+                    process_count,
+                    any_provider=args.any_provider,
+                    event_label=event_label,
                 )
                 print(f"{name}: actwatch serve from {tree} ...", file=sys.stderr, flush=True)
                 results[name] = measure(tree, config, port, token, args.seconds)

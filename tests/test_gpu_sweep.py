@@ -36,6 +36,10 @@ def test_the_gpu_sweep_falls_back_to_the_cpu_and_writes_its_table(
         "BLOCKING": "2:1",  # and in one process with --gpu-wait blocking (no GPU here: said in the log)
         "FIXED": "2:1",  # and with every detector and encoder call at one size
         "PROFILE_K": "1",  # py-spy is not installed here: said, and ignored
+        "SERVE_K": "2",  # and actwatch serve with its 2 cameras in one process, then in two
+        "SERVE_PROCESSES": "1,2",
+        "SERVE_S": "8",
+        "BUDGET_S": "1500",  # the serve runs come after the sweep: never skipped for time here
         "OUT": str(out),
     }
     ran = subprocess.run(["bash", str(SCRIPT), "run", str(payload)], env=run_env, capture_output=True, text=True)
@@ -64,6 +68,10 @@ def test_the_gpu_sweep_falls_back_to_the_cpu_and_writes_its_table(
     log = (out / "bench.log").read_text()
     assert "pipeline.gpu_wait: blocking not applied: no network runs on CUDA or TensorRT" in log
     assert "GPU: none (no nvidia-smi)" in (out / "env.txt").read_text()
+    serve = (out / "serve.md").read_text()
+    assert "| figure | processes=1 | processes=2 |" in serve, serve + log
+    processed = re.search(r"\| frames/s processed \(all cameras\) \| ([\d.]+) \| ([\d.]+) \|", serve)
+    assert processed and all(float(fps) > 0 for fps in processed.groups()), serve
 
 
 def test_gpu_sweep_refuses_an_unknown_command() -> None:

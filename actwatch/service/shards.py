@@ -124,6 +124,7 @@ class _Shard:
         self._lock = threading.Lock()
         self._pending: dict[int, _Pending] = {}
         self._ready = threading.Event()
+        self._drained = threading.Event()  # the process ended and the receiver read all it had sent
         self._failure: ShardFailed | None = None
         self._process: SpawnProcess | None = None
         self._commands: Queue[Command] | None = None
@@ -144,8 +145,13 @@ class _Shard:
             daemon=True,
         )
         self._ready.clear()
+        self._drained.clear()
         self._failure = None
         process.start()
+        # Only the compute process writes replies: with this process's copy of the write end closed, the
+        # end of that process is an end of file here, even in the middle of a message (SIGKILL while
+        # sending an event), instead of a read waiting for the rest for ever.
+        getattr(replies, "_writer").close()  # noqa: B009 (multiprocessing has no public call for it)
         with self._lock:
             self._process, self._commands, self._replies = process, commands, replies
         if self._receiver is None:
@@ -164,11 +170,9 @@ class _Shard:
                 if failure.user_error:
                     raise ComputeProcessError(failure.message)
                 raise ComputeProcessError(f"compute process {self.index} could not start: {failure.message}")
-            if self._process is not None and not self._process.is_alive() and self._failure is None:
-                time.sleep(0.5)  # a failure put just before the exit may still be in the pipe
-                if self._failure is None:
-                    code = self._process.exitcode
-                    raise ComputeProcessError(f"compute process {self.index} exited with code {code} while starting")
+            if self._drained.is_set() and self._failure is None:
+                code = self._process.exitcode if self._process is not None else None
+                raise ComputeProcessError(f"compute process {self.index} exited with code {code} while starting")
             if time.monotonic() > deadline:
                 raise ComputeProcessError(f"compute process {self.index} did not start within {timeout:.0f} s")
 
@@ -206,7 +210,7 @@ class _Shard:
             deadline = time.monotonic() + timeout
             commands.put(command, timeout=timeout)
             while not pending.done.wait(0.2):
-                if not process.is_alive() and not pending.done.wait(1.0):  # (an answer may still be in the pipe)
+                if self._drained.is_set() and not pending.done.is_set():  # everything it sent was read
                     raise ComputeProcessError(f"compute process {self.index} exited (code {process.exitcode})")
                 if time.monotonic() > deadline:
                     raise ComputeProcessError(f"compute process {self.index} did not answer within {timeout:.0f} s")
@@ -242,17 +246,30 @@ class _Shard:
             assert replies is not None and process is not None
             try:
                 message = replies.get(timeout=0.5)
-            except queue_module.Empty:
+            except (queue_module.Empty, EOFError, OSError):  # (EOF: the end of a process, maybe mid-message)
                 if process.is_alive():
                     continue
+                self._drain(replies)  # what it sent between that wait and its end
+                self._drained.set()
                 if stopping.is_set():
                     return
                 if self._ready.is_set() or self.down_reason:  # not while starting: wait_ready reports that
                     self._respawn(process)
                 continue
-            except (EOFError, OSError):  # the pipe of a process killed mid-message; the check above follows
-                stopping.wait(0.5)
+            except Exception:  # a message that cannot be unpickled: the next one may
+                log.exception("compute process %d sent an unreadable message", self.index)
                 continue
+            self._handle(message)
+
+    def _drain(self, replies: Queue[Reply]) -> None:
+        while True:
+            try:
+                message = replies.get(timeout=0.05)
+            except (queue_module.Empty, EOFError, OSError):  # EOF: all read, or half a message from a killed one
+                return
+            except Exception:
+                log.exception("compute process %d left an unreadable message", self.index)
+                return
             self._handle(message)
 
     def _handle(self, message: Reply) -> None:

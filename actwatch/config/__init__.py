@@ -1,9 +1,10 @@
 """The service's configuration: one strict pydantic model tree, from YAML plus ``ACTWATCH_…`` variables.
 
-Four modules: :mod:`~actwatch.config.sections` (the service's own sections: server, cameras, model,
-pipeline, alerts, storage), :mod:`~actwatch.config.app` (:class:`AppConfig`, which composes those and
-the stages' own settings models: ``capture:`` is :class:`~actwatch.capture.settings.CaptureSettings`,
-``detector:`` is :class:`~actwatch.tracker.detector.DetectorSettings`, ``tracker:`` is
+Five modules: :mod:`~actwatch.config.sections` (the service's own sections: server, cameras, model,
+alerts, storage), :mod:`~actwatch.config.pipeline` (``pipeline:``, the compute loop),
+:mod:`~actwatch.config.app` (:class:`AppConfig`, which composes those and the stages' own settings
+models: ``capture:`` is :class:`~actwatch.capture.settings.CaptureSettings`, ``detector:`` is
+:class:`~actwatch.tracker.detector.DetectorSettings`, ``tracker:`` is
 :class:`~actwatch.tracker.bytetrack.TrackerSettings`, ``signals:`` is
 :class:`~actwatch.signals.settings.SignalsSettings`), :mod:`~actwatch.config.loading`
 (:func:`load_config`) and :mod:`~actwatch.config.secrets` (``${VAR}`` in the YAML and ``*_FILE``
@@ -30,6 +31,7 @@ from actwatch.capture.settings import CaptureSettings
 from actwatch.capture.source_policy import SourcePolicy
 from actwatch.config.app import ENV_PREFIX, AppConfig, LogLevel
 from actwatch.config.loading import load_config, unknown_env_variables
+from actwatch.config.pipeline import PipelineConfig
 from actwatch.config.sections import (
     CAMERA_ID_PATTERN,
     MAX_ZONE_POINTS,
@@ -39,7 +41,6 @@ from actwatch.config.sections import (
     CameraId,
     Coordinate,
     ModelSection,
-    PipelineConfig,
     Point,
     PredictionsConfig,
     ServerConfig,

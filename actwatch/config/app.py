@@ -19,12 +19,12 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from actwatch.capture.settings import CaptureSettings
 from actwatch.capture.source_policy import SourcePolicy
 from actwatch.capture.sources import MASK, mask_credentials
+from actwatch.config.pipeline import PipelineConfig
 from actwatch.config.secrets import FileAwareEnvSource, redact_tree
 from actwatch.config.sections import (
     AlertsConfig,
     CameraConfig,
     ModelSection,
-    PipelineConfig,
     PredictionsConfig,
     ServerConfig,
     StorageConfig,

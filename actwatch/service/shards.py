@@ -92,7 +92,15 @@ def least_loaded(cameras: Mapping[int, int]) -> int:
 
 def shard_config(config: AppConfig, processes: int) -> AppConfig:
     """``config`` for one of ``processes`` compute processes: unset intra-op threads become an equal
-    share of the usable cores (every session would otherwise take every core, N times over)."""
+    share of the usable cores (every session would otherwise take every core, N times over), and the
+    track buffers' memory cap (``pipeline.max_buffer_mb``) a share of the cap, which stays the box's.
+
+    Example:
+        >>> from actwatch.config import AppConfig
+        >>> cfg = shard_config(AppConfig(pipeline={"processes": 4, "max_buffer_mb": 512}), 4)
+        >>> cfg.pipeline.max_buffer_mb, cfg.detector.intra_op_threads >= 1
+        (128.0, True)
+    """
     share = max(1, len(os.sched_getaffinity(0)) // processes)
     detector = config.detector
     if detector.intra_op_threads is None:
@@ -100,7 +108,8 @@ def shard_config(config: AppConfig, processes: int) -> AppConfig:
     model = config.model
     if model.intra_op_threads is None:
         model = model.model_copy(update={"intra_op_threads": share})
-    return config.model_copy(update={"detector": detector, "model": model})
+    pipeline = config.pipeline.model_copy(update={"max_buffer_mb": config.pipeline.max_buffer_mb / processes})
+    return config.model_copy(update={"detector": detector, "model": model, "pipeline": pipeline})
 
 
 @dataclass(slots=True)

@@ -27,7 +27,7 @@ import numpy as np
 from actwatch.config import AppConfig, CameraConfig
 from actwatch.errors import ConfigError
 from actwatch.model.runtime import ActionRuntime, RecognitionRuntime
-from actwatch.onnx_providers import CPU, gpu_devices, select_providers, set_gpu_wait
+from actwatch.onnx_providers import gpu_devices, runs_on_gpu, select_providers, set_gpu_wait
 from actwatch.service.alerts import AlertEngine
 from actwatch.service.camera_set import Reader, ReaderFactory
 from actwatch.service.events import AlertRecord, FrameOverlay
@@ -255,10 +255,17 @@ A = TypeVar("A")
 
 
 def _resolve_auto(setting: int | Literal["auto"], providers: Sequence[str], *, on_cpu: A, on_gpu: A) -> int | A:
-    """``setting``, or for ``auto`` the value for where the detector runs (its first provider)."""
+    """``setting``, or for ``auto`` the value for where the detector runs: ``on_gpu`` when its first
+    provider is CUDA or TensorRT, ``on_cpu`` otherwise (OpenVINO included), as for ``detector.rect`` and
+    ``batch_padding`` (:func:`~actwatch.onnx_providers.runs_on_gpu`, the one test of it).
+
+    Example:
+        >>> [detect_batch("auto", [p]) for p in ("OpenVINOExecutionProvider", "CUDAExecutionProvider:1")]
+        [1, None]
+    """
     if setting != "auto":
         return setting
-    return on_cpu if providers and providers[0] == CPU else on_gpu
+    return on_gpu if runs_on_gpu(providers) else on_cpu
 
 
 # How ONNX Runtime words a device allocation that failed (its arena, or CUDA itself), lower-cased

@@ -409,7 +409,7 @@ def test_two_detect_workers_run_side_by_side_and_keep_each_camera_s_frames_in_or
 
 
 def test_detect_workers_is_auto_or_a_number_of_threads() -> None:
-    from actwatch.config.sections import PipelineConfig
+    from actwatch.config.pipeline import PipelineConfig
     from actwatch.errors import ConfigError
     from actwatch.settings import validate_settings
 

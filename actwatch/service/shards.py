@@ -94,12 +94,18 @@ def shard_config(config: AppConfig, processes: int) -> AppConfig:
     """``config`` for one of ``processes`` compute processes: unset intra-op threads become an equal
     share of the usable cores (every session would otherwise take every core, N times over), and the
     track buffers' memory cap (``pipeline.max_buffer_mb``) a share of the cap, which stays the box's.
+    Its ``cameras`` are a process's share of the configured ones (the first few: only their number
+    counts there), since the stages size their batches by it (the detector's and the action model's
+    batch sizes, each warmed up and, on a GPU, a session each; TensorRT's profile): sized for every
+    camera, each process would hold the sessions of batches it never runs. The cameras themselves come
+    with ``AddCamera``.
 
     Example:
         >>> from actwatch.config import AppConfig
-        >>> cfg = shard_config(AppConfig(pipeline={"processes": 4, "max_buffer_mb": 512}), 4)
-        >>> cfg.pipeline.max_buffer_mb, cfg.detector.intra_op_threads >= 1
-        (128.0, True)
+        >>> cams = [{"id": f"c{i}", "url": f"rtsp://10.0.0.{i}/s"} for i in range(10)]
+        >>> cfg = shard_config(AppConfig(cameras=cams, pipeline={"processes": 4, "max_buffer_mb": 512}), 4)
+        >>> cfg.pipeline.max_buffer_mb, len(cfg.cameras), cfg.detector.intra_op_threads >= 1
+        (128.0, 3, True)
     """
     share = max(1, len(os.sched_getaffinity(0)) // processes)
     detector = config.detector
@@ -109,7 +115,8 @@ def shard_config(config: AppConfig, processes: int) -> AppConfig:
     if model.intra_op_threads is None:
         model = model.model_copy(update={"intra_op_threads": share})
     pipeline = config.pipeline.model_copy(update={"max_buffer_mb": config.pipeline.max_buffer_mb / processes})
-    return config.model_copy(update={"detector": detector, "model": model, "pipeline": pipeline})
+    cameras = config.cameras[: -(-len(config.cameras) // processes)]  # the largest share: ceil(K / N)
+    return config.model_copy(update={"detector": detector, "model": model, "pipeline": pipeline, "cameras": cameras})
 
 
 @dataclass(slots=True)

@@ -141,6 +141,8 @@ def test_each_camera_runs_in_its_own_process_and_events_reach_the_api(service: L
     # no password anywhere the API shows the camera
     assert PASSWORD not in str(messages) and PASSWORD not in service.http.get("/cameras").text
     assert service.http.get("/readyz").status_code == 200
+    assert service.metric("actwatch_compute_processes_up") == 2
+    assert service.metric("actwatch_compute_process_restarts_total") == 0
 
 
 def test_a_new_camera_goes_to_the_process_with_fewest_and_can_be_removed(
@@ -184,6 +186,7 @@ def test_a_killed_compute_process_restarts_with_its_cameras_while_the_other_carr
         before = _processed(service, survivor)
         wait_for(lambda: _processed(service, survivor) > before, timeout=60, what=f"'{survivor}' to go on")
         assert service.http.get("/readyz").status_code == 503
+        assert service.metric("actwatch_compute_processes_up") == 1
     finally:
         hidden.rename(manifest)
     wait_for(lambda: service.camera("hall")["state"] == "streaming", timeout=180, what="'hall' to stream again")
@@ -192,6 +195,8 @@ def test_a_killed_compute_process_restarts_with_its_cameras_while_the_other_carr
     with service.websocket({"cameras": ["hall"]}) as ws:
         collect(ws, lambda ms: any(e["frame_time"] > restarted for e in _events(ms, "hall")), timeout=180)
     wait_for(lambda: service.http.get("/readyz").status_code == 200, timeout=30, what="ready again")
+    assert service.metric("actwatch_compute_processes_up") == 2
+    assert service.metric("actwatch_compute_process_restarts_total") == controller.restarts() >= 2
 
 
 def test_stopping_the_service_stops_every_compute_process(service: LiveService) -> None:

@@ -1,0 +1,315 @@
+"""One compute process of a sharded service, seen from the service: :class:`ComputeProcess`.
+
+It starts the process (``spawn``: :func:`~actwatch.service.shard_worker.run_shard`), holds the queues to
+and from it and the cameras it runs (the truth a restart re-adds from), answers numbered commands
+(:meth:`ComputeProcess.call`), and runs the receiver thread that handles everything the process sends
+(events into the service's sink, answers, reports, log records) and starts it again when it dies. The
+:class:`~actwatch.service.shards.ShardedController` owns one per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue as queue_module
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from actwatch.capture.sources import mask_credentials
+from actwatch.errors import ActwatchError
+from actwatch.service.shard_messages import (
+    AddCamera,
+    Command,
+    Done,
+    LiveFrameReply,
+    Reply,
+    ShardEvent,
+    ShardFailed,
+    ShardLog,
+    ShardReady,
+    ShardReport,
+    ShardTracks,
+    StartCompute,
+    StopCompute,
+)
+from actwatch.service.shard_worker import run_shard
+
+if TYPE_CHECKING:
+    from multiprocessing.context import SpawnContext, SpawnProcess
+    from multiprocessing.queues import Queue
+
+    from actwatch.config import AppConfig, CameraConfig
+    from actwatch.service.sink import EventSink
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 256  # messages in flight each way per compute process
+START_TIMEOUT_S = 900.0  # building the stages: exports and TensorRT engines on a first start
+CALL_TIMEOUT_S = 30.0
+LIVE_FRAME_TIMEOUT_S = 5.0
+STOP_TIMEOUT_S = 15.0
+RESTART_BACKOFF_S = (1.0, 30.0)
+
+
+class ComputeProcessError(ActwatchError):
+    """A compute process could not start, or did not answer."""
+
+
+class ComputeOwner(Protocol):
+    """What a :class:`ComputeProcess` needs of the controller that owns it."""
+
+    context: SpawnContext
+    shard_config: AppConfig
+    sink: EventSink
+    stopping: threading.Event
+    started: bool
+
+    def next_request(self) -> int: ...
+    def metrics_seen(self, ready: ShardReady) -> None: ...
+
+
+@dataclass(slots=True)
+class _Pending:
+    done: threading.Event = field(default_factory=threading.Event)
+    reply: Done | LiveFrameReply | None = None
+
+
+class ComputeProcess:
+    """One compute process, the queues to and from it, and the cameras it runs (the truth a restart
+    re-adds from). Its receiver thread handles every reply and restarts the process when it dies."""
+
+    def __init__(self, index: int, owner: ComputeOwner) -> None:
+        self.index = index
+        self._owner = owner
+        self.cameras: dict[str, CameraConfig] = {}
+        self.report: ShardReport | None = None
+        self.down_reason: str | None = None  # set while the process is being restarted
+        self.restarts = 0
+        self.dropped_before: dict[str, int] = {}  # what earlier runs of the process dropped (their reports end)
+        self._backoff = RESTART_BACKOFF_S[0]
+        self._lock = threading.Lock()
+        self._pending: dict[int, _Pending] = {}
+        self._ready = threading.Event()
+        self._drained = threading.Event()  # the process ended and the receiver read all it had sent
+        self._failure: ShardFailed | None = None
+        self._process: SpawnProcess | None = None
+        self._commands: Queue[Command] | None = None
+        self._replies: Queue[Reply] | None = None
+        self._receiver: threading.Thread | None = None
+
+    # ------------------------------------------------------------------------------- process
+    def spawn(self) -> None:
+        """Start the process (and, the first time, the receiver thread); returns at once."""
+        owner = self._owner
+        context = owner.context
+        commands: Queue[Command] = context.Queue(QUEUE_SIZE)
+        replies: Queue[Reply] = context.Queue(QUEUE_SIZE)
+        process = context.Process(
+            target=run_shard,
+            args=(self.index, owner.shard_config, commands, replies, logging.getLogger().level, os.getpid()),
+            name=f"actwatch-compute-{self.index}",
+            daemon=True,
+        )
+        self._ready.clear()
+        self._drained.clear()
+        self._failure = None
+        process.start()
+        # Only the compute process writes replies: with this process's copy of the write end closed, the
+        # end of that process is an end of file here, even in the middle of a message (SIGKILL while
+        # sending an event), instead of a read waiting for the rest for ever.
+        getattr(replies, "_writer").close()  # noqa: B009 (multiprocessing has no public call for it)
+        with self._lock:
+            self._process, self._commands, self._replies = process, commands, replies
+        if self._receiver is None:
+            self._receiver = threading.Thread(
+                target=self._receive_loop, name=f"actwatch-shard-{self.index}", daemon=True
+            )
+            self._receiver.start()
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait until the stages are built; raise :class:`ComputeProcessError` (``ActwatchError``'s
+        message for a user mistake) when they could not be."""
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(0.2):
+            failure = self._failure
+            if failure is not None:
+                if failure.user_error:
+                    raise ComputeProcessError(failure.message)
+                raise ComputeProcessError(f"compute process {self.index} could not start: {failure.message}")
+            if self._drained.is_set() and self._failure is None:
+                code = self._process.exitcode if self._process is not None else None
+                raise ComputeProcessError(f"compute process {self.index} exited with code {code} while starting")
+            if time.monotonic() > deadline:
+                raise ComputeProcessError(f"compute process {self.index} did not start within {timeout:.0f} s")
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive() and self._ready.is_set()
+
+    def stop(self) -> None:
+        process = self._process
+        if process is None:
+            return
+        if process.is_alive():
+            try:
+                self.call(StopCompute(self._owner.next_request()), STOP_TIMEOUT_S)
+            except ComputeProcessError as exc:
+                log.warning("%s; killing it", exc)
+        process.join(STOP_TIMEOUT_S)
+        if process.is_alive():
+            process.kill()
+            process.join(STOP_TIMEOUT_S)
+        if self._receiver is not None:
+            self._receiver.join(STOP_TIMEOUT_S)
+
+    def dropped(self) -> dict[str, int]:
+        """Messages the process dropped for a full queue (track boxes, logs, reports), by kind, in all its
+        runs."""
+        out = dict(self.dropped_before)
+        for kind, n in (self.report.dropped if self.report is not None else {}).items():
+            out[kind] = out.get(kind, 0) + n
+        return out
+
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    # ------------------------------------------------------------------------------- calls
+    def call(self, command: Command, timeout: float = CALL_TIMEOUT_S) -> Done | LiveFrameReply:
+        pending = _Pending()
+        with self._lock:
+            commands, process = self._commands, self._process
+            if commands is None or process is None or self.down_reason is not None:
+                raise ComputeProcessError(f"compute process {self.index} is not running ({self.down_reason})")
+            self._pending[command.request] = pending
+        try:
+            deadline = time.monotonic() + timeout
+            commands.put(command, timeout=timeout)
+            while not pending.done.wait(0.2):
+                if self._drained.is_set() and not pending.done.is_set():  # everything it sent was read
+                    raise ComputeProcessError(f"compute process {self.index} exited (code {process.exitcode})")
+                if time.monotonic() > deadline:
+                    raise ComputeProcessError(f"compute process {self.index} did not answer within {timeout:.0f} s")
+        except queue_module.Full:
+            raise ComputeProcessError(f"compute process {self.index} is not taking commands") from None
+        finally:
+            with self._lock:
+                self._pending.pop(command.request, None)
+        assert pending.reply is not None
+        return pending.reply
+
+    def _answer_pending(self, reply: Done | LiveFrameReply) -> None:
+        with self._lock:
+            pending = self._pending.get(reply.request)
+        if pending is not None:
+            pending.reply = reply
+            pending.done.set()
+
+    def _fail_pending(self, reason: str) -> None:
+        with self._lock:
+            waiting = list(self._pending.items())
+        for request, pending in waiting:
+            pending.reply = Done(request, reason)
+            pending.done.set()
+
+    # ------------------------------------------------------------------------------- receiving
+    def _receive_loop(self) -> None:
+        # Until the service stops and this process has ended with nothing left to read: its last events
+        # are stored before the store closes.
+        stopping = self._owner.stopping
+        while True:
+            replies, process = self._replies, self._process
+            assert replies is not None and process is not None
+            try:
+                message = replies.get(timeout=0.5)
+            except (queue_module.Empty, EOFError, OSError):  # (EOF: the end of a process, maybe mid-message)
+                if process.is_alive():
+                    continue
+                self._drain(replies)  # what it sent between that wait and its end
+                self._drained.set()
+                if stopping.is_set():
+                    return
+                if self._ready.is_set() or self.down_reason:  # not while starting: wait_ready reports that
+                    self._respawn(process)
+                continue
+            except Exception:  # a message that cannot be unpickled: the next one may
+                log.exception("compute process %d sent an unreadable message", self.index)
+                continue
+            self._handle(message)
+
+    def _drain(self, replies: Queue[Reply]) -> None:
+        while True:
+            try:
+                message = replies.get(timeout=0.05)
+            except (queue_module.Empty, EOFError, OSError):  # EOF: all read, or half a message from a killed one
+                return
+            except Exception:
+                log.exception("compute process %d left an unreadable message", self.index)
+                return
+            self._handle(message)
+
+    def _handle(self, message: Reply) -> None:
+        owner = self._owner
+        try:
+            if isinstance(message, ShardEvent):
+                owner.sink.emit_event(message.alert)
+            elif isinstance(message, ShardTracks):
+                owner.sink.emit_tracks(message.overlay)
+            elif isinstance(message, (Done, LiveFrameReply)):
+                self._answer_pending(message)
+            elif isinstance(message, ShardReport):
+                self.report = message
+            elif isinstance(message, ShardLog):
+                logging.getLogger(message.name).log(message.level, "%s", message.message)
+            elif isinstance(message, ShardReady):
+                owner.metrics_seen(message)
+                self._ready.set()
+                if self.down_reason is not None:  # a restart: its cameras go back in another thread,
+                    # since their answers come through this one
+                    threading.Thread(target=self._resume, name=f"actwatch-resume-{self.index}", daemon=True).start()
+            elif isinstance(message, ShardFailed):
+                self._failure = message  # at a restart, _respawn shows it as the cameras' error
+        except Exception:  # one bad message must not stop the events of every camera of this process
+            log.exception("could not handle %s from compute process %d", type(message).__name__, self.index)
+
+    def _respawn(self, dead: SpawnProcess) -> None:
+        """Start a dead process again, after the backoff; :meth:`_resume` gives it its cameras once ready."""
+        self.restarts += 1
+        failure, self._failure = self._failure, None
+        if failure is not None and self.down_reason is not None:  # the last restart failed to build the stages
+            reason = f"compute process {self.index} could not restart: {failure.message}; trying again"
+        else:
+            reason = f"compute process {self.index} exited with code {dead.exitcode}; restarting"
+        reason = mask_credentials(reason)
+        log.error("%s in %.0f s (restart %d, %d camera(s))", reason, self._backoff, self.restarts, len(self.cameras))
+        with self._lock:
+            self.down_reason = reason
+        self._fail_pending(reason)
+        for kind, n in self.dropped().items():
+            self.dropped_before[kind] = n
+        self.report = None
+        if not self._owner.stopping.wait(self._backoff):
+            self._backoff = min(self._backoff * 2, RESTART_BACKOFF_S[1])
+            self.spawn()
+
+    def _resume(self) -> None:
+        with self._lock:
+            self.down_reason = None
+            cameras = list(self.cameras.values())
+        try:
+            for camera in cameras:
+                raise_on_error(self.call(AddCamera(self._owner.next_request(), camera)))
+            if self._owner.started:
+                raise_on_error(self.call(StartCompute(self._owner.next_request())))
+        except Exception as exc:  # its cameras' statuses say what is wrong; the others go on
+            log.error("compute process %d restarted, but resuming its cameras failed: %s", self.index, exc)
+            return
+        self._backoff = RESTART_BACKOFF_S[0]
+        log.info("compute process %d restarted with %d camera(s)", self.index, len(cameras))
+
+
+def raise_on_error(reply: Done | LiveFrameReply) -> None:
+    if isinstance(reply, Done) and reply.error is not None:
+        if reply.user_error:
+            raise ActwatchError(reply.error)
+        raise RuntimeError(reply.error)

@@ -131,7 +131,12 @@ def test_each_camera_runs_in_its_own_process_and_events_reach_the_api(service: L
     assert snapshot.status_code == 200 and snapshot.content[:2] == b"\xff\xd8"
     assert service.http.get(f"/events/{event['id']}").json()["camera_id"] == "door"
     # /metrics pools both processes: each camera's frames, and the stages' latencies of both
-    assert _processed(service, "door") > 0 and _processed(service, "hall") > 0
+    # (waited for: a process reports every half second, and an event can come before the next report)
+    wait_for(
+        lambda: _processed(service, "door") > 0 and _processed(service, "hall") > 0,
+        timeout=30,
+        what="both cameras' processed frames on /metrics",
+    )
     assert service.metric("actwatch_pipeline_busy_seconds_total", stage="detect") > 0
     detect = next(s for s in service.http.get("/system").json()["stages"] if s["stage"] == "detect")
     assert detect["count"] > 0 and detect["mean_ms"] > 0

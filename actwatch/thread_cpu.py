@@ -100,13 +100,18 @@ class ThreadCpu:
 
     def by_group(self, total_s: float) -> dict[str, float]:
         """Seconds per group since :meth:`start`, most first; ``total_s`` (the process's CPU seconds over
-        the same time) less the groups' sum is reported as :data:`UNSAMPLED` when positive."""
+        the same time) less the groups' sum is reported as :data:`UNSAMPLED` when positive. Every named
+        thread seen at a sample has its group, at 0.0 when it spent less than a clock tick (10 ms): a
+        stage that hardly worked shows as such instead of missing."""
         groups: defaultdict[str, float] = defaultdict(float)
         with self._lock:
             for key, seconds in self._last.items():
-                spent = seconds - self._base.get(key, 0.0)
-                if spent > 0:
-                    groups[self._names.get(key[0], NATIVE)] += spent
+                spent = max(0.0, seconds - self._base.get(key, 0.0))
+                name = self._names.get(key[0])
+                if name is not None:
+                    groups[name] += spent
+                elif spent > 0:
+                    groups[NATIVE] += spent
         unsampled = total_s - sum(groups.values())
         if unsampled > 0.005:  # under a clock tick: rounding, not a thread
             groups[UNSAMPLED] += unsampled

@@ -80,6 +80,7 @@ def test_bench_runs_both_runtimes_side_by_side_over_a_sweep(
     # the pipelined runtime's stages each in a named thread, its detector busiest; the sequential loop at
     # this rate runs in the benchmark's main thread
     pipelined = runs[1]["cpu_s_by_thread"]
+    # (each stage's thread has its group, at 0.0 when it spent under a clock tick: 6 frames of tracking may)
     assert {"actwatch-detect", "actwatch-track", "actwatch-action"} <= set(pipelined)
     assert pipelined["actwatch-detect"] > pipelined["actwatch-track"]
     sequential = runs[0]["cpu_s_by_thread"]

@@ -41,6 +41,7 @@ import numpy as np
 
 from actwatch.bench_report import BenchResult, percentile, usable_cores
 from actwatch.errors import ActwatchError
+from actwatch.service.staged import added_up
 from actwatch.thread_cpu import summed
 
 if TYPE_CHECKING:
@@ -207,10 +208,6 @@ def merge_shards(cfg: BenchConfig, outcomes: list[ShardOutcome]) -> BenchResult:
     stages = list(dict.fromkeys(k for r in results for k in r.stage_ms_per_step))  # in the shards' order
     stage_ms = {k: sum(r.stage_ms_per_step.get(k, 0.0) * r.steps for r in results) / max(steps, 1) for k in stages}
     occupancy = {k: float(np.mean([r.occupancy.get(k, 0.0) for r in results])) for k in results[0].occupancy}
-    drops: dict[str, int] = {}
-    for r in results:
-        for k, v in r.drops.items():
-            drops[k] = drops.get(k, 0) + v
     latencies = [ms for r in results for ms in r.latencies_ms]
     ours = sum(r.ours_action_ms_measured for r in results)
     naive = sum(r.naive_action_ms_measured for r in results)
@@ -238,7 +235,7 @@ def merge_shards(cfg: BenchConfig, outcomes: list[ShardOutcome]) -> BenchResult:
         mean_tracks_per_camera_frame=tracks / max(frames, 1),
         stage_ms_per_step=stage_ms,
         occupancy=occupancy,
-        drops=drops,
+        drops=added_up(r.drops for r in results),
         crops_encoded=sum(r.crops_encoded for r in results),
         windows_classified=sum(r.windows_classified for r in results),
         events=sum(r.events for r in results),

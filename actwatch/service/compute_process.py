@@ -35,6 +35,7 @@ from actwatch.service.shard_messages import (
     StopCompute,
 )
 from actwatch.service.shard_worker import run_shard
+from actwatch.service.staged import added_up
 
 if TYPE_CHECKING:
     from multiprocessing.context import SpawnContext, SpawnProcess
@@ -166,10 +167,7 @@ class ComputeProcess:
     def dropped(self) -> dict[str, int]:
         """Messages the process dropped for a full queue (track boxes, logs, reports), by kind, in all its
         runs."""
-        out = dict(self.dropped_before)
-        for kind, n in (self.report.dropped if self.report is not None else {}).items():
-            out[kind] = out.get(kind, 0) + n
-        return out
+        return added_up([self.dropped_before, self.report.dropped if self.report is not None else {}])
 
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None

@@ -305,15 +305,24 @@ class ServiceMetrics:
         ``pipeline.processes``) into :meth:`render`, read at each scrape."""
         self._sources.append(families)
 
-    def sample_value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
-        """One sample as :meth:`render` exports it (the sources merged in); ``None`` when absent."""
-        if not self._sources:
-            return self.registry.get_sample_value(name, labels)
-        for family in _MergedFamilies([self.registry.collect, *self._sources]).collect():
-            for sample in family.samples:
-                if sample.name == name and sample.labels == (labels or {}):
-                    return float(sample.value)
-        return None
+    def samples(self, *names: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """The samples called ``names`` as :meth:`render` exports them (the sources merged in), by name and
+        sorted labels, from one collection.
+
+        Example:
+            >>> m = ServiceMetrics()
+            >>> m.observe_stage("detect", 0.25)
+            >>> name = "actwatch_stage_latency_seconds_sum"
+            >>> m.samples(name)[(name, (("stage", "detect"),))]
+            0.25
+        """
+        collector = _MergedFamilies([self.registry.collect, *self._sources]) if self._sources else self.registry
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): float(sample.value)
+            for family in collector.collect()
+            for sample in family.samples
+            if sample.name in names
+        }
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry (and of the sources, merged)."""

@@ -58,7 +58,7 @@ from actwatch.service.shard_messages import (
     StartCompute,
     UpdateCamera,
 )
-from actwatch.service.staged import StageCounters
+from actwatch.service.staged import StageCounters, added_up
 
 if TYPE_CHECKING:
     from actwatch.config import AppConfig, CameraConfig
@@ -218,11 +218,7 @@ class ShardedController:
 
     def dropped(self) -> dict[str, int]:
         """Messages the processes dropped for a full queue (track boxes, logs, reports), summed."""
-        out: dict[str, int] = {}
-        for s in self._shards:
-            for kind, n in s.dropped().items():
-                out[kind] = out.get(kind, 0) + n
-        return out
+        return added_up(s.dropped() for s in self._shards)
 
     def running(self) -> int:
         """Compute processes running with their stages built."""
@@ -330,20 +326,12 @@ def merge_counters(counters: list[StageCounters]) -> StageCounters:
         >>> m.wall_s, m.busy_s, m.occupancy, m.drops, m.stale, m.evidence_dropped
         (12.0, {'detect': 15.0}, {'detect': 0.7}, {'detect': 4}, 3, 1)
     """
-
-    def summed(values: list[dict[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for v in values:
-            for k, x in v.items():
-                out[k] = out.get(k, 0) + x
-        return out
-
-    occupancy = {k: v / len(counters) for k, v in summed([c.occupancy for c in counters]).items()}
+    occupancy = {k: v / len(counters) for k, v in added_up(c.occupancy for c in counters).items()}
     return StageCounters(
         wall_s=max(c.wall_s for c in counters),
-        busy_s=summed([c.busy_s for c in counters]),
+        busy_s=added_up(c.busy_s for c in counters),
         occupancy={k: round(v, 6) for k, v in occupancy.items()},
-        drops=summed([c.drops for c in counters]),
+        drops=added_up(c.drops for c in counters),
         stale=sum(c.stale for c in counters),
         evidence_dropped=sum(c.evidence_dropped for c in counters),
         failures=sum(c.failures for c in counters),

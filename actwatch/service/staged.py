@@ -30,7 +30,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -157,6 +157,24 @@ class StageQueue(Generic[T]):
     def __len__(self) -> int:
         with self._cond:
             return self._work()
+
+
+Count = TypeVar("Count", int, float)
+
+
+def added_up(mappings: Iterable[Mapping[str, Count]]) -> dict[str, Count]:
+    """Counts by key (drops per queue, busy seconds per stage, …) added up over several runners or
+    processes; a key counted as 0 stays.
+
+    Example:
+        >>> added_up([{"frames": 1, "stale": 0}, {"frames": 2, "tracks": 4}])
+        {'frames': 3, 'stale': 0, 'tracks': 4}
+    """
+    total: dict[str, Count] = {}
+    for counts in mappings:
+        for key, value in counts.items():
+            total[key] = total[key] + value if key in total else value
+    return total
 
 
 @dataclass(frozen=True, slots=True)

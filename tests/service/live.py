@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -22,6 +23,7 @@ from actwatch.service.app import create_app
 from actwatch.service.events import FrameOverlay, TrackOverlay
 from actwatch.service.messages import TracksMessage, encode
 from actwatch.service.server import listen_socket, uvicorn_config
+from tests.support.net import free_port
 
 T = TypeVar("T")
 
@@ -257,3 +259,43 @@ def collect(
         except TimeoutError:
             continue
     return messages
+
+
+def door_and_hall_config(
+    data_dir: Path,
+    rtsp_url: str,
+    vtest: Path,
+    detector: Path,
+    model_dir: Path,
+    *,
+    token: str,
+    **pipeline: Any,
+) -> AppConfig:
+    """The end-to-end tests' service: ``door`` reads ``rtsp_url`` (RTSP over UDP, quick reconnects),
+    ``hall`` plays vtest.avi itself in real time, and every classified window of a tracked person alerts
+    (the test model is untrained), so events trace the pipeline's work. ``pipeline`` adds settings."""
+    return AppConfig.model_validate(
+        {
+            "data_dir": str(data_dir),
+            "server": {"token": token, "port": free_port(), "ws_queue_size": 16},
+            "cameras": [
+                {"id": "door", "name": "Front door", "url": rtsp_url},
+                {"id": "hall", "url": str(vtest), "loop": True, "realtime": True},
+            ],
+            "sources": {"file_dirs": [str(vtest.parent)]},
+            "capture": {
+                "stall_timeout_s": 2.0,
+                "backoff_initial_s": 0.2,
+                "backoff_max_s": 1.0,
+                "rtsp_transport": "udp",
+            },
+            "detector": {"weights": str(detector), "person_class_ids": [0, 1]},
+            "model": {"dir": str(model_dir)},
+            "pipeline": {"stride": 2, **pipeline},
+            "alerts": {
+                "rules": [
+                    {"label": "walking", "threshold": 0.01, "n": 1, "m": 1, "cooldown_s": 0, "min_track_age_s": 0}
+                ]
+            },
+        }
+    )

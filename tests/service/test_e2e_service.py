@@ -22,6 +22,7 @@ from tests.service.live import (
     PROBE_CAMERA,
     LiveService,
     collect,
+    door_and_hall_config,
     messages_to_overflow,
     probe_message,
     read_probe_stream,
@@ -36,41 +37,6 @@ TOKEN = "e2e-test-token-0123456789abcdef"
 PASSWORD = "s3cret-pw"
 
 
-def _config(data_dir: Path, rtsp_url: str, vtest: Path, detector: Path, model_dir: Path) -> AppConfig:
-    return AppConfig.model_validate(
-        {
-            "data_dir": str(data_dir),
-            "server": {"token": TOKEN, "port": free_port(), "ws_queue_size": 16},
-            "cameras": [
-                {"id": "door", "name": "Front door", "url": rtsp_url},
-                {"id": "hall", "url": str(vtest), "loop": True, "realtime": True},
-            ],
-            "sources": {"file_dirs": [str(vtest.parent)]},
-            "capture": {
-                "stall_timeout_s": 2.0,
-                "backoff_initial_s": 0.2,
-                "backoff_max_s": 1.0,
-                "rtsp_transport": "udp",
-            },
-            "detector": {"weights": str(detector), "person_class_ids": [0, 1]},
-            "model": {"dir": str(model_dir)},
-            "pipeline": {"stride": 2},
-            "alerts": {
-                "rules": [
-                    {
-                        "label": "walking",
-                        "threshold": 0.01,
-                        "n": 1,
-                        "m": 1,
-                        "cooldown_s": 0,
-                        "min_track_age_s": 0,
-                    }
-                ]
-            },
-        }
-    )
-
-
 @pytest.fixture(scope="module")
 def config(
     tmp_path_factory: pytest.TempPathFactory,
@@ -81,7 +47,9 @@ def config(
 ) -> AppConfig:
     server, _ = rtsp
     url = server.url("door", user="admin", password=PASSWORD)
-    return _config(tmp_path_factory.mktemp("e2e"), url, vtest_path, detector_weights, exported_model_dir)
+    return door_and_hall_config(
+        tmp_path_factory.mktemp("e2e"), url, vtest_path, detector_weights, exported_model_dir, token=TOKEN
+    )
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,7 @@ import pytest
 from actwatch.config import AppConfig
 from actwatch.errors import ActwatchError
 from actwatch.service.shards import ShardedController
-from tests.service.live import LiveService, collect, wait_for
-from tests.support.net import free_port
+from tests.service.live import LiveService, collect, door_and_hall_config, wait_for
 from tests.support.rtsp import RtspPublisher, RtspServer
 
 pytestmark = pytest.mark.slow
@@ -38,30 +37,15 @@ def service(
     exported_model_dir: Path,
 ) -> Iterator[LiveService]:
     server, _ = rtsp
-    config = AppConfig.model_validate(
-        {
-            "data_dir": str(tmp_path_factory.mktemp("shards")),
-            "server": {"token": TOKEN, "port": free_port()},
-            "cameras": [
-                {"id": "door", "url": server.url("door", user="admin", password=PASSWORD)},
-                {"id": "hall", "url": str(vtest_path), "loop": True, "realtime": True},
-            ],
-            "sources": {"file_dirs": [str(vtest_path.parent)]},
-            "capture": {
-                "stall_timeout_s": 2.0,
-                "backoff_initial_s": 0.2,
-                "backoff_max_s": 1.0,
-                "rtsp_transport": "udp",
-            },
-            "detector": {"weights": str(detector_weights), "person_class_ids": [0, 1]},
-            "model": {"dir": str(exported_model_dir)},
-            "pipeline": {"stride": 2, "processes": 2},
-            "alerts": {
-                "rules": [
-                    {"label": "walking", "threshold": 0.01, "n": 1, "m": 1, "cooldown_s": 0, "min_track_age_s": 0}
-                ]
-            },
-        }
+    url = server.url("door", user="admin", password=PASSWORD)
+    config = door_and_hall_config(
+        tmp_path_factory.mktemp("shards"),
+        url,
+        vtest_path,
+        detector_weights,
+        exported_model_dir,
+        token=TOKEN,
+        processes=2,
     )
     live = LiveService(config).start()
     try:

@@ -27,11 +27,12 @@ def router() -> APIRouter:
         responses=error_responses(*PROTECTED),
     )
     def system(services: Services) -> SystemInfo:
-        metrics = services.metrics
+        # the figures /metrics exports (every compute process's together), read at once
+        latency = services.metrics.samples(f"{_LATENCY}_count", f"{_LATENCY}_sum")
         stages = []
-        for stage in STAGES:  # the figures /metrics exports (every compute process's together)
-            count = metrics.sample_value(f"{_LATENCY}_count", {"stage": stage}) or 0.0
-            total = metrics.sample_value(f"{_LATENCY}_sum", {"stage": stage}) or 0.0
+        for stage in STAGES:
+            count = latency.get((f"{_LATENCY}_count", (("stage", stage),)), 0.0)
+            total = latency.get((f"{_LATENCY}_sum", (("stage", stage),)), 0.0)
             mean_ms = round(total / count * 1000, 3) if count else None
             stages.append(StageTiming(stage=stage, count=int(count), mean_ms=mean_ms, total_s=round(total, 6)))
         predictions = services.predictions

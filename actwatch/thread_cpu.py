@@ -50,6 +50,49 @@ def thread_cpu_seconds() -> dict[ThreadKey, float]:
     return seconds
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``/proc/<pid>/task/<tid>/children``), ``pid`` first.
+
+    Example:
+        >>> process_tree(os.getpid())[0] == os.getpid()
+        True
+    """
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in _listdir(f"/proc/{current}/task"):
+            try:
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as f:
+                    todo.extend(int(child) for child in f.read().split())
+            except OSError:  # ended since the listing
+                continue
+    return found
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (0.0 once it has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and its live descendants so far (a benchmark's service and its compute
+    processes)."""
+    return sum(process_cpu_seconds(member) for member in process_tree(pid))
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
 def summed(runs: Iterable[Mapping[str, float]]) -> dict[str, float]:
     """Several runs' seconds per group (e.g. the processes of one sharded run) added up, most first.
 

@@ -17,22 +17,15 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import httpx
 
+from actwatch.thread_cpu import process_cpu_seconds
+
 TOKEN = "bench-live-media-token-0123456789"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def serve(port: int, cameras: int, video: str) -> None:
@@ -75,19 +68,19 @@ def serve(port: int, cameras: int, video: str) -> None:
 
 def idle_rate(pid: int, seconds: float) -> float:
     """The child's CPU seconds per wall second with nobody watching."""
-    c0, t0 = cpu_seconds(pid), time.monotonic()
+    c0, t0 = process_cpu_seconds(pid), time.monotonic()
     time.sleep(seconds)
-    return (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+    return (process_cpu_seconds(pid) - c0) / (time.monotonic() - t0)
 
 
 def measure_latest(pid: int, http: httpx.Client, cameras: int, frames: int, query: str, idle: float) -> float:
     """CPU ms per latest.jpg served (``frames`` requests spread over the cameras)."""
-    c0, t0 = cpu_seconds(pid), time.monotonic()
+    c0, t0 = process_cpu_seconds(pid), time.monotonic()
     for n in range(frames):
         response = http.get(f"/cameras/cam{n % cameras}/latest.jpg{query}")
         response.raise_for_status()
     wall = time.monotonic() - t0
-    return (cpu_seconds(pid) - c0 - idle * wall) / frames * 1000
+    return (process_cpu_seconds(pid) - c0 - idle * wall) / frames * 1000
 
 
 def measure_mjpeg(pid: int, http: httpx.Client, frames: int, query: str, idle: float) -> float:
@@ -95,13 +88,13 @@ def measure_mjpeg(pid: int, http: httpx.Client, frames: int, query: str, idle: f
     boundary = b"--actwatchframe"
     with http.stream("GET", f"/cameras/cam0/stream.mjpeg{query}") as stream:
         stream.raise_for_status()
-        seen, c0, t0 = 0, cpu_seconds(pid), time.monotonic()
+        seen, c0, t0 = 0, process_cpu_seconds(pid), time.monotonic()
         for chunk in stream.iter_bytes():
             seen += chunk.count(boundary)
             if seen > frames:
                 break
         wall = time.monotonic() - t0
-        used = cpu_seconds(pid) - c0
+        used = process_cpu_seconds(pid) - c0
     return (used - idle * wall) / frames * 1000
 
 

@@ -24,7 +24,9 @@ tree first), and the figures are printed side by side.
 
 ``--events`` adds a rule under which every track alerts (every 5 s at most), so the window also gives
 the events' frame-to-event p50/p95, read from ``actwatch_frame_to_event_seconds`` as Prometheus would
-(interpolated inside its buckets: 50, 100, 250, 500 ms, 1 s, ...).
+(interpolated inside its buckets: 50, 100, 250, 500 ms, 1 s, ...), and with compute processes the
+hand-off's share of it (``actwatch_compute_event_handoff_seconds``: the event from its compute process to
+the service's).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from pathlib import Path
 from compare_revisions import REPO, base_worktree
 
 from actwatch.bench import rss_mb
+from actwatch.thread_cpu import process_tree, tree_cpu_seconds
 
 FIGURES = [
     ("startup_s", "start-up to ready, s", ".1f"),
@@ -58,6 +61,8 @@ FIGURES = [
     ("events", "events in the window", ".0f"),
     ("event_ms_p50", "frame-to-event p50, ms (histogram)", ".0f"),
     ("event_ms_p95", "frame-to-event p95, ms (histogram)", ".0f"),
+    ("handoff_ms_p50", "of it, compute process to service p50, ms", ".1f"),
+    ("handoff_ms_p95", "of it, compute process to service p95, ms", ".1f"),
 ]
 # --events: every track alerts at most every EVENT_COOLDOWN_S on the model's first class (any score)
 EVENT_COOLDOWN_S = 5.0  # (threshold 0.001: any score of an untrained model)
@@ -134,32 +139,6 @@ def histogram_quantile(before: str, after: str, name: str, q: float) -> float:
     return lower
 
 
-def _process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (``/proc/<pid>/task/<tid>/children``)."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            try:
-                todo.extend(int(child) for child in (task / "children").read_text().split())
-            except OSError:
-                continue
-    return found
-
-
-def _tree_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) of ``pid``'s process tree so far."""
-    total = 0
-    for member in _process_tree(pid):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def _config(
     tree: Path,
     work: Path,
@@ -217,15 +196,15 @@ def measure(tree: Path, config: Path, port: int, token: str, seconds: float) -> 
                 sys.exit(f"error: serve in {tree} not ready after {READY_TIMEOUT_S:.0f} s; see {log.name}")
             time.sleep(0.2)
         startup = time.perf_counter() - started
-        rss_start = sum(rss_mb(p) for p in _process_tree(proc.pid))
+        rss_start = sum(rss_mb(p) for p in process_tree(proc.pid))
         _, before = _get(f"{base}/metrics", token)
-        cpu_before = _tree_cpu_s(proc.pid)
+        cpu_before = tree_cpu_seconds(proc.pid)
         t0 = time.perf_counter()
         time.sleep(seconds)
         _, after = _get(f"{base}/metrics", token)
         window = time.perf_counter() - t0
-        cpu_s = _tree_cpu_s(proc.pid) - cpu_before
-        rss_end = sum(rss_mb(p) for p in _process_tree(proc.pid))
+        cpu_s = tree_cpu_seconds(proc.pid) - cpu_before
+        rss_end = sum(rss_mb(p) for p in process_tree(proc.pid))
         _, ready_body = _get(f"{base}/readyz")
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -242,6 +221,7 @@ def measure(tree: Path, config: Path, port: int, token: str, seconds: float) -> 
     )
     events = _sample(after, "actwatch_events_total") - _sample(before, "actwatch_events_total")
     latency = "actwatch_frame_to_event_seconds"
+    handoff = "actwatch_compute_event_handoff_seconds"  # compute processes only (NaN in one process)
     providers = json.loads(ready_body).get("providers") if ready_body else None
     print(f"  {tree}: providers {providers or 'not reported'}", file=sys.stderr)
     return {
@@ -254,6 +234,8 @@ def measure(tree: Path, config: Path, port: int, token: str, seconds: float) -> 
         "events": events,
         "event_ms_p50": 1000 * histogram_quantile(before, after, latency, 0.50),
         "event_ms_p95": 1000 * histogram_quantile(before, after, latency, 0.95),
+        "handoff_ms_p50": 1000 * histogram_quantile(before, after, handoff, 0.50),
+        "handoff_ms_p95": 1000 * histogram_quantile(before, after, handoff, 0.95),
     }
 
 

@@ -2,7 +2,9 @@
 
 :func:`create_app` builds the services (store, broadcaster, metrics, sink, camera service) and wires
 them with the camera controller — by default the compute pipeline
-(``StreamPipeline(build_stages(config, sink=..., metrics=...))``). Start-up has the camera service start
+(``StreamPipeline(build_stages(config, sink=..., metrics=...))``), or with ``pipeline.processes`` > 1 a
+:class:`~actwatch.service.shards.ShardedController` over compute processes (then this process loads no
+model: cameras and uploads run in those). Start-up has the camera service start
 the configured enabled cameras, then starts the controller; shutdown stops it.
 
 Security: every route needs the bearer token except ``/healthz``, ``/readyz``, the dashboard page
@@ -281,56 +283,43 @@ def prepare_data_dir(path: Path) -> None:
 
 
 def _default_controller(config: AppConfig, sink: EventSink, metrics: ServiceMetrics) -> CameraController:
+    if config.pipeline.processes > 1:
+        # The service's process loads no model: the compute processes run the cameras and the uploads.
+        from actwatch.service.shards import ShardedController
+
+        sharded = ShardedController(config, sink, metrics)
+        metrics.watch_pipeline(sharded.stage_counters)
+        metrics.add_source(sharded.metric_families)
+        return sharded
     # heavy (torch, onnxruntime): imported only when serving
     from actwatch.service.pipeline import StreamPipeline
     from actwatch.service.stages import build_stages
 
     pipeline = StreamPipeline(build_stages(config, sink=sink, metrics=metrics))
-    if config.pipeline.processes == 1:
-        metrics.watch_pipeline(pipeline.stage_counters)
-        return pipeline
-    # The stages built here serve the uploads (and were the first to load the models: the compute
-    # processes find the derived graphs already written).
-    from actwatch.service.shards import ShardedController
-
-    sharded = ShardedController(config, sink, metrics, uploads=pipeline.stages)
-    metrics.watch_pipeline(sharded.stage_counters)
-    metrics.add_source(sharded.metric_families)
-    return sharded
+    metrics.watch_pipeline(pipeline.stage_counters)
+    return pipeline
 
 
 def _upload_parts(
     config: AppConfig, controller: CameraController, metrics: ServiceMetrics
 ) -> tuple[JobRunner | None, ModelInfo | None]:
-    """The upload jobs' runner and the model's description, from the compute pipeline's own stages
-    (a :class:`~actwatch.service.pipeline.StreamPipeline` has them); ``(None, None)`` for any other
-    controller (a test's fake): uploads then answer 503."""
+    """The upload jobs' runner and the model's description: a sharded controller runs the jobs in a compute
+    process (``upload_parts``); a :class:`~actwatch.service.pipeline.StreamPipeline` through its own
+    stages; ``(None, None)`` for any other controller (a test's fake): uploads then answer 503."""
+    upload_parts = getattr(controller, "upload_parts", None)
+    if upload_parts is not None:
+        parts: tuple[JobRunner, ModelInfo] = upload_parts()
+        return parts
     live = getattr(controller, "stages", None)
     if live is None:
         return None, None
     # heavy (onnxruntime): imported only when a pipeline runs
-    from actwatch.service.prediction_run import stages_runner
+    from actwatch.service.prediction_run import model_info, stages_runner
     from actwatch.service.stages import Stages
 
     if not isinstance(live, Stages):
         return None, None
-    runtime = live.runtime
-    spec = runtime.spec
-    manifest = getattr(runtime, "manifest", None)
-    provenance = metrics.model_provenance()
-    model = ModelInfo(
-        classes=list(runtime.classes),
-        arch=getattr(manifest, "arch", None),
-        seq_len=spec.seq_len,
-        input_size=spec.input_size,
-        fps=spec.fps,
-        mean=spec.mean,
-        std=spec.std,
-        feature_cache=runtime.supports_feature_cache,
-        trained=provenance.trained if provenance is not None else None,
-        backbone=provenance.backbone if provenance is not None else None,
-    )
-    return stages_runner(live, config.pipeline), model
+    return stages_runner(live, config.pipeline), model_info(live.runtime, metrics.model_provenance())
 
 
 async def _purge_loop(store: EventStore, clips: ClipStore, interval_s: float) -> None:

@@ -3,28 +3,35 @@
 It starts the process (``spawn``: :func:`~actwatch.service.shard_worker.run_shard`), holds the queues to
 and from it and the cameras it runs (the truth a restart re-adds from), answers numbered commands
 (:meth:`ComputeProcess.call`), and runs the receiver thread that handles everything the process sends
-(events into the service's sink, answers, reports, log records) and starts it again when it dies. The
+(events into the service's sink, answers, upload jobs' progress, reports, log records) and starts it
+again when it dies; an upload job running there then fails with the reason. The
 :class:`~actwatch.service.shards.ShardedController` owns one per process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue as queue_module
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from actwatch.capture.sources import mask_credentials
 from actwatch.errors import ActwatchError
+from actwatch.service.predictions import JobCancelled, JobProgress, PredictionOutcome
 from actwatch.service.shard_messages import (
     AddCamera,
+    Answer,
+    CancelUpload,
     Command,
     Done,
     LiveFrameReply,
     Reply,
+    RunUpload,
     ShardEvent,
     ShardFailed,
     ShardLog,
@@ -33,6 +40,8 @@ from actwatch.service.shard_messages import (
     ShardTracks,
     StartCompute,
     StopCompute,
+    UploadFinished,
+    UploadProgress,
 )
 from actwatch.service.shard_worker import run_shard
 from actwatch.service.staged import added_up
@@ -68,13 +77,15 @@ class ComputeOwner(Protocol):
     started: bool
 
     def next_request(self) -> int: ...
-    def metrics_seen(self, ready: ShardReady) -> None: ...
+    def metrics_seen(self, index: int, ready: ShardReady) -> None: ...
+    def observe_handoff(self, seconds: float) -> None: ...
 
 
 @dataclass(slots=True)
 class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
-    reply: Done | LiveFrameReply | None = None
+    reply: Answer | None = None
+    on_progress: Callable[[float], None] | None = None  # an upload job's
 
 
 class ComputeProcess:
@@ -173,20 +184,57 @@ class ComputeProcess:
         return self._process.pid if self._process is not None else None
 
     # ------------------------------------------------------------------------------- calls
-    def call(self, command: Command, timeout: float = CALL_TIMEOUT_S) -> Done | LiveFrameReply:
-        pending = _Pending()
+    def call(self, command: Command, timeout: float | None = CALL_TIMEOUT_S) -> Answer:
+        """Send ``command`` and wait for its answer (``timeout=None``: as long as the process lives)."""
+        return self._exchange(command, _Pending(), timeout, lambda: None)
+
+    def run_upload(self, command: RunUpload, progress: JobProgress) -> PredictionOutcome:
+        """Run an upload job in the process and wait for its end, passing its progress on and its
+        cancellation (service stop) in. Raises :class:`~actwatch.service.predictions.JobCancelled`, or
+        :class:`ComputeProcessError` when the job failed or the process ended under it."""
+        cancel_sent = False
+
+        def check_cancel() -> None:
+            nonlocal cancel_sent
+            if progress.cancelled() and not cancel_sent:
+                cancel_sent = True
+                with self._lock:
+                    commands = self._commands
+                # not a call: its answer would come through this very wait. A full queue: the process is
+                # not taking commands, and its end fails the job below.
+                if commands is not None:
+                    with contextlib.suppress(queue_module.Full):
+                        commands.put(CancelUpload(self._owner.next_request(), command.request), timeout=1.0)
+
+        reply = self._exchange(command, _Pending(on_progress=progress.on_progress), None, check_cancel)
+        if isinstance(reply, UploadFinished):
+            if reply.outcome is not None:
+                return reply.outcome
+            if reply.cancelled:
+                raise JobCancelled
+            if reply.user_error:
+                raise ActwatchError(reply.error or "the job failed")
+            raise ComputeProcessError(f"the job failed in compute process {self.index}: {reply.error}")
+        # a Done with an error: the process ended (or is restarting) under the job
+        reason = reply.error if isinstance(reply, Done) else None
+        raise ComputeProcessError(f"the job's compute process stopped before it finished ({reason})")
+
+    def _exchange(
+        self, command: Command, pending: _Pending, timeout: float | None, on_wait: Callable[[], None]
+    ) -> Answer:
         with self._lock:
             commands, process = self._commands, self._process
             if commands is None or process is None or self.down_reason is not None:
                 raise ComputeProcessError(f"compute process {self.index} is not running ({self.down_reason})")
             self._pending[command.request] = pending
         try:
-            deadline = time.monotonic() + timeout
-            commands.put(command, timeout=timeout)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            commands.put(command, timeout=CALL_TIMEOUT_S if timeout is None else timeout)
             while not pending.done.wait(0.2):
+                on_wait()
                 if self._drained.is_set() and not pending.done.is_set():  # everything it sent was read
                     raise ComputeProcessError(f"compute process {self.index} exited (code {process.exitcode})")
-                if time.monotonic() > deadline:
+                if deadline is not None and time.monotonic() > deadline:
                     raise ComputeProcessError(f"compute process {self.index} did not answer within {timeout:.0f} s")
         except queue_module.Full:
             raise ComputeProcessError(f"compute process {self.index} is not taking commands") from None
@@ -196,12 +244,18 @@ class ComputeProcess:
         assert pending.reply is not None
         return pending.reply
 
-    def _answer_pending(self, reply: Done | LiveFrameReply) -> None:
+    def _answer_pending(self, reply: Answer) -> None:
         with self._lock:
             pending = self._pending.get(reply.request)
         if pending is not None:
             pending.reply = reply
             pending.done.set()
+
+    def _progress(self, message: UploadProgress) -> None:
+        with self._lock:
+            pending = self._pending.get(message.request)
+        if pending is not None and pending.on_progress is not None:
+            pending.on_progress(message.fraction)
 
     def _fail_pending(self, reason: str) -> None:
         with self._lock:
@@ -250,17 +304,20 @@ class ComputeProcess:
         owner = self._owner
         try:
             if isinstance(message, ShardEvent):
+                owner.observe_handoff(time.time() - message.sent_at)
                 owner.sink.emit_event(message.alert)
             elif isinstance(message, ShardTracks):
                 owner.sink.emit_tracks(message.overlay)
-            elif isinstance(message, (Done, LiveFrameReply)):
+            elif isinstance(message, (Done, LiveFrameReply, UploadFinished)):
                 self._answer_pending(message)
+            elif isinstance(message, UploadProgress):
+                self._progress(message)
             elif isinstance(message, ShardReport):
                 self.report = message
             elif isinstance(message, ShardLog):
                 logging.getLogger(message.name).log(message.level, "%s", message.message)
             elif isinstance(message, ShardReady):
-                owner.metrics_seen(message)
+                owner.metrics_seen(self.index, message)
                 self._ready.set()
                 if self.down_reason is not None:  # a restart: its cameras go back in another thread,
                     # since their answers come through this one
@@ -306,7 +363,7 @@ class ComputeProcess:
         log.info("compute process %d restarted with %d camera(s)", self.index, len(cameras))
 
 
-def raise_on_error(reply: Done | LiveFrameReply) -> None:
+def raise_on_error(reply: Answer) -> None:
     if isinstance(reply, Done) and reply.error is not None:
         if reply.user_error:
             raise ActwatchError(reply.error)

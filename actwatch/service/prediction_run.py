@@ -32,12 +32,14 @@ from actwatch.capture.replay import ReplayReader
 from actwatch.capture.video_file import VideoProbe
 from actwatch.config import CameraConfig, PipelineConfig
 from actwatch.model.config import InputSpec
+from actwatch.model.provenance import ModelProvenance
 from actwatch.model.runtime import RecognitionRuntime
 from actwatch.service.alerts import AlertEngine
 from actwatch.service.annotated_video import H264Writer, draw_overlay
 from actwatch.service.events import AlertRecord, FrameOverlay, TrackOverlay
 from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.pipeline import StreamPipeline
+from actwatch.service.prediction_schemas import ModelInfo
 from actwatch.service.predictions import (
     JobCancelled,
     JobProgress,
@@ -257,3 +259,21 @@ def stages_runner(live: Stages, pipeline_config: PipelineConfig) -> JobRunner:
         )
 
     return run
+
+
+def model_info(runtime: RecognitionRuntime, provenance: ModelProvenance | None) -> ModelInfo:
+    """The action model as ``/system`` and the upload page describe it."""
+    spec = runtime.spec
+    manifest = getattr(runtime, "manifest", None)
+    return ModelInfo(
+        classes=list(runtime.classes),
+        arch=getattr(manifest, "arch", None),
+        seq_len=spec.seq_len,
+        input_size=spec.input_size,
+        fps=spec.fps,
+        mean=spec.mean,
+        std=spec.std,
+        feature_cache=runtime.supports_feature_cache,
+        trained=provenance.trained if provenance is not None else None,
+        backbone=provenance.backbone if provenance is not None else None,
+    )

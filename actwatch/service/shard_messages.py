@@ -3,7 +3,7 @@
 Every message is a small frozen dataclass, pickled through one bounded ``multiprocessing`` queue each
 way per compute process (:mod:`actwatch.service.shards` in the service, :mod:`actwatch.service.shard_worker`
 in each compute process). Commands carry a ``request`` number; the compute process answers each with a
-:class:`Done` (or a :class:`LiveFrameReply`) of the same number.
+:class:`Done` (or a :class:`LiveFrameReply`, or an upload job's :class:`UploadFinished`) of the same number.
 
 Example:
     >>> from actwatch.config import CameraConfig
@@ -16,13 +16,17 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from actwatch.capture.reader import CameraStatus
+from actwatch.capture.video_file import VideoProbe
 from actwatch.config import CameraConfig
 from actwatch.model.provenance import ModelProvenance
 from actwatch.service.events import AlertRecord, FrameOverlay
 from actwatch.service.live_frames import LiveFrame
+from actwatch.service.prediction_schemas import ModelInfo
+from actwatch.service.predictions import PredictionOutcome
 from actwatch.service.staged import StageCounters
 
 # --------------------------------------------------------------------- service -> compute process
@@ -75,7 +79,30 @@ class LiveFrameRequest:
     known_sequence: int = 0
 
 
-Command = AddCamera | UpdateCamera | RemoveCamera | StartCompute | StopCompute | LiveFrameRequest
+@dataclass(frozen=True, slots=True)
+class RunUpload:
+    """Run one upload job through the process's stages (shared models, the job's own tracks), writing the
+    annotated video to ``annotated``; answered by :class:`UploadFinished` of the same number, with
+    :class:`UploadProgress` on the way. Paths are the service's own job folder, never a client's."""
+
+    request: int
+    camera_id: str
+    video: Path
+    probe: VideoProbe
+    annotated: Path
+
+
+@dataclass(frozen=True, slots=True)
+class CancelUpload:
+    """Stop the upload job started by the :class:`RunUpload` numbered ``upload`` (after its current frame)."""
+
+    request: int
+    upload: int
+
+
+Command = (
+    AddCamera | UpdateCamera | RemoveCamera | StartCompute | StopCompute | LiveFrameRequest | RunUpload | CancelUpload
+)
 
 # --------------------------------------------------------------------- compute process -> service
 
@@ -86,6 +113,7 @@ class ShardReady:
 
     providers: dict[str, list[str]]
     provenance: ModelProvenance | None
+    model: ModelInfo  # the action model, as /system and the upload page describe it
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +143,32 @@ class LiveFrameReply:
 
 
 @dataclass(frozen=True, slots=True)
+class UploadProgress:
+    """The share of an upload job's frames done (the job is the :class:`RunUpload` numbered ``request``)."""
+
+    request: int
+    fraction: float
+
+
+@dataclass(frozen=True, slots=True)
+class UploadFinished:
+    """The answer to a :class:`RunUpload`: its ``outcome``, or why there is none (``cancelled``; a
+    ``user_error`` such as an unreadable video; else an internal failure, logged in the process)."""
+
+    request: int
+    outcome: PredictionOutcome | None
+    error: str | None = None
+    user_error: bool = False
+    cancelled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ShardEvent:
-    """An alert, its evidence already rendered (``snapshot_jpeg``/``crops_png``; no arrays)."""
+    """An alert, its evidence already rendered (``snapshot_jpeg``/``crops_png``; no arrays); ``sent_at``:
+    the wall clock when the compute process sent it (the hand-off's share of frame-to-event)."""
 
     alert: AlertRecord
+    sent_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +198,19 @@ class ShardLog:
     message: str
 
 
-Reply = ShardReady | ShardFailed | Done | LiveFrameReply | ShardEvent | ShardTracks | ShardReport | ShardLog
+Reply = (
+    ShardReady
+    | ShardFailed
+    | Done
+    | LiveFrameReply
+    | UploadProgress
+    | UploadFinished
+    | ShardEvent
+    | ShardTracks
+    | ShardReport
+    | ShardLog
+)
+Answer = Done | LiveFrameReply | UploadFinished  # what answers a command (by its number)
 
 # How often a compute process reports (statuses and metrics in the service are this old at most).
 REPORT_INTERVAL_S = 0.5

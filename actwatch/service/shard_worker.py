@@ -9,6 +9,10 @@ service: events with their evidence rendered here (``ShardSink.emit_event``: nev
 makes the event writer wait), track boxes (dropped and counted when the queue is full), log records,
 and a report every ``REPORT_INTERVAL_S`` (camera statuses, stage counters, metric families).
 
+Upload jobs run here too (:class:`UploadJobs`), through the same stages in a thread of their own, at most
+``predictions.compute_share`` of the time, as in a one-process service: the service's process then loads
+no model at all.
+
 A process whose service has gone (its parent changed) stops by itself.
 """
 
@@ -23,20 +27,24 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from actwatch.config import PredictionsConfig
 from actwatch.errors import ActwatchError
 from actwatch.service.clips import ClipRecorder, ClipStore
 from actwatch.service.events import AlertRecord, FrameOverlay
 from actwatch.service.live_frames import LiveFrames
 from actwatch.service.metrics import ServiceMetrics
+from actwatch.service.predictions import ComputeShare, JobCancelled
 from actwatch.service.shard_messages import (
     REPORT_INTERVAL_S,
     AddCamera,
+    CancelUpload,
     Command,
     Done,
     LiveFrameReply,
     LiveFrameRequest,
     RemoveCamera,
     Reply,
+    RunUpload,
     ShardEvent,
     ShardFailed,
     ShardLog,
@@ -46,18 +54,22 @@ from actwatch.service.shard_messages import (
     StartCompute,
     StopCompute,
     UpdateCamera,
+    UploadFinished,
+    UploadProgress,
 )
 from actwatch.service.sink import render_alert_evidence
 
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue
 
-    from actwatch.config import AppConfig
+    from actwatch.config import AppConfig, PipelineConfig
     from actwatch.service.pipeline import StreamPipeline
+    from actwatch.service.stages import Stages
 
 log = logging.getLogger(__name__)
 
 ORPHAN_FLUSH_S = 5.0  # how long a process whose service has gone tries to hand over its last messages
+PROGRESS_STEP = 0.01  # an upload's progress is sent when it has grown by this much
 
 
 class ReplySender:
@@ -100,13 +112,91 @@ class ShardSink:
             self._clips.start(event.id, event.camera_id, event.frame_time)
         except Exception:
             log.exception("could not start the clip of event %s", event.id)
-        self._sender.send(ShardEvent(alert))
+        self._sender.send(ShardEvent(alert, time.time()))
 
     def emit_tracks(self, overlay: FrameOverlay, image: np.ndarray | None = None) -> None:
         if image is not None:
             self._live_frames.put(image, overlay)
             self._clips.add_frame(overlay.camera_id, overlay.frame_time, image)
         self._sender.offer(ShardTracks(overlay), "tracks")
+
+
+class UploadJobs:
+    """The upload jobs the service hands this process: each runs in its own thread through the live
+    stages (:func:`~actwatch.service.prediction_run.run_prediction`: the loaded models shared, the job's
+    own tracks), paced to ``predictions.compute_share``, and is answered with :class:`UploadFinished`."""
+
+    def __init__(
+        self, stages: Stages, pipeline: PipelineConfig, predictions: PredictionsConfig, sender: ReplySender
+    ) -> None:
+        self._stages = stages
+        self._pipeline = pipeline
+        self._sender = sender
+        self._stopping = threading.Event()
+        self._share = ComputeShare(predictions.compute_share, self._stopping)
+        self._lock = threading.Lock()
+        self._running: dict[int, tuple[threading.Thread, threading.Event]] = {}
+
+    def start(self, command: RunUpload) -> None:
+        cancel = threading.Event()
+        thread = threading.Thread(
+            target=self._run, args=(command, cancel), name=f"actwatch-upload-{command.request}", daemon=True
+        )
+        with self._lock:
+            self._running[command.request] = (thread, cancel)
+        thread.start()
+
+    def cancel(self, upload: int) -> None:
+        with self._lock:
+            running = self._running.get(upload)
+        if running is not None:
+            running[1].set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Cancel every job (each answers ``cancelled``) and wait for their threads."""
+        self._stopping.set()
+        with self._lock:
+            running = list(self._running.values())
+        for _, cancel in running:
+            cancel.set()
+        for thread, _ in running:
+            thread.join(timeout)
+
+    def _run(self, command: RunUpload, cancel: threading.Event) -> None:
+        from actwatch.service.prediction_run import run_prediction  # numpy, the stages: already loaded here
+
+        sent = 0.0
+
+        def on_progress(fraction: float) -> None:
+            nonlocal sent
+            if fraction - sent >= PROGRESS_STEP:
+                sent = fraction
+                self._sender.offer(UploadProgress(command.request, fraction), "progress")
+
+        try:
+            outcome = run_prediction(
+                self._stages,
+                self._pipeline,
+                command.video,
+                command.probe,
+                command.annotated,
+                camera_id=command.camera_id,
+                on_progress=on_progress,
+                pace=self._share.pace,
+                cancelled=lambda: cancel.is_set() or self._stopping.is_set(),
+            )
+            answer = UploadFinished(command.request, outcome)
+        except JobCancelled:
+            answer = UploadFinished(command.request, None, "cancelled", cancelled=True)
+        except ActwatchError as exc:
+            answer = UploadFinished(command.request, None, str(exc), user_error=True)
+        except Exception as exc:
+            log.exception("upload job %s failed", command.camera_id)
+            answer = UploadFinished(command.request, None, f"{type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._running.pop(command.request, None)
+        self._sender.send(answer)
 
 
 class _LogForwarder(logging.Handler):
@@ -149,11 +239,16 @@ def run_shard(
         log.exception("could not build the compute stages")
         sender.send(ShardFailed(f"{type(exc).__name__}: {exc}", user_error=False))
         return
-    sender.send(ShardReady(metrics.active_providers(), metrics.model_provenance()))
+    from actwatch.service.prediction_run import model_info
+
+    provenance = metrics.model_provenance()
+    sender.send(ShardReady(metrics.active_providers(), provenance, model_info(pipeline.stages.runtime, provenance)))
+    uploads = UploadJobs(pipeline.stages, config.pipeline, config.predictions, sender)
     orphaned = False
     try:
-        orphaned = _serve(pipeline, commands, sender, metrics, live_frames, clips, parent)
+        orphaned = _serve(pipeline, uploads, commands, sender, metrics, live_frames, clips, parent)
     finally:
+        uploads.stop()
         pipeline.stop()
         clips.close()
         if orphaned:
@@ -179,6 +274,7 @@ def _build_pipeline(config: AppConfig, sink: ShardSink, metrics: ServiceMetrics)
 
 def _serve(
     pipeline: StreamPipeline,
+    uploads: UploadJobs,
     commands: Queue[Command],
     sender: ReplySender,
     metrics: ServiceMetrics,
@@ -194,12 +290,18 @@ def _serve(
         except queue_module.Empty:
             command = None
         if isinstance(command, StopCompute):
+            uploads.stop()
             pipeline.stop()
             clips.close()
             sender.send(_report(pipeline, metrics, sender))
             sender.send(Done(command.request))
             return False
-        if command is not None:
+        if isinstance(command, RunUpload):
+            uploads.start(command)  # answered when the job ends
+        elif isinstance(command, CancelUpload):
+            uploads.cancel(command.upload)
+            sender.send(Done(command.request))
+        elif command is not None:
             sender.send(_answer(command, pipeline, live_frames, clips))
         if time.monotonic() >= next_report:
             sender.offer(_report(pipeline, metrics, sender), "reports")
@@ -209,7 +311,10 @@ def _serve(
 
 
 def _answer(
-    command: Command, pipeline: StreamPipeline, live_frames: LiveFrames, clips: ClipRecorder
+    command: AddCamera | UpdateCamera | RemoveCamera | StartCompute | LiveFrameRequest,
+    pipeline: StreamPipeline,
+    live_frames: LiveFrames,
+    clips: ClipRecorder,
 ) -> Done | LiveFrameReply:
     if isinstance(command, LiveFrameRequest):
         frame = live_frames.latest(command.camera_id)

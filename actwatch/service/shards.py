@@ -4,12 +4,14 @@ One Python process runs all its stages' host work (decoding hand-offs, tracking,
 bookkeeping, alert rules) under one interpreter lock; on a GPU that lock, not the GPU, bounds a
 service's frames per second (README, the H100/H200 sweeps: one process about 230 frames/s, eight about
 850). With ``pipeline.processes: N`` the service's process keeps the API, the WebSocket, the event store,
-delivery and uploads, and N compute processes (:mod:`actwatch.service.shard_worker`, started with
+delivery and the upload jobs' queue, and N compute processes (:mod:`actwatch.service.shard_worker`, started with
 ``spawn``) each run a whole pipeline (capture, detector, trackers, action model, alert rules) over their
 share of the cameras. A new camera goes to the process with the fewest.
 
 - Events arrive with their evidence rendered and go through the service's one
   :class:`~actwatch.service.sink.EventSink` (stored, queued for delivery, broadcast): never dropped.
+- Upload jobs run in the process with the fewest cameras, through its stages (the service's process
+  loads no model); their progress comes back, and a job whose process dies fails with the reason.
 - Frames never cross, except the one the API asks for (``latest.jpg``, MJPEG: :class:`ShardLiveFrames`).
   Each compute process records its cameras' clips into the service's clip folder.
 - Statuses, stage counters and metric families come in a report every half second.
@@ -34,6 +36,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -41,6 +44,7 @@ from prometheus_client.registry import Collector
 from actwatch.capture.reader import CameraState, CameraStatus
 from actwatch.capture.sources import mask_credentials
 from actwatch.errors import ActwatchError
+from actwatch.onnx_providers import PROVIDER_ORDER
 from actwatch.service.compute_process import (
     LIVE_FRAME_TIMEOUT_S,
     START_TIMEOUT_S,
@@ -54,6 +58,7 @@ from actwatch.service.shard_messages import (
     LiveFrameReply,
     LiveFrameRequest,
     RemoveCamera,
+    RunUpload,
     ShardReady,
     StartCompute,
     UpdateCamera,
@@ -63,15 +68,35 @@ from actwatch.service.staged import StageCounters, added_up
 if TYPE_CHECKING:
     from actwatch.config import AppConfig, CameraConfig
     from actwatch.service.metrics import ServiceMetrics
+    from actwatch.service.prediction_schemas import ModelInfo
+    from actwatch.service.predictions import JobProgress, JobRunner, PredictionJob, PredictionOutcome
     from actwatch.service.sink import EventSink
-    from actwatch.service.stages import Stages
 
 log = logging.getLogger(__name__)
+
+# An event's hand-off from a compute process to the service: pickled, queued, read by the receiver thread.
+HANDOFF_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 def least_loaded(cameras: Mapping[int, int]) -> int:
     """The compute process (index) with the fewest cameras; the lowest index on a tie."""
     return min(cameras, key=lambda i: (cameras[i], i))
+
+
+def least_capable(provider_lists: list[list[str]]) -> list[str]:
+    """Of several processes' providers for one network, those whose best is the least preferred: what
+    the service reports is what its slowest process runs on (one that fell back to the CPU shows).
+
+    Example:
+        >>> least_capable([["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"]])
+        ['CPUExecutionProvider']
+    """
+
+    def rank(providers: list[str]) -> int:
+        best = providers[0] if providers else None
+        return PROVIDER_ORDER.index(best) if best in PROVIDER_ORDER else len(PROVIDER_ORDER)
+
+    return max(provider_lists, key=rank)
 
 
 def shard_config(config: AppConfig, processes: int) -> AppConfig:
@@ -108,11 +133,8 @@ class ShardedController:
     processes (see the module docstring). Blocks until every process has built its stages; a process that
     cannot (a missing model, say) stops the others and raises its error."""
 
-    def __init__(
-        self, config: AppConfig, sink: EventSink, metrics: ServiceMetrics, *, uploads: Stages | None = None
-    ) -> None:
+    def __init__(self, config: AppConfig, sink: EventSink, metrics: ServiceMetrics) -> None:
         processes = config.pipeline.processes
-        self.stages = uploads  # the service's own stages, for upload jobs (create_app's _upload_parts)
         self.sink = sink
         self.metrics = metrics
         self.shard_config = shard_config(config, processes)
@@ -122,13 +144,28 @@ class ShardedController:
         self.started = False
         self._requests = itertools.count(1)
         self._lock = threading.Lock()
+        self._providers: dict[int, dict[str, list[str]]] = {}  # each ready process's, by network
+        self.model: ModelInfo | None = None  # the action model, from the first ready process
         self._shards = [ComputeProcess(i, self) for i in range(processes)]
         self.live_frames = ShardLiveFrames(self)
         metrics.registry.register(ComputeCollector(self))
-        for shard in self._shards:
-            shard.spawn()
+        self._handoff = Histogram(
+            "actwatch_compute_event_handoff_seconds",
+            "From a compute process sending an event to the service's process reading it (part of "
+            "actwatch_frame_to_event_seconds).",
+            buckets=HANDOFF_BUCKETS,
+            registry=metrics.registry,
+        )
+        # The first process alone, then the others side by side: the first writes what the others would
+        # otherwise write at once (a derived graph, a TensorRT engine cache), and a model that cannot be
+        # loaded stops the start after one load, not N.
+        first, *others = self._shards
         try:
-            for shard in self._shards:
+            first.spawn()
+            first.wait_ready(START_TIMEOUT_S)
+            for shard in others:
+                shard.spawn()
+            for shard in others:
                 shard.wait_ready(START_TIMEOUT_S)
         except BaseException:
             self.stop()
@@ -139,13 +176,54 @@ class ShardedController:
         with self._lock:
             return next(self._requests)
 
-    def metrics_seen(self, ready: ShardReady) -> None:
-        """The first ready process's providers and model are the service's (they all load the same)."""
-        if not self.metrics.active_providers():
-            for component, providers in ready.providers.items():
-                self.metrics.set_active_providers(component, providers)
+    def metrics_seen(self, index: int, ready: ShardReady) -> None:
+        """A process is ready (at start or a restart): the service's providers for each network are
+        the least capable any process runs on (:func:`least_capable`); the model is the first's (they all
+        load the same files)."""
+        with self._lock:
+            self._providers[index] = ready.providers
+            seen = list(self._providers.values())
+            if self.model is None:
+                self.model = ready.model
+        for component in sorted({c for providers in seen for c in providers}):
+            lists = [providers[component] for providers in seen if component in providers]
+            chosen = least_capable(lists)
+            if chosen != self.metrics.active_providers().get(component):
+                if len({tuple(p) for p in lists}) > 1:
+                    log.warning(
+                        "the compute processes' %s runs on different providers: %s",
+                        component,
+                        "; ".join(f"{i}: {', '.join(p[component])}" for i, p in sorted(self._providers.items())),
+                    )
+                self.metrics.set_active_providers(component, chosen)
         if ready.provenance is not None and self.metrics.model_provenance() is None:
             self.metrics.set_model_provenance(ready.provenance)
+
+    def observe_handoff(self, seconds: float) -> None:
+        self._handoff.observe(max(0.0, seconds))
+
+    # ------------------------------------------------------------------------- uploads
+    def upload_parts(self) -> tuple[JobRunner, ModelInfo]:
+        """The upload jobs' runner (:meth:`run_upload`) and the model's description (create_app)."""
+        assert self.model is not None  # set before __init__ returns: every process was ready
+        return self.run_upload, self.model
+
+    def run_upload(self, job: PredictionJob, progress: JobProgress) -> PredictionOutcome:
+        """Run ``job`` in the running compute process with the fewest cameras (the service's
+        :data:`~actwatch.service.predictions.JobRunner`)."""
+        index = self.least_loaded_process()
+        if index is None:
+            raise ComputeProcessError("no compute process is running to run the job; see the service's log")
+        shard = self._shards[index]
+        command = RunUpload(self.next_request(), job.camera_id, job.video, job.probe, job.annotated)
+        return shard.run_upload(command, progress)
+
+    def least_loaded_process(self) -> int | None:
+        """The running compute process (index) with the fewest cameras: where a new camera or the next
+        upload job goes; ``None`` while none runs."""
+        with self._lock:
+            load = {s.index: len(s.cameras) for s in self._shards if s.down_reason is None}
+        return least_loaded(load) if load else None
 
     # ------------------------------------------------------------------------- CameraController
     def start(self) -> None:
@@ -164,11 +242,10 @@ class ShardedController:
             t.join()
 
     def add_camera(self, cfg: CameraConfig) -> None:
-        with self._lock:
-            load = {s.index: len(s.cameras) for s in self._shards if s.down_reason is None}
-        if not load:
+        index = self.least_loaded_process()
+        if index is None:
             raise ComputeProcessError("no compute process is running; see the service's log")
-        shard = self._shards[least_loaded(load)]
+        shard = self._shards[index]
         raise_on_error(shard.call(AddCamera(self.next_request(), cfg)))
         with self._lock:
             shard.cameras[cfg.id] = cfg

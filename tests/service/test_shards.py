@@ -20,6 +20,7 @@ from actwatch.config import AppConfig
 from actwatch.errors import ActwatchError
 from actwatch.service.shards import ShardedController
 from tests.service.live import LiveService, collect, door_and_hall_config, wait_for
+from tests.service.upload_support import CLIP_FRAMES, make_clip, write_clip
 from tests.support.rtsp import RtspPublisher, RtspServer
 
 pytestmark = pytest.mark.slow
@@ -53,6 +54,29 @@ def service(
     finally:
         if live.thread.is_alive():
             live.stop()
+
+
+@pytest.fixture(scope="module")
+def clip(vtest_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(vtest_path, tmp_path_factory)
+
+
+def _upload(service: LiveService, clip: Path) -> str:
+    with clip.open("rb") as f:
+        created = service.http.post("/predictions", files={"file": ("people.avi", f, "video/x-msvideo")})
+    assert created.status_code == 202, created.text
+    job_id: str = created.json()["id"]
+    return job_id
+
+
+def _job(service: LiveService, job_id: str) -> dict[str, Any]:
+    job: dict[str, Any] = service.http.get(f"/predictions/{job_id}").json()
+    return job
+
+
+def _finished(service: LiveService, job_id: str) -> dict[str, Any] | None:
+    job = _job(service, job_id)
+    return job if job["state"] in ("done", "failed") else None
 
 
 def _controller(service: LiveService) -> ShardedController:
@@ -132,6 +156,9 @@ def test_each_camera_runs_in_its_own_process_and_events_reach_the_api(service: L
     assert service.http.get("/readyz").status_code == 200
     assert service.metric("actwatch_compute_processes_up") == 2
     assert service.metric("actwatch_compute_process_restarts_total") == 0
+    # each event's hand-off from its compute process is measured (a part of frame-to-event; observed
+    # before the event is stored and broadcast, so the two events the clients got were)
+    assert service.metric("actwatch_compute_event_handoff_seconds_count") >= 2
 
 
 def test_a_new_camera_goes_to_the_process_with_fewest_and_can_be_removed(
@@ -151,14 +178,37 @@ def test_a_new_camera_goes_to_the_process_with_fewest_and_can_be_removed(
     assert sorted(s.camera_id for s in _controller(service).statuses()) == ["door", "hall"]
 
 
+def test_an_upload_runs_in_a_compute_process_and_the_service_loads_no_model(service: LiveService, clip: Path) -> None:
+    controller = _controller(service)
+    assert not hasattr(controller, "stages")  # nothing for the service's process to run a job on itself
+    system = service.http.get("/system").json()
+    assert system["model"]["classes"] and system["model"]["seq_len"] > 0  # described by a compute process
+    ready = service.http.get("/readyz").json()
+    assert ready["providers"]["detector"] == ["CPUExecutionProvider"], ready
+    job_id = _upload(service, clip)
+    job = wait_for(lambda: _finished(service, job_id), timeout=300, what="the upload job to finish")
+    assert job is not None
+    assert job["state"] == "done", job["error"]
+    assert job["progress"] == 1.0 and job["video"]["frames"] == CLIP_FRAMES
+    assert job["persons"], "vtest.avi's first seconds have people walking"
+    video = service.http.get(job["annotated_video_url"])
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4" and len(video.content) > 1000
+
+
 def test_a_killed_compute_process_restarts_with_its_cameras_while_the_other_carries_on(
-    service: LiveService, exported_model_dir: Path
+    service: LiveService, exported_model_dir: Path, vtest_path: Path, tmp_path: Path
 ) -> None:
     controller = _controller(service)
-    victim = controller.placement()["hall"]
+    # The process that runs the next upload job is killed in the middle of one: the job fails, saying why.
+    victim = controller.least_loaded_process()
+    assert victim is not None
+    camera = next(c for c, index in controller.placement().items() if index == victim)
     survivor = next(c for c, index in controller.placement().items() if index != victim)
     pid = controller.process_ids()[victim]
     assert pid is not None
+    long_clip = write_clip(vtest_path, tmp_path / "long.avi", 400)  # minutes of work at half the compute
+    job_id = _upload(service, long_clip)
+    wait_for(lambda: _job(service, job_id)["progress"] > 0, timeout=120, what="the job's progress to come back")
     # The model's manifest is hidden until the test has seen the camera down: the restart cannot build its
     # stages before then, so the wait below does not race the restart (and the failed restart is tested).
     manifest = exported_model_dir / "manifest.json"
@@ -166,9 +216,9 @@ def test_a_killed_compute_process_restarts_with_its_cameras_while_the_other_carr
     try:
         os.kill(pid, signal.SIGKILL)
         down = wait_for(
-            lambda: _with_error(service.camera("hall"), "could not restart"),
+            lambda: _with_error(service.camera(camera), "could not restart"),
             timeout=120,
-            what="'hall' to show its process's failed restart",
+            what=f"'{camera}' to show its process's failed restart",
         )
         assert down is not None and down["state"] == "reconnecting" and "manifest" in down["last_error"], down
         # the other process's camera is not harmed
@@ -176,13 +226,18 @@ def test_a_killed_compute_process_restarts_with_its_cameras_while_the_other_carr
         wait_for(lambda: _processed(service, survivor) > before, timeout=60, what=f"'{survivor}' to go on")
         assert service.http.get("/readyz").status_code == 503
         assert service.metric("actwatch_compute_processes_up") == 1
+        failed = wait_for(lambda: _finished(service, job_id), timeout=30, what="the upload job to end")
+        assert (
+            failed is not None and failed["state"] == "failed" and f"compute process {victim} exited" in failed["error"]
+        ), failed
+        assert f"code {-signal.SIGKILL}" in failed["error"], failed
     finally:
         hidden.rename(manifest)
-    wait_for(lambda: service.camera("hall")["state"] == "streaming", timeout=180, what="'hall' to stream again")
+    wait_for(lambda: service.camera(camera)["state"] == "streaming", timeout=180, what=f"'{camera}' to stream again")
     assert controller.process_ids()[victim] != pid and controller.restarts() >= 2
     restarted = time.time()
-    with service.websocket({"cameras": ["hall"]}) as ws:
-        collect(ws, lambda ms: any(e["frame_time"] > restarted for e in _events(ms, "hall")), timeout=180)
+    with service.websocket({"cameras": [camera]}) as ws:
+        collect(ws, lambda ms: any(e["frame_time"] > restarted for e in _events(ms, camera)), timeout=180)
     wait_for(lambda: service.http.get("/readyz").status_code == 200, timeout=30, what="ready again")
     assert service.metric("actwatch_compute_processes_up") == 2
     assert service.metric("actwatch_compute_process_restarts_total") == controller.restarts() >= 2

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
-from actwatch.thread_cpu import UNSAMPLED, ThreadCpu, thread_cpu_seconds, thread_group
+from actwatch.thread_cpu import (
+    UNSAMPLED,
+    ThreadCpu,
+    process_cpu_seconds,
+    process_tree,
+    thread_cpu_seconds,
+    thread_group,
+    tree_cpu_seconds,
+)
 
 
 def _burn(cpu_s: float) -> None:
@@ -67,3 +78,36 @@ def test_what_ended_between_samples_is_reported_as_unsampled() -> None:
     groups = cpu.by_group(total_s=0.3)
     assert "actwatch-short" not in groups
     assert groups[UNSAMPLED] == pytest.approx(0.3 - sum(v for k, v in groups.items() if k != UNSAMPLED))
+
+
+def test_a_process_tree_counts_its_children_cpu() -> None:
+    # The child burns 0.3 s of its own CPU, says so, and waits: the tree is read while it lives.
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "burnt"
+        tree = process_tree(os.getpid())
+        assert tree[0] == os.getpid() and child.pid in tree
+        child_s = process_cpu_seconds(child.pid)
+        assert child_s >= 0.3 - 0.02  # one clock tick of /proc's rounding (1/100 s), and some
+        assert tree_cpu_seconds(os.getpid()) >= process_cpu_seconds(os.getpid()) + child_s - 1e-9
+    finally:
+        if child.stdin is not None:
+            child.stdin.close()  # its read ends: it exits
+        child.wait(timeout=30)
+    assert child.pid not in process_tree(os.getpid()) and process_cpu_seconds(child.pid) == 0.0
+
+
+_CHILD = """
+import sys, time
+end = time.process_time() + 0.3
+while time.process_time() < end:
+    pass
+print("burnt", flush=True)
+sys.stdin.read()
+"""

@@ -185,6 +185,20 @@ class PipelineLoad(BaseModel):
         )
 
 
+class ComputeProcessInfo(BaseModel):
+    """One compute process of a service with ``pipeline.processes`` > 1."""
+
+    index: int = Field(description="The process's number, from 0.")
+    pid: int | None = Field(description="Its operating-system process id (null before it started).")
+    state: Literal["running", "starting", "restarting"] = Field(
+        description="running: its stages are built and it takes cameras; restarting: it died and is started again."
+    )
+    reason: str | None = Field(None, description="Why it is restarting (credentials masked).")
+    cameras: list[str] = Field(description="Ids of the cameras it runs.")
+    restarts: int = Field(description="Times it was started again after it died.")
+    providers: dict[str, list[str]] = Field(description="ONNX Runtime providers its networks run on, best first.")
+
+
 class SystemInfo(BaseModel):
     """Answer of ``GET /system``: what the model and system page shows."""
 
@@ -197,4 +211,7 @@ class SystemInfo(BaseModel):
     uploads: PredictionLimits
     pipeline: PipelineLoad | None = Field(
         None, description="The pipelined runtime's load; null with the sequential runtime or before it runs."
+    )
+    processes: list[ComputeProcessInfo] | None = Field(
+        None, description="The compute processes (pipeline.processes > 1); null when one process runs everything."
     )

@@ -34,6 +34,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Histogram
@@ -126,6 +127,19 @@ def shard_config(config: AppConfig, processes: int) -> AppConfig:
     pipeline = config.pipeline.model_copy(update={"max_buffer_mb": config.pipeline.max_buffer_mb / processes})
     cameras = config.cameras[: -(-len(config.cameras) // processes)]  # the largest share: ceil(K / N)
     return config.model_copy(update={"detector": detector, "model": model, "pipeline": pipeline, "cameras": cameras})
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeProcessState:
+    """One compute process as ``/system`` shows it."""
+
+    index: int
+    pid: int | None
+    state: str  # running, starting, restarting
+    reason: str | None  # why it is restarting
+    cameras: tuple[str, ...]
+    restarts: int
+    providers: dict[str, list[str]]  # what its networks run on, from its last start
 
 
 class ShardedController:
@@ -309,6 +323,17 @@ class ShardedController:
         """Which compute process (index) runs each camera."""
         with self._lock:
             return {camera_id: s.index for s in self._shards for camera_id in s.cameras}
+
+    def process_states(self) -> list[ComputeProcessState]:
+        """Each compute process: its state, cameras, restarts and providers (``/system``)."""
+        out = []
+        for shard in self._shards:
+            with self._lock:
+                cameras, providers = tuple(shard.cameras), self._providers.get(shard.index, {})
+            reason = shard.down_reason
+            state = "restarting" if reason is not None else "running" if shard.alive() else "starting"
+            out.append(ComputeProcessState(shard.index, shard.pid(), state, reason, cameras, shard.restarts, providers))
+        return out
 
     def restarts(self) -> int:
         return sum(s.restarts for s in self._shards)

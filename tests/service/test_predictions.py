@@ -129,6 +129,7 @@ def test_system_describes_model_providers_and_stages(
     assert "CPUExecutionProvider" in system["providers"]["detector"] + system["providers"]["model"]
     assert [s["stage"] for s in system["stages"]] == ["detect", "track", "encode", "classify"]
     assert system["uploads"]["available"] is True and system["stride"] == 2
+    assert system["processes"] is None  # one process runs everything
     # the pipelined runtime's load since it started: each stage's share of the time, its queues' drops
     load = system["pipeline"]
     assert set(load["occupancy"]) == {"intake", "detect", "track", "action", "alert", "writer"}

@@ -21,6 +21,7 @@ from actwatch.errors import ActwatchError
 from actwatch.service.shards import ShardedController
 from tests.service.live import LiveService, collect, door_and_hall_config, wait_for
 from tests.service.upload_support import CLIP_FRAMES, make_clip, write_clip
+from tests.support.browser import chromium, page_problems
 from tests.support.rtsp import RtspPublisher, RtspServer
 
 pytestmark = pytest.mark.slow
@@ -156,6 +157,12 @@ def test_each_camera_runs_in_its_own_process_and_events_reach_the_api(service: L
     assert service.http.get("/readyz").status_code == 200
     assert service.metric("actwatch_compute_processes_up") == 2
     assert service.metric("actwatch_compute_process_restarts_total") == 0
+    processes = service.http.get("/system").json()["processes"]
+    assert [(p["index"], p["pid"], p["state"], p["cameras"], p["restarts"]) for p in processes] == [
+        (0, pids[0], "running", ["door"], 0),
+        (1, pids[1], "running", ["hall"], 0),
+    ]
+    assert all(p["providers"]["detector"] == ["CPUExecutionProvider"] for p in processes)
     # each event's hand-off from its compute process is measured (a part of frame-to-event; observed
     # before the event is stored and broadcast, so the two events the clients got were)
     assert service.metric("actwatch_compute_event_handoff_seconds_count") >= 2
@@ -195,6 +202,22 @@ def test_an_upload_runs_in_a_compute_process_and_the_service_loads_no_model(serv
     assert video.status_code == 200 and video.headers["content-type"] == "video/mp4" and len(video.content) > 1000
 
 
+def test_the_system_page_shows_each_compute_process(service: LiveService, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with chromium(tmp_path / "profile") as driver:
+        driver.get(f"http://127.0.0.1:{service.port}/#token={TOKEN}")
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "nav").is_displayed())
+        driver.get(f"http://127.0.0.1:{service.port}/#/system")
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "processes-block").is_displayed())
+        text = driver.find_element(By.ID, "processes").text
+        pids = _controller(service).process_ids()
+        assert f"Process 0\nrunning (pid {pids[0]}); cameras: door; restarts: 0" in text, text
+        assert f"Process 1\nrunning (pid {pids[1]}); cameras: hall; restarts: 0" in text, text
+        assert page_problems(driver) == []
+
+
 def test_a_killed_compute_process_restarts_with_its_cameras_while_the_other_carries_on(
     service: LiveService, exported_model_dir: Path, vtest_path: Path, tmp_path: Path
 ) -> None:
@@ -226,6 +249,8 @@ def test_a_killed_compute_process_restarts_with_its_cameras_while_the_other_carr
         wait_for(lambda: _processed(service, survivor) > before, timeout=60, what=f"'{survivor}' to go on")
         assert service.http.get("/readyz").status_code == 503
         assert service.metric("actwatch_compute_processes_up") == 1
+        shown = service.http.get("/system").json()["processes"][victim]
+        assert shown["state"] == "restarting" and "could not restart" in shown["reason"], shown
         failed = wait_for(lambda: _finished(service, job_id), timeout=30, what="the upload job to end")
         assert (
             failed is not None and failed["state"] == "failed" and f"compute process {victim} exited" in failed["error"]

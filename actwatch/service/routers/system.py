@@ -1,4 +1,5 @@
-"""``/system``: what the model and system page shows (model, ONNX Runtime providers, stage timings, load).
+"""``/system``: what the model and system page shows (model, ONNX Runtime providers, stage timings, load,
+and the compute processes where there are several).
 
 Example:
     >>> [r.path for r in router().routes]
@@ -12,7 +13,13 @@ from fastapi import APIRouter, Depends
 import actwatch
 from actwatch.service.deps import Services, require_token
 from actwatch.service.metrics import STAGES
-from actwatch.service.prediction_schemas import PipelineLoad, PredictionLimits, StageTiming, SystemInfo
+from actwatch.service.prediction_schemas import (
+    ComputeProcessInfo,
+    PipelineLoad,
+    PredictionLimits,
+    StageTiming,
+    SystemInfo,
+)
 from actwatch.service.schemas import PROTECTED, error_responses
 
 _LATENCY = "actwatch_stage_latency_seconds"
@@ -37,6 +44,12 @@ def router() -> APIRouter:
             stages.append(StageTiming(stage=stage, count=int(count), mean_ms=mean_ms, total_s=round(total, 6)))
         predictions = services.predictions
         counters = services.metrics.pipeline_counters()
+        process_states = getattr(services.controller, "process_states", None)  # compute processes only
+        processes = (
+            [ComputeProcessInfo.model_validate(state, from_attributes=True) for state in process_states()]
+            if process_states is not None
+            else None
+        )
         return SystemInfo(
             version=actwatch.__version__,
             model=services.model,
@@ -46,6 +59,7 @@ def router() -> APIRouter:
             cameras=len(services.cameras),
             uploads=PredictionLimits.build(predictions.settings, available=predictions.available),
             pipeline=PipelineLoad.build(counters) if counters is not None else None,
+            processes=processes,
         )
 
     return api

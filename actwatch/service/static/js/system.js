@@ -1,6 +1,6 @@
 // Model and system view: the action model's classes and input spec, the ONNX Runtime providers each
-// network runs on, the per-stage timings of the compute loop and the pipeline's load (GET /system, read from
-// /metrics).
+// network runs on, the compute processes (if several), the per-stage timings of the compute loop and the
+// pipeline's load (GET /system, read from /metrics).
 import { $, el } from "./dom.js";
 
 function entries(list, pairs) {
@@ -54,6 +54,7 @@ export function createView({ api }) {
       ["Stride", "classify every " + info.stride + " new samples"],
       ["Uploads", info.uploads.available ? "on, " + Math.round(info.uploads.compute_share * 100) + "% of compute at most" : "off"],
     ]);
+    showProcesses(info.processes);
     $("stages").replaceChildren(
       ...info.stages.map((s) => {
         const tr = el("tr");
@@ -63,6 +64,25 @@ export function createView({ api }) {
       }),
     );
     showLoad(info.pipeline);
+  }
+
+  // pipeline.processes > 1: each compute process's state and cameras (a dead one shows while it restarts).
+  function showProcesses(processes) {
+    $("processes-block").classList.toggle("hidden", !processes);
+    if (!processes) {
+      $("processes").replaceChildren();
+      return;
+    }
+    entries(
+      $("processes"),
+      processes.map((p) => {
+        const parts = [p.state + (p.pid ? " (pid " + p.pid + ")" : "")];
+        parts.push("cameras: " + (p.cameras.length ? p.cameras.join(", ") : "none"));
+        parts.push("restarts: " + p.restarts);
+        if (p.reason) parts.push(p.reason);
+        return ["Process " + p.index, parts.join("; ")];
+      }),
+    );
   }
 
   // Each stage thread's share of the time (a detector near 100% is the box's limit) and what was dropped.

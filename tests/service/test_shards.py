@@ -18,6 +18,7 @@ import pytest
 
 from actwatch.config import AppConfig
 from actwatch.errors import ActwatchError
+from actwatch.service.predictions import PredictionJob
 from actwatch.service.shards import ShardedController
 from tests.service.live import LiveService, collect, door_and_hall_config, wait_for
 from tests.service.upload_support import CLIP_FRAMES, make_clip, write_clip
@@ -78,6 +79,10 @@ def _job(service: LiveService, job_id: str) -> dict[str, Any]:
 def _finished(service: LiveService, job_id: str) -> dict[str, Any] | None:
     job = _job(service, job_id)
     return job if job["state"] in ("done", "failed") else None
+
+
+def _ended(job: PredictionJob | None) -> PredictionJob | None:
+    return job if job is not None and job.finished_at is not None else None
 
 
 def _controller(service: LiveService) -> ShardedController:
@@ -268,9 +273,17 @@ def test_a_killed_compute_process_restarts_with_its_cameras_while_the_other_carr
     assert service.metric("actwatch_compute_process_restarts_total") == controller.restarts() >= 2
 
 
-def test_stopping_the_service_stops_every_compute_process(service: LiveService) -> None:
+def test_stopping_the_service_stops_every_compute_process(
+    service: LiveService, vtest_path: Path, tmp_path: Path
+) -> None:
     pids = [p for p in _controller(service).process_ids() if p is not None]
+    # an upload job running in a compute process is cancelled, not left running or waited for
+    job_id = _upload(service, write_clip(vtest_path, tmp_path / "long.avi", 400))
+    wait_for(lambda: _job(service, job_id)["progress"] > 0, timeout=120, what="the job to run")
+    predictions = service.app.state.services.predictions
     service.stop()
+    job = wait_for(lambda: _ended(predictions.get(job_id)), timeout=30, what="the job to end")
+    assert job is not None and job.state.value == "failed" and "service stopped" in (job.error or ""), job
     for pid in pids:
         with pytest.raises(ProcessLookupError):  # reaped: no process left behind
             os.kill(pid, 0)

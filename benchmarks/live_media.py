@@ -11,6 +11,14 @@ viewer sees).
 
 Prints one line per variant and, for scale, the CPU share one watched camera costs at the dashboard's
 tile rate (2.5 frames/s) and at the MJPEG default (5 frames/s).
+
+``--processes 1,2`` measures the real service instead (the detector and the demo model, as
+``actwatch serve`` builds it), once per value of ``pipeline.processes``, side by side: ``--cameras`` file
+cameras play a 10-frame clip of vtest.avi once and stop, so each keeps its last frame and nothing else
+runs; then ``latest.jpg`` is asked ``--frames`` times per variant. Printed per variant: CPU ms per frame
+served in the service's process and in its compute processes, and wall ms per request.
+
+    .venv/bin/python benchmarks/live_media.py --processes 1,2 --frames 200
 """
 
 from __future__ import annotations
@@ -20,10 +28,11 @@ import multiprocessing
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import httpx
 
-from actwatch.thread_cpu import process_cpu_seconds
+from actwatch.thread_cpu import process_cpu_seconds, tree_cpu_seconds
 
 TOKEN = "bench-live-media-token-0123456789"
 
@@ -66,6 +75,115 @@ def serve(port: int, cameras: int, video: str) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
+def serve_pipeline(port: int, cameras: int, clip: str, processes: int) -> None:
+    """The child of ``--processes``: the app as ``actwatch serve`` builds it, ``cameras`` file cameras
+    playing ``clip`` once."""
+    import uvicorn
+
+    from actwatch.assets import ensure_detector
+    from actwatch.cli.service_cmd import demo_model_dir
+    from actwatch.config import AppConfig
+    from actwatch.paths import default_cache_dir
+    from actwatch.service.app import create_app
+
+    cache = default_cache_dir()
+    config = AppConfig.model_validate(
+        {
+            "data_dir": tempfile.mkdtemp(prefix="live-media-bench-"),
+            "server": {"token": TOKEN, "port": port, "host": "127.0.0.1"},
+            "cameras": [{"id": f"cam{i}", "url": clip} for i in range(cameras)],
+            "sources": {"file_dirs": [str(Path(clip).parent)]},
+            "detector": {"weights": str(ensure_detector(cache))},
+            "model": {"dir": str(demo_model_dir(cache / "demo"))},
+            "pipeline": {"processes": processes},
+            "media": {"clips": {"enabled": False}},
+        }
+    )
+    uvicorn.run(create_app(config, announce_token=lambda _m: None), host="127.0.0.1", port=port, log_level="warning")
+
+
+def tree_rates(pid: int, seconds: float) -> tuple[float, float]:
+    """CPU seconds per wall second of ``pid`` and of its descendants, with nobody watching."""
+    own0, all0, t0 = process_cpu_seconds(pid), tree_cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    wall = time.monotonic() - t0
+    own = process_cpu_seconds(pid) - own0
+    return own / wall, (tree_cpu_seconds(pid) - all0 - own) / wall
+
+
+def measure_latest_split(
+    pid: int, http: httpx.Client, cameras: int, frames: int, query: str, idle: tuple[float, float]
+) -> tuple[float, float, float]:
+    """CPU ms per latest.jpg served in ``pid`` and in its descendants, and wall ms per request."""
+    own0, all0, t0 = process_cpu_seconds(pid), tree_cpu_seconds(pid), time.monotonic()
+    for n in range(frames):
+        response = http.get(f"/cameras/cam{n % cameras}/latest.jpg{query}")
+        response.raise_for_status()
+    wall = time.monotonic() - t0
+    own = process_cpu_seconds(pid) - own0
+    children = tree_cpu_seconds(pid) - all0 - own
+    per = 1000 / frames
+    return (own - idle[0] * wall) * per, (children - idle[1] * wall) * per, wall * per
+
+
+def main_pipeline(args: argparse.Namespace, video: str) -> None:
+    """``--processes``: the real service once per value, the variants' figures side by side."""
+    from actwatch.capture.video_file import read_video, write_video
+
+    counts = [int(n) for n in args.processes.split(",")]
+    folder = Path(tempfile.mkdtemp(prefix="live-media-clip-"))
+    clip = str(write_video(folder / "clip.avi", [f.image for f in read_video(video, max_frames=10)], fps=10.0))
+    variants = [
+        ("latest.jpg 768x576", ""),
+        ("latest.jpg 768x576 + overlay", "?overlay=1"),
+        ("latest.jpg width=320 + overlay", "?overlay=1&width=320"),
+    ]
+    results: dict[int, list[tuple[float, float, float]]] = {}
+    for n in counts:
+        child = multiprocessing.get_context("spawn").Process(
+            target=serve_pipeline, args=(args.port, args.cameras, clip, n)
+        )
+        child.start()
+        assert child.pid is not None
+        try:
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{args.port}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+            ) as http:
+                _wait_ended(http, args.cameras)
+                idle = tree_rates(child.pid, 3.0)
+                results[n] = [
+                    measure_latest_split(child.pid, http, args.cameras, args.frames, q, idle) for _, q in variants
+                ]
+        finally:
+            child.terminate()
+            child.join(60)
+    print(
+        f"{args.cameras} file cameras (vtest.avi, 768x576), each ended on its last frame; {args.frames} requests each"
+    )
+    head = " | ".join(f"processes={n}: service / compute ms CPU, wall ms" for n in counts)
+    print(f"| variant | {head} |")
+    print("| --- |" + " --- |" * len(counts))
+    for i, (name, _) in enumerate(variants):
+        cells = " | ".join("{:.2f} / {:.2f}, {:.1f}".format(*results[n][i]) for n in counts)
+        print(f"| {name} | {cells} |")
+
+
+def _wait_ended(http: httpx.Client, cameras: int) -> None:
+    """Until every camera has played its clip (so only the requests cost CPU) and has a frame."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        try:
+            states = [http.get(f"/cameras/cam{i}").json().get("state") for i in range(cameras)]
+            if all(state == "ended" for state in states) and all(
+                http.get(f"/cameras/cam{i}/latest.jpg").status_code == 200 for i in range(cameras)
+            ):
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("the cameras did not play their clip within 10 minutes")
+
+
 def idle_rate(pid: int, seconds: float) -> float:
     """The child's CPU seconds per wall second with nobody watching."""
     c0, t0 = process_cpu_seconds(pid), time.monotonic()
@@ -106,8 +224,14 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=200, help="Frames served per variant.")
     parser.add_argument("--cameras", type=int, default=2, help="Cameras fed (latest.jpg cycles through them).")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--processes", help="the real service, once per pipeline.processes value (e.g. 1,2), instead of a fed sink"
+    )
     args = parser.parse_args()
     video = str(sample_video_path(default_cache_dir()))
+    if args.processes:
+        main_pipeline(args, video)
+        return
 
     child = multiprocessing.get_context("spawn").Process(target=serve, args=(args.port, args.cameras, video))
     child.start()

@@ -28,6 +28,8 @@ import multiprocessing
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import httpx
@@ -140,15 +142,10 @@ def main_pipeline(args: argparse.Namespace, video: str) -> None:
     ]
     results: dict[int, list[tuple[float, float, float]]] = {}
     for n in counts:
-        child = multiprocessing.get_context("spawn").Process(
-            target=serve_pipeline, args=(args.port, args.cameras, clip, n)
-        )
-        child.start()
+        child = _start(serve_pipeline, args.port, args.cameras, clip, n)
         assert child.pid is not None
         try:
-            with httpx.Client(
-                base_url=f"http://127.0.0.1:{args.port}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
-            ) as http:
+            with _client(args.port) as http:
                 _wait_ended(http, args.cameras)
                 idle = tree_rates(child.pid, 3.0)
                 results[n] = [
@@ -166,6 +163,17 @@ def main_pipeline(args: argparse.Namespace, video: str) -> None:
     for i, (name, _) in enumerate(variants):
         cells = " | ".join("{:.2f} / {:.2f}, {:.1f}".format(*results[n][i]) for n in counts)
         print(f"| {name} | {cells} |")
+
+
+def _start(target: Callable[..., None], *args: object) -> BaseProcess:
+    """The service's child process (spawned: a fresh interpreter, as ``actwatch serve`` starts)."""
+    child = multiprocessing.get_context("spawn").Process(target=target, args=args)
+    child.start()
+    return child
+
+
+def _client(port: int) -> httpx.Client:
+    return httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
 
 
 def _wait_ended(http: httpx.Client, cameras: int) -> None:
@@ -233,13 +241,10 @@ def main() -> None:
         main_pipeline(args, video)
         return
 
-    child = multiprocessing.get_context("spawn").Process(target=serve, args=(args.port, args.cameras, video))
-    child.start()
+    child = _start(serve, args.port, args.cameras, video)
     assert child.pid is not None
     try:
-        with httpx.Client(
-            base_url=f"http://127.0.0.1:{args.port}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
-        ) as http:
+        with _client(args.port) as http:
             deadline = time.monotonic() + 300
             while True:
                 try:

@@ -1,8 +1,11 @@
 """The newest processed frame of each camera, kept by reference and encoded only when someone asks.
 
 The pipeline thread hands each processed frame with its track overlay to :meth:`LiveFrames.put` (a
-dictionary assignment: no copy, no encoding). ``GET /cameras/{id}/latest.jpg`` and the MJPEG stream call
-:func:`render_live_jpeg` on the newest one, so a camera nobody watches costs nothing.
+dictionary assignment: no copy, no encoding). ``GET /cameras/{id}/latest.jpg`` and the MJPEG stream ask
+for the newest one as a JPEG of a :class:`LiveView` (:meth:`LiveFrames.latest_jpeg`, which calls
+:func:`render_live_jpeg`), so a camera nobody watches costs nothing. With compute processes the frame is
+encoded where it lives and only the JPEG crosses to the service's process
+(:class:`~actwatch.service.shards.ShardLiveFrames`).
 
 Example:
     >>> import numpy as np
@@ -15,6 +18,9 @@ Example:
     (1, None)
     >>> render_live_jpeg(latest, overlay=True, width=80)[:2]
     b'\\xff\\xd8'
+    >>> view = LiveView(overlay=True, width=80)
+    >>> frames.latest_jpeg("door", view).sequence, frames.latest_jpeg("door", view, known_sequence=1)
+    (1, None)
 """
 
 from __future__ import annotations
@@ -41,12 +47,34 @@ class LiveFrame:
     sequence: int
 
 
+@dataclass(frozen=True, slots=True)
+class LiveView:
+    """How a client asked to see a live frame: boxes drawn or not, shrunk to ``width`` (never enlarged)."""
+
+    overlay: bool = False
+    width: int | None = None
+    quality: int = 80  # JPEG quality (media.jpeg_quality)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveJpeg:
+    """A camera's frame number ``sequence``, encoded for a :class:`LiveView`."""
+
+    sequence: int
+    jpeg: bytes = field(repr=False)
+
+
 class LiveFrameSource(Protocol):
     """Where the API reads each camera's newest processed frame: :class:`LiveFrames` in a one-process
     service, :class:`~actwatch.service.shards.ShardLiveFrames` (asks the camera's compute process) otherwise.
-    ``latest`` may block briefly: the API calls it in a worker thread."""
+    ``latest_jpeg`` may block briefly (encoding, or a compute process's answer): the API calls it in a
+    worker thread."""
 
-    def latest(self, camera_id: str) -> LiveFrame | None: ...
+    def latest_jpeg(self, camera_id: str, view: LiveView, known_sequence: int = 0) -> LiveJpeg | None:
+        """The newest frame encoded for ``view``; ``None`` when there is none, or it is still the one
+        numbered ``known_sequence`` (nothing is encoded then)."""
+        ...
+
     def forget(self, camera_id: str) -> None: ...
 
 
@@ -66,6 +94,13 @@ class LiveFrames:
     def latest(self, camera_id: str) -> LiveFrame | None:
         with self._lock:
             return self._frames.get(camera_id)
+
+    def latest_jpeg(self, camera_id: str, view: LiveView, known_sequence: int = 0) -> LiveJpeg | None:
+        frame = self.latest(camera_id)
+        if frame is None or frame.sequence == known_sequence:
+            return None
+        jpeg = render_live_jpeg(frame, overlay=view.overlay, width=view.width, quality=view.quality)
+        return LiveJpeg(frame.sequence, jpeg)
 
     def forget(self, camera_id: str) -> None:
         """Drop a removed camera's frame."""

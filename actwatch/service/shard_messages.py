@@ -24,7 +24,7 @@ from actwatch.capture.video_file import VideoProbe
 from actwatch.config import CameraConfig
 from actwatch.model.provenance import ModelProvenance
 from actwatch.service.events import AlertRecord, FrameOverlay
-from actwatch.service.live_frames import LiveFrame
+from actwatch.service.live_frames import LiveJpeg, LiveView
 from actwatch.service.prediction_schemas import ModelInfo
 from actwatch.service.predictions import PredictionOutcome
 from actwatch.service.staged import StageCounters
@@ -72,10 +72,12 @@ class StopCompute:
 
 @dataclass(frozen=True, slots=True)
 class LiveFrameRequest:
-    """The camera's newest processed frame, unless it is still the one numbered ``known_sequence``."""
+    """The camera's newest processed frame as a JPEG of ``view``, unless it is still the one numbered
+    ``known_sequence`` (encoded in the compute process: only the JPEG crosses)."""
 
     request: int
     camera_id: str
+    view: LiveView
     known_sequence: int = 0
 
 
@@ -139,7 +141,7 @@ class LiveFrameReply:
     """The answer to a :class:`LiveFrameRequest`: ``None`` when there is no newer frame (or none)."""
 
     request: int
-    frame: LiveFrame | None
+    frame: LiveJpeg | None
 
 
 @dataclass(frozen=True, slots=True)

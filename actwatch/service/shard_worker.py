@@ -3,11 +3,12 @@
 The service's process (:mod:`actwatch.service.shards`) starts each with the configuration and two
 bounded queues. The process builds the stages with :func:`~actwatch.service.stages.build_stages`, like a
 single-process service, and runs a :class:`~actwatch.service.pipeline.StreamPipeline` over the cameras
-it is given. What stays here: frames (the newest per camera, sent only when the API asks for one, and
-the clip rings, written to the service's clip folder), tracks, windows and alert state. What goes to the
-service: events with their evidence rendered here (``ShardSink.emit_event``: never dropped, a full queue
-makes the event writer wait), track boxes (dropped and counted when the queue is full), log records,
-and a report every ``REPORT_INTERVAL_S`` (camera statuses, stage counters, metric families).
+it is given. What stays here: frames (the newest per camera, encoded here when the API asks for one:
+only the JPEG crosses; and the clip rings, written to the service's clip folder), tracks, windows and
+alert state. What goes to the service: events with their evidence rendered here
+(``ShardSink.emit_event``: never dropped, a full queue makes the event writer wait), track boxes
+(dropped and counted when the queue is full), log records, and a report every ``REPORT_INTERVAL_S``
+(camera statuses, stage counters, metric families).
 
 Upload jobs run here too (:class:`UploadJobs`), through the same stages in a thread of their own, at most
 ``predictions.compute_share`` of the time, as in a one-process service: the service's process then loads
@@ -317,9 +318,12 @@ def _answer(
     clips: ClipRecorder,
 ) -> Done | LiveFrameReply:
     if isinstance(command, LiveFrameRequest):
-        frame = live_frames.latest(command.camera_id)
-        newer = frame is not None and frame.sequence != command.known_sequence
-        return LiveFrameReply(command.request, frame if newer else None)
+        try:
+            jpeg = live_frames.latest_jpeg(command.camera_id, command.view, command.known_sequence)
+        except Exception:  # an image OpenCV cannot encode: no frame for this request, the camera goes on
+            log.exception("could not encode the live frame of %s", command.camera_id)
+            jpeg = None
+        return LiveFrameReply(command.request, jpeg)
     try:
         if isinstance(command, AddCamera):
             pipeline.add_camera(command.camera)

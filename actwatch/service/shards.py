@@ -12,7 +12,8 @@ share of the cameras. A new camera goes to the process with the fewest.
   :class:`~actwatch.service.sink.EventSink` (stored, queued for delivery, broadcast): never dropped.
 - Upload jobs run in the process with the fewest cameras, through its stages (the service's process
   loads no model); their progress comes back, and a job whose process dies fails with the reason.
-- Frames never cross, except the one the API asks for (``latest.jpg``, MJPEG: :class:`ShardLiveFrames`).
+- Frames never cross: the one the API asks for (``latest.jpg``, MJPEG) is encoded in its compute process
+  and comes as a JPEG (:class:`ShardLiveFrames`).
   Each compute process records its cameras' clips into the service's clip folder.
 - Statuses, stage counters and metric families come in a report every half second.
 - A compute process that dies is restarted with its cameras (backoff 1 s doubling to 30 s); meanwhile its
@@ -53,7 +54,7 @@ from actwatch.service.compute_process import (
     ComputeProcessError,
     raise_on_error,
 )
-from actwatch.service.live_frames import LiveFrame
+from actwatch.service.live_frames import LiveJpeg, LiveView
 from actwatch.service.shard_messages import (
     AddCamera,
     LiveFrameReply,
@@ -338,10 +339,14 @@ class ShardedController:
     def restarts(self) -> int:
         return sum(s.restarts for s in self._shards)
 
-    def latest_frame(self, camera_id: str, known_sequence: int = 0) -> LiveFrame | None:
+    def latest_jpeg(self, camera_id: str, view: LiveView, known_sequence: int = 0) -> LiveJpeg | None:
+        """The camera's newest frame, encoded for ``view`` by its compute process (see
+        :class:`ShardLiveFrames`); ``None`` when it has none newer than ``known_sequence``, or cannot answer."""
         try:
             shard = self._owner_of(camera_id)
-            reply = shard.call(LiveFrameRequest(self.next_request(), camera_id, known_sequence), LIVE_FRAME_TIMEOUT_S)
+            reply = shard.call(
+                LiveFrameRequest(self.next_request(), camera_id, view, known_sequence), LIVE_FRAME_TIMEOUT_S
+            )
         except ActwatchError:
             return None
         return reply.frame if isinstance(reply, LiveFrameReply) else None
@@ -355,29 +360,18 @@ class ShardedController:
 
 
 class ShardLiveFrames:
-    """:class:`~actwatch.service.live_frames.LiveFrames`' reading side over compute processes: the newest
-    frame is asked for when the API needs it (the last one is kept, so an unchanged frame does not cross
-    again)."""
+    """The API's :class:`~actwatch.service.live_frames.LiveFrameSource` over compute processes: a frame is
+    encoded where it lives, in its camera's compute process, and only the JPEG crosses (a raw frame is
+    1.3 MB at 768x576, 6 MB at 1080p; its JPEG a few tens of kB)."""
 
     def __init__(self, controller: ShardedController) -> None:
         self._controller = controller
-        self._lock = threading.Lock()
-        self._last: dict[str, LiveFrame] = {}
 
-    def latest(self, camera_id: str) -> LiveFrame | None:
-        with self._lock:
-            last = self._last.get(camera_id)
-        frame = self._controller.latest_frame(camera_id, last.sequence if last is not None else 0)
-        if frame is None:
-            return last
-        with self._lock:
-            self._last[camera_id] = frame
-        return frame
+    def latest_jpeg(self, camera_id: str, view: LiveView, known_sequence: int = 0) -> LiveJpeg | None:
+        return self._controller.latest_jpeg(camera_id, view, known_sequence)
 
     def forget(self, camera_id: str) -> None:
-        """The compute process forgot the camera's frame when it stopped it; so does this copy."""
-        with self._lock:
-            self._last.pop(camera_id, None)
+        """Nothing is kept here: the compute process forgot the camera's frame when it stopped it."""
 
 
 class ComputeCollector(Collector):

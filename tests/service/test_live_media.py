@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from actwatch.service.app import create_app
 from actwatch.service.events import AlertRecord, Event, FrameOverlay, TrackOverlay
+from actwatch.service.live_frames import LiveView
 from actwatch.service.signed_urls import MediaSigner
 from actwatch.service.store import EventStore
 
@@ -177,7 +178,7 @@ def test_track_boxes_are_serialised_only_for_subscribed_clients(client: TestClie
         assert ws.receive_json()["type"] == "hello"
         services.sink.emit_tracks(overlay(t=1.0), frame())
         assert services.broadcaster.published == 0  # a client, but none asked for tracks
-        assert services.live_frames.latest("cam1") is not None  # the frame is still kept for latest.jpg
+        assert services.live_frames.latest_jpeg("cam1", LiveView()) is not None  # still kept for latest.jpg
         ws.send_json({"type": "subscribe", "tracks": True})
         assert ws.receive_json()["type"] == "subscribed"
         services.sink.emit_tracks(overlay(t=2.0), frame())

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 
 from actwatch.config import AppConfig
@@ -154,9 +156,20 @@ def test_each_camera_runs_in_its_own_process_and_events_reach_the_api(service: L
     assert service.metric("actwatch_pipeline_busy_seconds_total", stage="detect") > 0
     detect = next(s for s in service.http.get("/system").json()["stages"] if s["stage"] == "detect")
     assert detect["count"] > 0 and detect["mean_ms"] > 0
-    # the newest frame is asked of the camera's process
+    # the newest frame is asked of the camera's process, which encodes it as asked: only the JPEG crosses
     latest = service.http.get("/cameras/hall/latest.jpg")
     assert latest.status_code == 200 and latest.content[:2] == b"\xff\xd8"
+    small = service.http.get("/cameras/hall/latest.jpg", params={"overlay": 1, "width": 320})
+    image = cv2.imdecode(np.frombuffer(small.content, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None and image.shape == (240, 320, 3)  # vtest.avi's 768x576, shrunk there
+    with service.http.stream("GET", "/cameras/door/stream.mjpeg", params={"width": 160}) as stream:
+        assert stream.status_code == 200
+        head = b""
+        for chunk in stream.iter_bytes():
+            head += chunk
+            if b"\xff\xd8" in head:  # the first frame's JPEG has begun
+                break
+    assert b"Content-Type: image/jpeg" in head
     # no password anywhere the API shows the camera
     assert PASSWORD not in str(messages) and PASSWORD not in service.http.get("/cameras").text
     assert service.http.get("/readyz").status_code == 200

@@ -23,7 +23,7 @@ from fastapi.responses import StreamingResponse
 from actwatch.config import CAMERA_ID_PATTERN
 from actwatch.service.cameras import CameraNotFoundError
 from actwatch.service.deps import Services, ServiceState, require_token
-from actwatch.service.live_frames import LiveFrame, render_live_jpeg
+from actwatch.service.live_frames import LiveJpeg, LiveView
 from actwatch.service.schemas import PROTECTED, MediaSignRequest, SignedMedia, error_responses
 
 CameraIdPath = Annotated[str, Path(pattern=CAMERA_ID_PATTERN, description="Camera id.")]
@@ -32,39 +32,44 @@ Width = Annotated[int | None, Query(ge=16, le=3840, description="Shrink to this 
 BOUNDARY = "actwatchframe"
 
 
-async def _latest(services: ServiceState, camera_id: str) -> LiveFrame:
+async def _latest(services: ServiceState, camera_id: str, view: LiveView) -> LiveJpeg:
     try:
         services.cameras.get(camera_id)
     except CameraNotFoundError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"camera '{camera_id}' not found") from None
-    frame = await asyncio.to_thread(services.live_frames.latest, camera_id)
+    frame = await asyncio.to_thread(services.live_frames.latest_jpeg, camera_id, view)
     if frame is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"camera '{camera_id}' has no processed frame yet")
     return frame
 
 
+def _part(frame: LiveJpeg) -> bytes:
+    head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(frame.jpeg)}\r\n\r\n"
+    return head.encode("ascii") + frame.jpeg + b"\r\n"
+
+
 async def _mjpeg(
-    request: Request, services: ServiceState, camera_id: str, overlay: bool, width: int | None
+    request: Request, services: ServiceState, camera_id: str, view: LiveView, first: LiveJpeg
 ) -> AsyncIterator[bytes]:
-    media = services.config.media
-    interval = 1.0 / media.mjpeg_max_fps
-    sent = 0
+    interval = 1.0 / services.config.media.mjpeg_max_fps
     # Taken here, where the finally below is sure to run: a generator never started never releases.
     if not services.mjpeg_streams.acquire():
         return
     try:
+        yield _part(first)
+        sent = first.sequence
         while services.started and not await request.is_disconnected():
-            frame = await asyncio.to_thread(services.live_frames.latest, camera_id)
-            if frame is not None and frame.sequence != sent:
-                jpeg = await asyncio.to_thread(
-                    render_live_jpeg, frame, overlay=overlay, width=width, quality=media.jpeg_quality
-                )
-                sent = frame.sequence
-                head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                yield head.encode("ascii") + jpeg + b"\r\n"
             await asyncio.sleep(interval)
+            frame = await asyncio.to_thread(services.live_frames.latest_jpeg, camera_id, view, sent)
+            if frame is not None:  # a new frame (nothing is encoded for an unchanged one)
+                sent = frame.sequence
+                yield _part(frame)
     finally:
         services.mjpeg_streams.release()
+
+
+def _view(services: ServiceState, overlay: bool, width: int | None) -> LiveView:
+    return LiveView(overlay=overlay, width=width, quality=services.config.media.jpeg_quality)
 
 
 def router() -> APIRouter:
@@ -80,12 +85,8 @@ def router() -> APIRouter:
     async def latest_jpg(
         camera_id: CameraIdPath, services: Services, overlay: Overlay = False, width: Width = None
     ) -> Response:
-        frame = await _latest(services, camera_id)
-        media = services.config.media
-        jpeg = await asyncio.to_thread(
-            render_live_jpeg, frame, overlay=overlay, width=width, quality=media.jpeg_quality
-        )
-        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+        frame = await _latest(services, camera_id, _view(services, overlay, width))
+        return Response(frame.jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     @api.get(
         "/cameras/{camera_id}/stream.mjpeg",
@@ -100,12 +101,13 @@ def router() -> APIRouter:
     async def stream_mjpeg(
         camera_id: CameraIdPath, request: Request, services: Services, overlay: Overlay = False, width: Width = None
     ) -> StreamingResponse:
-        await _latest(services, camera_id)
+        view = _view(services, overlay, width)
+        first = await _latest(services, camera_id, view)
         streams = services.mjpeg_streams
         if streams.in_use >= streams.limit:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="too many MJPEG streams; try again later")
         return StreamingResponse(
-            _mjpeg(request, services, camera_id, overlay, width),
+            _mjpeg(request, services, camera_id, view, first),
             media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
             headers={"Cache-Control": "no-store"},
         )

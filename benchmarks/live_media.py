@@ -16,7 +16,8 @@ tile rate (2.5 frames/s) and at the MJPEG default (5 frames/s).
 ``actwatch serve`` builds it), once per value of ``pipeline.processes``, side by side: ``--cameras`` file
 cameras play a 10-frame clip of vtest.avi once and stop, so each keeps its last frame and nothing else
 runs; then ``latest.jpg`` is asked ``--frames`` times per variant. Printed per variant: CPU ms per frame
-served in the service's process and in its compute processes, and wall ms per request.
+served in the service's process and in its compute processes, and wall ms per request; then, for scale,
+what a raw frame costs to cross from one process to another (768x576 and 1080p).
 
     .venv/bin/python benchmarks/live_media.py --processes 1,2 --frames 200
 """
@@ -25,14 +26,17 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 from actwatch.thread_cpu import process_cpu_seconds, tree_cpu_seconds
 
@@ -163,6 +167,36 @@ def main_pipeline(args: argparse.Namespace, video: str) -> None:
     for i, (name, _) in enumerate(variants):
         cells = " | ".join("{:.2f} / {:.2f}, {:.1f}".format(*results[n][i]) for n in counts)
         print(f"| {name} | {cells} |")
+    for shape in ((576, 768, 3), (1080, 1920, 3)):
+        received, sent = raw_frame_crossing(shape)
+        print(
+            f"for scale, a raw {shape[1]}x{shape[0]} frame through a multiprocessing queue: {received:.2f} ms CPU "
+            f"to receive, {sent:.2f} ms to send"
+        )
+
+
+def _send_frames(frames: Queue[np.ndarray | None], shape: tuple[int, int, int], n: int) -> None:
+    image = np.random.default_rng(0).integers(0, 255, shape, np.uint8)
+    for _ in range(n):
+        frames.put(image)
+    frames.put(None)
+
+
+def raw_frame_crossing(shape: tuple[int, int, int], n: int = 200) -> tuple[float, float]:
+    """CPU ms per raw frame of ``shape`` sent through a ``multiprocessing`` queue (how frames would cross
+    to the service's process were they encoded there): in the receiving and in the sending process."""
+    context = multiprocessing.get_context("spawn")
+    frames: Queue[np.ndarray | None] = context.Queue(4)
+    sender = context.Process(target=_send_frames, args=(frames, shape, n + 1))
+    sender.start()
+    assert sender.pid is not None
+    frames.get()  # the sender runs
+    own0, other0 = process_cpu_seconds(os.getpid()), process_cpu_seconds(sender.pid)
+    while frames.get() is not None:
+        pass
+    own, other = process_cpu_seconds(os.getpid()) - own0, process_cpu_seconds(sender.pid) - other0
+    sender.join(30)
+    return 1000 * own / n, 1000 * other / n
 
 
 def _start(target: Callable[..., None], *args: object) -> BaseProcess:

@@ -163,7 +163,7 @@ class ComputeProcess:
         process = self._process
         if process is None:
             return
-        if process.is_alive():
+        if process.is_alive() and self._failure is None:  # (one that failed to start is exiting by itself)
             try:
                 self.call(StopCompute(self._owner.next_request()), STOP_TIMEOUT_S)
             except ComputeProcessError as exc:

@@ -14,7 +14,8 @@ Upload jobs run here too (:class:`UploadJobs`), through the same stages in a thr
 ``predictions.compute_share`` of the time, as in a one-process service: the service's process then loads
 no model at all.
 
-A process whose service has gone (its parent changed) stops by itself.
+A process whose service has gone (its parent changed) stops by itself; it ignores SIGINT and SIGTERM,
+which a terminal's Ctrl-C or systemd send the whole process group: the service stops it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import queue as queue_module
+import signal
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -222,6 +224,11 @@ def run_shard(
     index: int, config: AppConfig, commands: Queue[Command], replies: Queue[Reply], log_level: int, parent: int
 ) -> None:
     """The compute process's main function (``multiprocessing`` target)."""
+    # Ctrl-C in a terminal, or systemd stopping the unit, signals the whole process group: the service
+    # stops its compute processes itself, in order (their last events stored), and one whose service has
+    # gone stops by itself, so neither signal may cut this one short (SIGKILL still does).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sender = ReplySender(replies)
     root = logging.getLogger()
     root.handlers[:] = [_LogForwarder(sender, index)]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.net import free_port
@@ -64,13 +67,14 @@ def test_environment_overrides_are_validated_too(tmp_path: Path) -> None:
     assert result.returncode == 2 and "server.port" in result.stderr and "Traceback" not in result.stderr
 
 
-def _serve_start_up_error(tmp_path: Path, port: int, weights: Path, model_dir: Path) -> str:
+def _serve_start_up_error(tmp_path: Path, port: int, weights: Path, model_dir: Path, processes: int = 1) -> str:
     """Run ``actwatch serve`` with this detector and model; it must stop with a one-line error (exit 2,
     no traceback). Returns its stderr."""
     cfg = _write(
         tmp_path / "serve.yaml",
         f"data_dir: {tmp_path}\nserver: {{port: {port}, token: {'t' * 32}}}\n"
-        f"detector: {{weights: {weights}, person_class_ids: [0, 1]}}\nmodel: {{dir: {model_dir}}}\n",
+        f"detector: {{weights: {weights}, person_class_ids: [0, 1]}}\nmodel: {{dir: {model_dir}}}\n"
+        f"pipeline: {{processes: {processes}}}\n",
     )
     result = _run("serve", "--config", str(cfg))
     assert result.returncode == 2, result.stdout + result.stderr
@@ -84,6 +88,63 @@ def test_serve_with_a_corrupt_model_is_a_clear_start_up_error(tmp_path: Path, de
     model.mkdir()
     (model / "manifest.json").write_text("{not json", encoding="utf-8")
     assert "manifest" in _serve_start_up_error(tmp_path, 18999, detector_weights, model).lower()
+
+
+def test_serve_with_compute_processes_and_a_missing_model_is_one_clear_error(
+    tmp_path: Path, detector_weights: Path
+) -> None:
+    stderr = _serve_start_up_error(tmp_path, free_port(), detector_weights, tmp_path / "no-model", processes=2)
+    assert "no-model" in stderr and "actwatch export" in stderr
+    assert "killing it" not in stderr and "WARNING" not in stderr, stderr  # the failed process just ends
+
+
+def test_ctrl_c_stops_a_service_with_compute_processes_in_order(
+    tmp_path: Path, detector_weights: Path, exported_model_dir: Path, vtest_path: Path
+) -> None:
+    # Ctrl-C in a terminal signals the whole process group, compute processes included: the service stops
+    # them itself (their last events stored), with no traceback and nothing left running.
+    port = free_port()
+    cfg = _write(
+        tmp_path / "serve.yaml",
+        f"data_dir: {tmp_path / 'data'}\nserver: {{port: {port}, token: {'t' * 32}}}\n"
+        f"detector: {{weights: {detector_weights}, person_class_ids: [0, 1]}}\n"
+        f"model: {{dir: {exported_model_dir}}}\npipeline: {{processes: 2}}\n"
+        f"sources: {{file_dirs: [{vtest_path.parent}]}}\n"
+        f"cameras: [{{id: hall, url: {vtest_path}, loop: true, realtime: true}}]\n",
+    )
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*ACTWATCH, "serve", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while not _ready(port):
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the service did not get ready in 5 minutes"
+            time.sleep(0.5)
+        system = httpx.get(f"http://127.0.0.1:{port}/system", headers={"Authorization": f"Bearer {'t' * 32}"})
+        compute_pids = [p["pid"] for p in system.json()["processes"]]
+        assert len(compute_pids) == 2 and all(compute_pids), system.text
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=120) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    text = log.read_text()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text and "killing it" not in text, text
+    assert "compute process" not in text.split("Shutting down", 1)[-1], text  # none died or was restarted
+    for pid in compute_pids:  # each stopped and reaped by the service, none left behind
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def test_serve_with_a_corrupt_detector_is_a_clear_start_up_error(tmp_path: Path, exported_model_dir: Path) -> None:

@@ -62,10 +62,10 @@ class PipelineConfig(StrictModel):
         ge=1,
         le=64,
         description="Compute processes the cameras are split over, each running a whole pipeline (capture, "
-        "detector, trackers, action model, alert rules) for its share; the API, event store and delivery stay "
-        "in the service's process. One process's host work runs under one interpreter lock, which bounds a GPU "
-        "box's frames per second (README). Each loads the models; unset intra_op_threads and max_buffer_mb "
-        "are shared out.",
+        "detector, trackers, action model, alert rules) for its share, and upload jobs in the one with the "
+        "fewest cameras; the API, event store and delivery stay in the service's process, which then loads no "
+        "model. One process's host work runs under one interpreter lock, which bounds a GPU box's frames per "
+        "second (README). Each loads the models; unset intra_op_threads and max_buffer_mb are shared out.",
     )
     queue_size: int = Field(1, ge=1, le=64, description="Batches each queue between two phases holds at most.")
     max_frame_age_s: float | None = Field(

@@ -31,6 +31,7 @@ import asyncio
 import collections
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,7 @@ from actwatch.service.messages import (
     DroppedMessage,
     ReplyMessage,
     Subscription,
+    TrackInterest,
     encode,
 )
 
@@ -193,6 +195,7 @@ class Broadcaster:
         self._drain_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: set[Client] = set()
+        self._interest_listeners: list[Callable[[], None]] = []
         self.published = 0
 
     def bind(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -215,7 +218,13 @@ class Broadcaster:
             self._clients.add(client)
         if self._metrics is not None:
             self._metrics.ws_client_connected()
+        self._interest_changed()
         return client
+
+    def subscribe(self, client: Client, subscription: Subscription) -> None:
+        """Change what ``client`` gets (:meth:`Client.subscribe`), and tell the interest listeners."""
+        client.subscribe(subscription)
+        self._interest_changed()
 
     def disconnect(self, client: Client) -> None:
         if client in self._clients:
@@ -223,7 +232,34 @@ class Broadcaster:
                 self._clients.discard(client)
             if self._metrics is not None:
                 self._metrics.ws_client_disconnected()
+            self._interest_changed()
         client.close()
+
+    def track_interest(self) -> TrackInterest:
+        """Whose track boxes the connected clients want (safe from any thread).
+
+        Example:
+            >>> b = Broadcaster()
+            >>> c = b.connect(Subscription.of(["door"], None, True))
+            >>> b.track_interest().cameras, b.track_interest().wants("hall")
+            (frozenset({'door'}), False)
+        """
+        with self._lock:
+            subscriptions = [client.subscription for client in self._clients]
+        return TrackInterest.of(subscriptions)
+
+    def add_interest_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (on the event loop: it must not block) whenever a client connects, changes its
+        subscription or leaves, so a producer elsewhere (a compute process) can stop sending track boxes
+        nobody wants."""
+        self._interest_listeners.append(listener)
+
+    def _interest_changed(self) -> None:
+        for listener in self._interest_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("a track-interest listener failed")
 
     def close(self) -> None:
         """Disconnect every client (their ``get`` returns ``None``)."""

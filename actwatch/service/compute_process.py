@@ -63,6 +63,21 @@ STOP_TIMEOUT_S = 15.0
 RESTART_BACKOFF_S = (1.0, 30.0)
 
 
+# what /metrics counts the messages from compute processes as (actwatch_compute_messages_received_total)
+MESSAGE_KINDS: dict[type, str] = {
+    ShardEvent: "events",
+    ShardTracks: "tracks",
+    ShardReport: "reports",
+    ShardLog: "logs",
+    UploadProgress: "progress",
+    Done: "answers",
+    LiveFrameReply: "answers",
+    UploadFinished: "answers",
+    ShardReady: "starts",
+    ShardFailed: "starts",
+}
+
+
 class ComputeProcessError(ActwatchError):
     """A compute process could not start, or did not answer."""
 
@@ -79,6 +94,7 @@ class ComputeOwner(Protocol):
     def next_request(self) -> int: ...
     def metrics_seen(self, index: int, ready: ShardReady) -> None: ...
     def observe_handoff(self, seconds: float) -> None: ...
+    def resend_track_interest(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -100,6 +116,7 @@ class ComputeProcess:
         self.down_reason: str | None = None  # set while the process is being restarted
         self.restarts = 0
         self.dropped_before: dict[str, int] = {}  # what earlier runs of the process dropped (their reports end)
+        self.received: dict[str, int] = {}  # messages read from it, by kind (only the receiver thread writes)
         self._backoff = RESTART_BACKOFF_S[0]
         self._lock = threading.Lock()
         self._pending: dict[int, _Pending] = {}
@@ -302,6 +319,8 @@ class ComputeProcess:
 
     def _handle(self, message: Reply) -> None:
         owner = self._owner
+        kind = MESSAGE_KINDS.get(type(message), "other")
+        self.received[kind] = self.received.get(kind, 0) + 1
         try:
             if isinstance(message, ShardEvent):
                 owner.observe_handoff(time.time() - message.sent_at)
@@ -360,6 +379,7 @@ class ComputeProcess:
             log.error("compute process %d restarted, but resuming its cameras failed: %s", self.index, exc)
             return
         self._backoff = RESTART_BACKOFF_S[0]
+        self._owner.resend_track_interest()
         log.info("compute process %d restarted with %d camera(s)", self.index, len(cameras))
 
 

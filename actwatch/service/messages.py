@@ -63,6 +63,31 @@ class Subscription:
         return not (isinstance(message, EventMessage) and self.labels is not None and label not in self.labels)
 
 
+@dataclass(frozen=True, slots=True)
+class TrackInterest:
+    """Whose track boxes some client wants: every camera's (``all_cameras``) or those in ``cameras``.
+
+    Example:
+        >>> TrackInterest.of([Subscription.of(["door"], None, True), Subscription()]).wants("hall")
+        False
+        >>> TrackInterest.of([Subscription.of(["door"], None, True), Subscription(tracks=True)]).wants("hall")
+        True
+    """
+
+    all_cameras: bool = False
+    cameras: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, subscriptions: Collection[Subscription]) -> TrackInterest:
+        wanting = [s for s in subscriptions if s.tracks]
+        if any(s.cameras is None for s in wanting):
+            return cls(all_cameras=True)
+        return cls(cameras=frozenset(c for s in wanting for c in (s.cameras or ())))
+
+    def wants(self, camera_id: str) -> bool:
+        return self.all_cameras or camera_id in self.cameras
+
+
 # ------------------------------------------------------------------------------------ broadcasts
 @dataclass(frozen=True, slots=True)
 class EventMessage:

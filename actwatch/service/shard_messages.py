@@ -25,6 +25,7 @@ from actwatch.config import CameraConfig
 from actwatch.model.provenance import ModelProvenance
 from actwatch.service.events import AlertRecord, FrameOverlay
 from actwatch.service.live_frames import LiveJpeg, LiveView
+from actwatch.service.messages import TrackInterest
 from actwatch.service.prediction_schemas import ModelInfo
 from actwatch.service.predictions import PredictionOutcome
 from actwatch.service.staged import StageCounters
@@ -82,6 +83,15 @@ class LiveFrameRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class SetTrackInterest:
+    """Send the track boxes of these cameras only (what WebSocket clients subscribe to); a process sends
+    every camera's until it is first told."""
+
+    request: int
+    interest: TrackInterest
+
+
+@dataclass(frozen=True, slots=True)
 class RunUpload:
     """Run one upload job through the process's stages (shared models, the job's own tracks), writing the
     annotated video to ``annotated``; answered by :class:`UploadFinished` of the same number, with
@@ -103,7 +113,15 @@ class CancelUpload:
 
 
 Command = (
-    AddCamera | UpdateCamera | RemoveCamera | StartCompute | StopCompute | LiveFrameRequest | RunUpload | CancelUpload
+    AddCamera
+    | UpdateCamera
+    | RemoveCamera
+    | StartCompute
+    | StopCompute
+    | LiveFrameRequest
+    | SetTrackInterest
+    | RunUpload
+    | CancelUpload
 )
 
 # --------------------------------------------------------------------- compute process -> service

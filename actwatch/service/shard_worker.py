@@ -6,9 +6,9 @@ single-process service, and runs a :class:`~actwatch.service.pipeline.StreamPipe
 it is given. What stays here: frames (the newest per camera, encoded here when the API asks for one:
 only the JPEG crosses; and the clip rings, written to the service's clip folder), tracks, windows and
 alert state. What goes to the service: events with their evidence rendered here
-(``ShardSink.emit_event``: never dropped, a full queue makes the event writer wait), track boxes
-(dropped and counted when the queue is full), log records, and a report every ``REPORT_INTERVAL_S``
-(camera statuses, stage counters, metric families).
+(``ShardSink.emit_event``: never dropped, a full queue makes the event writer wait), track boxes of
+the cameras WebSocket clients subscribe to (dropped and counted when the queue is full), log records,
+and a report every ``REPORT_INTERVAL_S`` (camera statuses, stage counters, metric families).
 
 Upload jobs run here too (:class:`UploadJobs`), through the same stages in a thread of their own, at most
 ``predictions.compute_share`` of the time, as in a one-process service: the service's process then loads
@@ -35,6 +35,7 @@ from actwatch.errors import ActwatchError
 from actwatch.service.clips import ClipRecorder, ClipStore
 from actwatch.service.events import AlertRecord, FrameOverlay
 from actwatch.service.live_frames import LiveFrames
+from actwatch.service.messages import TrackInterest
 from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.predictions import ComputeShare, JobCancelled
 from actwatch.service.shard_messages import (
@@ -48,6 +49,7 @@ from actwatch.service.shard_messages import (
     RemoveCamera,
     Reply,
     RunUpload,
+    SetTrackInterest,
     ShardEvent,
     ShardFailed,
     ShardLog,
@@ -102,6 +104,8 @@ class ShardSink:
         self._live_frames = live_frames
         self._clips = clips
         self._keep_crops = keep_crops
+        # whose track boxes WebSocket clients want (SetTrackInterest); every camera's until told
+        self.track_interest = TrackInterest(all_cameras=True)
 
     def render_evidence(self, alert: AlertRecord) -> AlertRecord:
         """The event writer's render threads call this: only bytes cross to the service."""
@@ -121,7 +125,8 @@ class ShardSink:
         if image is not None:
             self._live_frames.put(image, overlay)
             self._clips.add_frame(overlay.camera_id, overlay.frame_time, image)
-        self._sender.offer(ShardTracks(overlay), "tracks")
+        if self.track_interest.wants(overlay.camera_id):  # nothing crosses for a camera nobody watches
+            self._sender.offer(ShardTracks(overlay), "tracks")
 
 
 class UploadJobs:
@@ -254,7 +259,7 @@ def run_shard(
     uploads = UploadJobs(pipeline.stages, config.pipeline, config.predictions, sender)
     orphaned = False
     try:
-        orphaned = _serve(pipeline, uploads, commands, sender, metrics, live_frames, clips, parent)
+        orphaned = _serve(pipeline, sink, uploads, commands, sender, metrics, live_frames, clips, parent)
     finally:
         uploads.stop()
         pipeline.stop()
@@ -282,6 +287,7 @@ def _build_pipeline(config: AppConfig, sink: ShardSink, metrics: ServiceMetrics)
 
 def _serve(
     pipeline: StreamPipeline,
+    sink: ShardSink,
     uploads: UploadJobs,
     commands: Queue[Command],
     sender: ReplySender,
@@ -308,6 +314,9 @@ def _serve(
             uploads.start(command)  # answered when the job ends
         elif isinstance(command, CancelUpload):
             uploads.cancel(command.upload)
+            sender.send(Done(command.request))
+        elif isinstance(command, SetTrackInterest):
+            sink.track_interest = command.interest
             sender.send(Done(command.request))
         elif command is not None:
             sender.send(_answer(command, pipeline, live_frames, clips))

@@ -12,6 +12,7 @@ share of the cameras. A new camera goes to the process with the fewest.
   :class:`~actwatch.service.sink.EventSink` (stored, queued for delivery, broadcast): never dropped.
 - Upload jobs run in the process with the fewest cameras, through its stages (the service's process
   loads no model); their progress comes back, and a job whose process dies fails with the reason.
+- Track boxes cross only for the cameras a WebSocket client subscribes to (``SetTrackInterest``).
 - Frames never cross: the one the API asks for (``latest.jpg``, MJPEG) is encoded in its compute process
   and comes as a JPEG (:class:`ShardLiveFrames`).
   Each compute process records its cameras' clips into the service's clip folder.
@@ -34,19 +35,15 @@ import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
 from actwatch.capture.reader import CameraState, CameraStatus
 from actwatch.capture.sources import mask_credentials
 from actwatch.errors import ActwatchError
-from actwatch.onnx_providers import PROVIDER_ORDER
 from actwatch.service.compute_process import (
     LIVE_FRAME_TIMEOUT_S,
     START_TIMEOUT_S,
@@ -55,12 +52,15 @@ from actwatch.service.compute_process import (
     raise_on_error,
 )
 from actwatch.service.live_frames import LiveJpeg, LiveView
+from actwatch.service.messages import TrackInterest
+from actwatch.service.shard_figures import ComputeCollector, least_capable, merge_counters
 from actwatch.service.shard_messages import (
     AddCamera,
     LiveFrameReply,
     LiveFrameRequest,
     RemoveCamera,
     RunUpload,
+    SetTrackInterest,
     ShardReady,
     StartCompute,
     UpdateCamera,
@@ -83,22 +83,6 @@ HANDOFF_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 def least_loaded(cameras: Mapping[int, int]) -> int:
     """The compute process (index) with the fewest cameras; the lowest index on a tie."""
     return min(cameras, key=lambda i: (cameras[i], i))
-
-
-def least_capable(provider_lists: list[list[str]]) -> list[str]:
-    """Of several processes' providers for one network, those whose best is the least preferred: what
-    the service reports is what its slowest process runs on (one that fell back to the CPU shows).
-
-    Example:
-        >>> least_capable([["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"]])
-        ['CPUExecutionProvider']
-    """
-
-    def rank(providers: list[str]) -> int:
-        best = providers[0] if providers else None
-        return PROVIDER_ORDER.index(best) if best in PROVIDER_ORDER else len(PROVIDER_ORDER)
-
-    return max(provider_lists, key=rank)
 
 
 def shard_config(config: AppConfig, processes: int) -> AppConfig:
@@ -160,6 +144,15 @@ class ShardedController:
         self._requests = itertools.count(1)
         self._lock = threading.Lock()
         self._providers: dict[int, dict[str, list[str]]] = {}  # each ready process's, by network
+        # Track boxes cross only for cameras a WebSocket client subscribes to: the broadcaster wakes a thread
+        # that tells the processes (a process sends every camera's until first told, and after a restart).
+        self._interest_wake = threading.Event()
+        self._interest_resend = True
+        self.track_interest_sent: TrackInterest | None = None  # what the running processes were last told
+        self._interest_thread = threading.Thread(
+            target=self._send_track_interest, name="actwatch-track-interest", daemon=True
+        )
+        sink.broadcaster.add_interest_listener(self._interest_wake.set)
         self.model: ModelInfo | None = None  # the action model, from the first ready process
         self._shards = [ComputeProcess(i, self) for i in range(processes)]
         self.live_frames = ShardLiveFrames(self)
@@ -217,6 +210,32 @@ class ShardedController:
     def observe_handoff(self, seconds: float) -> None:
         self._handoff.observe(max(0.0, seconds))
 
+    # ------------------------------------------------------------------------- track interest
+    def resend_track_interest(self) -> None:
+        """A process restarted (it sends every camera's boxes again): tell every process once more."""
+        self._interest_resend = True
+        self._interest_wake.set()
+
+    def _send_track_interest(self) -> None:
+        while True:
+            self._interest_wake.wait()
+            self._interest_wake.clear()
+            if self.stopping.is_set():
+                return
+            interest = self.sink.broadcaster.track_interest()
+            if interest == self.track_interest_sent and not self._interest_resend:
+                continue  # a client came or went, or changed its subscription, without changing this
+            self._interest_resend = False
+            for shard in self._shards:
+                if not shard.alive():
+                    continue  # it is told when it has restarted
+                try:
+                    raise_on_error(shard.call(SetTrackInterest(self.next_request(), interest)))
+                except Exception as exc:  # its restart resends; the others are told
+                    if not self.stopping.is_set():
+                        log.warning("could not tell compute process %d whose track boxes to send: %s", shard.index, exc)
+            self.track_interest_sent = interest
+
     # ------------------------------------------------------------------------- uploads
     def upload_parts(self) -> tuple[JobRunner, ModelInfo]:
         """The upload jobs' runner (:meth:`run_upload`) and the model's description (create_app)."""
@@ -245,11 +264,14 @@ class ShardedController:
         for shard in self._shards:
             raise_on_error(shard.call(StartCompute(self.next_request())))
         self.started = True
+        self._interest_wake.set()
+        self._interest_thread.start()
 
     def stop(self) -> None:
         """Stop every process (side by side) and store the events they sent before stopping."""
         self.stopping.set()  # first: a process that ends now is not restarted
         self.started = False
+        self._interest_wake.set()
         threads = [threading.Thread(target=s.stop, name=f"actwatch-stop-{s.index}") for s in self._shards]
         for t in threads:
             t.start()
@@ -312,6 +334,10 @@ class ShardedController:
         """Messages the processes dropped for a full queue (track boxes, logs, reports), summed."""
         return added_up(s.dropped() for s in self._shards)
 
+    def received(self) -> dict[str, int]:
+        """Messages read from the processes, by kind (events, tracks, reports, ...), summed."""
+        return added_up(dict(s.received) for s in self._shards)
+
     def running(self) -> int:
         """Compute processes running with their stages built."""
         return sum(s.alive() for s in self._shards)
@@ -372,64 +398,3 @@ class ShardLiveFrames:
 
     def forget(self, camera_id: str) -> None:
         """Nothing is kept here: the compute process forgot the camera's frame when it stopped it."""
-
-
-class ComputeCollector(Collector):
-    """The compute processes' own figures on ``/metrics``: how many run, how often one was started again,
-    and the messages they dropped for a full queue, by kind.
-
-    Example:
-        >>> class Two:
-        ...     def running(self): return 2
-        ...     def restarts(self): return 1
-        ...     def dropped(self): return {"tracks": 3}
-        >>> [(f.name, [s.value for s in f.samples]) for f in ComputeCollector(Two()).collect()][:2]
-        [('actwatch_compute_processes_up', [2]), ('actwatch_compute_process_restarts', [1])]
-    """
-
-    def __init__(self, controller: Any) -> None:
-        self._controller = controller
-
-    def collect(self) -> Iterator[Metric]:
-        c = self._controller
-        yield GaugeMetricFamily(
-            "actwatch_compute_processes_up",
-            "Compute processes running with their stages built (pipeline.processes).",
-            value=c.running(),
-        )
-        yield CounterMetricFamily(
-            "actwatch_compute_process_restarts",
-            "Times a compute process was started again after it died (each attempt).",
-            value=c.restarts(),
-        )
-        dropped = CounterMetricFamily(
-            "actwatch_compute_messages_dropped",
-            "Messages compute processes dropped for a full queue to the service (tracks, logs, reports; never events).",
-            labels=["kind"],
-        )
-        for kind, n in sorted(c.dropped().items()):
-            dropped.add_metric([kind], n)
-        yield dropped
-
-
-def merge_counters(counters: list[StageCounters]) -> StageCounters:
-    """One :class:`StageCounters` from several processes' (see :meth:`ShardedController.stage_counters`).
-
-    Example:
-        >>> a = StageCounters(10.0, {"detect": 9.0}, {"detect": 0.9}, {"detect": 1}, 2, 0, 0, 0.5)
-        >>> b = StageCounters(12.0, {"detect": 6.0}, {"detect": 0.5}, {"detect": 3}, 1, 1, 0, 0.0)
-        >>> m = merge_counters([a, b])
-        >>> m.wall_s, m.busy_s, m.occupancy, m.drops, m.stale, m.evidence_dropped
-        (12.0, {'detect': 15.0}, {'detect': 0.7}, {'detect': 4}, 3, 1)
-    """
-    occupancy = {k: v / len(counters) for k, v in added_up(c.occupancy for c in counters).items()}
-    return StageCounters(
-        wall_s=max(c.wall_s for c in counters),
-        busy_s=added_up(c.busy_s for c in counters),
-        occupancy={k: round(v, 6) for k, v in occupancy.items()},
-        drops=added_up(c.drops for c in counters),
-        stale=sum(c.stale for c in counters),
-        evidence_dropped=sum(c.evidence_dropped for c in counters),
-        failures=sum(c.failures for c in counters),
-        frame_waited_s=sum(c.frame_waited_s for c in counters),
-    )

@@ -138,6 +138,12 @@ class EventSink:
             log.exception("could not broadcast event %s", event.id)
         return public
 
+    @property
+    def broadcaster(self) -> Broadcaster:
+        """Where events and track boxes go to WebSocket clients (compute processes ask it whose boxes
+        are wanted)."""
+        return self._broadcaster
+
     def emit_tracks(self, overlay: FrameOverlay, image: np.ndarray | None = None) -> None:
         """Keep ``image`` (the processed frame) as the camera's newest and for clips; broadcast the tracks
         of the frame to the clients subscribed to them (nothing is serialised when none is)."""

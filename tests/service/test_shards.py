@@ -20,6 +20,7 @@ import pytest
 
 from actwatch.config import AppConfig
 from actwatch.errors import ActwatchError
+from actwatch.service.messages import TrackInterest
 from actwatch.service.predictions import PredictionJob
 from actwatch.service.shards import ShardedController
 from tests.service.live import LiveService, collect, door_and_hall_config, wait_for
@@ -234,6 +235,34 @@ def test_the_system_page_shows_each_compute_process(service: LiveService, tmp_pa
         assert f"Process 0\nrunning (pid {pids[0]}); cameras: door; restarts: 0" in text, text
         assert f"Process 1\nrunning (pid {pids[1]}); cameras: hall; restarts: 0" in text, text
         assert page_problems(driver) == []
+
+
+def test_track_boxes_cross_only_for_the_cameras_a_client_subscribes_to(service: LiveService) -> None:
+    controller = _controller(service)
+    # nobody connected: every process was told to send no boxes
+    wait_for(lambda: controller.track_interest_sent == TrackInterest(), timeout=30, what="no camera's boxes wanted")
+    before = _received(service, "tracks")
+    frames = {c: _processed(service, c) for c in ("door", "hall")}
+    wait_for(
+        lambda: all(_processed(service, c) >= frames[c] + 10 for c in frames),
+        timeout=120,
+        what="10 more frames of each camera",
+    )
+    # at most one box message per process was on its way when it was told (its pipeline thread had read
+    # the old interest): the frames since then sent none
+    assert _received(service, "tracks") - before <= len(controller.process_ids())
+    with service.websocket({"tracks": True, "cameras": ["hall"]}) as ws:
+        wait_for(
+            lambda: controller.track_interest_sent == TrackInterest(cameras=frozenset({"hall"})),
+            timeout=30,
+            what="hall's boxes wanted",
+        )
+        messages = collect(ws, lambda ms: _tracked(ms, "hall"), timeout=120)
+    assert not _tracked(messages, "door")
+
+
+def _received(service: LiveService, kind: str) -> float:
+    return service.metric("actwatch_compute_messages_received_total", kind=kind)
 
 
 def test_a_killed_compute_process_restarts_with_its_cameras_while_the_other_carries_on(

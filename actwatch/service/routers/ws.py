@@ -34,7 +34,7 @@ from pydantic import BaseModel, ValidationError
 
 import actwatch
 from actwatch.service.auth import bearer_from_header, token_matches
-from actwatch.service.broadcast import Client
+from actwatch.service.broadcast import Broadcaster, Client
 from actwatch.service.deps import ServiceState, get_services
 from actwatch.service.messages import (
     ErrorMessage,
@@ -103,7 +103,7 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
         await websocket.close(code=code, reason=reason)
 
 
-def _handle(text: str, client: Client) -> ReplyMessage:
+def _handle(text: str, client: Client, broadcaster: Broadcaster) -> ReplyMessage:
     """The reply to one client message."""
     if len(text) > MAX_MESSAGE_CHARS:
         return ErrorMessage(f"message too long ({len(text)} characters, at most {MAX_MESSAGE_CHARS})")
@@ -127,7 +127,7 @@ def _handle(text: str, client: Client) -> ReplyMessage:
         )
         return ErrorMessage(f"invalid {kind} message: {problems}")
     if isinstance(message, SubscribeMessage):
-        client.subscribe(Subscription.of(message.cameras, message.labels, message.tracks))
+        broadcaster.subscribe(client, Subscription.of(message.cameras, message.labels, message.tracks))
         return SubscribedMessage(client.subscription)
     return PongMessage()
 
@@ -173,7 +173,7 @@ def router() -> APIRouter:
                 if text is None:
                     client.reply(ErrorMessage("binary messages are not supported; send JSON text"))
                     continue
-                client.reply(_handle(text, client))
+                client.reply(_handle(text, client, broadcaster))
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:

@@ -289,33 +289,30 @@ class ComputeProcess:
         while True:
             replies, process = self._replies, self._process
             assert replies is not None and process is not None
-            try:
-                message = replies.get(timeout=0.5)
-            except (queue_module.Empty, EOFError, OSError):  # (EOF: the end of a process, maybe mid-message)
-                if process.is_alive():
-                    continue
-                self._drain(replies)  # what it sent between that wait and its end
-                self._drained.set()
-                if stopping.is_set():
-                    return
-                if self._ready.is_set() or self.down_reason:  # not while starting: wait_ready reports that
-                    self._respawn(process)
+            message = self._next(replies, 0.5)
+            if message is not None:
+                self._handle(message)
                 continue
-            except Exception:  # a message that cannot be unpickled: the next one may
-                log.exception("compute process %d sent an unreadable message", self.index)
+            if process.is_alive():
                 continue
-            self._handle(message)
+            while (message := self._next(replies, 0.05)) is not None:  # what it sent before its end
+                self._handle(message)
+            self._drained.set()
+            if stopping.is_set():
+                return
+            if self._ready.is_set() or self.down_reason:  # not while starting: wait_ready reports that
+                self._respawn(process)
 
-    def _drain(self, replies: Queue[Reply]) -> None:
-        while True:
-            try:
-                message = replies.get(timeout=0.05)
-            except (queue_module.Empty, EOFError, OSError):  # EOF: all read, or half a message from a killed one
-                return
-            except Exception:
-                log.exception("compute process %d left an unreadable message", self.index)
-                return
-            self._handle(message)
+    def _next(self, replies: Queue[Reply], timeout: float) -> Reply | None:
+        """The next message; ``None`` when none came within ``timeout``, at the end of the pipe (the end of
+        the process, maybe in the middle of a message), or for a message that cannot be unpickled (logged)."""
+        try:
+            return replies.get(timeout=timeout)
+        except (queue_module.Empty, EOFError, OSError):
+            return None
+        except Exception:
+            log.exception("compute process %d sent an unreadable message", self.index)
+            return None
 
     def _handle(self, message: Reply) -> None:
         owner = self._owner

@@ -95,6 +95,7 @@ class ComputeOwner(Protocol):
     def metrics_seen(self, index: int, ready: ShardReady) -> None: ...
     def observe_handoff(self, seconds: float) -> None: ...
     def resend_track_interest(self) -> None: ...
+    def repeated_start_up_line(self, line: ShardLog) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -331,7 +332,8 @@ class ComputeProcess:
             elif isinstance(message, ShardReport):
                 self.report = message
             elif isinstance(message, ShardLog):
-                logging.getLogger(message.name).log(message.level, "%s", message.message)
+                if not owner.repeated_start_up_line(message):
+                    logging.getLogger(message.name).log(message.level, "[compute %d] %s", self.index, message.message)
             elif isinstance(message, ShardReady):
                 owner.metrics_seen(self.index, message)
                 self._ready.set()

@@ -211,7 +211,8 @@ class ShardReport:
 
 @dataclass(frozen=True, slots=True)
 class ShardLog:
-    """A log record of the compute process, already formatted (its arguments never cross)."""
+    """A log record of the compute process, already formatted (its arguments never cross); the service
+    logs it prefixed ``[compute N]``."""
 
     name: str
     level: int

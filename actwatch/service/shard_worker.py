@@ -208,19 +208,19 @@ class UploadJobs:
 
 
 class _LogForwarder(logging.Handler):
-    """Sends each record, formatted here, to the service's logging (which redacts secrets)."""
+    """Sends each record, formatted here, to the service's logging (which redacts secrets and prefixes
+    the process: ``[compute N]``)."""
 
-    def __init__(self, sender: ReplySender, index: int) -> None:
+    def __init__(self, sender: ReplySender) -> None:
         super().__init__()
         self._sender = sender
-        self._prefix = f"[compute {index}] "
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             text = record.getMessage()
             if record.exc_info:
                 text += "\n" + logging.Formatter().formatException(record.exc_info)
-            self._sender.offer(ShardLog(record.name, record.levelno, self._prefix + text), "logs")
+            self._sender.offer(ShardLog(record.name, record.levelno, text), "logs")
         except Exception:
             self.handleError(record)
 
@@ -236,7 +236,7 @@ def run_shard(
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sender = ReplySender(replies)
     root = logging.getLogger()
-    root.handlers[:] = [_LogForwarder(sender, index)]
+    root.handlers[:] = [_LogForwarder(sender)]
     root.setLevel(log_level)
     logging.captureWarnings(True)
     live_frames = LiveFrames()

@@ -61,6 +61,7 @@ from actwatch.service.shard_messages import (
     RemoveCamera,
     RunUpload,
     SetTrackInterest,
+    ShardLog,
     ShardReady,
     StartCompute,
     UpdateCamera,
@@ -154,6 +155,9 @@ class ShardedController:
         )
         sink.broadcaster.add_interest_listener(self._interest_wake.set)
         self.model: ModelInfo | None = None  # the action model, from the first ready process
+        # log lines seen while the processes start: each loads the same models and would say the same
+        # things N times (None once all are ready: a restart's lines all show)
+        self._start_up_lines: set[tuple[str, int, str]] | None = set()
         self._shards = [ComputeProcess(i, self) for i in range(processes)]
         self.live_frames = ShardLiveFrames(self)
         metrics.registry.register(ComputeCollector(self))
@@ -178,6 +182,9 @@ class ShardedController:
         except BaseException:
             self.stop()
             raise
+        finally:
+            with self._lock:
+                self._start_up_lines = None
         log.info("%d compute processes ready", processes)
 
     def next_request(self) -> int:
@@ -209,6 +216,18 @@ class ShardedController:
 
     def observe_handoff(self, seconds: float) -> None:
         self._handoff.observe(max(0.0, seconds))
+
+    def repeated_start_up_line(self, line: ShardLog) -> bool:
+        """Whether, during the start, another compute process already logged ``line`` word for word
+        (it is then logged once: a line that differs, a CPU fallback in one process, say, always shows)."""
+        key = (line.name, line.level, line.message)
+        with self._lock:
+            if self._start_up_lines is None:
+                return False
+            if key in self._start_up_lines:
+                return True
+            self._start_up_lines.add(key)
+            return False
 
     # ------------------------------------------------------------------------- track interest
     def resend_track_interest(self) -> None:

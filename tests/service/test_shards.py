@@ -7,6 +7,7 @@ The tests run in file order on one service; the last one stops it and checks no 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -34,6 +35,22 @@ TOKEN = "shards-test-token-0123456789abcdef"
 PASSWORD = "sh4rd-pw"
 
 
+class _Lines(logging.Handler):
+    """The messages logged while it is attached to the root logger."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture(scope="module")
+def start_up_log() -> _Lines:
+    return _Lines()
+
+
 @pytest.fixture(scope="module")
 def service(
     tmp_path_factory: pytest.TempPathFactory,
@@ -41,6 +58,7 @@ def service(
     vtest_path: Path,
     detector_weights: Path,
     exported_model_dir: Path,
+    start_up_log: _Lines,
 ) -> Iterator[LiveService]:
     server, _ = rtsp
     url = server.url("door", user="admin", password=PASSWORD)
@@ -53,7 +71,11 @@ def service(
         token=TOKEN,
         processes=2,
     )
-    live = LiveService(config).start()
+    logging.getLogger().addHandler(start_up_log)
+    try:
+        live = LiveService(config).start()
+    finally:
+        logging.getLogger().removeHandler(start_up_log)
     try:
         yield live
     finally:
@@ -131,6 +153,12 @@ def test_a_compute_process_that_cannot_build_its_stages_stops_the_start_with_its
     with pytest.raises(ActwatchError, match="no-model") as raised:
         ShardedController(config, sink, metrics)
     assert "actwatch export" in str(raised.value)  # the model loader's own advice, not a traceback
+
+
+def test_the_processes_start_up_lines_are_logged_once_each(service: LiveService, start_up_log: _Lines) -> None:
+    # both processes load the same untrained model and warn of it in the same words: the service says so once
+    untrained = [line for line in start_up_log.lines if "is UNTRAINED" in line]
+    assert len(untrained) == 1 and untrained[0].startswith("[compute 0] "), start_up_log.lines
 
 
 def test_each_camera_runs_in_its_own_process_and_events_reach_the_api(service: LiveService) -> None:

@@ -38,16 +38,22 @@ def thread_cpu_seconds() -> dict[ThreadKey, float]:
         return {}
     seconds: dict[ThreadKey, float] = {}
     for tid in tids:
-        try:
-            with open(f"/proc/self/task/{tid}/stat", encoding="ascii", errors="replace") as f:
-                stat = f.read()
-        except OSError:  # ended since the listing
+        fields = _stat_fields(f"/proc/self/task/{tid}/stat")
+        if fields is None:  # ended since the listing
             continue
-        # after the command name in parentheses (which may hold spaces): state is field 3, utime 14,
-        # stime 15, starttime 22 (proc(5)), so 0-based 11, 12 and 19 of the rest
-        fields = stat.rsplit(")", 1)[1].split()
         seconds[(int(tid), int(fields[19]))] = (int(fields[11]) + int(fields[12])) * tick_s
     return seconds
+
+
+def _stat_fields(path: str) -> list[str] | None:
+    """The fields of a ``/proc`` ``stat`` file after the command name (``None`` when it is gone). The
+    name is in parentheses and may hold spaces; after it, state is field 3, utime 14, stime 15 and
+    starttime 22 (proc(5)), so 0-based 11, 12 and 19 here."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
 
 
 def process_tree(pid: int) -> list[int]:
@@ -72,10 +78,8 @@ def process_tree(pid: int) -> list[int]:
 
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` so far (0.0 once it has ended)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
+    fields = _stat_fields(f"/proc/{pid}/stat")
+    if fields is None:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 

@@ -26,6 +26,7 @@ import queue as queue_module
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -257,13 +258,12 @@ def run_shard(
     provenance = metrics.model_provenance()
     sender.send(ShardReady(metrics.active_providers(), provenance, model_info(pipeline.stages.runtime, provenance)))
     uploads = UploadJobs(pipeline.stages, config.pipeline, config.predictions, sender)
+    compute = _Compute(pipeline, sink, uploads, live_frames, clips, metrics, sender)
     orphaned = False
     try:
-        orphaned = _serve(pipeline, sink, uploads, commands, sender, metrics, live_frames, clips, parent)
+        orphaned = _serve(compute, commands, parent)
     finally:
-        uploads.stop()
-        pipeline.stop()
-        clips.close()
+        compute.stop()
         if orphaned:
             _flush_at_most(replies, ORPHAN_FLUSH_S)
 
@@ -285,18 +285,36 @@ def _build_pipeline(config: AppConfig, sink: ShardSink, metrics: ServiceMetrics)
     return StreamPipeline(build_stages(config, sink=sink, metrics=metrics))
 
 
-def _serve(
-    pipeline: StreamPipeline,
-    sink: ShardSink,
-    uploads: UploadJobs,
-    commands: Queue[Command],
-    sender: ReplySender,
-    metrics: ServiceMetrics,
-    live_frames: LiveFrames,
-    clips: ClipRecorder,
-    parent: int,
-) -> bool:
+@dataclass(frozen=True, slots=True)
+class _Compute:
+    """What a compute process's command loop works on."""
+
+    pipeline: StreamPipeline
+    sink: ShardSink
+    uploads: UploadJobs
+    live_frames: LiveFrames
+    clips: ClipRecorder
+    metrics: ServiceMetrics
+    sender: ReplySender
+
+    def stop(self) -> None:
+        """Cancel the upload jobs, stop the pipeline and the cameras, write the clips still collecting."""
+        self.uploads.stop()
+        self.pipeline.stop()
+        self.clips.close()
+
+    def report(self) -> ShardReport:
+        return ShardReport(
+            statuses=tuple(self.pipeline.statuses()),
+            counters=self.pipeline.stage_counters(),
+            families=list(self.metrics.registry.collect()),
+            dropped=dict(self.sender.dropped),
+        )
+
+
+def _serve(compute: _Compute, commands: Queue[Command], parent: int) -> bool:
     """Answer commands and report until told to stop (``False``) or the service has gone (``True``)."""
+    sender = compute.sender
     next_report = time.monotonic()
     while os.getppid() == parent:  # the service died (even by SIGKILL): stop too
         try:
@@ -304,51 +322,55 @@ def _serve(
         except queue_module.Empty:
             command = None
         if isinstance(command, StopCompute):
-            uploads.stop()
-            pipeline.stop()
-            clips.close()
-            sender.send(_report(pipeline, metrics, sender))
+            compute.stop()
+            sender.send(compute.report())
             sender.send(Done(command.request))
             return False
-        if isinstance(command, RunUpload):
-            uploads.start(command)  # answered when the job ends
-        elif isinstance(command, CancelUpload):
-            uploads.cancel(command.upload)
-            sender.send(Done(command.request))
-        elif isinstance(command, SetTrackInterest):
-            sink.track_interest = command.interest
-            sender.send(Done(command.request))
-        elif command is not None:
-            sender.send(_answer(command, pipeline, live_frames, clips))
+        if command is not None and (answer := _answer(command, compute)) is not None:
+            sender.send(answer)
         if time.monotonic() >= next_report:
-            sender.offer(_report(pipeline, metrics, sender), "reports")
+            sender.offer(compute.report(), "reports")
             next_report = time.monotonic() + REPORT_INTERVAL_S
     log.warning("the service's process has gone; stopping")
     return True
 
 
 def _answer(
-    command: AddCamera | UpdateCamera | RemoveCamera | StartCompute | LiveFrameRequest,
-    pipeline: StreamPipeline,
-    live_frames: LiveFrames,
-    clips: ClipRecorder,
-) -> Done | LiveFrameReply:
+    command: AddCamera
+    | UpdateCamera
+    | RemoveCamera
+    | StartCompute
+    | LiveFrameRequest
+    | SetTrackInterest
+    | RunUpload
+    | CancelUpload,
+    compute: _Compute,
+) -> Done | LiveFrameReply | None:
+    """Carry out ``command``; its answer, or ``None`` for an upload job (answered when it ends)."""
     if isinstance(command, LiveFrameRequest):
         try:
-            jpeg = live_frames.latest_jpeg(command.camera_id, command.view, command.known_sequence)
+            jpeg = compute.live_frames.latest_jpeg(command.camera_id, command.view, command.known_sequence)
         except Exception:  # an image OpenCV cannot encode: no frame for this request, the camera goes on
             log.exception("could not encode the live frame of %s", command.camera_id)
             jpeg = None
         return LiveFrameReply(command.request, jpeg)
+    if isinstance(command, RunUpload):
+        compute.uploads.start(command)
+        return None
+    pipeline = compute.pipeline
     try:
-        if isinstance(command, AddCamera):
+        if isinstance(command, CancelUpload):
+            compute.uploads.cancel(command.upload)
+        elif isinstance(command, SetTrackInterest):
+            compute.sink.track_interest = command.interest
+        elif isinstance(command, AddCamera):
             pipeline.add_camera(command.camera)
         elif isinstance(command, UpdateCamera):
             pipeline.update_camera(command.camera)
         elif isinstance(command, RemoveCamera):
             pipeline.remove_camera(command.camera_id)
-            live_frames.forget(command.camera_id)
-            clips.forget(command.camera_id)
+            compute.live_frames.forget(command.camera_id)
+            compute.clips.forget(command.camera_id)
         elif isinstance(command, StartCompute):
             pipeline.start()
     except ActwatchError as exc:
@@ -357,12 +379,3 @@ def _answer(
         log.exception("%s failed", type(command).__name__)
         return Done(command.request, f"{type(exc).__name__}: {exc}")
     return Done(command.request)
-
-
-def _report(pipeline: StreamPipeline, metrics: ServiceMetrics, sender: ReplySender) -> ShardReport:
-    return ShardReport(
-        statuses=tuple(pipeline.statuses()),
-        counters=pipeline.stage_counters(),
-        families=list(metrics.registry.collect()),
-        dropped=dict(sender.dropped),
-    )

@@ -20,6 +20,14 @@ served in the service's process and in its compute processes, and wall ms per re
 what a raw frame costs to cross from one process to another (768x576 and 1080p).
 
     .venv/bin/python benchmarks/live_media.py --processes 1,2 --frames 200
+
+``--viewers 1,4,16`` measures a wall of dashboards instead: that many viewers poll ``latest.jpg`` of
+the same camera at the Live tile's rate (2.5 frames/s, phases spread), for ``--seconds``, once per
+``media.live_share_ms`` of ``--shares`` (default ``0,100``: viewers share only an encode of the same
+frame, then one younger than 100 ms), side by side: the service's CPU per second (% of a core, idle
+subtracted) and per request. ``--height 1080`` feeds 1080p frames (vtest.avi scaled up).
+
+    .venv/bin/python benchmarks/live_media.py --viewers 1,4,16 --seconds 20 --height 1080
 """
 
 from __future__ import annotations
@@ -43,8 +51,11 @@ from actwatch.thread_cpu import process_cpu_seconds, tree_cpu_seconds
 TOKEN = "bench-live-media-token-0123456789"
 
 
-def serve(port: int, cameras: int, video: str) -> None:
-    """The child: the app on ``port`` with ``cameras`` cameras fed from ``video`` at 10 fps each."""
+def serve(port: int, cameras: int, video: str, share_ms: float | None = None, height: int = 0) -> None:
+    """The child: the app on ``port`` with ``cameras`` cameras fed from ``video`` at 10 fps each (frames
+    scaled to ``height`` rows if given), live JPEGs shared for ``share_ms`` (``None``: the default, and
+    the only choice of a revision before ``media.live_share_ms``)."""
+    import cv2
     import uvicorn
 
     from actwatch.capture.video_file import read_video
@@ -59,12 +70,18 @@ def serve(port: int, cameras: int, video: str) -> None:
             "data_dir": tempfile.mkdtemp(prefix="live-media-bench-"),
             "server": {"token": TOKEN, "port": port, "host": "127.0.0.1"},
             "cameras": [{"id": i, "url": "rtsp://127.0.0.1/none", "enabled": False} for i in ids],
-            "media": {"mjpeg_max_fps": 30, "clips": {"enabled": False}},
+            "media": {
+                "mjpeg_max_fps": 30,
+                "clips": {"enabled": False},
+                **({} if share_ms is None else {"live_share_ms": share_ms}),
+            },
         }
     )
     app = create_app(config, IdleController(), announce_token=lambda _m: None)
     sink = app.state.services.sink
     images = [f.image for f in read_video(video, max_frames=100)]
+    if height:
+        images = [cv2.resize(i, (round(i.shape[1] * height / i.shape[0]), height)) for i in images]
     boxes = tuple(
         TrackOverlay(k + 1, (100.0 + 120 * k, 150.0, 180.0 + 120 * k, 380.0), 0.9, "walking", 0.8) for k in range(4)
     )
@@ -199,6 +216,78 @@ def raw_frame_crossing(shape: tuple[int, int, int], n: int = 200) -> tuple[float
     return 1000 * own / n, 1000 * other / n
 
 
+def poll_viewers(port: int, viewers: int, seconds: float, every_s: float = 0.4) -> int:
+    """``viewers`` threads polling cam0's ``latest.jpg`` every ``every_s`` for ``seconds``, their phases
+    spread evenly over the interval (as dashboards opened at different moments); the requests served."""
+    served: list[int] = []
+    start = time.monotonic()
+
+    def viewer(k: int) -> None:
+        count = 0
+        with _client(port) as http:
+            due = start + every_s * k / viewers
+            while (now := time.monotonic()) < start + seconds:
+                if now < due:
+                    time.sleep(due - now)
+                http.get("/cameras/cam0/latest.jpg").raise_for_status()
+                count += 1
+                due += every_s
+        served.append(count)
+
+    threads = [threading.Thread(target=viewer, args=(k,)) for k in range(viewers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(served)
+
+
+def main_viewers(args: argparse.Namespace, video: str) -> None:
+    """``--viewers``: a wall of dashboards on one camera, without and with shared encodes, side by side."""
+    counts = [int(n) for n in args.viewers.split(",")]
+    shares = [None if v == "default" else float(v) for v in args.shares.split(",")]
+    rows: dict[tuple[float | None, int], tuple[float, float]] = {}
+    for share in shares:
+        child = _start(serve, args.port, args.cameras, video, share, args.height)
+        assert child.pid is not None
+        try:
+            with _client(args.port) as http:
+                _wait_first_frame(http)
+            idle = idle_rate(child.pid, 3.0)
+            for n in counts:
+                c0, t0 = process_cpu_seconds(child.pid), time.monotonic()
+                served = poll_viewers(args.port, n, args.seconds)
+                wall = time.monotonic() - t0
+                used = process_cpu_seconds(child.pid) - c0 - idle * wall
+                rows[(share, n)] = (100 * used / wall, 1000 * used / max(1, served))
+        finally:
+            child.terminate()
+            child.join(30)
+    size = f"{args.height}p" if args.height else "768x576"
+    print(f"{args.cameras} cameras fed {size} at 10 fps; viewers poll cam0's latest.jpg at 2.5 fps each")
+    head = " | ".join(
+        f"live_share_ms {'default' if v is None else f'{v:g}'}: % of a core, CPU ms/request" for v in shares
+    )
+    print(f"| viewers | {head} |")
+    print("| --- |" + " --- |" * len(shares))
+    for n in counts:
+        cells = " | ".join("{:.1f}%, {:.2f}".format(*rows[(share, n)]) for share in shares)
+        print(f"| {n} | {cells} |")
+
+
+def _wait_first_frame(http: httpx.Client) -> None:
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            if http.get("/cameras/cam0/latest.jpg").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit("the service did not start")
+        time.sleep(0.2)
+
+
 def _start(target: Callable[..., None], *args: object) -> BaseProcess:
     """The service's child process (spawned: a fresh interpreter, as ``actwatch serve`` starts)."""
     child = multiprocessing.get_context("spawn").Process(target=target, args=args)
@@ -269,26 +358,26 @@ def main() -> None:
     parser.add_argument(
         "--processes", help="the real service, once per pipeline.processes value (e.g. 1,2), instead of a fed sink"
     )
+    parser.add_argument("--viewers", help="viewers of one camera polling latest.jpg at 2.5 fps, e.g. 1,4,16")
+    parser.add_argument("--seconds", type=float, default=20.0, help="--viewers: seconds per measurement")
+    parser.add_argument("--height", type=int, default=0, help="--viewers: scale the fed frames to this height")
+    parser.add_argument(
+        "--shares", default="0,100", help="--viewers: media.live_share_ms values ('default': leave it unset)"
+    )
     args = parser.parse_args()
     video = str(sample_video_path(default_cache_dir()))
     if args.processes:
         main_pipeline(args, video)
+        return
+    if args.viewers:
+        main_viewers(args, video)
         return
 
     child = _start(serve, args.port, args.cameras, video)
     assert child.pid is not None
     try:
         with _client(args.port) as http:
-            deadline = time.monotonic() + 300
-            while True:
-                try:
-                    if http.get("/cameras/cam0/latest.jpg").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("the service did not start")
-                time.sleep(0.2)
+            _wait_first_frame(http)
             idle = idle_rate(child.pid, 3.0)
             print(f"service with {args.cameras} cameras fed at 10 fps, nobody watching: {idle * 100:.1f}% of a core")
             print(f"{'variant':<42} {'CPU ms/frame':>12} {'% core @2.5 fps':>16} {'% core @5 fps':>14}")

@@ -393,7 +393,7 @@ def create_app(
 
         delivery = DeliveryService.from_config(config, store, metrics)
     media = config.media
-    live_frames = LiveFrames()
+    live_frames = LiveFrames(media.live_share_ms / 1000)
     clips = ClipRecorder(ClipStore(config.media_dir / "clips", media.clips.retention_days), media.clips)
     # With compute processes, frames and clip rings stay in them: this sink stores and broadcasts only.
     local_frames = controller is not None or config.pipeline.processes == 1

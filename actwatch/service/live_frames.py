@@ -7,6 +7,12 @@ for the newest one as a JPEG of a :class:`LiveView` (:meth:`LiveFrames.latest_jp
 encoded where it lives and only the JPEG crosses to the service's process
 (:class:`~actwatch.service.shards.ShardLiveFrames`).
 
+Many viewers of one camera share its encodes: a JPEG of a view is kept, and served to every viewer that
+has not had it while it is the newest frame or younger than ``share_s`` (``media.live_share_ms``), so a
+wall of dashboards costs at most ``1 / share_s`` encodes a second per camera and view, not one per
+viewer and request; viewers asking at once wait for one encode. A viewer that already has the kept JPEG
+(an MJPEG stream) gets the newest frame.
+
 Example:
     >>> import numpy as np
     >>> from actwatch.service.events import FrameOverlay, TrackOverlay
@@ -21,11 +27,15 @@ Example:
     >>> view = LiveView(overlay=True, width=80)
     >>> frames.latest_jpeg("door", view).sequence, frames.latest_jpeg("door", view, known_sequence=1)
     (1, None)
+    >>> frames.latest_jpeg("door", view) is frames.latest_jpeg("door", view)  # one encode, shared
+    True
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -78,12 +88,29 @@ class LiveFrameSource(Protocol):
     def forget(self, camera_id: str) -> None: ...
 
 
-class LiveFrames:
-    """The newest :class:`LiveFrame` per camera; thread-safe (the pipeline writes, the API reads)."""
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    jpeg: LiveJpeg
+    at: float  # when it was encoded (the clock of LiveFrames)
 
-    def __init__(self) -> None:
+
+class LiveFrames:
+    """The newest :class:`LiveFrame` per camera; thread-safe (the pipeline writes, the API reads).
+
+    ``share_s``: how long a JPEG of a view is served to other viewers after a newer frame came (see the
+    module); ``max_views``: JPEGs kept per camera (a view is a size and overlay; the oldest goes first);
+    ``clock``: monotonic seconds (passed in so a test can move time)."""
+
+    def __init__(
+        self, share_s: float = 0.1, *, max_views: int = 8, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._share_s = share_s
+        self._max_views = max_views
+        self._clock = clock
         self._lock = threading.Lock()
         self._frames: dict[str, LiveFrame] = {}
+        self._encoded: dict[str, dict[LiveView, _Encoded]] = {}
+        self._encoding: dict[str, threading.Lock] = {}  # per camera: viewers asking at once share one encode
 
     def put(self, image: np.ndarray, overlay: FrameOverlay) -> None:
         with self._lock:
@@ -99,13 +126,39 @@ class LiveFrames:
         frame = self.latest(camera_id)
         if frame is None or frame.sequence == known_sequence:
             return None
-        jpeg = render_live_jpeg(frame, overlay=view.overlay, width=view.width, quality=view.quality)
-        return LiveJpeg(frame.sequence, jpeg)
+        with self._lock:
+            encoding = self._encoding.setdefault(camera_id, threading.Lock())
+        with encoding:
+            with self._lock:
+                frame = self._frames.get(camera_id)
+                views = self._encoded.setdefault(camera_id, {})
+                kept = views.get(view)
+            if frame is None:  # forgotten while this waited
+                return None
+            now = self._clock()
+            if (
+                kept is not None
+                and kept.jpeg.sequence > known_sequence  # the viewer has not had it
+                and (kept.jpeg.sequence == frame.sequence or now - kept.at < self._share_s)
+            ):
+                return kept.jpeg
+            jpeg = LiveJpeg(
+                frame.sequence, render_live_jpeg(frame, overlay=view.overlay, width=view.width, quality=view.quality)
+            )
+            with self._lock:
+                if self._frames.get(camera_id) is not None:  # not forgotten meanwhile
+                    views = self._encoded.setdefault(camera_id, {})
+                    views[view] = _Encoded(jpeg, now)
+                    if len(views) > self._max_views:
+                        del views[min(views, key=lambda v: views[v].at)]
+            return jpeg
 
     def forget(self, camera_id: str) -> None:
-        """Drop a removed camera's frame."""
+        """Drop a removed camera's frame and its JPEGs."""
         with self._lock:
             self._frames.pop(camera_id, None)
+            self._encoded.pop(camera_id, None)
+            self._encoding.pop(camera_id, None)
 
 
 def draw_tracks(image: np.ndarray, overlay: FrameOverlay, scale: float = 1.0) -> None:

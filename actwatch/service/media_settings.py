@@ -40,4 +40,13 @@ class MediaSettings(StrictModel):
     jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality of latest.jpg and MJPEG frames.")
     mjpeg_max_fps: float = Field(5.0, gt=0, le=30, description="Most frames per second an MJPEG stream sends.")
     max_streams: int = Field(16, ge=1, le=1024, description="MJPEG streams served at once; more get 503.")
+    live_share_ms: float = Field(
+        100.0,
+        ge=0,
+        le=2000,
+        description=(
+            "A live JPEG (latest.jpg, MJPEG) of a camera and view is served to other viewers for this many ms "
+            "after a newer frame came, so many viewers cost one encode; 0: only requests for the same frame share one."
+        ),
+    )
     clips: ClipSettings = Field(default_factory=ClipSettings, description="Event clips.")

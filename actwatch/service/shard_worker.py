@@ -240,7 +240,7 @@ def run_shard(
     root.handlers[:] = [_LogForwarder(sender)]
     root.setLevel(log_level)
     logging.captureWarnings(True)
-    live_frames = LiveFrames()
+    live_frames = LiveFrames(config.media.live_share_ms / 1000)
     clips = ClipRecorder(ClipStore(config.media_dir / "clips", config.media.clips.retention_days), config.media.clips)
     sink = ShardSink(sender, live_frames, clips, keep_crops=config.storage.keep_crops)
     metrics = ServiceMetrics()

@@ -196,6 +196,7 @@ class Broadcaster:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: set[Client] = set()
         self._interest_listeners: list[Callable[[], None]] = []
+        self._track_interest = TrackInterest()  # recomputed whenever a client connects, subscribes or leaves
         self.published = 0
 
     def bind(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -209,12 +210,14 @@ class Broadcaster:
     @property
     def dropped_total(self) -> int:
         """Messages dropped so far for the clients connected now."""
-        return sum(client.dropped_total for client in list(self._clients))
+        with self._lock:
+            clients = list(self._clients)
+        return sum(client.dropped_total for client in clients)
 
     def connect(self, subscription: Subscription | None = None) -> Client:
         """A new client queue (call on the event loop)."""
         client = Client(self.queue_size, subscription or Subscription(), self._metrics)
-        with self._lock:  # wants() reads the set from the pipeline thread
+        with self._lock:  # dropped_total may read the set from another thread (the metrics)
             self._clients.add(client)
         if self._metrics is not None:
             self._metrics.ws_client_connected()
@@ -244,9 +247,7 @@ class Broadcaster:
             >>> b.track_interest().cameras, b.track_interest().wants("hall")
             (frozenset({'door'}), False)
         """
-        with self._lock:
-            subscriptions = [client.subscription for client in self._clients]
-        return TrackInterest.of(subscriptions)
+        return self._track_interest  # one reference read: the pipeline asks for every frame
 
     def add_interest_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` (on the event loop: it must not block) whenever a client connects, changes its
@@ -255,6 +256,8 @@ class Broadcaster:
         self._interest_listeners.append(listener)
 
     def _interest_changed(self) -> None:
+        with self._lock:
+            self._track_interest = TrackInterest.of([client.subscription for client in self._clients])
         for listener in self._interest_listeners:
             try:
                 listener()
@@ -266,22 +269,6 @@ class Broadcaster:
         for client in list(self._clients):
             self.disconnect(client)
         self._loop = None
-
-    def wants(self, message: BroadcastMessage) -> bool:
-        """Whether any connected client's subscription wants ``message`` (safe from any thread).
-
-        The pipeline asks before it builds and serialises track boxes, so a camera nobody watches costs
-        nothing on the WebSocket side.
-
-        Example:
-            >>> from actwatch.service.events import FrameOverlay
-            >>> from actwatch.service.messages import TracksMessage
-            >>> Broadcaster().wants(TracksMessage(FrameOverlay("c", 1.0, ())))
-            False
-        """
-        with self._lock:
-            clients = tuple(self._clients)
-        return any(client.subscription.wants(message) for client in clients)
 
     def publish(self, message: BroadcastMessage) -> None:
         """Queue ``message`` for every client that wants it. Never blocks."""

@@ -153,8 +153,7 @@ class EventSink:
                     self._live_frames.put(image, overlay)
                 if self._clips is not None:
                     self._clips.add_frame(overlay.camera_id, overlay.frame_time, image)
-            message = TracksMessage(overlay)
-            if self._broadcaster.wants(message):
-                self._broadcaster.publish(message)
+            if self._broadcaster.track_interest().wants(overlay.camera_id):
+                self._broadcaster.publish(TracksMessage(overlay))
         except Exception:
             log.exception("could not broadcast tracks of %s", overlay.camera_id)

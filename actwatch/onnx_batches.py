@@ -25,8 +25,8 @@ from typing import Generic, Literal, TypeVar
 
 import numpy as np
 
-from actwatch.onnx_choices import BatchPadding, choices, worded
-from actwatch.onnx_providers import TENSORRT, canonical_provider, runs_on_gpu
+from actwatch.onnx_choices import TENSORRT, BatchPadding, canonical_provider, choices, worded
+from actwatch.onnx_providers import runs_on_gpu
 
 Padding = Literal["fixed", "pow2", "off"]
 Session = TypeVar("Session")

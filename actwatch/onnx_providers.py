@@ -39,29 +39,21 @@ from typing import Any
 
 import onnxruntime as ort
 
-from actwatch.onnx_choices import GpuWait
+from actwatch.onnx_choices import (
+    AUTO,
+    CPU,
+    CUDA,
+    PROVIDER_ORDER,
+    TENSORRT,
+    GpuWait,
+    Requested,
+    canonical_provider,
+)
 
 log = logging.getLogger(__name__)
 
-TENSORRT = "TensorrtExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-OPENVINO = "OpenVINOExecutionProvider"
-CPU = "CPUExecutionProvider"
-PROVIDER_ORDER = (TENSORRT, CUDA, OPENVINO, CPU)
-AUTO = "auto"
-_ALIASES = {
-    "tensorrt": TENSORRT,
-    "trt": TENSORRT,
-    "cuda": CUDA,
-    "gpu": CUDA,
-    "openvino": OPENVINO,
-    "cpu": CPU,
-}
 _CUDA_DRIVER_LIBS = ("libcuda.so.1", "libcuda.so", "nvcuda.dll")
 _TENSORRT_LIBS = ("libnvinfer.so.10", "libnvinfer.so.8", "libnvinfer.so", "nvinfer_10.dll", "nvinfer.dll")
-
-Requested = str | Sequence[str] | None
-"""A configuration's choice: ``None``/``"auto"``, one provider name, or a list of them."""
 
 SessionProvider = str | tuple[str, dict[str, str]]
 """What ``onnxruntime.InferenceSession(providers=...)`` takes: a name, or a name with its options."""
@@ -128,23 +120,6 @@ def batch_profile(path: Path, max_batch: int) -> dict[str, str]:
         "trt_profile_opt_shapes": profile(max_batch),
         "trt_profile_max_shapes": profile(max_batch),
     }
-
-
-def canonical_provider(name: str) -> tuple[str, int | None]:
-    """The full provider name of ``name`` and the device it names (``cuda:1`` -> CUDA, device 1).
-
-    Example:
-        >>> canonical_provider("cuda:1"), canonical_provider("0"), canonical_provider("TensorrtExecutionProvider")
-        (('CUDAExecutionProvider', 1), ('CUDAExecutionProvider', 0), ('TensorrtExecutionProvider', None))
-    """
-    text = name.strip()
-    if text.isdigit():  # torch-style "0": CUDA device 0
-        return CUDA, int(text)
-    base, _, index = text.partition(":")
-    key = base.lower().removesuffix("executionprovider")
-    provider = _ALIASES.get(key, base if base.endswith("ExecutionProvider") else text)
-    device = int(index) if index.isdigit() else None
-    return provider, device
 
 
 def runs_on_gpu(providers: Sequence[str]) -> bool:

@@ -34,7 +34,8 @@ import onnxruntime as ort
 
 from actwatch.model.manifest import load_manifest
 from actwatch.model.runtime import ActionRuntime
-from actwatch.onnx_providers import CPU, CUDA, select_providers
+from actwatch.onnx_choices import CPU, CUDA
+from actwatch.onnx_providers import select_providers
 
 # (name, CUDA provider options); the first is what actwatch sets (onnx_providers.session_providers)
 CUDA_VARIANTS: list[tuple[str, dict[str, str]]] = [

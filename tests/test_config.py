@@ -180,6 +180,9 @@ def test_unknown_key_is_named_with_a_suggestion(tmp_path: Path) -> None:
         ("pipeline:\n  gpu_wait: sleep\n", "pipeline.gpu_wait", "'auto', 'spin', 'yield' or 'blocking'"),
         ("model:\n  max_batch: 0\n", "model.max_batch", "greater than or equal to 1"),
         ("capture:\n  max_fps: 0\n", "capture.max_fps", "greater than 0"),
+        ("detector:\n  device: cdua\n", "detector.device", "unknown ONNX Runtime provider 'cdua'; use auto"),
+        ("detector:\n  device: [cuda, tpu]\n", "detector.device", "unknown ONNX Runtime provider 'tpu'"),
+        ("model:\n  providers: [foo]\n", "model.providers", "unknown ONNX Runtime provider 'foo'"),
         (
             "cameras:\n  - {id: a, url: /videos/a.mp4, max_fps: 5}\n",
             "cameras.0",

@@ -11,8 +11,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from actwatch.errors import ConfigError
+from actwatch.onnx_choices import CPU, CUDA
 from actwatch.onnx_inputs import uint8_input_if_wanted
-from actwatch.onnx_providers import CPU, CUDA
 from actwatch.paths import CACHE_DIR_ENV
 
 GPU_THEN_CPU = [f"{CUDA}:1", CPU]  # as select_providers names a chosen device

@@ -10,14 +10,9 @@ import onnxruntime as ort
 import pytest
 
 from actwatch import onnx_providers
+from actwatch.onnx_choices import CPU, CUDA, OPENVINO, TENSORRT, GpuWait, canonical_provider
 from actwatch.onnx_providers import (
-    CPU,
-    CUDA,
-    OPENVINO,
-    TENSORRT,
-    GpuWait,
     TensorRTOptions,
-    canonical_provider,
     create_session,
     gpu_devices,
     probe_availability,

@@ -31,9 +31,12 @@ SourceKind = Literal["rtsp", "http", "file", "webcam"]
 
 MASK = "***"
 
+# No at sign here: messages are masked (again) at the edges, and an at sign after a "scheme://" would
+# read as the end of a password, masking the forms themselves.
 ACCEPTED_FORMS = (
-    "rtsp://[user:pass@]host[:port]/path, rtsps://..., http(s)://host/stream.mjpg (MJPEG), "
-    "a video file path or file:///path/to/video.mp4, or a webcam: 0, webcam:0, /dev/video0"
+    "rtsp://host[:port]/path (with user:pass and an at sign before the host if the camera needs a login), "
+    "rtsps://..., http(s)://host/stream.mjpg (MJPEG), a video file path or file:///path/to/video.mp4, "
+    "or a webcam: 0, webcam:0, /dev/video0"
 )
 
 _SCHEME_KIND: dict[str, SourceKind] = {

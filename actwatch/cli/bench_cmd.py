@@ -30,7 +30,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
         frames: Annotated[int | None, typer.Option(min=1, help="Frames per camera.")] = None,
         loop: Annotated[bool | None, typer.Option(help="Restart the clip until --frames (for long runs).")] = None,
-        duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (memory soak).")] = None,
+        duration: Annotated[
+            float | None, typer.Option(min=0.001, help="Stop after this many seconds (memory soak).")
+        ] = None,
         imgsz: Annotated[int | None, typer.Option(help="Detector input size.")] = None,
         stride: Annotated[int | None, typer.Option(min=1, help="Classify each track every N new samples.")] = None,
         seq_len: Annotated[int | None, typer.Option(min=2, help="Window length of the generated model.")] = None,

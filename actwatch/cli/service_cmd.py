@@ -39,22 +39,28 @@ def start_up_lines(host: str, port: int, token: str | None) -> list[str]:
 def _run_server(config: Any, *, announce: bool) -> None:
     from actwatch.config.secrets import redact_secrets_in_logs
     from actwatch.service.app import create_app
+    from actwatch.service.data_dir import hold_data_dir, prepare_data_dir
     from actwatch.service.server import listen_socket, serve
     from actwatch.service.server_logs import redact_root_handlers
 
     logging.getLogger().setLevel(config.log_level)
     redact_root_handlers()
     redact_secrets_in_logs(config.secret_values)  # values from ${VAR} / *_FILE never reach a log line
-    listener = listen_socket(config.server)  # before the models load (minutes on a CPU): a taken port fails now
+    prepare_data_dir(config.data_dir)
+    held = hold_data_dir(config.data_dir)  # before anything there is touched: one service per data_dir
     try:
-        app = create_app(config)
-    except BaseException:
-        listener.close()
-        raise
-    token = app.state.services.token.get_secret_value()
-    for line in start_up_lines(config.server.host, config.server.port, token if announce else None):
-        typer.echo(line)
-    serve(app, config.server, log_level=config.log_level, sock=listener)
+        listener = listen_socket(config.server)  # before the models load (minutes on a CPU): a taken port fails now
+        try:
+            app = create_app(config)
+        except BaseException:
+            listener.close()
+            raise
+        token = app.state.services.token.get_secret_value()
+        for line in start_up_lines(config.server.host, config.server.port, token if announce else None):
+            typer.echo(line)
+        serve(app, config.server, log_level=config.log_level, sock=listener)
+    finally:
+        held.release()
 
 
 def _given(**options: Any) -> dict[str, Any]:
@@ -99,7 +105,7 @@ def register(app: typer.Typer) -> None:
     def serve(
         config: Annotated[Path, typer.Option("--config", "-c", help="YAML configuration file.")],
         host: Annotated[str | None, typer.Option(help="Override server.host.")] = None,
-        port: Annotated[int | None, typer.Option(help="Override server.port.")] = None,
+        port: Annotated[int | None, typer.Option(min=1, max=65535, help="Override server.port.")] = None,
     ) -> None:
         """Run the service: cameras, detection, tracking, action recognition, REST + WebSocket API."""
         from actwatch.config import load_config
@@ -112,7 +118,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("demo")
     def demo(
-        port: Annotated[int | None, typer.Option(help="TCP port of the dashboard and API (default 8000).")] = None,
+        port: Annotated[
+            int | None, typer.Option(min=1, max=65535, help="TCP port of the dashboard and API (default 8000).")
+        ] = None,
         host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")] = None,
         data_dir: Annotated[
             Path | None, typer.Option(help="Where events, snapshots and the demo model go (default: cache).")

@@ -25,7 +25,7 @@ from pydantic import AfterValidator, Field, SecretStr, field_validator, model_va
 
 from actwatch.capture.sources import SourceSpec, mask_credentials
 from actwatch.errors import SourceError
-from actwatch.onnx_choices import BatchPadding, Preprocess
+from actwatch.onnx_choices import BatchPadding, Preprocess, check_requested
 from actwatch.settings import StrictModel
 
 CAMERA_ID_PATTERN = r"^[a-z0-9_-]{1,64}$"
@@ -263,6 +263,12 @@ class ModelSection(StrictModel):
         "more padding); the head's as pow2. off: none, one session. auto: pow2 on a GPU provider, off on "
         "the CPU (which prepares nothing per shape).",
     )
+
+    @field_validator("providers")
+    @classmethod
+    def _known_providers(cls, value: list[str] | None) -> list[str] | None:
+        check_requested(value)
+        return value
 
 
 class AlertRuleConfig(StrictModel):

@@ -52,9 +52,9 @@ from actwatch.onnx_batches import (
     run_padded,
     session_per_size,
 )
-from actwatch.onnx_choices import BatchPadding, Preprocess
+from actwatch.onnx_choices import BatchPadding, Preprocess, Requested
 from actwatch.onnx_inputs import UINT8_INPUT, uint8_input_if_wanted
-from actwatch.onnx_providers import Requested, TensorRTOptions, create_session, select_providers
+from actwatch.onnx_providers import TensorRTOptions, create_session, select_providers
 
 logger = logging.getLogger(__name__)
 

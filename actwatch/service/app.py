@@ -31,7 +31,6 @@ import contextlib
 import json
 import logging
 import math
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -52,13 +51,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import actwatch
 from actwatch.config import AppConfig, mask_url
-from actwatch.errors import StateError
 from actwatch.service.api_docs import router as api_docs_router
 from actwatch.service.auth import bearer_from_header, resolve_token, token_matches
 from actwatch.service.broadcast import Broadcaster
 from actwatch.service.cameras import CameraService
 from actwatch.service.clips import ClipRecorder, ClipStore
 from actwatch.service.controller import CameraController
+from actwatch.service.data_dir import prepare_data_dir
 from actwatch.service.deps import SIGNED_MEDIA_SCOPE_KEY, ServiceState
 from actwatch.service.live_frames import LiveFrames
 from actwatch.service.metrics import ServiceMetrics
@@ -259,27 +258,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         )
         exc = StarletteHTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": ", ".join(allowed)})
     return await http_exception_handler(request, exc)
-
-
-def prepare_data_dir(path: Path) -> None:
-    """Create ``path`` if needed and check that this process can write in it, before anything else is
-    put there; a :class:`~actwatch.errors.StateError` says what is wrong and what to do.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> prepare_data_dir(pathlib.Path(tempfile.mkdtemp()) / "new")
-    """
-    if path.exists() and not path.is_dir():
-        raise StateError(f"data_dir {path} is not a folder; set data_dir to a folder the service may write in")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as exc:
-        raise StateError(
-            f"cannot write in data_dir {path}: {exc.strerror or exc}; give the service's user write access "
-            "to it, or set data_dir to another folder"
-        ) from None
 
 
 def _default_controller(config: AppConfig, sink: EventSink, metrics: ServiceMetrics) -> CameraController:

@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from actwatch.onnx_providers import PROVIDER_ORDER
+from actwatch.onnx_choices import PROVIDER_ORDER
 from actwatch.service.staged import StageCounters, added_up
 
 

@@ -42,7 +42,7 @@ from actwatch.onnx_batches import (
     run_padded,
     session_per_size,
 )
-from actwatch.onnx_choices import BatchPadding, Preprocess
+from actwatch.onnx_choices import BatchPadding, Preprocess, check_requested
 from actwatch.onnx_inputs import uint8_input_if_wanted
 from actwatch.onnx_providers import TensorRTOptions, create_session, runs_on_gpu, select_providers
 from actwatch.priority import call_at_niceness
@@ -149,6 +149,12 @@ class DetectorSettings(StrictModel):
     def _multiple_of_32(cls, value: int | None) -> int | None:
         if value is not None and value % 32:
             raise ValueError(f"must be a multiple of 32, got {value}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _known_providers(cls, value: str | list[str] | None) -> str | list[str] | None:
+        check_requested(value)
         return value
 
 

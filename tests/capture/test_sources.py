@@ -66,7 +66,8 @@ def test_rejections_say_what_is_wrong_and_what_is_accepted(url: str, fragment: s
         SourceSpec.parse(url)
     message = str(info.value)
     assert fragment in message
-    assert "rtsp://[user:pass@]host" in message and "webcam:0" in message  # the accepted forms
+    assert "rtsp://host[:port]/path (with user:pass" in message and "webcam:0" in message  # the accepted forms
+    assert mask_credentials(message) == message  # masked again at an edge, the forms stay whole
     assert "topsecret" not in message
     assert isinstance(info.value, ActwatchError)  # the CLI shows it without a traceback
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from actwatch.errors import StateError
+from actwatch.service.data_dir import hold_data_dir, prepare_data_dir
 from tests.support.net import free_port
 
 ACTWATCH = [sys.executable, "-m", "actwatch"]
@@ -126,6 +128,8 @@ def test_ctrl_c_stops_a_service_with_compute_processes_in_order(
         system = httpx.get(f"http://127.0.0.1:{port}/system", headers={"Authorization": f"Bearer {'t' * 32}"})
         compute_pids = [p["pid"] for p in system.json()["processes"]]
         assert len(compute_pids) == 2 and all(compute_pids), system.text
+        with pytest.raises(StateError, match=f"in use by another actwatch process \\(pid {process.pid}\\)"):
+            hold_data_dir(tmp_path / "data")  # the running service holds its data_dir
         os.killpg(process.pid, signal.SIGINT)
         assert process.wait(timeout=120) == 0, log.read_text()
     finally:
@@ -185,6 +189,35 @@ def test_serve_on_a_port_in_use_fails_before_the_models_load(tmp_path: Path) -> 
         port = taken.getsockname()[1]
         stderr = _serve_fails_before_the_models_load(tmp_path, tmp_path / "data", port, token=True)
     assert f"cannot listen on 127.0.0.1:{port}" in stderr
+
+
+def test_a_second_service_on_a_data_dir_in_use_stops_and_touches_nothing(tmp_path: Path) -> None:
+    # Two services on one data_dir would share the events database and camera file, and the second
+    # would clear the first one's upload jobs.
+    data = tmp_path / "data"
+    prepare_data_dir(data)
+    job = data / "predictions" / "job1" / "result.json"
+    job.parent.mkdir(parents=True)
+    job.write_text("{}", encoding="utf-8")
+    held = hold_data_dir(data)  # as a running service (this test's process) holds it
+    try:
+        stderr = _serve_fails_before_the_models_load(tmp_path, data, free_port(), token=True)
+    finally:
+        held.release()
+    assert f"data_dir {data} is in use by another actwatch process (pid {os.getpid()})" in stderr
+    assert job.read_text(encoding="utf-8") == "{}" and not (data / "events.db").exists()
+    # released (or its process gone): the next start gets past it, to the missing models
+    assert "absent" in _run("serve", "--config", str(tmp_path / "serve.yaml"), timeout=120).stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+@pytest.mark.parametrize("port", ["70000", "0", "-1"])
+def test_a_port_out_of_range_on_the_command_line_is_a_usage_error(tmp_path: Path, command: str, port: str) -> None:
+    # the same rule as server.port in the file (1-65535); before, serve crashed in bind() with a traceback
+    args = ["serve", "--config", str(_write(tmp_path / "serve.yaml", "{}\n"))] if command == "serve" else ["demo"]
+    result = _run(*args, "--port", port, timeout=60)
+    assert result.returncode == 2 and "--port" in result.stderr, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_serve_with_data_dir_being_a_file(tmp_path: Path) -> None:

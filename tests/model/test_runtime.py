@@ -15,8 +15,9 @@ from actwatch.errors import ManifestError
 from actwatch.model.checkpoint import load_checkpoint
 from actwatch.model.preprocess import preprocess_windows
 from actwatch.model.runtime import ActionRuntime, softmax
+from actwatch.onnx_choices import CPU, CUDA, TENSORRT
 from actwatch.onnx_inputs import UINT8_INPUT
-from actwatch.onnx_providers import CPU, CUDA, TENSORRT, select_providers
+from actwatch.onnx_providers import select_providers
 from actwatch.paths import CACHE_DIR_ENV
 
 CLASSES = ("walking", "standing", "fighting")

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from actwatch.config import AppConfig
-from actwatch.onnx_providers import CPU
+from actwatch.onnx_choices import CPU
 from actwatch.service.events import AlertRecord, FrameOverlay
 from actwatch.service.metrics import ServiceMetrics
 from actwatch.service.stages import build_stages

@@ -20,8 +20,9 @@ from actwatch.capture.frame import Frame
 from actwatch.errors import ActwatchError, AssetMissingError, ConfigError
 from actwatch.fileio import sha256_file
 from actwatch.model.config import InputSpec
+from actwatch.onnx_choices import CPU
 from actwatch.onnx_inputs import UINT8_INPUT
-from actwatch.onnx_providers import CPU, batch_profile
+from actwatch.onnx_providers import batch_profile
 from actwatch.paths import CACHE_DIR_ENV
 from actwatch.priority import PER_THREAD_NICENESS
 from actwatch.tracker.detections import Detections

@@ -115,6 +115,7 @@ class HubIngest:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_connect_fail = self._on_connect_fail
         self._prefix = config.mqtt.topic_prefix + "/"
         endpoint = config.mqtt.endpoint()
         self._shown = f"{'mqtts' if endpoint.tls else 'mqtt'}://{endpoint.host}:{endpoint.port}"
@@ -161,6 +162,13 @@ class HubIngest:
     def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self.connected.clear()
         self.error = self.error or f"lost the connection to the MQTT broker {self._shown}: {reason}"
+
+    def _on_connect_fail(self, _c: paho.Client, _u: Any) -> None:
+        # paho retries by itself; the first failure of an outage is logged, /readyz shows it meanwhile
+        unreachable = f"cannot reach the MQTT broker {self._shown} (retrying)"
+        if self.error != unreachable:
+            log.warning("hub: %s", unreachable)
+        self.error = unreachable
 
     def _on_message(self, client: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
         try:
@@ -236,6 +244,9 @@ class HubController:
 
     def ready(self) -> bool:
         return bool(self._workers) and all(w.connected.is_set() for w in self._workers)
+
+    def not_ready_reasons(self) -> list[str]:
+        return sorted({w.error for w in self._workers if w.error is not None and not w.connected.is_set()})
 
 
 def create_hub_app(config: HubConfig, *, announce_token: Callable[[str], None] | None = None) -> FastAPI:

@@ -80,6 +80,11 @@ class CameraController(Protocol):
         """Whether models are loaded and the compute thread runs (``/readyz``)."""
         ...
 
+    def not_ready_reasons(self) -> list[str]:
+        """What keeps it from being ready, where it knows (``/readyz`` shows them while not ready): a
+        compute process restarting, a hub's broker out of reach. Empty while it is just starting."""
+        ...
+
 
 class IdleController:
     """A controller that runs no cameras and is always ready: an API without a compute pipeline.
@@ -109,3 +114,6 @@ class IdleController:
 
     def ready(self) -> bool:
         return True
+
+    def not_ready_reasons(self) -> list[str]:
+        return []

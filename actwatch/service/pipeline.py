@@ -231,6 +231,9 @@ class StreamPipeline:
             return self._runner.running()
         return self._thread is not None and self._thread.is_alive()
 
+    def not_ready_reasons(self) -> list[str]:
+        return []  # starting (models load before the app serves) or stopping: nothing more to say
+
     # ------------------------------------------------------------------------------------ helpers
     def camera_ids(self) -> list[str]:
         return self.cameras.ids()

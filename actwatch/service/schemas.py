@@ -310,6 +310,11 @@ class Readiness(Health):
     delivery: dict[str, DeliveryState] | None = Field(
         None, description="MQTT and webhook targets, when configured: their state and backlog."
     )
+    reasons: list[str] | None = Field(
+        None,
+        description="While not ready, what keeps it so where the service knows: a compute process restarting "
+        "(and why it stopped), a hub's MQTT broker out of reach. Absent when ready or just starting.",
+    )
 
 
 # ------------------------------------------------------------------------------------- WebSocket input

@@ -338,6 +338,9 @@ class ShardedController:
     def ready(self) -> bool:
         return self.started and not self.stopping.is_set() and all(s.alive() for s in self._shards)
 
+    def not_ready_reasons(self) -> list[str]:
+        return [s.down_reason for s in self._shards if s.down_reason is not None]
+
     # ------------------------------------------------------------------------- figures
     def stage_counters(self) -> StageCounters | None:
         """Every process's pipelined counters together: busy seconds, drops and waits summed (a stage's

@@ -4,6 +4,7 @@ ingests each event once however often it arrives, attaches snapshots, and feeds 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -17,6 +18,7 @@ from actwatch.service.app import create_app
 from actwatch.service.controller import IdleController
 from tests.delivery.conftest import TOKEN, box_config, emit
 from tests.support.mosquitto import MosquittoBroker
+from tests.support.net import free_port
 from tests.support.polling import wait_until
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -56,6 +58,18 @@ def test_two_boxes_one_hub(tmp_path: Path, broker: MosquittoBroker, workers: int
         )
         jpeg = hub.get(f"/events/{b_ids[0]}/snapshot", headers=AUTH)
         assert jpeg.status_code == 200 and jpeg.content[:2] == b"\xff\xd8"
+
+
+def test_a_hub_that_cannot_reach_its_broker_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    port = free_port()  # nothing listens there
+    config = HubConfig.model_validate(
+        {"mqtt": {"url": f"mqtt://127.0.0.1:{port}"}, "data_dir": str(tmp_path / "hub"), "server": {"token": TOKEN}}
+    )
+    reason = f"cannot reach the MQTT broker mqtt://127.0.0.1:{port} (retrying)"
+    with caplog.at_level(logging.WARNING, logger="actwatch.delivery.hub"), TestClient(create_hub_app(config)) as hub:
+        assert wait_until(lambda: hub.get("/readyz").json().get("reasons") == [reason], 30), hub.get("/readyz").text
+        assert hub.get("/readyz").status_code == 503
+    assert [r.getMessage() for r in caplog.records].count(f"hub: {reason}") == 1  # once per outage, not per retry
 
 
 def test_ingest_is_idempotent_by_event_id(tmp_path: Path, broker: MosquittoBroker) -> None:

@@ -47,6 +47,7 @@ class FakeController:
     cameras: dict[str, CameraConfig] = field(default_factory=dict)
     running: bool = False
     is_ready: bool = True
+    reasons: list[str] = field(default_factory=list)  # what not_ready_reasons says
     fail_add: Exception | None = None
     states: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # camera id -> (state, last error)
 
@@ -80,6 +81,9 @@ class FakeController:
 
     def ready(self) -> bool:
         return self.running and self.is_ready
+
+    def not_ready_reasons(self) -> list[str]:
+        return list(self.reasons)
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> AppConfig:

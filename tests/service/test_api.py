@@ -112,6 +112,10 @@ def test_public_routes(client: TestClient, controller: FakeController) -> None:
     controller.is_ready = False
     r = client.get("/readyz")
     assert r.status_code == 503 and r.json() == {"status": "starting"}
+    controller.reasons = ["compute process 1 exited with code -9; restarting"]
+    assert client.get("/readyz").json() == {"status": "starting", "reasons": controller.reasons}
+    controller.is_ready = True  # ready: nothing said of reasons
+    assert client.get("/readyz").json() == {"status": "ready"}
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "default-src 'self'" in page.headers["content-security-policy"]

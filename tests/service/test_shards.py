@@ -322,7 +322,8 @@ def test_a_killed_compute_process_restarts_with_its_cameras_while_the_other_carr
         # the other process's camera is not harmed
         before = _processed(service, survivor)
         wait_for(lambda: _processed(service, survivor) > before, timeout=60, what=f"'{survivor}' to go on")
-        assert service.http.get("/readyz").status_code == 503
+        readiness = service.http.get("/readyz")
+        assert readiness.status_code == 503 and any("could not restart" in r for r in readiness.json()["reasons"])
         assert service.metric("actwatch_compute_processes_up") == 1
         shown = service.http.get("/system").json()["processes"][victim]
         assert shown["state"] == "restarting" and "could not restart" in shown["reason"], shown

@@ -32,8 +32,11 @@ def router() -> APIRouter:
         responses={200: {"model": Readiness}, 503: {"model": Readiness, "description": "Still starting."}},
     )
     def readyz(services: Services) -> JSONResponse:
+        reasons: list[str] = []
         try:
             ready = services.started and services.controller.ready()
+            if not ready:
+                reasons = services.controller.not_ready_reasons()
         except Exception:
             log.exception("controller.ready() failed")
             ready = False
@@ -47,6 +50,7 @@ def router() -> APIRouter:
             providers=services.metrics.active_providers() or None,
             delivery=delivery,
             model=ModelState(**provenance.to_json()) if provenance is not None else None,
+            reasons=reasons or None,
         )
         return JSONResponse(body.model_dump(exclude_none=True), status_code=code)
 

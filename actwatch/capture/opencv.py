@@ -98,6 +98,9 @@ def ffmpeg_options_for(source: SourceSpec, settings: CaptureSettings) -> str | N
 
 def open_capture(source: SourceSpec, settings: CaptureSettings) -> cv2.VideoCapture:
     """Open ``source`` with OpenCV; raises :class:`CaptureOpenError` (message masked) on failure."""
+    # OpenCV's own log goes to stderr unformatted and unmasked (an address may hold a password), several
+    # lines per failed try of an absent webcam; the reader reports every failure itself, masked, once.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     if source.kind == "webcam":
         index = source.webcam_index
         capture = cv2.VideoCapture(index) if index is not None else cv2.VideoCapture(source.url, cv2.CAP_V4L2)
@@ -118,5 +121,10 @@ def open_capture(source: SourceSpec, settings: CaptureSettings) -> cv2.VideoCapt
             capture = cv2.VideoCapture(source.url, cv2.CAP_FFMPEG, params)
     if not capture.isOpened():
         capture.release()
-        raise CaptureOpenError(f"could not open {source.kind} source {source.masked}")
+        hint = (
+            "; is the device there (ls /dev/video*) and not in use by another program?"
+            if source.kind == "webcam"
+            else ""
+        )
+        raise CaptureOpenError(f"could not open {source.kind} source {source.masked}{hint}")
     return capture

@@ -263,6 +263,13 @@ class CameraReader:
                 failures = 1 if session.frames else failures + 1
                 error = watchdog_error or session.error or f"{self.source.masked} stopped sending frames"
                 error = self.source.redact(error)
+                if self.source.kind == "file" and not session.frames:
+                    # A local file that gives no frame is not a video (or is broken): trying again cannot help.
+                    with self._lock:
+                        self._last_error = f"{error}; is it a video? Fix the file, then disable and enable the camera"
+                    logger.error("camera %s: %s", self.camera_id, self._last_error)
+                    self._finish(CameraState.FAILED)
+                    return
                 max_attempts = self.settings.max_attempts
                 if max_attempts is not None and failures >= max_attempts:
                     with self._lock:

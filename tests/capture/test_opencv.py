@@ -81,3 +81,23 @@ def test_opens_a_file(vtest_path: Path) -> None:
         assert ok and image is not None and image.shape == (576, 768, 3)
     finally:
         capture.release()
+
+
+def test_an_absent_webcam_leaves_no_opencv_noise_on_stderr() -> None:
+    # OpenCV logs several unformatted, unmasked lines to stderr per failed open of an absent webcam (28 in
+    # 30 s of retries); the reader reports the failure itself, once per try, through logging.
+    import subprocess
+    import sys
+
+    script = (
+        "from actwatch.capture.opencv import open_capture\n"
+        "from actwatch.capture.settings import CaptureSettings\n"
+        "from actwatch.capture.sources import SourceSpec\n"
+        "try:\n"
+        "    open_capture(SourceSpec.parse('webcam:63'), CaptureSettings())\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert result.stdout.startswith("CaptureOpenError could not open webcam source"), result.stdout + result.stderr
+    assert result.stderr == "", result.stderr

@@ -145,3 +145,21 @@ def test_slow_consumer_gets_newest_frames_and_drops_are_counted(
     if queue_size == 2:
         # the consumer ends on the newest frame (with maxsize 1, END itself displaces the last frame)
         assert seen[-1].index == VTEST_FRAMES - 1
+
+
+@pytest.mark.parametrize("content", [b"not a video at all\n", b""])
+def test_a_file_that_is_not_a_video_fails_at_once_instead_of_retrying(
+    make_reader: Callable[..., CameraReader], tmp_path: Path, content: bytes
+) -> None:
+    # A local file that gives no frame cannot get better by trying again: the camera ends up failed, saying
+    # why and what to do (it used to sit in 'reconnecting' for ever, retrying with backoff).
+    bogus = tmp_path / "notvideo.mp4"
+    bogus.write_bytes(content)
+    reader = make_reader("file", str(bogus), CaptureSettings(backoff_initial_s=0.05), loop=True)
+    assert wait_until(lambda: reader.status().state is CameraState.FAILED, 30), reader.status()
+    status = reader.status()
+    assert status.reconnects == 0 and status.frames_read == 0
+    assert (
+        status.last_error is not None and "is it a video?" in status.last_error and "notvideo.mp4" in status.last_error
+    )
+    assert reader.frames.get(timeout=5) is END  # the stream ends: the pipeline lets the camera go

@@ -248,7 +248,10 @@ def test_missing_webcam_fails_after_max_attempts(make_reader: Callable[..., Came
     reader.join(20)
     status = reader.status()
     assert status.state is CameraState.FAILED and status.reconnects == 1
-    assert status.last_error == f"could not open webcam source {device}"
+    assert status.last_error == (
+        f"could not open webcam source {device}; is the device there (ls /dev/video*) "
+        "and not in use by another program?"
+    )
     assert reader.frames.drain() == [END]
 
 

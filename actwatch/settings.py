@@ -150,7 +150,7 @@ def _field_annotation(model: Any, loc: tuple[Any, ...]) -> Any:
 
 def _describe(error: Any, model: type[BaseModel] | None) -> str:
     loc = tuple(error.get("loc", ()))
-    key = ".".join(str(part) for part in loc) or "(top level)"
+    key = ".".join(str(part) for part in loc)
     message = str(error.get("msg", "invalid value"))
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
@@ -166,7 +166,7 @@ def _describe(error: Any, model: type[BaseModel] | None) -> str:
     # Model-level validators prefix their own key ("cameras: duplicate ..."); keep it as the key.
     if not loc and ": " in message:
         key, message = message.split(": ", 1)
-    return f"{key}: {mask_credentials(message)}"
+    return f"{key}: {mask_credentials(message)}" if key else mask_credentials(message)
 
 
 def validation_problems(exc: ValidationError, model: type[BaseModel] | None = None) -> list[str]:

@@ -212,6 +212,10 @@ class SourceSpec:
             return cls._webcam(str(int(m.group(1))))
         if _WEBCAM_DEVICE.match(text):
             return cls._webcam(text)
+        if text.lower().startswith("webcam:"):
+            raise SourceError(
+                f"a webcam is webcam:N with N its index (webcam:0), got {text!r}; accepted: {ACCEPTED_FORMS}"
+            )
         if "://" in text:
             scheme = text.split("://", 1)[0].lower()
             if scheme == "file":

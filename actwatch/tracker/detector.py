@@ -326,7 +326,7 @@ class PersonDetector:
         if not self.person_class_ids:
             raise ActwatchError(
                 f"cannot tell which classes of {weights.name} are persons (its classes: {self.class_names}); "
-                "set detector.person_class_ids (e.g. --person-classes 0)"
+                "set detector.person_class_ids in the configuration (--person-classes for extract and predict)"
             )
         rows = self._session.get_outputs()[0].shape[1]  # 4 box values + one score per class
         if isinstance(rows, int) and self.class_names and rows != 4 + len(self.class_names):
@@ -339,7 +339,7 @@ class PersonDetector:
         if unknown:
             raise ActwatchError(
                 f"person classes {unknown} do not exist in {weights.name} (its classes: {self.class_names}); "
-                "check --person-classes"
+                "check detector.person_class_ids in the configuration (--person-classes for extract and predict)"
             )
         log.info(
             "person detector %s (input %dx%d%s, person classes %s) runs on ONNX Runtime providers %s",

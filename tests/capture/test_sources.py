@@ -53,6 +53,7 @@ def test_file_sources(vtest_path: Path, tmp_path: Path, monkeypatch: pytest.Monk
         ("   ", "empty"),
         ("ftp://user:topsecret@host/video.mp4", "unsupported source scheme 'ftp://'"),
         ("rtmp://host/live/key", "unsupported source scheme 'rtmp://'"),
+        ("webcam:abc", "a webcam is webcam:N with N its index (webcam:0), got 'webcam:abc'"),
         ("/nonexistent/video.mp4", "does not exist"),
         ("file:///nonexistent/video.mp4", "does not exist"),
         ("rtsp://", "has no host"),

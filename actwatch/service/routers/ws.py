@@ -115,7 +115,10 @@ def _handle(text: str, client: Client, broadcaster: Broadcaster) -> ReplyMessage
         return ErrorMessage("malformed JSON: nested too deeply")
     except ValueError as exc:  # e.g. an integer of more digits than Python converts (sys.get_int_max_str_digits)
         return ErrorMessage(f"malformed JSON: {exc}")
-    kind = data.get("type") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        got = {list: "an array", str: "a string", bool: "true or false", type(None): "null"}.get(type(data), "a number")
+        return ErrorMessage(f'a message is a JSON object such as {{"type": "ping"}}, got {got}')
+    kind = data.get("type")
     schema = _MESSAGES.get(kind) if isinstance(kind, str) else None
     if schema is None:
         return ErrorMessage(f"unknown message type {kind!r}; expected one of: {', '.join(_MESSAGES)}")

@@ -235,11 +235,22 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         {
             "type": e.get("type"),
             "loc": [str(p) for p in e.get("loc", ())],
-            "msg": mask_url(str(e.get("msg", ""))),
+            "msg": _UPLOAD_FIELD if _no_upload_file(e) else mask_url(str(e.get("msg", ""))),
         }
         for e in errors
     ]
     return JSONResponse({"detail": detail}, status_code=422)
+
+
+_UPLOAD_FIELD = "send the video as a file part named 'file' of a multipart form, e.g. curl -F file=@clip.mp4"
+
+
+def _no_upload_file(error: Any) -> bool:
+    """An upload without its file part (missing, or a text field: "Expected UploadFile, received: <class
+    'str'>" is all FastAPI says then)."""
+    if tuple(error.get("loc", ())) != ("body", "file"):
+        return False
+    return error.get("type") == "missing" or "Expected UploadFile" in str(error.get("msg", ""))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

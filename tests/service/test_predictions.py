@@ -168,7 +168,9 @@ def test_limits_are_refused_with_what_the_limit_is(
         too_long = post(clip, "people.avi")
         assert too_long.status_code == 422
         assert too_long.json()["detail"][0]["msg"].startswith("the video is 2.4 s long; at most 1 s is accepted")
-        assert client.post("/predictions", headers=auth()).status_code == 422  # no file field
+        for data in ({}, {"file": "hello"}):  # no file field, or a text field in its place
+            missing = client.post("/predictions", data=data, headers=auth())
+            assert missing.status_code == 422 and "curl -F file=@clip.mp4" in missing.json()["detail"][0]["msg"]
         assert client.get("/predictions", headers=auth()).json() == []  # nothing refused was kept
     assert list((tmp_path / "data" / "predictions").iterdir()) == []
 

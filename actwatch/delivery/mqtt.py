@@ -150,11 +150,15 @@ class MqttTarget:
     def stop(self) -> None:
         self._stopping = True
         with self._lock:
+            on = list(self._states)
             timers = [timer for _, timer in self._states.values()]
             self._states.clear()
         for timer in timers:
             timer.cancel()
         if self._connected.is_set():
+            # A retained ON would outlive the box: whoever reads the topic later would see an alert on
+            for key in on:
+                self._publish_state(key, state_payload(False, 0, None))
             info = self._client.publish(self.settings.box_topic("available"), "offline", qos=1, retain=True)
             self._wait(info, 2.0)
         self._client.disconnect()
@@ -175,6 +179,13 @@ class MqttTarget:
             log.error("%s", self._error)
             return
         self._error = None
+        # Each state not on now is said off, before any event can turn one on (deliver waits for
+        # _connected): a box that crashed, or stopped while the broker was away, left its last ON retained.
+        keys = [(camera.id, label) for camera in self._cameras() for label in self._labels]
+        with self._lock:
+            off = [key for key in keys if key not in self._states]
+        for key in off:
+            self._publish_state(key, state_payload(False, 0, None))
         self._connected.set()
         log.info("MQTT: connected to %s as box %s", self._shown, self.settings.box_id)
         client.publish(self.settings.box_topic("available"), "online", qos=1, retain=True)

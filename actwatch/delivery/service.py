@@ -76,6 +76,8 @@ class DeliveryService:
         self._workers = [DeliveryWorker(self._outbox, target, metrics) for target in targets]
         self._filters = webhook_filters or {}
         metrics.outbox_bound.set(outbox_settings.max_pending)
+        for target in targets:
+            metrics.add_delivery_target(target.name)
 
     @classmethod
     def from_config(cls, config: AppConfig, store: EventStore, metrics: ServiceMetrics) -> DeliveryService:

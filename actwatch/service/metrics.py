@@ -266,6 +266,19 @@ class ServiceMetrics:
             return {component: list(providers) for component, providers in self._providers.items()}
 
     # ---------------------------------------------------------------------------------------- delivery
+    def add_delivery_target(self, target: str) -> None:
+        """Show ``target``'s counters at 0 from the start (a labelled counter appears only once touched,
+        and an alert on drops needs the series before the first one).
+
+        Example:
+            >>> m = ServiceMetrics()
+            >>> m.add_delivery_target("ops")
+            >>> m.registry.get_sample_value("actwatch_outbox_dropped_total", {"target": "ops"})
+            0.0
+        """
+        for counter in (self.delivered, self.delivery_failures, self.outbox_dropped):
+            counter.labels(target=target)
+
     def count_delivered(self, target: str) -> None:
         self.delivered.labels(target=target).inc()
 

@@ -2,7 +2,8 @@
 
 Files in ``DATASET_DIR``::
 
-    report.md           per class: videos, failed videos with the reason, sequences, seconds of footage,
+    report.md           per class: videos, failed videos with the reason, sequences, person-seconds (the
+                        sequences' time summed over the persons: two people in a 10 s clip make 20),
                         static and short tracks left out, sequences per split; then the warnings
     report.json         the same figures for programs
     contact_sheet.png   one row per class of sample crops (the middle crop of sequences spread over the
@@ -66,7 +67,7 @@ class ClassReport:
     videos: int = 0
     failed: tuple[FailedVideo, ...] = ()
     sequences: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # person-seconds: each sequence's time, summed (not the videos' length)
     static_tracks: int = 0  # left out: a box that does not move and crops that do not change
     short_tracks: int = 0  # left out: fewer samples than the minimum
     per_split: dict[str, int] = field(default_factory=dict)
@@ -106,7 +107,8 @@ class DatasetReport:
             "",
             "![contact sheet](contact_sheet.png)",
             "",
-            "| class | videos | failed | sequences | seconds | static left out | short left out | train | val | test |",
+            "| class | videos | failed | sequences | person-seconds | static left out | short left out | train | val | "
+            "test |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for c in self.classes:

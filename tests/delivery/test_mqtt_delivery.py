@@ -37,7 +37,7 @@ def test_events_states_snapshots_availability_and_discovery(tmp_path: Path, brok
             ids = emit(app, 3)
             rec.wait_for(lambda r: len(r.on("actwatch/shop-1/events")) == 3, 30, "3 events")
             rec.wait_for(lambda r: len(r.on("actwatch/shop-1/door/fighting/snapshot")) == 3, 30, "3 snapshots")
-            rec.wait_for(lambda r: len(r.on("actwatch/shop-1/door/fighting")) == 3, 30, "3 states")
+            rec.wait_for(lambda r: len(_states(r, "actwatch/shop-1/door/fighting", "ON")) == 3, 30, "3 states")
             assert wait_until(lambda: _pending(client) == 0, 30)
             events = [json.loads(m.payload) for m in rec.on("actwatch/shop-1/events")]
             assert [e["id"] for e in events] == ids
@@ -47,13 +47,45 @@ def test_events_states_snapshots_availability_and_discovery(tmp_path: Path, brok
             assert snapshots[-1].payload[:2] == b"\xff\xd8"
             assert [s.user_properties["event_id"] for s in snapshots] == ids
             states = [json.loads(m.payload) for m in rec.on("actwatch/shop-1/door/fighting")]
+            assert states[0]["state"] == "OFF"  # said at connection, before any event
             assert states[-1] == {"state": "ON", "count": 3, "event_id": ids[-1]}
             assert rec.on("actwatch/shop-1/available")[-1].payload == b"online"
             assert _metric(client, 'actwatch_delivered_total{target="mqtt"}') == 3
+            # shown at 0 before any drop, so an alert on it has a series to watch
+            assert 'actwatch_outbox_dropped_total{target="mqtt"} 0.0' in client.get("/metrics", headers=AUTH).text
             ready = client.get("/readyz").json()["delivery"]["mqtt"]
             assert ready == {"state": "ok", "pending": 0}
         # A clean stop says offline (a crash leaves it to the last will).
         rec.wait_for(lambda r: r.on("actwatch/shop-1/available")[-1].payload == b"offline", 30, "offline")
+
+
+def _states(rec: MqttRecorder, topic: str, state: str) -> list[dict[str, object]]:
+    return [p for p in (json.loads(m.payload) for m in rec.on(topic)) if p["state"] == state]
+
+
+def _retained(port: int, topic: str) -> dict[str, object]:
+    """What a client subscribing now gets on ``topic``: its retained message."""
+    with MqttRecorder(port, [topic]) as late:
+        late.wait_for(lambda r: bool(r.on(topic)), 30, f"the retained message on {topic}")
+        message = late.on(topic)[0]
+    assert message.retain
+    payload: dict[str, object] = json.loads(message.payload)
+    return payload
+
+
+def test_no_alert_state_stays_on_after_the_box_stops_or_crashed(tmp_path: Path, broker: MosquittoBroker) -> None:
+    topic = "actwatch/shop-1/door/fighting"
+    with MqttRecorder(broker.port, ["#"]) as crashed:  # what a box that crashed while on left retained
+        crashed.client.publish(topic, json.dumps({"state": "ON", "count": 2, "event_id": "old"}), qos=1, retain=True)
+        crashed.wait_for(lambda r: bool(r.on(topic)), 30, "the stale state")
+    app = create_app(box_config(tmp_path / "box", "shop-1", broker.url), IdleController())
+    with TestClient(app) as client:
+        assert wait_until(lambda: client.get("/readyz").json()["delivery"]["mqtt"]["state"] == "ok", 30)
+        assert _retained(broker.port, topic)["state"] == "OFF"  # the box said so when it connected
+        emit(app, 1)
+        assert wait_until(lambda: _pending(client) == 0, 30)
+        assert _retained(broker.port, topic)["state"] == "ON"  # state_hold_s is 600 s here
+    assert _retained(broker.port, topic) == {"state": "OFF", "count": 0, "event_id": None}  # a clean stop
 
 
 def test_broker_outage_every_stored_event_arrives_in_order(tmp_path: Path, broker: MosquittoBroker) -> None:

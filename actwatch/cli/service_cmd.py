@@ -39,16 +39,14 @@ def start_up_lines(host: str, port: int, token: str | None) -> list[str]:
 def _run_server(config: Any, *, announce: bool) -> None:
     from actwatch.config.secrets import redact_secrets_in_logs
     from actwatch.service.app import create_app
-    from actwatch.service.data_dir import hold_data_dir, prepare_data_dir
+    from actwatch.service.data_dir import hold_data_dir
     from actwatch.service.server import listen_socket, serve
     from actwatch.service.server_logs import redact_root_handlers
 
     logging.getLogger().setLevel(config.log_level)
     redact_root_handlers()
     redact_secrets_in_logs(config.secret_values)  # values from ${VAR} / *_FILE never reach a log line
-    prepare_data_dir(config.data_dir)
-    held = hold_data_dir(config.data_dir)  # before anything there is touched: one service per data_dir
-    try:
+    with hold_data_dir(config.data_dir):  # before anything there is touched: one service per data_dir
         listener = listen_socket(config.server)  # before the models load (minutes on a CPU): a taken port fails now
         try:
             app = create_app(config)
@@ -59,8 +57,6 @@ def _run_server(config: Any, *, announce: bool) -> None:
         for line in start_up_lines(config.server.host, config.server.port, token if announce else None):
             typer.echo(line)
         serve(app, config.server, log_level=config.log_level, sock=listener)
-    finally:
-        held.release()
 
 
 def _given(**options: Any) -> dict[str, Any]:

@@ -233,7 +233,7 @@ class ModelSection(StrictModel):
     """The exported action model."""
 
     dir: Path = Field(Path("models/actwatch"), description="Exported model folder (manifest.json + ONNX graphs).")
-    providers: list[str] | None = Field(
+    providers: Annotated[list[str] | None, AfterValidator(check_requested)] = Field(
         None, description="ONNX Runtime providers in order; unset: TensorRT, CUDA, CPU among those available."
     )
     intra_op_threads: int | None = Field(None, ge=1, le=256, description="ONNX Runtime intra-op threads.")
@@ -263,12 +263,6 @@ class ModelSection(StrictModel):
         "more padding); the head's as pow2. off: none, one session. auto: pow2 on a GPU provider, off on "
         "the CPU (which prepares nothing per shape).",
     )
-
-    @field_validator("providers")
-    @classmethod
-    def _known_providers(cls, value: list[str] | None) -> list[str] | None:
-        check_requested(value)
-        return value
 
 
 class AlertRuleConfig(StrictModel):

@@ -158,7 +158,7 @@ class MqttTarget:
         if self._connected.is_set():
             # A retained ON would outlive the box: whoever reads the topic later would see an alert on
             for key in on:
-                self._publish_state(key, state_payload(False, 0, None))
+                self._publish_off(key)
             info = self._client.publish(self.settings.box_topic("available"), "offline", qos=1, retain=True)
             self._wait(info, 2.0)
         self._client.disconnect()
@@ -185,7 +185,7 @@ class MqttTarget:
         with self._lock:
             off = [key for key in keys if key not in self._states]
         for key in off:
-            self._publish_state(key, state_payload(False, 0, None))
+            self._publish_off(key)
         self._connected.set()
         log.info("MQTT: connected to %s as box %s", self._shown, self.settings.box_id)
         client.publish(self.settings.box_topic("available"), "online", qos=1, retain=True)
@@ -266,6 +266,9 @@ class MqttTarget:
         with self._lock:
             if self._states.pop(key, None) is None:
                 return
+        self._publish_off(key)
+
+    def _publish_off(self, key: tuple[str, str]) -> None:
         self._publish_state(key, state_payload(False, 0, None))
 
     def _publish_state(self, key: tuple[str, str], payload: dict[str, Any]) -> paho.MQTTMessageInfo:

@@ -9,14 +9,12 @@ a second one stops at start-up with the holder's pid.
 Example:
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp()) / "new"
-    >>> prepare_data_dir(folder)
-    >>> held = hold_data_dir(folder)
-    >>> hold_data_dir(folder)  # doctest: +ELLIPSIS
+    >>> with hold_data_dir(folder):  # made, checked and held
+    ...     hold_data_dir(folder)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     actwatch.errors.StateError: data_dir .../new is in use by another actwatch process (pid ...); ...
-    >>> held.release()
-    >>> hold_data_dir(folder).release()
+    >>> hold_data_dir(folder).release()  # let go at the end of the with block
 """
 
 from __future__ import annotations
@@ -49,7 +47,8 @@ def prepare_data_dir(path: Path) -> None:
 
 
 class DataDirLock:
-    """This process's hold on a data folder (see the module); :meth:`release` lets it go."""
+    """This process's hold on a data folder (see the module); :meth:`release`, or the end of a ``with``
+    block, lets it go."""
 
     def __init__(self, path: Path, file: IO[str]) -> None:
         self.path = path
@@ -58,10 +57,17 @@ class DataDirLock:
     def release(self) -> None:
         self._file.close()  # closing the descriptor drops the flock
 
+    def __enter__(self) -> DataDirLock:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
 
 def hold_data_dir(path: Path) -> DataDirLock:
-    """Lock ``path`` (a prepared data folder) for this process, or raise a
-    :class:`~actwatch.errors.StateError` naming the process that holds it."""
+    """Prepare ``path`` (:func:`prepare_data_dir`) and lock it for this process, or raise a
+    :class:`~actwatch.errors.StateError` saying what is wrong or naming the process that holds it."""
+    prepare_data_dir(path)
     lock_path = path / LOCK_NAME
     file = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the process's life
     try:

@@ -131,8 +131,7 @@ class LiveFrames:
         with encoding:
             with self._lock:
                 frame = self._frames.get(camera_id)
-                views = self._encoded.setdefault(camera_id, {})
-                kept = views.get(view)
+                kept = self._encoded.get(camera_id, {}).get(view)
             if frame is None:  # forgotten while this waited
                 return None
             now = self._clock()

@@ -31,7 +31,7 @@ from typing import Annotated, Literal
 import cv2
 import numpy as np
 import onnxruntime as ort
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from actwatch.errors import ActwatchError, AssetMissingError, ConfigError
 from actwatch.onnx_batches import (
@@ -108,7 +108,7 @@ class DetectorSettings(StrictModel):
         "frame in one call of one shape, and at every frame square inputs track a little better); if the "
         "copy cannot be made, auto falls back to square with a warning.",
     )
-    device: str | list[str] | None = Field(
+    device: Annotated[str | list[str] | None, AfterValidator(check_requested)] = Field(
         None,
         description="ONNX Runtime providers: 'auto' or unset (the best available: TensorRT, CUDA, OpenVINO, "
         "CPU), one of 'tensorrt', 'cuda', 'cuda:1', 'openvino', 'cpu', or a list in order of preference.",
@@ -149,12 +149,6 @@ class DetectorSettings(StrictModel):
     def _multiple_of_32(cls, value: int | None) -> int | None:
         if value is not None and value % 32:
             raise ValueError(f"must be a multiple of 32, got {value}")
-        return value
-
-    @field_validator("device")
-    @classmethod
-    def _known_providers(cls, value: str | list[str] | None) -> str | list[str] | None:
-        check_requested(value)
         return value
 
 
